@@ -1,0 +1,798 @@
+//! `encode`: plaintext rows to an extract, a rejects file and a payload file.
+//!
+//! Rows are read in chunks; each chunk is checked for record ids in order
+//! (empty and repeated ids are rejects), then encoded in parallel slices with
+//! rayon. Each worker thread keeps a cache from token to hash per field, so a
+//! q-gram is HMAC-ed once per thread, not once per occurrence. Outputs are
+//! written atomically and are byte-identical for the same input and key.
+//! Agency side only: plaintext stays in memory here and never reaches an
+//! output, a log line or an error message.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use hmac::{Hmac, KeyInit, Mac};
+use rayon::prelude::*;
+use rphonetic::Encoder as _;
+use rustc_hash::FxHashMap;
+use sha2::Sha256;
+
+use super::hash::{Hashed, TokenHasher, clkhash_keys, derive_key, key_check};
+use super::input::{Cell, Chunk, Input};
+use super::normalise::{Normalised, normalise};
+use super::schema::{BlockFn, DEFAULT_MISSING, Hash, Mode, Schema, Strategy, StratumKind};
+use super::secret::Secret;
+use super::tokenise::TokenBuf;
+use crate::bloom::{set_bit, xor_fold};
+use crate::error::{Error, Result};
+use crate::extract::{
+    Counts, ExtractMeta, ExtractWriter, FORMAT_VERSION, OwnedBatch, valid_agency,
+};
+use crate::io::Pending;
+
+/// Options for [`Encoder::encode_file`].
+#[derive(Debug, Clone)]
+pub struct EncodeOptions {
+    /// Agency name stored in the extract.
+    pub agency: String,
+    /// Input columns copied to the payload file.
+    pub payload_columns: Vec<String>,
+    /// Where the payload goes (required when `payload_columns` is not empty).
+    pub payload_output: Option<PathBuf>,
+    /// Rows per chunk read from the input.
+    pub chunk_rows: usize,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+impl EncodeOptions {
+    /// Options with defaults for an agency.
+    pub fn new(agency: &str) -> Self {
+        EncodeOptions {
+            agency: agency.to_string(),
+            payload_columns: Vec::new(),
+            payload_output: None,
+            chunk_rows: 64 * 1024,
+            progress: false,
+        }
+    }
+}
+
+/// What an encode run produced.
+#[derive(Debug, Clone)]
+pub struct EncodeResult {
+    pub counts: Counts,
+    pub output: PathBuf,
+    pub rejects: PathBuf,
+    pub payload: Option<PathBuf>,
+    pub key_check: String,
+    pub fingerprint: String,
+}
+
+/// The rejects file beside an output: `OUT.parquet` → `OUT.rejects.csv`.
+pub fn rejects_path(output: &Path) -> PathBuf {
+    let s = output.to_string_lossy();
+    let base = s.strip_suffix(".parquet").unwrap_or(&s);
+    PathBuf::from(format!("{base}.rejects.csv"))
+}
+
+/// One rejected row (no plaintext: the reason names the rule, not the value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// 1-based data row (the header is not counted).
+    pub row: u64,
+    pub record_id: String,
+    pub column: String,
+    pub reason: String,
+}
+
+struct FieldEnc {
+    clk: TokenHasher,
+    /// Native mode only: the field filter's own keyed hash.
+    ff: Option<TokenHasher>,
+    pattern: Option<regex::Regex>,
+}
+
+type TokenCache = FxHashMap<Vec<u8>, (Hashed, Option<Hashed>)>;
+
+#[derive(Default)]
+struct Cache {
+    tokens: Vec<TokenCache>,
+    blocks: Vec<FxHashMap<Vec<u8>, [u8; 16]>>,
+}
+
+/// Upper bound on cache entries per field before it is cleared.
+const CACHE_LIMIT: usize = 1 << 20;
+
+/// Column positions in the input for everything the schema reads.
+#[derive(Debug, Clone)]
+pub struct ColumnMap {
+    pub record_id: Option<usize>,
+    pub fields: Vec<usize>,
+    pub strata: Vec<Option<usize>>,
+    pub payload: Vec<usize>,
+}
+
+/// A keyed encoder for one schema and secret.
+pub struct Encoder {
+    schema: Schema,
+    hash_bits: u64,
+    fields: Vec<FieldEnc>,
+    blocks: Vec<Hmac<Sha256>>,
+    key_check: String,
+    caches: Vec<Mutex<Cache>>,
+    soundex: rphonetic::Soundex,
+    metaphone: rphonetic::DoubleMetaphone,
+}
+
+struct Scratch {
+    norm: Vec<String>,
+    present: Vec<bool>,
+    tokens: TokenBuf,
+    clk: Vec<u8>,
+    ff: Vec<u8>,
+    key: Vec<u8>,
+}
+
+/// The output of encoding a slice of a chunk.
+pub struct SliceOut {
+    pub batch: OwnedBatch,
+    pub rejects: Vec<Reject>,
+    /// Chunk rows that were encoded, in order.
+    pub encoded_rows: Vec<usize>,
+    pub missing: Vec<u64>,
+}
+
+impl Encoder {
+    /// Build an encoder: derive keys and key the MAC states once.
+    pub fn new(schema: Schema, secret: &Secret) -> Result<Self> {
+        let hash_bits = (schema.clk_bits as u64) << schema.xor_folds;
+        let mut fields = Vec::new();
+        let clk_keys = match (&schema.mode, &schema.kdf) {
+            (Mode::Clkhash, Some(kdf)) => Some((clkhash_keys(secret, kdf)?, kdf.key_size)),
+            _ => None,
+        };
+        for f in &schema.fields {
+            let pattern = match f.validate.as_ref().and_then(|v| v.pattern.as_ref()) {
+                Some(p) => Some(
+                    regex::Regex::new(&format!("^(?:{p})$"))
+                        .map_err(|_| Error::Runtime(format!("field `{}`: bad pattern", f.name)))?,
+                ),
+                None => None,
+            };
+            let (clk, ff) = match (&clk_keys, f.hash) {
+                (Some((okm, ks)), h) => {
+                    let k1 = &okm[2 * f.key_index * ks..(2 * f.key_index + 1) * ks];
+                    let k2 = &okm[(2 * f.key_index + 1) * ks..(2 * f.key_index + 2) * ks];
+                    let hasher = match h {
+                        Hash::DoubleHash {
+                            prevent_singularity,
+                        } => TokenHasher::double(k1, k2, prevent_singularity),
+                        Hash::Blake => TokenHasher::blake(k1)?,
+                        Hash::HmacSha256 => TokenHasher::native(k1),
+                    };
+                    (hasher, None)
+                }
+                (None, _) => (
+                    TokenHasher::native(
+                        derive_key(secret, &format!("clk/field/{}", f.name)).as_ref(),
+                    ),
+                    Some(TokenHasher::native(
+                        derive_key(secret, &format!("ff/field/{}", f.name)).as_ref(),
+                    )),
+                ),
+            };
+            fields.push(FieldEnc { clk, ff, pattern });
+        }
+        let blocks = schema
+            .blocking
+            .iter()
+            .map(|b| {
+                let k = derive_key(secret, &format!("bk/{}", b.name));
+                <Hmac<Sha256> as KeyInit>::new_from_slice(k.as_ref()).expect("any key length")
+            })
+            .collect();
+        let threads = rayon::current_num_threads() + 1;
+        let caches = (0..threads)
+            .map(|_| {
+                Mutex::new(Cache {
+                    tokens: vec![TokenCache::default(); schema.fields.len()],
+                    blocks: vec![FxHashMap::default(); schema.blocking.len()],
+                })
+            })
+            .collect();
+        Ok(Encoder {
+            key_check: key_check(secret),
+            hash_bits,
+            fields,
+            blocks,
+            caches,
+            schema,
+            soundex: rphonetic::Soundex::default(),
+            metaphone: rphonetic::DoubleMetaphone::default(),
+        })
+    }
+
+    /// The schema this encoder uses.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The key check value of the secret.
+    pub fn key_check(&self) -> &str {
+        &self.key_check
+    }
+
+    /// Map the schema's columns onto an input header.
+    pub fn column_map(
+        &self,
+        header: &[String],
+        path: &Path,
+        payload: &[String],
+    ) -> Result<ColumnMap> {
+        let find = |name: &str, what: &str| -> Result<usize> {
+            header.iter().position(|h| h == name).ok_or_else(|| {
+                Error::input(
+                    path,
+                    format!(
+                        "column `{name}` ({what}) is not in the header; the file has: {}",
+                        header.join(", ")
+                    ),
+                )
+            })
+        };
+        let record_id = match &self.schema.record_id {
+            Some(c) => Some(find(c, "the record id")?),
+            None => None,
+        };
+        let mut fields = Vec::new();
+        for f in &self.schema.fields {
+            fields.push(find(&f.column, &format!("field `{}`", f.name))?);
+        }
+        let mut strata = Vec::new();
+        for s in &self.schema.strata {
+            strata.push(match s.kind {
+                StratumKind::Value => Some(find(&s.source, &format!("stratum `{}`", s.name))?),
+                StratumKind::AgeBand { .. } => None,
+            });
+        }
+        let mut pay = Vec::new();
+        for p in payload {
+            let c = find(p, "a payload column")?;
+            let identifying = self.schema.fields.iter().any(|f| &f.column == p)
+                || self.schema.record_id.as_deref() == Some(p.as_str());
+            if identifying {
+                return Err(Error::Usage(format!(
+                    "payload column `{p}` is an identifier used by the schema; payload must not hold identifiers"
+                )));
+            }
+            pay.push(c);
+        }
+        Ok(ColumnMap {
+            record_id,
+            fields,
+            strata,
+            payload: pay,
+        })
+    }
+
+    fn cache_slot(&self) -> &Mutex<Cache> {
+        let i = rayon::current_thread_index().unwrap_or(self.caches.len() - 1);
+        &self.caches[i.min(self.caches.len() - 1)]
+    }
+
+    fn scratch(&self) -> Scratch {
+        let nf = self.schema.fields.len();
+        Scratch {
+            norm: vec![String::new(); nf],
+            present: vec![false; nf],
+            tokens: TokenBuf::default(),
+            clk: vec![0u8; (self.hash_bits / 8) as usize],
+            ff: Vec::new(),
+            key: Vec::new(),
+        }
+    }
+
+    /// Encode rows `rows` of `chunk` (already cleared of bad ids: `ids[i]` is
+    /// the id of row `rows.start + i`, or the reject for it).
+    pub fn encode_slice(
+        &self,
+        chunk: &Chunk,
+        cols: &ColumnMap,
+        rows: std::ops::Range<usize>,
+        ids: &[std::result::Result<String, Reject>],
+        first_row: u64,
+    ) -> SliceOut {
+        let s = &self.schema;
+        let mut out = SliceOut {
+            batch: OwnedBatch::new(s.fields.len(), s.blocking.len(), s.strata.len()),
+            rejects: Vec::new(),
+            encoded_rows: Vec::with_capacity(rows.len()),
+            missing: vec![0; s.fields.len()],
+        };
+        let n = rows.len();
+        let clk_bytes = s.clk_bits as usize / 8;
+        out.batch.clk.reserve(n * clk_bytes);
+        let mut sc = self.scratch();
+        let mut guard = self.cache_slot().lock().unwrap_or_else(|p| p.into_inner());
+        let cache = &mut *guard;
+        for (i, row) in rows.enumerate() {
+            match &ids[i] {
+                Err(r) => out.rejects.push(r.clone()),
+                Ok(id) => match self.encode_row(chunk, cols, row, &mut sc, cache, &mut out) {
+                    Ok(()) => {
+                        out.batch.ids.append_value(id);
+                        out.encoded_rows.push(row);
+                    }
+                    Err((column, reason)) => out.rejects.push(Reject {
+                        row: first_row + row as u64,
+                        record_id: id.clone(),
+                        column,
+                        reason,
+                    }),
+                },
+            }
+        }
+        out
+    }
+
+    fn encode_row(
+        &self,
+        chunk: &Chunk,
+        cols: &ColumnMap,
+        row: usize,
+        sc: &mut Scratch,
+        cache: &mut Cache,
+        out: &mut SliceOut,
+    ) -> std::result::Result<(), (String, String)> {
+        let s = &self.schema;
+        // 1. Normalise every field; any reject stops here, before output is touched.
+        for (fi, f) in s.fields.iter().enumerate() {
+            let cell = chunk.cell(row, cols.fields[fi]);
+            let owned;
+            let raw = match cell {
+                Cell::Null => None,
+                Cell::Text(t) => Some(t),
+                Cell::Owned(o) => {
+                    owned = o;
+                    Some(owned.as_str())
+                }
+                Cell::BadUtf8 => return Err((f.column.clone(), "not valid UTF-8".into())),
+                Cell::Absent => {
+                    return Err((
+                        f.column.clone(),
+                        "the row has fewer cells than the header".into(),
+                    ));
+                }
+            };
+            let pattern = self.fields[fi].pattern.as_ref();
+            match normalise(f, pattern, raw, &mut sc.norm[fi]) {
+                Normalised::Value => sc.present[fi] = true,
+                Normalised::Missing => sc.present[fi] = false,
+                Normalised::Reject(r) => return Err((f.column.clone(), r)),
+            }
+        }
+        // 2. Hash tokens into the CLK and the field filters.
+        let clkhash = s.mode == Mode::Clkhash;
+        let field_bits = s.field_bits as u64;
+        let ff_len = if clkhash {
+            (self.hash_bits / 8) as usize
+        } else {
+            (field_bits / 8) as usize
+        };
+        sc.clk.fill(0);
+        for (fi, f) in s.fields.iter().enumerate() {
+            let (ff_bytes, ff_valid) = &mut out.batch.fields[fi];
+            if sc.present[fi] {
+                sc.tokens.tokenise(&f.tokens, &sc.norm[fi]);
+                if sc.tokens.is_empty() {
+                    sc.present[fi] = false;
+                }
+            }
+            if !sc.present[fi] {
+                out.missing[fi] += 1;
+                ff_bytes.extend(std::iter::repeat_n(0u8, s.field_bits as usize / 8));
+                ff_valid.push(false);
+                continue;
+            }
+            sc.ff.clear();
+            sc.ff.resize(ff_len, 0);
+            let enc = &self.fields[fi];
+            let tcache = &mut cache.tokens[fi];
+            if tcache.len() > CACHE_LIMIT {
+                tcache.clear();
+            }
+            let t = sc.tokens.len();
+            for ti in 0..t {
+                let k = match f.strategy {
+                    Strategy::BitsPerToken(k) => k as usize,
+                    Strategy::BitsPerFeature(b) => {
+                        let (base, rem) = (b as usize / t, b as usize % t);
+                        base + usize::from(ti < rem)
+                    }
+                };
+                if k == 0 {
+                    continue;
+                }
+                let tok = sc.tokens.get(ti);
+                let entry = match tcache.get(tok) {
+                    Some(e) if e.0.covers(k) => e,
+                    _ => {
+                        let clk = enc.clk.hash(tok, self.hash_bits, k);
+                        let ff = enc.ff.as_ref().map(|h| h.hash(tok, field_bits, k));
+                        tcache.insert(tok.to_vec(), (clk, ff));
+                        tcache.get(tok).expect("just inserted")
+                    }
+                };
+                for j in 0..k {
+                    let ci = entry.0.index(j, self.hash_bits);
+                    set_bit(&mut sc.clk, ci);
+                    match &entry.1 {
+                        Some(ff) => set_bit(&mut sc.ff, ff.index(j, field_bits)),
+                        None => set_bit(&mut sc.ff, ci),
+                    }
+                }
+            }
+            if clkhash && s.xor_folds > 0 {
+                let mut folded = sc.ff.clone();
+                for _ in 0..s.xor_folds {
+                    folded = xor_fold(&folded);
+                }
+                ff_bytes.extend_from_slice(&folded);
+            } else {
+                ff_bytes.extend_from_slice(&sc.ff);
+            }
+            ff_valid.push(true);
+        }
+        if s.xor_folds > 0 {
+            let mut folded = sc.clk.clone();
+            for _ in 0..s.xor_folds {
+                folded = xor_fold(&folded);
+            }
+            out.batch.clk.extend_from_slice(&folded);
+        } else {
+            out.batch.clk.extend_from_slice(&sc.clk);
+        }
+        // 3. Keyed blocking keys.
+        for (bi, b) in s.blocking.iter().enumerate() {
+            sc.key.clear();
+            let mut ok = true;
+            for p in &b.parts {
+                let fi = s
+                    .fields
+                    .iter()
+                    .position(|f| f.name == p.field)
+                    .expect("schema validated");
+                if !sc.present[fi] || !self.block_part(p.function, &sc.norm[fi], &mut sc.key) {
+                    ok = false;
+                    break;
+                }
+                sc.key.push(0x1f);
+            }
+            let (kb, kv) = &mut out.batch.blocks[bi];
+            if !ok {
+                kb.extend_from_slice(&[0u8; 16]);
+                kv.push(false);
+                continue;
+            }
+            let bcache = &mut cache.blocks[bi];
+            if bcache.len() > CACHE_LIMIT {
+                bcache.clear();
+            }
+            let key = match bcache.get(sc.key.as_slice()) {
+                Some(k) => *k,
+                None => {
+                    let mut m = self.blocks[bi].clone();
+                    m.update(&sc.key);
+                    let d = m.finalize().into_bytes();
+                    let k: [u8; 16] = d[..16].try_into().expect("16 bytes");
+                    bcache.insert(sc.key.clone(), k);
+                    k
+                }
+            };
+            kb.extend_from_slice(&key);
+            kv.push(true);
+        }
+        // 4. Declared strata.
+        for (si, st) in s.strata.iter().enumerate() {
+            let v = match &st.kind {
+                StratumKind::Value => match chunk.cell(row, cols.strata[si].expect("mapped")) {
+                    Cell::Text(t) => stratum_value(t),
+                    Cell::Owned(t) => stratum_value(&t),
+                    _ => None,
+                },
+                StratumKind::AgeBand {
+                    reference_date,
+                    bounds,
+                } => {
+                    let fi = s
+                        .fields
+                        .iter()
+                        .position(|f| f.name == st.source)
+                        .expect("schema validated");
+                    if sc.present[fi] {
+                        age_band(&sc.norm[fi], reference_date, bounds)
+                    } else {
+                        None
+                    }
+                }
+            };
+            out.batch.strata[si].append_option(v);
+        }
+        Ok(())
+    }
+
+    /// Append the blocking value of `norm` under `f` to `key`; false if none.
+    fn block_part(&self, f: BlockFn, norm: &str, key: &mut Vec<u8>) -> bool {
+        let start = key.len();
+        match f {
+            BlockFn::Value => key.extend_from_slice(norm.as_bytes()),
+            BlockFn::Soundex | BlockFn::Metaphone => {
+                let letters: String = norm.chars().filter(|c| c.is_ascii_alphabetic()).collect();
+                if letters.is_empty() {
+                    return false;
+                }
+                let code = if f == BlockFn::Soundex {
+                    self.soundex.encode(&letters)
+                } else {
+                    self.metaphone.encode(&letters)
+                };
+                key.extend_from_slice(code.as_bytes());
+            }
+            BlockFn::First(n) => {
+                for c in norm.chars().filter(|c| *c != ' ').take(n as usize) {
+                    let mut b = [0u8; 4];
+                    key.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+                }
+            }
+            BlockFn::Year | BlockFn::Month | BlockFn::Day => {
+                if norm.len() != 8 || !norm.bytes().all(|b| b.is_ascii_digit()) {
+                    return false;
+                }
+                let r = match f {
+                    BlockFn::Year => 0..4,
+                    BlockFn::Month => 4..6,
+                    _ => 6..8,
+                };
+                key.extend_from_slice(&norm.as_bytes()[r]);
+            }
+            BlockFn::PostcodeDistrict => {
+                let p: String = norm.chars().filter(|c| *c != ' ').collect();
+                let cut = if p.len() >= 5 { p.len() - 3 } else { p.len() };
+                key.extend_from_slice(&p.as_bytes()[..cut]);
+            }
+        }
+        key.len() > start
+    }
+
+    /// Encode a whole file. Writes `output`, its rejects file and, if asked,
+    /// the payload file, all atomically; returns the counts.
+    pub fn encode_file(
+        &self,
+        input: &Path,
+        output: &Path,
+        opts: &EncodeOptions,
+    ) -> Result<EncodeResult> {
+        if !valid_agency(&opts.agency) {
+            return Err(Error::Usage(format!(
+                "agency name `{}` is not valid: use 1-64 letters, digits, `_`, `-` or `.`",
+                opts.agency
+            )));
+        }
+        if !opts.payload_columns.is_empty() && opts.payload_output.is_none() {
+            return Err(Error::Usage(
+                "--payload-columns needs --payload-output P.parquet".into(),
+            ));
+        }
+        let mut reader = Input::open(input, opts.chunk_rows)?;
+        let cols = self.column_map(reader.header(), input, &opts.payload_columns)?;
+        let mut used: Vec<usize> = cols.fields.clone();
+        used.extend(cols.record_id);
+        used.extend(cols.strata.iter().flatten());
+        used.extend(&cols.payload);
+        let s = &self.schema;
+        let names = |v: Vec<&String>| v.into_iter().cloned().collect::<Vec<_>>();
+        let mut writer = ExtractWriter::create(
+            output,
+            s.clk_bits,
+            s.field_bits,
+            &names(s.fields.iter().map(|f| &f.name).collect()),
+            &names(s.blocking.iter().map(|b| &b.name).collect()),
+            &names(s.strata.iter().map(|x| &x.name).collect()),
+        )?;
+        let mut payload = match &opts.payload_output {
+            Some(p) => Some(super::payload::PayloadWriter::create(
+                p,
+                &opts.payload_columns,
+                &opts.agency,
+            )?),
+            None => None,
+        };
+        let rejects_file = rejects_path(output);
+        let mut rejects: Vec<Reject> = Vec::new();
+        let mut counts = Counts::default();
+        let mut missing = vec![0u64; s.fields.len()];
+        let mut seen: HashSet<Box<str>> = HashSet::new();
+        let mut chunk = Chunk::Csv(Vec::new(), 0);
+        let mut first_row = 1u64;
+        let bar = crate::progress::rows_bar(opts.progress, "encoding");
+        while reader.next_chunk(opts.chunk_rows, &mut chunk, &used)? {
+            let n = chunk.len();
+            // Record ids in input order: empty and repeated ids are rejects.
+            let mut ids = Vec::with_capacity(n);
+            for row in 0..n {
+                let rownum = first_row + row as u64;
+                let reject = |reason: &str| Reject {
+                    row: rownum,
+                    record_id: String::new(),
+                    column: s.record_id.clone().unwrap_or_else(|| "(row number)".into()),
+                    reason: reason.into(),
+                };
+                let id = match cols.record_id {
+                    None => Ok(rownum.to_string()),
+                    Some(c) => match chunk.cell(row, c) {
+                        Cell::Text(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+                        Cell::Owned(t) => Ok(t),
+                        Cell::BadUtf8 => Err(reject("record id is not valid UTF-8")),
+                        Cell::Absent => Err(reject("the row has fewer cells than the header")),
+                        _ => Err(reject("record id is empty")),
+                    },
+                };
+                ids.push(match id {
+                    Ok(id) => {
+                        if seen.insert(id.clone().into_boxed_str()) {
+                            Ok(id)
+                        } else {
+                            counts.duplicate_ids += 1;
+                            Err(Reject {
+                                record_id: id,
+                                ..reject("duplicate record id (an earlier row has it)")
+                            })
+                        }
+                    }
+                    Err(r) => Err(r),
+                });
+            }
+            let slice = 4096;
+            let parts: Vec<SliceOut> = (0..n.div_ceil(slice))
+                .into_par_iter()
+                .map(|p| {
+                    let r = p * slice..((p + 1) * slice).min(n);
+                    self.encode_slice(&chunk, &cols, r.clone(), &ids[r], first_row)
+                })
+                .collect();
+            for part in parts {
+                for (m, x) in missing.iter_mut().zip(&part.missing) {
+                    *m += x;
+                }
+                counts.encoded += part.encoded_rows.len() as u64;
+                if let Some(p) = &mut payload {
+                    p.write(&chunk, &cols.payload, &part.encoded_rows, &ids)?;
+                }
+                rejects.extend(part.rejects);
+                writer.write(part.batch)?;
+            }
+            counts.rows_read += n as u64;
+            first_row += n as u64;
+            bar.inc(n as u64);
+        }
+        bar.finish_and_clear();
+        counts.rejected = rejects.len() as u64;
+        for r in &rejects {
+            *counts
+                .reject_reasons
+                .entry(format!("{}: {}", r.column, r.reason))
+                .or_default() += 1;
+        }
+        for (f, m) in s.fields.iter().zip(&missing) {
+            counts.missing.insert(f.name.clone(), *m);
+        }
+        debug_assert_eq!(counts.rows_read, counts.encoded + counts.rejected);
+        let meta = ExtractMeta {
+            format_version: FORMAT_VERSION.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            agency: opts.agency.clone(),
+            schema_json: s.canonical_json(),
+            fingerprint: s.fingerprint(),
+            key_check: self.key_check.clone(),
+            counts: counts.clone(),
+            schema: Default::default(),
+        };
+        let extract = writer.finish(&meta)?;
+        let rejects_pending = write_rejects(&rejects_file, &rejects)?;
+        let payload_pending = match payload {
+            Some(p) => Some(p.finish()?),
+            None => None,
+        };
+        extract.commit()?;
+        rejects_pending.commit()?;
+        if let Some(p) = payload_pending {
+            p.commit()?;
+        }
+        Ok(EncodeResult {
+            counts,
+            output: output.to_path_buf(),
+            rejects: rejects_file,
+            payload: opts.payload_output.clone(),
+            key_check: meta.key_check,
+            fingerprint: meta.fingerprint,
+        })
+    }
+}
+
+fn stratum_value(raw: &str) -> Option<String> {
+    let t = raw.trim().to_lowercase();
+    if DEFAULT_MISSING.contains(&t.as_str()) {
+        None
+    } else {
+        Some(t)
+    }
+}
+
+/// Age band label for a `YYYYMMDD` date at `reference` (`YYYY-MM-DD`).
+pub fn age_band(date: &str, reference: &str, bounds: &[u32]) -> Option<String> {
+    let d = chrono::NaiveDate::parse_from_str(date, "%Y%m%d").ok()?;
+    let r = chrono::NaiveDate::parse_from_str(reference, "%Y-%m-%d").ok()?;
+    let age = r.years_since(d)?;
+    let mut lo = 0;
+    for &b in bounds {
+        if age < b {
+            return Some(format!("{lo}-{}", b - 1));
+        }
+        lo = b;
+    }
+    Some(format!("{lo}+"))
+}
+
+fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<Pending> {
+    let p = Pending::create(path)?;
+    let mut w = csv::Writer::from_writer(std::io::BufWriter::new(p.file()?));
+    let err = |e: csv::Error| Error::write(path, std::io::Error::other(e.to_string()));
+    w.write_record(["row", "record_id", "column", "reason"])
+        .map_err(err)?;
+    for r in rejects {
+        w.write_record([
+            r.row.to_string().as_str(),
+            &r.record_id,
+            &r.column,
+            &r.reason,
+        ])
+        .map_err(err)?;
+    }
+    w.flush().map_err(|e| Error::write(path, e))?;
+    drop(w);
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_bands() {
+        let b = [5, 11, 16, 18];
+        assert_eq!(
+            age_band("20200101", "2026-03-31", &b).as_deref(),
+            Some("5-10")
+        );
+        assert_eq!(
+            age_band("20260101", "2026-03-31", &b).as_deref(),
+            Some("0-4")
+        );
+        assert_eq!(
+            age_band("19800101", "2026-03-31", &b).as_deref(),
+            Some("18+")
+        );
+        assert_eq!(age_band("20300101", "2026-03-31", &b), None);
+    }
+
+    #[test]
+    fn rejects_path_replaces_parquet_suffix() {
+        assert_eq!(
+            rejects_path(Path::new("a/x.parquet")),
+            PathBuf::from("a/x.rejects.csv")
+        );
+        assert_eq!(rejects_path(Path::new("x")), PathBuf::from("x.rejects.csv"));
+    }
+}

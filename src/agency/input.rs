@@ -1,0 +1,262 @@
+//! Reading an agency's plaintext input (CSV or Parquet) in chunks of rows.
+//!
+//! CSV cells are kept as raw bytes and checked for UTF-8 when used, so one bad
+//! row becomes a reject rather than aborting the file. Parquet string and
+//! integer columns are read as they are. Agency side only; errors name the
+//! file, row and column, never a value.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
+use csv::ByteRecord;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+
+use crate::error::{Error, Result};
+
+/// One cell's content.
+pub enum Cell<'a> {
+    Null,
+    Text(&'a str),
+    /// Owned text (numbers converted from Parquet integer columns).
+    Owned(String),
+    /// The bytes are not valid UTF-8.
+    BadUtf8,
+    /// The row has fewer cells than the header.
+    Absent,
+}
+
+/// A chunk of input rows.
+pub enum Chunk {
+    Csv(Vec<ByteRecord>, usize),
+    Arrow(RecordBatch),
+}
+
+impl Chunk {
+    /// Rows in the chunk.
+    pub fn len(&self) -> usize {
+        match self {
+            Chunk::Csv(_, n) => *n,
+            Chunk::Arrow(b) => b.num_rows(),
+        }
+    }
+
+    /// Whether the chunk has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of cells in row `row` (CSV rows may be short or long).
+    pub fn width(&self, row: usize) -> Option<usize> {
+        match self {
+            Chunk::Csv(r, _) => Some(r[row].len()),
+            Chunk::Arrow(_) => None,
+        }
+    }
+
+    /// Cell at `row`, input column `col`.
+    pub fn cell(&self, row: usize, col: usize) -> Cell<'_> {
+        match self {
+            Chunk::Csv(r, _) => match r[row].get(col) {
+                None => Cell::Absent,
+                Some(b) => match std::str::from_utf8(b) {
+                    Ok(s) => Cell::Text(s),
+                    Err(_) => Cell::BadUtf8,
+                },
+            },
+            Chunk::Arrow(b) => arrow_cell(b.column(col), row),
+        }
+    }
+}
+
+fn arrow_cell(a: &ArrayRef, row: usize) -> Cell<'_> {
+    if a.is_null(row) {
+        return Cell::Null;
+    }
+    match a.data_type() {
+        DataType::Utf8 => Cell::Text(a.as_string::<i32>().value(row)),
+        DataType::LargeUtf8 => Cell::Text(a.as_string::<i64>().value(row)),
+        DataType::Utf8View => Cell::Text(a.as_string_view().value(row)),
+        DataType::Int32 => Cell::Owned(a.as_primitive::<Int32Type>().value(row).to_string()),
+        DataType::Int64 => Cell::Owned(a.as_primitive::<Int64Type>().value(row).to_string()),
+        _ => Cell::Null,
+    }
+}
+
+enum Source {
+    Csv(csv::Reader<File>),
+    Parquet(ParquetRecordBatchReader),
+}
+
+/// An open input file.
+pub struct Input {
+    path: PathBuf,
+    header: Vec<String>,
+    source: Source,
+}
+
+impl Input {
+    /// Open a CSV (`.csv`, `.txt`, `.tsv` is tab-separated) or Parquet (`.parquet`) file.
+    pub fn open(path: &Path, batch: usize) -> Result<Self> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("parquet") | Some("pq") => Self::open_parquet(path, batch),
+            Some("csv") | Some("txt") | Some("tsv") | None => {
+                Self::open_csv(path, ext.as_deref() == Some("tsv"))
+            }
+            Some(other) => Err(Error::input(
+                path,
+                format!("unknown input type `.{other}`: give a .csv, .tsv or .parquet file"),
+            )),
+        }
+    }
+
+    fn open_csv(path: &Path, tab: bool) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::read(path, e))?;
+        let mut rdr = csv::ReaderBuilder::new()
+            .flexible(true)
+            .delimiter(if tab { b'\t' } else { b',' })
+            .from_reader(file);
+        let header = rdr
+            .byte_headers()
+            .map_err(|e| Error::input(path, format!("cannot read the header row: {e}")))?;
+        let mut names = Vec::new();
+        for (i, h) in header.iter().enumerate() {
+            let s = std::str::from_utf8(h).map_err(|_| {
+                Error::input(path, format!("header column {} is not valid UTF-8", i + 1))
+            })?;
+            names.push(s.trim_start_matches('\u{feff}').trim().to_string());
+        }
+        if names.iter().all(|n| n.is_empty()) {
+            return Err(Error::input(path, "the file is empty or has no header row"));
+        }
+        Ok(Input {
+            path: path.to_path_buf(),
+            header: names,
+            source: Source::Csv(rdr),
+        })
+    }
+
+    fn open_parquet(path: &Path, batch: usize) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::read(path, e))?;
+        let b = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| Error::parquet_read(path, e))?;
+        let header = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let reader = b
+            .with_batch_size(batch)
+            .build()
+            .map_err(|e| Error::parquet_read(path, e))?;
+        Ok(Input {
+            path: path.to_path_buf(),
+            header,
+            source: Source::Parquet(reader),
+        })
+    }
+
+    /// Column names.
+    pub fn header(&self) -> &[String] {
+        &self.header
+    }
+
+    /// The input path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read up to `max` rows into `chunk` (reusing its buffers); `false` at end.
+    pub fn next_chunk(&mut self, max: usize, chunk: &mut Chunk, used: &[usize]) -> Result<bool> {
+        match &mut self.source {
+            Source::Csv(rdr) => {
+                let recs = match chunk {
+                    Chunk::Csv(recs, n) => {
+                        *n = 0;
+                        recs
+                    }
+                    _ => {
+                        *chunk = Chunk::Csv(Vec::new(), 0);
+                        match chunk {
+                            Chunk::Csv(recs, _) => recs,
+                            _ => unreachable!(),
+                        }
+                    }
+                };
+                let mut n = 0;
+                while n < max {
+                    if recs.len() <= n {
+                        recs.push(ByteRecord::new());
+                    }
+                    let more = rdr.read_byte_record(&mut recs[n]).map_err(|e| {
+                        let at = e
+                            .position()
+                            .map(|p| format!("line {}", p.line()))
+                            .unwrap_or_else(|| "an unknown line".into());
+                        Error::input(
+                            &self.path,
+                            format!("CSV is malformed at {at}: {}", csv_kind(&e)),
+                        )
+                    })?;
+                    if !more {
+                        break;
+                    }
+                    n += 1;
+                }
+                if let Chunk::Csv(_, len) = chunk {
+                    *len = n;
+                }
+                Ok(n > 0)
+            }
+            Source::Parquet(reader) => match reader.next() {
+                None => Ok(false),
+                Some(b) => {
+                    let b = b.map_err(|e| Error::parquet_read(&self.path, e))?;
+                    for &c in used {
+                        let t = b.column(c).data_type();
+                        if !matches!(
+                            t,
+                            DataType::Utf8
+                                | DataType::LargeUtf8
+                                | DataType::Utf8View
+                                | DataType::Int32
+                                | DataType::Int64
+                        ) {
+                            return Err(Error::input(
+                                &self.path,
+                                format!(
+                                    "column `{}` has type {t}; bloomlink reads text or integer columns (cast it to string)",
+                                    self.header[c]
+                                ),
+                            ));
+                        }
+                    }
+                    *chunk = Chunk::Arrow(b);
+                    Ok(true)
+                }
+            },
+        }
+    }
+}
+
+/// Describe a CSV error without echoing any cell content.
+fn csv_kind(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Io(io) => format!("read error: {io}"),
+        csv::ErrorKind::Utf8 { .. } => "invalid UTF-8".into(),
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
+            format!("{len} fields where {expected_len} were expected")
+        }
+        _ => "unparseable record".into(),
+    }
+}

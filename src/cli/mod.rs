@@ -1,0 +1,105 @@
+//! Command-line interface: argument types and one module per subcommand.
+//!
+//! `main.rs` parses [`Cli`] and calls [`run`]; each subcommand module turns
+//! arguments into library calls and prints a short human summary. Errors are
+//! returned, never printed here: the binary reports them once.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::Result;
+
+pub mod encode;
+pub mod inspect;
+
+/// Privacy-preserving record linkage across agencies.
+#[derive(Parser, Debug)]
+#[command(name = "bloomlink", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors; no progress bars.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Agency side: encode a plaintext extract into Bloom filters.
+    Encode(EncodeArgs),
+    /// Print an extract's metadata and counts (never its filters).
+    Inspect(InspectArgs),
+}
+
+/// Arguments of `bloomlink encode`.
+#[derive(Args, Debug)]
+pub struct EncodeArgs {
+    /// Linkage schema: native `.toml` or clkhash v3 `.json`.
+    #[arg(long)]
+    pub schema: PathBuf,
+    /// File holding the shared secret (else the BLOOMLINK_SECRET variable).
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+    /// Plaintext input: CSV or Parquet.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Extract to write (Parquet). Rejects go to OUT.rejects.csv beside it.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Agency name recorded in the extract.
+    #[arg(long)]
+    pub agency: String,
+    /// Non-identifying columns to copy to the payload file (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub payload_columns: Vec<String>,
+    /// Payload file (Parquet), keyed by record id.
+    #[arg(long)]
+    pub payload_output: Option<PathBuf>,
+}
+
+/// Arguments of `bloomlink inspect`.
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The extract to describe.
+    pub file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Set up logging on stderr from -v/-q and RUST_LOG.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let level = if quiet {
+        "error"
+    } else {
+        match verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+    crate::progress::set_quiet(quiet);
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    init_logging(cli.verbose, cli.quiet);
+    let progress = !cli.quiet;
+    match cli.command {
+        Command::Encode(a) => encode::run(a, progress),
+        Command::Inspect(a) => inspect::run(a),
+    }
+}

@@ -1,0 +1,114 @@
+//! Atomic output files.
+//!
+//! Every output is written to a temporary file in the destination folder and
+//! renamed into place only when complete, so a crash never leaves a half
+//! written file under the real name. A group of outputs is committed together
+//! at the end of a command. This module never interprets what it writes.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// A file being written; becomes visible under `path` on [`Pending::commit`].
+pub struct Pending {
+    path: PathBuf,
+    tmp: tempfile::NamedTempFile,
+}
+
+impl Pending {
+    /// Start writing `path`. Creates the parent folder if needed.
+    pub fn create(path: &Path) -> Result<Self> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".bloomlink-")
+            .suffix(".tmp")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::write(path, e))?;
+        Ok(Pending {
+            path: path.to_path_buf(),
+            tmp,
+        })
+    }
+
+    /// The destination path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A handle to write into (a clone of the temporary file's handle).
+    pub fn file(&self) -> Result<File> {
+        self.tmp
+            .as_file()
+            .try_clone()
+            .map_err(|e| Error::write(&self.path, e))
+    }
+
+    /// Flush to disk and rename into place.
+    pub fn commit(self) -> Result<()> {
+        let path = self.path;
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(|e| Error::write(&path, e))?;
+        self.tmp
+            .persist(&path)
+            .map_err(|e| Error::write(&path, e.error))?;
+        Ok(())
+    }
+}
+
+/// Write `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let p = Pending::create(path)?;
+    let mut w = BufWriter::new(p.file()?);
+    w.write_all(bytes).map_err(|e| Error::write(path, e))?;
+    w.flush().map_err(|e| Error::write(path, e))?;
+    drop(w);
+    p.commit()
+}
+
+/// SHA-256 of a file, as lowercase hex (for the audit trail).
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = File::open(path).map_err(|e| Error::read(path, e))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut HashWriter(&mut h)).map_err(|e| Error::read(path, e))?;
+    Ok(hex::encode(h.finalize()))
+}
+
+struct HashWriter<'a>(&'a mut sha2::Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        sha2::Digest::update(self.0, buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uncommitted_output_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.bin");
+        {
+            let p = Pending::create(&path).unwrap();
+            p.file().unwrap().write_all(b"half").unwrap();
+        }
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        write_atomic(&path, b"whole").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"whole");
+    }
+}

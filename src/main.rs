@@ -1,0 +1,11 @@
+//! The `bloomlink` binary: parse arguments, call the library, report an error once.
+
+use clap::Parser;
+
+fn main() {
+    let cli = bloomlink::cli::Cli::parse();
+    if let Err(e) = bloomlink::cli::run(cli) {
+        eprintln!("error: {e}");
+        std::process::exit(e.exit_code());
+    }
+}

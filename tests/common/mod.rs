@@ -1,0 +1,58 @@
+//! Shared helpers for integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// The reference data folder (`../shared/data`, or `BLOOMLINK_REFERENCE_DIR`).
+///
+/// Returns `None` and says so plainly when it is missing, unless
+/// `BLOOMLINK_REQUIRE_REFERENCE=1`, under which a missing folder fails the test.
+pub fn reference_dir(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("BLOOMLINK_REFERENCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    if dir.join("febrl/febrl4_a.csv").exists() {
+        return Some(dir);
+    }
+    if std::env::var("BLOOMLINK_REQUIRE_REFERENCE").as_deref() == Ok("1") {
+        panic!(
+            "{test}: reference data is required (BLOOMLINK_REQUIRE_REFERENCE=1) but {} does not exist",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "SKIPPED {test}: reference data not found at {} (set BLOOMLINK_REFERENCE_DIR or BLOOMLINK_REQUIRE_REFERENCE=1)",
+        dir.display()
+    );
+    None
+}
+
+/// The CLK bytes of every record in an extract, in row order.
+pub fn clk_bytes(path: &Path) -> Vec<Vec<u8>> {
+    let e = bloomlink::extract::read_extract(path).unwrap();
+    (0..e.len)
+        .map(|i| e.clk.get(i).iter().flat_map(|w| w.to_le_bytes()).collect())
+        .collect()
+}
+
+/// Path of the built binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_bloomlink"))
+}
+
+/// The project's own fixtures folder.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// Write a secret file with mode 600.
+pub fn secret_file(dir: &Path, secret: &[u8]) -> PathBuf {
+    let p = dir.join("secret.key");
+    std::fs::write(&p, secret).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    p
+}

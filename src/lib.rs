@@ -11,6 +11,7 @@ pub mod bloom;
 pub mod cli;
 pub mod error;
 pub mod extract;
+pub mod hub;
 pub mod io;
 pub mod progress;
 

@@ -11,7 +11,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::error::Result;
 
 pub mod encode;
+pub mod evaluate;
 pub mod inspect;
+pub mod link;
 
 /// Privacy-preserving record linkage across agencies.
 #[derive(Parser, Debug)]
@@ -32,8 +34,46 @@ pub struct Cli {
 pub enum Command {
     /// Agency side: encode a plaintext extract into Bloom filters.
     Encode(EncodeArgs),
+    /// Hub side: link two or more extracts (or deduplicate one).
+    Link(LinkArgs),
+    /// Precision, recall and F1 of links against a truth file (JSON).
+    Evaluate(EvaluateArgs),
     /// Print an extract's metadata and counts (never its filters).
     Inspect(InspectArgs),
+}
+
+/// Arguments of `bloomlink link`.
+#[derive(Args, Debug)]
+pub struct LinkArgs {
+    /// An agency extract; repeat for each agency.
+    #[arg(long, required = true)]
+    pub extract: Vec<PathBuf>,
+    /// Output folder for links.parquet, pairs.parquet, report.json, report.html.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Job config (TOML); defaults suit two extracts.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Threshold: match probability (probabilistic) or Dice (dice mode).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Also link records within an extract (deduplicate).
+    #[arg(long)]
+    pub dedup: bool,
+    /// Truth CSV, to report true precision and recall.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+}
+
+/// Arguments of `bloomlink evaluate`.
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// links.parquet from a link run.
+    #[arg(long)]
+    pub links: PathBuf,
+    /// Truth CSV: `record_id_a,record_id_b` or `agency,record_id,entity`.
+    #[arg(long)]
+    pub truth: PathBuf,
 }
 
 /// Arguments of `bloomlink encode`.
@@ -100,6 +140,8 @@ pub fn run(cli: Cli) -> Result<()> {
     let progress = !cli.quiet;
     match cli.command {
         Command::Encode(a) => encode::run(a, progress),
+        Command::Link(a) => link::run(a, progress),
+        Command::Evaluate(a) => evaluate::run(a),
         Command::Inspect(a) => inspect::run(a),
     }
 }

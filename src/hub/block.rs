@@ -1,0 +1,288 @@
+//! Candidate pairs: keyed blocking keys, Hamming LSH on CLKs, or all pairs.
+//!
+//! Each pass groups records by a key and emits the eligible pairs of each
+//! group (records of different agencies, or of any agency when
+//! deduplicating). A group that would emit more than `max_block_pairs` is
+//! skipped and counted, so one common surname cannot blow up memory. All-pairs
+//! mode compares everything with the SIMD kernel and keeps each record's
+//! nearest CLK neighbours. Pairs are `u64` = `a << 32 | b` with `a < b`,
+//! sorted and de-duplicated across passes. Hub side: keys are opaque bytes.
+
+use rand::SeedableRng;
+use rand::seq::index::sample;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::compare::Kernel;
+use super::config::{Blocking, BlockingMethod};
+use super::load::Dataset;
+
+/// What one pass did (for the log and the report).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PassStats {
+    pub name: String,
+    pub kind: String,
+    /// Groups with at least one eligible pair.
+    pub blocks: u64,
+    /// Eligible pairs emitted (before de-duplication across passes).
+    pub pairs: u64,
+    /// Oversized groups skipped, and the pairs they would have produced.
+    pub skipped_blocks: u64,
+    pub skipped_pairs: u64,
+    /// Pairs in the largest group kept.
+    pub largest_block_pairs: u64,
+    /// Pairs whose Dice was computed (all-pairs mode).
+    pub compared: u64,
+}
+
+/// The candidate pairs of a job.
+#[derive(Debug, Clone, Default)]
+pub struct Candidates {
+    pub pairs: Vec<u64>,
+    pub passes: Vec<PassStats>,
+    pub method: String,
+}
+
+/// Pack a pair.
+#[inline]
+pub fn pack(a: u32, b: u32) -> u64 {
+    let (a, b) = if a < b { (a, b) } else { (b, a) };
+    (a as u64) << 32 | b as u64
+}
+
+/// Unpack a pair.
+#[inline]
+pub fn unpack(p: u64) -> (usize, usize) {
+    ((p >> 32) as usize, (p & 0xffff_ffff) as usize)
+}
+
+/// Eligible pairs among all records: cross-agency, plus within-agency when deduplicating.
+pub fn eligible_pairs(ds: &Dataset, dedup: bool) -> u64 {
+    let sizes: Vec<u64> = ds.agencies.iter().map(|a| a.len as u64).collect();
+    let total: u64 = sizes.iter().sum();
+    let all = total * total.saturating_sub(1) / 2;
+    if dedup {
+        all
+    } else {
+        all - sizes
+            .iter()
+            .map(|n| n * n.saturating_sub(1) / 2)
+            .sum::<u64>()
+    }
+}
+
+/// Generate candidate pairs as configured.
+pub fn candidates(ds: &Dataset, cfg: &Blocking, dedup: bool, seed: u64) -> Candidates {
+    let kernel = Kernel::detect();
+    let keys: Vec<usize> = ds
+        .blocks
+        .iter()
+        .enumerate()
+        .filter(|(_, (n, _))| cfg.passes.is_empty() || cfg.passes.contains(n))
+        .map(|(i, _)| i)
+        .collect();
+    let total = eligible_pairs(ds, dedup);
+    let (all, use_keys, lsh) = match cfg.method {
+        BlockingMethod::All => (true, false, false),
+        BlockingMethod::Keys => (false, true, false),
+        BlockingMethod::Lsh => (false, false, true),
+        BlockingMethod::KeysAndLsh => (false, true, true),
+        BlockingMethod::Auto => {
+            if total <= cfg.all_pairs_max {
+                (true, !keys.is_empty(), false)
+            } else if keys.is_empty() {
+                (false, false, true)
+            } else {
+                (false, true, false)
+            }
+        }
+    };
+    let mut method = Vec::new();
+    let mut pairs = Vec::new();
+    let mut passes = Vec::new();
+    if all {
+        method.push("all pairs (nearest neighbours)");
+        passes.push(all_pairs(ds, cfg.neighbours, dedup, kernel, &mut pairs));
+    }
+    if use_keys {
+        method.push("blocking keys");
+        for &i in &keys {
+            let (name, k) = &ds.blocks[i];
+            passes.push(key_pass(
+                ds,
+                k,
+                name,
+                "key",
+                dedup,
+                cfg.max_block_pairs,
+                &mut pairs,
+            ));
+        }
+    }
+    if lsh {
+        method.push("Hamming LSH");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x4c5348);
+        let bits = ds.clk.words * 64;
+        for band in 0..cfg.lsh_bands {
+            let pos: Vec<usize> = sample(&mut rng, bits, cfg.lsh_bits.min(bits)).into_vec();
+            let k: Vec<Option<u128>> = (0..ds.len())
+                .into_par_iter()
+                .map(|g| {
+                    let w = ds.clk.get(g);
+                    let mut key = 0u128;
+                    for &p in &pos {
+                        key = key << 1 | ((w[p / 64] >> (p % 64)) & 1) as u128;
+                    }
+                    Some(key | (band as u128) << 100)
+                })
+                .collect();
+            passes.push(key_pass(
+                ds,
+                &k,
+                &format!("lsh{band}"),
+                "lsh",
+                dedup,
+                cfg.max_block_pairs,
+                &mut pairs,
+            ));
+        }
+    }
+    pairs.par_sort_unstable();
+    pairs.dedup();
+    for p in &passes {
+        tracing::info!(
+            "blocking pass {} ({}): {} pairs in {} blocks, {} oversized blocks skipped ({} pairs)",
+            p.name,
+            p.kind,
+            p.pairs,
+            p.blocks,
+            p.skipped_blocks,
+            p.skipped_pairs
+        );
+    }
+    Candidates {
+        pairs,
+        passes,
+        method: method.join(" + "),
+    }
+}
+
+/// Group records by key and emit eligible pairs of each group.
+pub fn key_pass(
+    ds: &Dataset,
+    keys: &[Option<u128>],
+    name: &str,
+    kind: &str,
+    dedup: bool,
+    max_block_pairs: u64,
+    out: &mut Vec<u64>,
+) -> PassStats {
+    let mut v: Vec<(u128, u32)> = keys
+        .iter()
+        .enumerate()
+        .filter_map(|(g, k)| k.map(|k| (k, g as u32)))
+        .collect();
+    v.par_sort_unstable();
+    let mut st = PassStats {
+        name: name.to_string(),
+        kind: kind.to_string(),
+        ..Default::default()
+    };
+    let mut per_agency = vec![0u64; ds.agencies.len()];
+    for group in v.chunk_by(|x, y| x.0 == y.0) {
+        let n = group.len() as u64;
+        if n < 2 {
+            continue;
+        }
+        let mut pairs = n * (n - 1) / 2;
+        if !dedup {
+            per_agency.iter_mut().for_each(|c| *c = 0);
+            for &(_, g) in group {
+                per_agency[ds.agency_of[g as usize] as usize] += 1;
+            }
+            pairs -= per_agency
+                .iter()
+                .map(|c| c * c.saturating_sub(1) / 2)
+                .sum::<u64>();
+        }
+        if pairs == 0 {
+            continue;
+        }
+        if pairs > max_block_pairs {
+            st.skipped_blocks += 1;
+            st.skipped_pairs += pairs;
+            continue;
+        }
+        st.blocks += 1;
+        st.pairs += pairs;
+        st.largest_block_pairs = st.largest_block_pairs.max(pairs);
+        for (i, &(_, a)) in group.iter().enumerate() {
+            let aa = ds.agency_of[a as usize];
+            for &(_, b) in &group[i + 1..] {
+                if dedup || ds.agency_of[b as usize] != aa {
+                    out.push(pack(a, b));
+                }
+            }
+        }
+    }
+    st
+}
+
+/// Compare all eligible pairs and keep, for every record, its `k` nearest
+/// records (by CLK Dice) in each other agency (and its own, when deduplicating).
+fn all_pairs(ds: &Dataset, k: usize, dedup: bool, kernel: Kernel, out: &mut Vec<u64>) -> PassStats {
+    let mut st = PassStats {
+        name: "all".into(),
+        kind: "all".into(),
+        ..Default::default()
+    };
+    let na = ds.agencies.len();
+    let w = ds.clk.words;
+    for i in 0..na {
+        for j in 0..na {
+            if i == j && !dedup {
+                continue;
+            }
+            let (ra, rb) = (&ds.agencies[i], &ds.agencies[j]);
+            let b_arena = &ds.clk.data[rb.start * w..(rb.start + rb.len) * w];
+            let b_pop = &ds.clk.pop[rb.start..rb.start + rb.len];
+            let rows: Vec<usize> = (ra.start..ra.start + ra.len).collect();
+            let found: Vec<Vec<u64>> = rows
+                .par_chunks(256)
+                .map(|chunk| {
+                    let mut buf = vec![0f32; rb.len];
+                    let mut top: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
+                    let mut pairs = Vec::with_capacity(chunk.len() * k);
+                    for &a in chunk {
+                        kernel.dice_many(ds.clk.get(a), ds.clk.pop[a], b_arena, b_pop, &mut buf);
+                        top.clear();
+                        let mut floor = f32::NEG_INFINITY;
+                        for (bj, &d) in buf.iter().enumerate() {
+                            let b = rb.start + bj;
+                            if d <= floor || b == a {
+                                continue;
+                            }
+                            let pos = top.partition_point(|x| x.0 >= d);
+                            top.insert(pos, (d, b as u32));
+                            if top.len() > k {
+                                top.pop();
+                            }
+                            if top.len() == k {
+                                floor = top[k - 1].0;
+                            }
+                        }
+                        pairs.extend(top.iter().map(|&(_, b)| pack(a as u32, b)));
+                    }
+                    pairs
+                })
+                .collect();
+            for f in found {
+                st.pairs += f.len() as u64;
+                out.extend(f);
+            }
+            st.compared += (ra.len * rb.len) as u64;
+        }
+    }
+    st.blocks = 1;
+    st
+}

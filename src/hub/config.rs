@@ -1,0 +1,203 @@
+//! The hub's job config (`--config JOB.toml`) with defaults that give a good
+//! linkage for two extracts and no config at all. Unknown keys are errors.
+//! Hub side: holds no key material except the path of the job key file.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How pairs are scored and chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoringMode {
+    /// Fellegi–Sunter on per-field Dice levels, m and λ by EM (default).
+    Probabilistic,
+    /// Record-level CLK Dice against a threshold (like anonlink).
+    Dice,
+}
+
+/// How candidate pairs are generated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockingMethod {
+    /// All pairs when small, else keyed blocking keys (plus LSH when no keys).
+    Auto,
+    /// Compare every pair, keeping each record's nearest CLK neighbours.
+    All,
+    /// Keyed blocking keys only.
+    Keys,
+    /// Hamming LSH on CLKs only (needs no keys).
+    Lsh,
+    /// Keyed blocking keys and LSH together.
+    KeysAndLsh,
+}
+
+/// Scoring settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scoring {
+    pub mode: ScoringMode,
+    /// Match-probability threshold (probabilistic mode).
+    pub threshold: f64,
+    /// CLK Dice threshold (dice mode).
+    pub dice_threshold: f64,
+    /// Per-field Dice cut-offs, descending, that define comparison levels.
+    pub levels: Vec<f64>,
+    /// Random pairs sampled to estimate u.
+    pub u_sample_pairs: usize,
+    /// EM iteration cap.
+    pub em_max_iterations: usize,
+    /// Frequency adjustment for exact field-filter matches.
+    pub tf_adjustment: bool,
+}
+
+impl Default for Scoring {
+    fn default() -> Self {
+        Scoring {
+            mode: ScoringMode::Probabilistic,
+            threshold: 0.5,
+            dice_threshold: 0.8,
+            levels: vec![1.0, 0.9, 0.8, 0.65],
+            u_sample_pairs: 200_000,
+            em_max_iterations: 100,
+            tf_adjustment: true,
+        }
+    }
+}
+
+/// Blocking settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Blocking {
+    pub method: BlockingMethod,
+    /// Blocking-key passes to use (`bk_` names without the prefix); empty = all.
+    pub passes: Vec<String>,
+    /// Blocks producing more pairs than this are skipped (and reported).
+    pub max_block_pairs: u64,
+    /// `auto` compares all pairs when there are at most this many.
+    pub all_pairs_max: u64,
+    /// Nearest CLK neighbours kept per record when comparing all pairs.
+    pub neighbours: usize,
+    /// LSH bands (tables) and bits sampled per band.
+    pub lsh_bands: usize,
+    pub lsh_bits: usize,
+}
+
+impl Default for Blocking {
+    fn default() -> Self {
+        Blocking {
+            method: BlockingMethod::Auto,
+            passes: Vec::new(),
+            max_block_pairs: 2_000_000,
+            all_pairs_max: 50_000_000,
+            neighbours: 8,
+            lsh_bands: 24,
+            lsh_bits: 20,
+        }
+    }
+}
+
+/// Resolution settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Resolve {
+    /// Also link records within the same extract.
+    pub dedup: bool,
+}
+
+/// Output settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Output {
+    /// Pairs below this match probability (and not linked) are left out of pairs.parquet.
+    pub pairs_min_probability: f64,
+    /// File holding the hub's job key for entity pseudonyms (else
+    /// BLOOMLINK_JOB_KEY, else `OUT/job.key`, created on first run).
+    pub job_key_file: Option<PathBuf>,
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Output {
+            pairs_min_probability: 0.01,
+            job_key_file: None,
+        }
+    }
+}
+
+/// A link job's settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobConfig {
+    pub scoring: Scoring,
+    pub blocking: Blocking,
+    pub resolve: Resolve,
+    pub output: Output,
+    /// Seed for sampling (u estimation, LSH bit choice).
+    pub seed: u64,
+}
+
+impl JobConfig {
+    /// Load and check a job config.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
+        let c: JobConfig = toml::from_str(&text).map_err(|e| {
+            Error::config(
+                path,
+                format!("invalid job config: {}", e.to_string().trim()),
+            )
+        })?;
+        c.check(path)?;
+        Ok(c)
+    }
+
+    /// Validate value ranges.
+    pub fn check(&self, path: &Path) -> Result<()> {
+        let s = &self.scoring;
+        let bad = |m: &str| Err(Error::config(path, m.to_string()));
+        if !(0.0..=1.0).contains(&s.threshold) {
+            return bad("`scoring.threshold` must be between 0 and 1");
+        }
+        if !(0.0..=1.0).contains(&s.dice_threshold) {
+            return bad("`scoring.dice_threshold` must be between 0 and 1");
+        }
+        if s.levels.is_empty()
+            || s.levels.windows(2).any(|w| w[0] <= w[1])
+            || s.levels.iter().any(|l| !(0.0..=1.0).contains(l))
+        {
+            return bad("`scoring.levels` must be Dice cut-offs in (0, 1], strictly decreasing");
+        }
+        if s.levels.len() > 14 {
+            return bad("`scoring.levels` has at most 14 cut-offs");
+        }
+        if s.u_sample_pairs < 1000 {
+            return bad("`scoring.u_sample_pairs` must be at least 1000");
+        }
+        let b = &self.blocking;
+        if b.lsh_bits == 0 || b.lsh_bits > 64 || b.lsh_bands == 0 {
+            return bad("`blocking.lsh_bits` must be 1..64 and `blocking.lsh_bands` at least 1");
+        }
+        if b.neighbours == 0 {
+            return bad("`blocking.neighbours` must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_unknown_keys_fail() {
+        JobConfig::default().check(Path::new("x")).unwrap();
+        let e = toml::from_str::<JobConfig>("[scoring]\nfoo = 1").unwrap_err();
+        assert!(e.to_string().contains("foo"));
+        let c: JobConfig =
+            toml::from_str("[scoring]\nmode = \"dice\"\n[resolve]\ndedup = true").unwrap();
+        assert_eq!(c.scoring.mode, ScoringMode::Dice);
+        assert!(c.resolve.dedup);
+    }
+}

@@ -1,0 +1,244 @@
+//! The link job: load → block → compare → fit → score → resolve → name.
+//!
+//! Returns everything the outputs and the quality report need; writing is a
+//! separate step so that all outputs of a run are committed together.
+//! Hub side: never imports `agency`, never holds the linkage key.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::block::{Candidates, candidates, eligible_pairs, unpack};
+use super::config::{JobConfig, ScoringMode};
+use super::load::{Dataset, load};
+use super::output::{self, PairRow};
+use super::pseudonym::JobKey;
+use super::resolve::{Resolution, resolve};
+use super::score::{
+    Comparisons, Model, compare, cuts32, estimate_u, fit, score, value_frequencies,
+};
+use crate::error::{Error, Result};
+use crate::io::Pending;
+
+/// What to link and how.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    pub extracts: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub config: JobConfig,
+    /// Overrides the mode's threshold.
+    pub threshold: Option<f64>,
+    pub dedup: bool,
+    pub progress: bool,
+}
+
+/// Seconds spent in one stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing {
+    pub stage: String,
+    pub seconds: f64,
+}
+
+/// Everything a link run produced.
+pub struct LinkRun {
+    pub ds: Dataset,
+    pub config: JobConfig,
+    pub mode: ScoringMode,
+    pub threshold: f64,
+    pub dedup: bool,
+    pub eligible_pairs: u64,
+    pub candidates: Candidates,
+    pub comparisons: Comparisons,
+    pub model: Model,
+    pub weight: Vec<f32>,
+    pub probability: Vec<f32>,
+    /// Per candidate pair: both records ended in the same entity.
+    pub linked: Vec<bool>,
+    pub resolution: Resolution,
+    pub entity: Vec<String>,
+    pub timings: Vec<Timing>,
+}
+
+impl LinkRun {
+    /// The score the threshold applies to, per pair.
+    pub fn score_of(&self, i: usize) -> f32 {
+        match self.mode {
+            ScoringMode::Probabilistic => self.probability[i],
+            ScoringMode::Dice => self.comparisons.dice[i],
+        }
+    }
+}
+
+struct Clock(Instant, Vec<Timing>);
+
+impl Clock {
+    fn lap(&mut self, stage: &str) {
+        let now = Instant::now();
+        self.1.push(Timing {
+            stage: stage.into(),
+            seconds: (now - self.0).as_secs_f64(),
+        });
+        tracing::info!("{stage}: {:.2}s", (now - self.0).as_secs_f64());
+        self.0 = now;
+    }
+}
+
+/// Run the link job in memory.
+pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
+    let cfg = &opts.config;
+    let dedup = opts.dedup || cfg.resolve.dedup;
+    if opts.extracts.len() == 1 && !dedup {
+        return Err(Error::Usage(
+            "one --extract links nothing: give two or more extracts, or --dedup to deduplicate one"
+                .into(),
+        ));
+    }
+    if opts.extracts.len() > 64 {
+        return Err(Error::Usage(
+            "at most 64 extracts can be linked in one job".into(),
+        ));
+    }
+    let mut clock = Clock(Instant::now(), Vec::new());
+    let ds = load(&opts.extracts)?;
+    clock.lap("load");
+    let eligible = eligible_pairs(&ds, dedup);
+    let cands = candidates(&ds, &cfg.blocking, dedup, cfg.seed);
+    clock.lap("block");
+    let cuts = cuts32(&cfg.scoring.levels);
+    let comps = compare(&ds, &cands.pairs, &cuts);
+    clock.lap("compare");
+    let names: Vec<String> = ds.fields.iter().map(|f| f.name.clone()).collect();
+    let u = estimate_u(&ds, &cuts, cfg.scoring.u_sample_pairs, dedup, cfg.seed);
+    let smallest = ds.agencies.iter().map(|a| a.len).min().unwrap_or(0).max(1);
+    let lambda0 = smallest as f64 / cands.pairs.len().max(1) as f64;
+    let model = fit(
+        &comps,
+        u,
+        &cuts,
+        names,
+        lambda0,
+        cfg.scoring.em_max_iterations,
+        cfg.scoring.u_sample_pairs,
+    );
+    clock.lap("fit");
+    let tf = cfg.scoring.tf_adjustment.then(|| value_frequencies(&ds));
+    let (weight, probability) = score(&model, &comps, &cands.pairs, tf.as_deref());
+    clock.lap("score");
+    let (mode, threshold) = match cfg.scoring.mode {
+        ScoringMode::Probabilistic => (
+            ScoringMode::Probabilistic,
+            opts.threshold.unwrap_or(cfg.scoring.threshold),
+        ),
+        ScoringMode::Dice => (
+            ScoringMode::Dice,
+            opts.threshold.unwrap_or(cfg.scoring.dice_threshold),
+        ),
+    };
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(Error::Usage(format!(
+            "--threshold {threshold} must be between 0 and 1"
+        )));
+    }
+    let scores: &[f32] = match mode {
+        ScoringMode::Probabilistic => &probability,
+        ScoringMode::Dice => &comps.dice,
+    };
+    let resolution = resolve(&ds.agency_of, &cands.pairs, scores, threshold as f32, dedup);
+    let linked: Vec<bool> = cands
+        .pairs
+        .iter()
+        .map(|&p| {
+            let (a, b) = unpack(p);
+            resolution.root[a] == resolution.root[b]
+        })
+        .collect();
+    clock.lap("resolve");
+    let key = JobKey::load(cfg.output.job_key_file.as_deref(), &opts.out)?;
+    let entity = name_entities(&ds, &resolution, &key);
+    clock.lap("pseudonymise");
+    Ok(LinkRun {
+        ds,
+        config: cfg.clone(),
+        mode,
+        threshold,
+        dedup,
+        eligible_pairs: eligible,
+        candidates: cands,
+        comparisons: comps,
+        model,
+        weight,
+        probability,
+        linked,
+        resolution,
+        entity,
+        timings: clock.1,
+    })
+}
+
+/// Entity pseudonyms per record, from each cluster's sorted members.
+fn name_entities(ds: &Dataset, r: &Resolution, key: &JobKey) -> Vec<String> {
+    let n = ds.len();
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let agency = |g: u32| ds.agencies[ds.agency_of[g as usize] as usize].name.as_str();
+    order.sort_unstable_by(|&x, &y| {
+        r.root[x as usize]
+            .cmp(&r.root[y as usize])
+            .then_with(|| agency(x).cmp(agency(y)))
+            .then_with(|| ds.ids.get(x as usize).cmp(ds.ids.get(y as usize)))
+    });
+    let mut entity = vec![String::new(); n];
+    for group in order.chunk_by(|&x, &y| r.root[x as usize] == r.root[y as usize]) {
+        let e = key.pseudonym(group.iter().map(|&g| (agency(g), ds.ids.get(g as usize))));
+        for &g in group {
+            entity[g as usize] = e.clone();
+        }
+    }
+    entity
+}
+
+/// Write links.parquet and pairs.parquet; the caller commits them.
+pub fn write_outputs(run: &LinkRun, out: &Path) -> Result<Vec<Pending>> {
+    let ds = &run.ds;
+    let agencies: Vec<&str> = ds.agencies.iter().map(|a| a.name.as_str()).collect();
+    let meta = vec![
+        (
+            "bloomlink.version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+        ("bloomlink.dedup".to_string(), run.dedup.to_string()),
+        (
+            "bloomlink.agencies".to_string(),
+            serde_json::to_string(&agencies).expect("json"),
+        ),
+        (
+            "bloomlink.schema_fingerprint".to_string(),
+            ds.fingerprint.clone(),
+        ),
+    ];
+    let links = output::links(
+        &out.join("links.parquet"),
+        ds,
+        &run.entity,
+        &run.resolution.cluster_size,
+        meta.clone(),
+    )?;
+    let min_p = run.config.output.pairs_min_probability as f32;
+    let dice_floor = (run.threshold as f32) * 0.75;
+    let rows: Vec<PairRow> = (0..run.candidates.pairs.len())
+        .filter(|&i| {
+            run.linked[i]
+                || run.probability[i] >= min_p
+                || (run.mode == ScoringMode::Dice && run.comparisons.dice[i] >= dice_floor)
+        })
+        .map(|i| PairRow {
+            pair: run.candidates.pairs[i],
+            dice: run.comparisons.dice[i],
+            weight: Some(run.weight[i]),
+            probability: Some(run.probability[i]),
+            linked: run.linked[i],
+        })
+        .collect();
+    let pairs = output::pairs(&out.join("pairs.parquet"), ds, &rows, meta)?;
+    Ok(vec![links, pairs])
+}

@@ -1,0 +1,235 @@
+//! Loading extracts for linking: compatibility checks, then one set of
+//! contiguous arenas over all agencies (global record index `g`).
+//!
+//! Checks run on metadata before any filter is read: every file must be a
+//! bloomlink extract, agencies must be distinct, and schema fingerprints, key
+//! checks and CLK sizes must agree. Hub side: never sees plaintext or keys.
+
+use std::path::PathBuf;
+
+use crate::bloom::popcount;
+use crate::error::{Error, Result};
+use crate::extract::{Counts, Extract, ExtractMeta, IdColumn, read_extract, read_meta};
+
+/// A packed, nullable filter arena with precomputed popcounts.
+#[derive(Debug, Default, Clone)]
+pub struct Filters {
+    pub name: String,
+    pub words: usize,
+    pub data: Vec<u64>,
+    pub pop: Vec<u32>,
+    pub valid: Vec<bool>,
+}
+
+impl Filters {
+    /// Filter `g`.
+    #[inline]
+    pub fn get(&self, g: usize) -> &[u64] {
+        &self.data[g * self.words..(g + 1) * self.words]
+    }
+}
+
+/// One agency's part of the dataset.
+#[derive(Debug, Clone)]
+pub struct Agency {
+    pub name: String,
+    pub path: PathBuf,
+    pub meta: ExtractMeta,
+    /// First global index of this agency's records.
+    pub start: usize,
+    pub len: usize,
+}
+
+/// A stratum column over all records (codes index `labels`).
+#[derive(Debug, Clone)]
+pub struct Stratum {
+    pub name: String,
+    pub labels: Vec<String>,
+    pub codes: Vec<Option<u32>>,
+}
+
+/// All records of all extracts, indexed globally.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub agencies: Vec<Agency>,
+    /// Agency index of each record.
+    pub agency_of: Vec<u16>,
+    pub ids: IdColumn,
+    pub clk: Filters,
+    pub fields: Vec<Filters>,
+    /// Blocking-key columns present in every extract.
+    pub blocks: Vec<(String, Vec<Option<u128>>)>,
+    pub strata: Vec<Stratum>,
+    pub fingerprint: String,
+    pub key_check: String,
+    pub schema_json: String,
+}
+
+impl Dataset {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.agency_of.len()
+    }
+
+    /// Whether there are no records.
+    pub fn is_empty(&self) -> bool {
+        self.agency_of.is_empty()
+    }
+
+    /// Encode-time counts per agency.
+    pub fn counts(&self) -> Vec<&Counts> {
+        self.agencies.iter().map(|a| &a.meta.counts).collect()
+    }
+}
+
+/// Check that extracts can be linked together, from metadata alone.
+pub fn check_compatible(paths: &[PathBuf]) -> Result<Vec<(ExtractMeta, usize)>> {
+    if paths.is_empty() {
+        return Err(Error::Usage("give at least one --extract".into()));
+    }
+    let metas: Vec<(ExtractMeta, usize)> =
+        paths.iter().map(|p| read_meta(p)).collect::<Result<_>>()?;
+    let (first, _) = &metas[0];
+    for (i, (m, _)) in metas.iter().enumerate().skip(1) {
+        let (a, b) = (paths[0].display(), paths[i].display());
+        if let Some(j) = metas[..i].iter().position(|(x, _)| x.agency == m.agency) {
+            return Err(Error::Incompatible(format!(
+                "{} and {} both come from agency `{}`; each agency may appear once (use --dedup with a single extract to deduplicate)",
+                paths[j].display(),
+                b,
+                m.agency
+            )));
+        }
+        if m.fingerprint != first.fingerprint {
+            return Err(Error::Incompatible(format!(
+                "{a} and {b} were encoded with different schemas (fingerprints {} and {}); every agency must use the same schema file",
+                &first.fingerprint[..16],
+                &m.fingerprint[..16]
+            )));
+        }
+        if m.key_check != first.key_check {
+            return Err(Error::Incompatible(format!(
+                "{a} and {b} were encoded with different secrets (key checks {} and {}); every agency must use the same linkage key",
+                first.key_check, m.key_check
+            )));
+        }
+        if m.schema.clk_bits != first.schema.clk_bits {
+            return Err(Error::Incompatible(format!(
+                "{a} has {}-bit CLKs but {b} has {}-bit CLKs",
+                first.schema.clk_bits, m.schema.clk_bits
+            )));
+        }
+    }
+    Ok(metas)
+}
+
+fn pops(f: &Filters) -> Vec<u32> {
+    f.data.chunks_exact(f.words).map(popcount).collect()
+}
+
+/// Load extracts after checking them; agencies keep the order given.
+pub fn load(paths: &[PathBuf]) -> Result<Dataset> {
+    check_compatible(paths)?;
+    let extracts: Vec<Extract> = paths
+        .iter()
+        .map(|p| read_extract(p))
+        .collect::<Result<_>>()?;
+    assemble(extracts)
+}
+
+fn assemble(extracts: Vec<Extract>) -> Result<Dataset> {
+    if extracts.len() > u16::MAX as usize {
+        return Err(Error::Usage("too many extracts".into()));
+    }
+    let first = &extracts[0];
+    let fingerprint = first.meta.fingerprint.clone();
+    let key_check = first.meta.key_check.clone();
+    let schema_json = first.meta.schema_json.clone();
+    let block_names: Vec<String> = first.blocks.iter().map(|b| b.name.clone()).collect();
+    let strata_names: Vec<String> = first.strata.iter().map(|s| s.name.clone()).collect();
+    let total: usize = extracts.iter().map(|e| e.len).sum();
+    if total >= u32::MAX as usize {
+        return Err(Error::Usage(
+            "more than 4 billion records in one job".into(),
+        ));
+    }
+    let mut ds = Dataset {
+        agencies: Vec::new(),
+        agency_of: Vec::with_capacity(total),
+        ids: IdColumn::default(),
+        clk: Filters {
+            name: "clk".into(),
+            words: first.clk.words,
+            ..Default::default()
+        },
+        fields: first
+            .fields
+            .iter()
+            .map(|f| Filters {
+                name: f.name.clone(),
+                words: f.words,
+                ..Default::default()
+            })
+            .collect(),
+        blocks: block_names
+            .iter()
+            .map(|n| (n.clone(), Vec::new()))
+            .collect(),
+        strata: strata_names
+            .iter()
+            .map(|n| Stratum {
+                name: n.clone(),
+                labels: Vec::new(),
+                codes: Vec::new(),
+            })
+            .collect(),
+        fingerprint,
+        key_check,
+        schema_json,
+    };
+    ds.clk.data.reserve(total * ds.clk.words);
+    for (ai, mut e) in extracts.into_iter().enumerate() {
+        let start = ds.agency_of.len();
+        ds.agency_of.extend(std::iter::repeat_n(ai as u16, e.len));
+        for i in 0..e.len {
+            ds.ids.push(e.ids.get(i));
+        }
+        ds.clk.data.append(&mut e.clk.data);
+        ds.clk.valid.append(&mut e.clk.valid);
+        for (dst, src) in ds.fields.iter_mut().zip(e.fields.iter_mut()) {
+            dst.data.append(&mut src.data);
+            dst.valid.append(&mut src.valid);
+        }
+        for ((_, dst), src) in ds.blocks.iter_mut().zip(e.blocks.iter_mut()) {
+            dst.append(&mut src.keys);
+        }
+        for (dst, src) in ds.strata.iter_mut().zip(e.strata.iter()) {
+            // Re-code labels into the dataset-wide dictionary.
+            let map: Vec<u32> = src
+                .labels
+                .iter()
+                .map(|l| match dst.labels.iter().position(|x| x == l) {
+                    Some(p) => p as u32,
+                    None => {
+                        dst.labels.push(l.clone());
+                        (dst.labels.len() - 1) as u32
+                    }
+                })
+                .collect();
+            dst.codes
+                .extend(src.codes.iter().map(|c| c.map(|c| map[c as usize])));
+        }
+        ds.agencies.push(Agency {
+            name: e.meta.agency.clone(),
+            path: e.path.clone(),
+            meta: e.meta,
+            start,
+            len: e.len,
+        });
+    }
+    ds.clk.pop = pops(&ds.clk);
+    for f in &mut ds.fields {
+        f.pop = pops(f);
+    }
+    Ok(ds)
+}

@@ -1,0 +1,376 @@
+//! Scoring candidate pairs: per-field Dice levels and Fellegi–Sunter weights.
+//!
+//! Each field's Dice falls into a comparison level (null when either side is
+//! missing: no evidence). u-probabilities come from random pairs; m and the
+//! match prior λ from EM on the candidate pairs, run on the counts of
+//! distinct level patterns (so EM costs nothing per pair). Exact field-filter
+//! matches can use the value's own frequency instead of the average u
+//! (term-frequency adjustment): agreeing on a rare surname is stronger
+//! evidence than agreeing on a common one. Hub side: filters only.
+
+use std::collections::HashMap;
+
+use rand::{RngExt, SeedableRng};
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use super::block::unpack;
+use super::compare::{Kernel, dice32};
+use super::load::{Dataset, Filters};
+
+/// Comparison results for candidate pairs.
+#[derive(Debug, Clone, Default)]
+pub struct Comparisons {
+    /// Record-level CLK Dice per pair.
+    pub dice: Vec<f32>,
+    /// Level per pair per field (`pairs × fields`), 0 = null.
+    pub levels: Vec<u8>,
+    pub fields: usize,
+}
+
+/// The level of a Dice value: 1 for the first cut-off met, `cuts + 1` for none.
+#[inline]
+pub fn level_of(d: f32, cuts: &[f32]) -> u8 {
+    for (i, &c) in cuts.iter().enumerate() {
+        if d >= c {
+            return i as u8 + 1;
+        }
+    }
+    cuts.len() as u8 + 1
+}
+
+#[inline]
+fn field_level(f: &Filters, a: usize, b: usize, cuts: &[f32], kernel: Kernel) -> u8 {
+    if !f.valid[a] || !f.valid[b] {
+        return 0;
+    }
+    let d = dice32(kernel.and_popcount(f.get(a), f.get(b)), f.pop[a], f.pop[b]);
+    level_of(d, cuts)
+}
+
+/// Cut-offs as `f32`, with exact agreement tolerant of rounding.
+pub fn cuts32(levels: &[f64]) -> Vec<f32> {
+    levels
+        .iter()
+        .map(|&c| if c >= 1.0 { 1.0 - 1e-6 } else { c as f32 })
+        .collect()
+}
+
+/// Compare every candidate pair (parallel, no allocation per pair).
+pub fn compare(ds: &Dataset, pairs: &[u64], cuts: &[f32]) -> Comparisons {
+    let kernel = Kernel::detect();
+    let nf = ds.fields.len();
+    let mut dice = vec![0f32; pairs.len()];
+    let mut levels = vec![0u8; pairs.len() * nf.max(1)];
+    const CH: usize = 4096;
+    dice.par_chunks_mut(CH)
+        .zip(levels.par_chunks_mut(CH * nf.max(1)))
+        .zip(pairs.par_chunks(CH))
+        .for_each(|((d, l), p)| {
+            for (i, &pair) in p.iter().enumerate() {
+                let (a, b) = unpack(pair);
+                d[i] = dice32(
+                    kernel.and_popcount(ds.clk.get(a), ds.clk.get(b)),
+                    ds.clk.pop[a],
+                    ds.clk.pop[b],
+                );
+                for (fi, f) in ds.fields.iter().enumerate() {
+                    l[i * nf + fi] = field_level(f, a, b, cuts, kernel);
+                }
+            }
+        });
+    Comparisons {
+        dice,
+        levels,
+        fields: nf,
+    }
+}
+
+/// The fitted Fellegi–Sunter model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Model {
+    pub fields: Vec<String>,
+    /// Dice cut-offs defining levels 1..=cuts.len(); the last level is "below all".
+    pub cuts: Vec<f64>,
+    /// `m[field][level]`, level 0 (null) unused.
+    pub m: Vec<Vec<f64>>,
+    pub u: Vec<Vec<f64>>,
+    /// Prior probability that a candidate pair is a match.
+    pub lambda: f64,
+    pub iterations: usize,
+    pub converged: bool,
+    /// Random pairs used for u.
+    pub u_pairs: usize,
+}
+
+impl Model {
+    /// Weight (log2 m/u) of a field at a level; 0 for null.
+    #[inline]
+    pub fn field_weight(&self, f: usize, l: u8) -> f64 {
+        if l == 0 {
+            0.0
+        } else {
+            (self.m[f][l as usize] / self.u[f][l as usize]).log2()
+        }
+    }
+
+    /// The prior as a weight, log2(λ / (1 − λ)).
+    pub fn prior_weight(&self) -> f64 {
+        (self.lambda / (1.0 - self.lambda)).log2()
+    }
+}
+
+/// Levels of a field including null and "below all cut-offs".
+fn n_levels(cuts: &[f32]) -> usize {
+    cuts.len() + 2
+}
+
+/// Estimate u from `n` random eligible pairs (deterministic for a seed).
+pub fn estimate_u(ds: &Dataset, cuts: &[f32], n: usize, dedup: bool, seed: u64) -> Vec<Vec<f64>> {
+    let kernel = Kernel::detect();
+    let nl = n_levels(cuts);
+    let total = ds.len();
+    let mut counts = vec![vec![0u64; nl]; ds.fields.len()];
+    if total < 2 {
+        return counts
+            .iter()
+            .map(|c| vec![1.0 / nl as f64; c.len()])
+            .collect();
+    }
+    let single = ds.agencies.len() == 1;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x75);
+    let mut drawn = 0;
+    let mut tries = 0;
+    while drawn < n && tries < n * 20 {
+        tries += 1;
+        let a = rng.random_range(0..total);
+        let b = rng.random_range(0..total);
+        if a == b || (!dedup && !single && ds.agency_of[a] == ds.agency_of[b]) {
+            continue;
+        }
+        drawn += 1;
+        for (fi, f) in ds.fields.iter().enumerate() {
+            counts[fi][field_level(f, a, b, cuts, kernel) as usize] += 1;
+        }
+    }
+    counts
+        .iter()
+        .map(|c| {
+            let nonnull: u64 = c[1..].iter().sum();
+            let mut u = vec![0.0; nl];
+            for l in 1..nl {
+                // Add-one smoothing: no level has probability 0.
+                u[l] = (c[l] as f64 + 1.0) / (nonnull as f64 + (nl - 1) as f64);
+            }
+            u
+        })
+        .collect()
+}
+
+fn pattern_key(levels: &[u8]) -> u128 {
+    levels.iter().fold(0u128, |k, &l| k << 4 | l as u128)
+}
+
+/// Fit m and λ by EM with u fixed, on the candidate pairs' level patterns.
+pub fn fit(
+    comps: &Comparisons,
+    u: Vec<Vec<f64>>,
+    cuts: &[f32],
+    field_names: Vec<String>,
+    initial_lambda: f64,
+    max_iter: usize,
+    u_pairs: usize,
+) -> Model {
+    let nf = comps.fields;
+    let nl = n_levels(cuts);
+    let mut counts: HashMap<u128, (Vec<u8>, f64)> = HashMap::new();
+    if nf > 0 {
+        for p in comps.levels.chunks_exact(nf) {
+            counts
+                .entry(pattern_key(p))
+                .or_insert_with(|| (p.to_vec(), 0.0))
+                .1 += 1.0;
+        }
+    }
+    let mut patterns: Vec<(Vec<u8>, f64)> = counts.into_values().collect();
+    patterns.sort_by(|a, b| a.0.cmp(&b.0));
+    let total: f64 = patterns.iter().map(|p| p.1).sum();
+    // Start: matches mostly agree exactly, decreasing with each lower level.
+    let mut m: Vec<Vec<f64>> = (0..nf)
+        .map(|_| {
+            let mut v = vec![0.0; nl];
+            let mut s = 0.0;
+            for (l, x) in v.iter_mut().enumerate().skip(1) {
+                *x = 0.5f64.powi(l as i32);
+                s += *x;
+            }
+            v.iter_mut().skip(1).for_each(|x| *x /= s);
+            v
+        })
+        .collect();
+    let mut lambda = initial_lambda.clamp(1e-6, 0.5);
+    let mut iterations = 0;
+    let mut converged = false;
+    while iterations < max_iter && total > 0.0 {
+        iterations += 1;
+        let mut msum = vec![vec![0.0f64; nl]; nf];
+        let mut psum = 0.0;
+        let prior = (lambda / (1.0 - lambda)).ln();
+        for (levels, c) in &patterns {
+            let mut lo = prior;
+            for (f, &l) in levels.iter().enumerate() {
+                if l > 0 {
+                    lo += (m[f][l as usize] / u[f][l as usize]).ln();
+                }
+            }
+            let p = 1.0 / (1.0 + (-lo).exp());
+            psum += p * c;
+            for (f, &l) in levels.iter().enumerate() {
+                msum[f][l as usize] += p * c;
+            }
+        }
+        let new_lambda = (psum / total).clamp(1e-9, 1.0 - 1e-9);
+        let mut delta = (new_lambda - lambda).abs();
+        for f in 0..nf {
+            let nonnull: f64 = msum[f][1..].iter().sum();
+            for l in 1..nl {
+                let v = (msum[f][l] + 1e-3) / (nonnull + 1e-3 * (nl - 1) as f64);
+                delta = delta.max((v - m[f][l]).abs());
+                m[f][l] = v;
+            }
+        }
+        lambda = new_lambda;
+        if delta < 1e-7 {
+            converged = true;
+            break;
+        }
+    }
+    Model {
+        fields: field_names,
+        cuts: cuts
+            .iter()
+            .map(|&c| if c > 0.9999 { 1.0 } else { c as f64 })
+            .collect(),
+        m,
+        u,
+        lambda,
+        iterations,
+        converged,
+        u_pairs,
+    }
+}
+
+/// Per record and field, the frequency of its exact field filter among all
+/// records with that field (for term-frequency adjustment).
+pub fn value_frequencies(ds: &Dataset) -> Vec<Vec<f32>> {
+    ds.fields
+        .par_iter()
+        .map(|f| {
+            let mut counts: FxHashMap<&[u64], u32> = FxHashMap::default();
+            let mut valid = 0u32;
+            for g in 0..ds.len() {
+                if f.valid[g] {
+                    *counts.entry(f.get(g)).or_default() += 1;
+                    valid += 1;
+                }
+            }
+            (0..ds.len())
+                .map(|g| {
+                    if f.valid[g] {
+                        counts[f.get(g)] as f32 / valid as f32
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Match weight and probability of each candidate pair.
+pub fn score(
+    model: &Model,
+    comps: &Comparisons,
+    pairs: &[u64],
+    tf: Option<&[Vec<f32>]>,
+) -> (Vec<f32>, Vec<f32>) {
+    let nf = comps.fields;
+    let prior = model.prior_weight();
+    // Weight table per field and level.
+    let table: Vec<Vec<f64>> = (0..nf)
+        .map(|f| {
+            (0..model.m[f].len())
+                .map(|l| model.field_weight(f, l as u8))
+                .collect()
+        })
+        .collect();
+    let min_freq = 1.0 / (pairs.len().max(1) as f64 * 10.0);
+    let out: Vec<(f32, f32)> = pairs
+        .par_iter()
+        .enumerate()
+        .map(|(i, &pair)| {
+            let mut w = prior;
+            let lv = &comps.levels[i * nf..(i + 1) * nf];
+            for f in 0..nf {
+                let l = lv[f];
+                if l == 1
+                    && let Some(tf) = tf
+                {
+                    let (a, _) = unpack(pair);
+                    let freq = (tf[f][a] as f64).max(min_freq);
+                    w += (model.m[f][1] / freq).log2().max(0.0);
+                } else {
+                    w += table[f][l as usize];
+                }
+            }
+            let p = 1.0 / (1.0 + (-w).exp2());
+            (w as f32, p as f32)
+        })
+        .collect();
+    out.into_iter().unzip()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_follow_cutoffs() {
+        let c = cuts32(&[1.0, 0.9, 0.7]);
+        assert_eq!(level_of(1.0, &c), 1);
+        assert_eq!(level_of(0.95, &c), 2);
+        assert_eq!(level_of(0.7, &c), 3);
+        assert_eq!(level_of(0.2, &c), 4);
+    }
+
+    #[test]
+    fn em_separates_a_clean_mixture() {
+        // Two fields, levels 1 (exact) .. 3 (disagree). 100 matches agree,
+        // 900 non-matches mostly disagree.
+        let mut levels = Vec::new();
+        for _ in 0..100 {
+            levels.extend([1u8, 1]);
+        }
+        for i in 0..900 {
+            levels.extend([
+                if i % 30 == 0 { 1u8 } else { 3 },
+                if i % 45 == 0 { 2 } else { 3 },
+            ]);
+        }
+        let comps = Comparisons {
+            dice: vec![0.0; 1000],
+            levels,
+            fields: 2,
+        };
+        let cuts = cuts32(&[1.0, 0.8]);
+        let u = vec![vec![0.0, 0.02, 0.03, 0.95]; 2];
+        let m = fit(&comps, u, &cuts, vec!["a".into(), "b".into()], 0.3, 200, 0);
+        assert!((m.lambda - 0.1).abs() < 0.02, "lambda {}", m.lambda);
+        assert!(m.m[0][1] > 0.9);
+        let pairs: Vec<u64> = (0..1000u64).map(|i| i << 32 | (i + 1)).collect();
+        let (_, p) = score(&m, &comps, &pairs, None);
+        assert!(p[..100].iter().all(|&x| x > 0.9));
+        assert!(p[100..].iter().filter(|&&x| x > 0.5).count() < 5);
+    }
+}

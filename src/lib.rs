@@ -14,5 +14,6 @@ pub mod extract;
 pub mod hub;
 pub mod io;
 pub mod progress;
+pub mod synth;
 
 pub use error::{Error, Result};

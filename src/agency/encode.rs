@@ -252,9 +252,11 @@ impl Encoder {
         }
         let mut strata = Vec::new();
         for s in &self.schema.strata {
-            strata.push(match s.kind {
-                StratumKind::Value => Some(find(&s.source, &format!("stratum `{}`", s.name))?),
-                StratumKind::AgeBand { .. } => None,
+            strata.push(match &s.kind {
+                StratumKind::Value { column } => {
+                    Some(find(column, &format!("stratum `{}`", s.name))?)
+                }
+                _ => None,
             });
         }
         let mut pay = Vec::new();
@@ -496,21 +498,30 @@ impl Encoder {
         }
         // 4. Declared strata.
         for (si, st) in s.strata.iter().enumerate() {
+            let field_index = |name: &str| {
+                s.fields
+                    .iter()
+                    .position(|f| f.name == name)
+                    .expect("schema validated")
+            };
             let v = match &st.kind {
-                StratumKind::Value => match chunk.cell(row, cols.strata[si].expect("mapped")) {
-                    Cell::Text(t) => stratum_value(t),
-                    Cell::Owned(t) => stratum_value(&t),
-                    _ => None,
-                },
+                StratumKind::Value { .. } => {
+                    match chunk.cell(row, cols.strata[si].expect("mapped")) {
+                        Cell::Text(t) => stratum_value(t),
+                        Cell::Owned(t) => stratum_value(&t),
+                        _ => None,
+                    }
+                }
+                StratumKind::Field { field } => {
+                    let fi = field_index(field);
+                    sc.present[fi].then(|| sc.norm[fi].clone())
+                }
                 StratumKind::AgeBand {
+                    field,
                     reference_date,
                     bounds,
                 } => {
-                    let fi = s
-                        .fields
-                        .iter()
-                        .position(|f| f.name == st.source)
-                        .expect("schema validated");
+                    let fi = field_index(field);
                     if sc.present[fi] {
                         age_band(&sc.norm[fi], reference_date, bounds)
                     } else {

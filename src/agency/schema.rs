@@ -106,16 +106,23 @@ pub struct Validate {
 }
 
 /// One identifying field.
+///
+/// Input-side details (`column`, `missing`, `formats`) are agency-local: each
+/// agency maps its own column names and date formats, so they are left out
+/// of the canonical JSON and the fingerprint (see docs/decisions.md).
 #[derive(Debug, Clone, Serialize)]
 pub struct Field {
     pub name: String,
+    #[serde(skip)]
     pub column: String,
     pub kind: Kind,
     pub tokens: Tokens,
     pub strategy: Strategy,
     pub hash: Hash,
+    #[serde(skip)]
     pub missing: Vec<String>,
     pub replace_with: Option<String>,
+    #[serde(skip)]
     pub formats: Vec<String>,
     pub validate: Option<Validate>,
     /// Position among the schema's features (clkhash derives key pairs by it).
@@ -154,10 +161,17 @@ pub struct Blocking {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum StratumKind {
-    /// The (trimmed, lower-cased) raw value of a column.
-    Value,
+    /// The (trimmed, lower-cased) raw value of an input column (agency-local,
+    /// so the column name is not part of the fingerprint).
+    Value {
+        #[serde(skip)]
+        column: String,
+    },
+    /// The normalised value of a field (e.g. sex as `m`/`f`).
+    Field { field: String },
     /// Age band at a reference date, from a date field.
     AgeBand {
+        field: String,
         reference_date: String,
         bounds: Vec<u32>,
     },
@@ -167,7 +181,6 @@ pub enum StratumKind {
 #[derive(Debug, Clone, Serialize)]
 pub struct Stratum {
     pub name: String,
-    pub source: String,
     pub kind: StratumKind,
 }
 
@@ -188,7 +201,9 @@ pub struct Schema {
     pub clk_bits: u32,
     pub field_bits: u32,
     pub xor_folds: u32,
-    /// Input column holding the record id; `None` means the 1-based row number.
+    /// Input column holding the record id; `None` means the 1-based row
+    /// number. Agency-local: not part of the fingerprint.
+    #[serde(skip)]
     pub record_id: Option<String>,
     pub kdf: Option<Kdf>,
     pub fields: Vec<Field>,
@@ -515,7 +530,18 @@ impl NativeToml {
                 ));
             }
             let kind = match s.kind.as_deref().unwrap_or("value") {
-                "value" => StratumKind::Value,
+                "value" => StratumKind::Value { column: s.source },
+                "field" => {
+                    if !fields.iter().any(|f| f.name == s.source) {
+                        return Err(Error::config(
+                            path,
+                            format!(
+                                "{at}: `source` must name a declared field for type = \"field\""
+                            ),
+                        ));
+                    }
+                    StratumKind::Field { field: s.source }
+                }
                 "age_band" => {
                     let field = fields.iter().find(|f| f.name == s.source);
                     if field.map(|f| f.kind) != Some(Kind::Date) {
@@ -541,6 +567,7 @@ impl NativeToml {
                         return Err(Error::config(path, format!("{at}: `bounds` must increase")));
                     }
                     StratumKind::AgeBand {
+                        field: s.source,
                         reference_date,
                         bounds,
                     }
@@ -548,15 +575,14 @@ impl NativeToml {
                 other => {
                     return Err(Error::config(
                         path,
-                        format!("{at}: unknown `type` = \"{other}\"; use value or age_band"),
+                        format!("{at}: unknown `type` = \"{other}\"; use value, field or age_band"),
                     ));
                 }
             };
-            strata.push(Stratum {
-                name: s.name,
-                source: s.source,
-                kind,
-            });
+            if strata.iter().any(|x: &Stratum| x.name == s.name) {
+                return Err(Error::config(path, format!("{at} is declared twice")));
+            }
+            strata.push(Stratum { name: s.name, kind });
         }
         Ok(Schema {
             mode: Mode::Native,

@@ -14,6 +14,7 @@ pub mod encode;
 pub mod evaluate;
 pub mod inspect;
 pub mod link;
+pub mod synth;
 
 /// Privacy-preserving record linkage across agencies.
 #[derive(Parser, Debug)]
@@ -40,6 +41,28 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// Print an extract's metadata and counts (never its filters).
     Inspect(InspectArgs),
+    /// Write synthetic plaintext agency extracts with truth (for testing).
+    Synth(SynthArgs),
+}
+
+/// Arguments of `bloomlink synth`.
+#[derive(Args, Debug)]
+pub struct SynthArgs {
+    /// Number of people in the population.
+    #[arg(long)]
+    pub people: usize,
+    /// Number of agencies (extracts).
+    #[arg(long, default_value_t = 3)]
+    pub agencies: usize,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Random seed (same seed, same files).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Probability that a person appears in each agency.
+    #[arg(long, default_value_t = 0.6)]
+    pub overlap: f64,
 }
 
 /// Arguments of `bloomlink link`.
@@ -143,5 +166,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Link(a) => link::run(a, progress),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Synth(a) => synth::run(a),
     }
 }

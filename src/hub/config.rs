@@ -59,7 +59,7 @@ impl Default for Scoring {
             mode: ScoringMode::Probabilistic,
             threshold: 0.5,
             dice_threshold: 0.8,
-            levels: vec![1.0, 0.9, 0.8, 0.65],
+            levels: vec![1.0, 0.85, 0.7, 0.55, 0.4],
             u_sample_pairs: 200_000,
             em_max_iterations: 100,
             tf_adjustment: true,

@@ -15,9 +15,8 @@ use super::load::{Dataset, load};
 use super::output::{self, PairRow};
 use super::pseudonym::JobKey;
 use super::resolve::{Resolution, resolve};
-use super::score::{
-    Comparisons, Model, compare, cuts32, estimate_u, fit, score, value_frequencies,
-};
+use super::score::{Comparisons, Model, compare, cuts32, estimate_u, score, value_frequencies};
+use super::train::train;
 use crate::error::{Error, Result};
 use crate::io::Pending;
 
@@ -108,18 +107,20 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
     let cuts = cuts32(&cfg.scoring.levels);
     let comps = compare(&ds, &cands.pairs, &cuts);
     clock.lap("compare");
-    let names: Vec<String> = ds.fields.iter().map(|f| f.name.clone()).collect();
     let u = estimate_u(&ds, &cuts, cfg.scoring.u_sample_pairs, dedup, cfg.seed);
-    let smallest = ds.agencies.iter().map(|a| a.len).min().unwrap_or(0).max(1);
-    let lambda0 = smallest as f64 / cands.pairs.len().max(1) as f64;
-    let model = fit(
+    let model = train(
+        &ds,
         &comps,
-        u,
         &cuts,
-        names,
-        lambda0,
+        u,
         cfg.scoring.em_max_iterations,
+        eligible,
+        dedup,
         cfg.scoring.u_sample_pairs,
+    );
+    tracing::debug!(
+        "model: {}",
+        serde_json::to_string(&model).unwrap_or_default()
     );
     clock.lap("fit");
     let tf = cfg.scoring.tf_adjustment.then(|| value_frequencies(&ds));

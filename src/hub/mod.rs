@@ -15,6 +15,7 @@ pub mod output;
 pub mod pseudonym;
 pub mod resolve;
 pub mod score;
+pub mod train;
 
 pub use config::JobConfig;
 pub use link::{LinkOptions, LinkRun};

@@ -8,8 +8,6 @@
 //! (term-frequency adjustment): agreeing on a rare surname is stronger
 //! evidence than agreeing on a common one. Hub side: filters only.
 
-use std::collections::HashMap;
-
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
@@ -87,6 +85,25 @@ pub fn compare(ds: &Dataset, pairs: &[u64], cuts: &[f32]) -> Comparisons {
     }
 }
 
+/// Field levels only (`pairs × fields`), for training sessions.
+pub fn compare_fields(ds: &Dataset, pairs: &[u64], cuts: &[f32]) -> Vec<u8> {
+    let kernel = Kernel::detect();
+    let nf = ds.fields.len().max(1);
+    let mut levels = vec![0u8; pairs.len() * nf];
+    levels
+        .par_chunks_mut(4096 * nf)
+        .zip(pairs.par_chunks(4096))
+        .for_each(|(l, p)| {
+            for (i, &pair) in p.iter().enumerate() {
+                let (a, b) = unpack(pair);
+                for (fi, f) in ds.fields.iter().enumerate() {
+                    l[i * nf + fi] = field_level(f, a, b, cuts, kernel);
+                }
+            }
+        });
+    levels
+}
+
 /// The fitted Fellegi–Sunter model.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Model {
@@ -96,8 +113,14 @@ pub struct Model {
     /// `m[field][level]`, level 0 (null) unused.
     pub m: Vec<Vec<f64>>,
     pub u: Vec<Vec<f64>>,
-    /// Prior probability that a candidate pair is a match.
+    /// Prior probability that two random eligible records match.
     pub lambda: f64,
+    /// Share of matches among candidate pairs (from EM).
+    pub candidate_lambda: f64,
+    /// Expected matches among candidate pairs.
+    pub expected_matches: f64,
+    /// EM training sessions that estimated m.
+    pub sessions: Vec<super::train::Session>,
     pub iterations: usize,
     pub converged: bool,
     /// Random pairs used for u.
@@ -122,7 +145,7 @@ impl Model {
 }
 
 /// Levels of a field including null and "below all cut-offs".
-fn n_levels(cuts: &[f32]) -> usize {
+pub fn n_levels(cuts: &[f32]) -> usize {
     cuts.len() + 2
 }
 
@@ -166,99 +189,6 @@ pub fn estimate_u(ds: &Dataset, cuts: &[f32], n: usize, dedup: bool, seed: u64) 
             u
         })
         .collect()
-}
-
-fn pattern_key(levels: &[u8]) -> u128 {
-    levels.iter().fold(0u128, |k, &l| k << 4 | l as u128)
-}
-
-/// Fit m and λ by EM with u fixed, on the candidate pairs' level patterns.
-pub fn fit(
-    comps: &Comparisons,
-    u: Vec<Vec<f64>>,
-    cuts: &[f32],
-    field_names: Vec<String>,
-    initial_lambda: f64,
-    max_iter: usize,
-    u_pairs: usize,
-) -> Model {
-    let nf = comps.fields;
-    let nl = n_levels(cuts);
-    let mut counts: HashMap<u128, (Vec<u8>, f64)> = HashMap::new();
-    if nf > 0 {
-        for p in comps.levels.chunks_exact(nf) {
-            counts
-                .entry(pattern_key(p))
-                .or_insert_with(|| (p.to_vec(), 0.0))
-                .1 += 1.0;
-        }
-    }
-    let mut patterns: Vec<(Vec<u8>, f64)> = counts.into_values().collect();
-    patterns.sort_by(|a, b| a.0.cmp(&b.0));
-    let total: f64 = patterns.iter().map(|p| p.1).sum();
-    // Start: matches mostly agree exactly, decreasing with each lower level.
-    let mut m: Vec<Vec<f64>> = (0..nf)
-        .map(|_| {
-            let mut v = vec![0.0; nl];
-            let mut s = 0.0;
-            for (l, x) in v.iter_mut().enumerate().skip(1) {
-                *x = 0.5f64.powi(l as i32);
-                s += *x;
-            }
-            v.iter_mut().skip(1).for_each(|x| *x /= s);
-            v
-        })
-        .collect();
-    let mut lambda = initial_lambda.clamp(1e-6, 0.5);
-    let mut iterations = 0;
-    let mut converged = false;
-    while iterations < max_iter && total > 0.0 {
-        iterations += 1;
-        let mut msum = vec![vec![0.0f64; nl]; nf];
-        let mut psum = 0.0;
-        let prior = (lambda / (1.0 - lambda)).ln();
-        for (levels, c) in &patterns {
-            let mut lo = prior;
-            for (f, &l) in levels.iter().enumerate() {
-                if l > 0 {
-                    lo += (m[f][l as usize] / u[f][l as usize]).ln();
-                }
-            }
-            let p = 1.0 / (1.0 + (-lo).exp());
-            psum += p * c;
-            for (f, &l) in levels.iter().enumerate() {
-                msum[f][l as usize] += p * c;
-            }
-        }
-        let new_lambda = (psum / total).clamp(1e-9, 1.0 - 1e-9);
-        let mut delta = (new_lambda - lambda).abs();
-        for f in 0..nf {
-            let nonnull: f64 = msum[f][1..].iter().sum();
-            for l in 1..nl {
-                let v = (msum[f][l] + 1e-3) / (nonnull + 1e-3 * (nl - 1) as f64);
-                delta = delta.max((v - m[f][l]).abs());
-                m[f][l] = v;
-            }
-        }
-        lambda = new_lambda;
-        if delta < 1e-7 {
-            converged = true;
-            break;
-        }
-    }
-    Model {
-        fields: field_names,
-        cuts: cuts
-            .iter()
-            .map(|&c| if c > 0.9999 { 1.0 } else { c as f64 })
-            .collect(),
-        m,
-        u,
-        lambda,
-        iterations,
-        converged,
-        u_pairs,
-    }
 }
 
 /// Per record and field, the frequency of its exact field filter among all
@@ -346,6 +276,7 @@ mod tests {
 
     #[test]
     fn em_separates_a_clean_mixture() {
+        use crate::hub::train::{Free, em, initial_m, patterns_of};
         // Two fields, levels 1 (exact) .. 3 (disagree). 100 matches agree,
         // 900 non-matches mostly disagree.
         let mut levels = Vec::new();
@@ -358,18 +289,38 @@ mod tests {
                 if i % 45 == 0 { 2 } else { 3 },
             ]);
         }
+        let u = vec![vec![0.0, 0.02, 0.03, 0.95]; 2];
+        let r = em(
+            &patterns_of(&levels, 2),
+            initial_m(2, 4),
+            u.clone(),
+            0.3,
+            Free::MLambda,
+            None,
+            200,
+        );
+        assert!((r.lambda - 0.1).abs() < 0.02, "lambda {}", r.lambda);
+        assert!(r.m[0][1] > 0.9);
+        let model = Model {
+            fields: vec!["a".into(), "b".into()],
+            cuts: vec![1.0, 0.8],
+            m: r.m,
+            u,
+            lambda: r.lambda,
+            candidate_lambda: r.lambda,
+            expected_matches: r.expected_matches,
+            sessions: vec![],
+            iterations: r.iterations,
+            converged: r.converged,
+            u_pairs: 0,
+        };
         let comps = Comparisons {
             dice: vec![0.0; 1000],
             levels,
             fields: 2,
         };
-        let cuts = cuts32(&[1.0, 0.8]);
-        let u = vec![vec![0.0, 0.02, 0.03, 0.95]; 2];
-        let m = fit(&comps, u, &cuts, vec!["a".into(), "b".into()], 0.3, 200, 0);
-        assert!((m.lambda - 0.1).abs() < 0.02, "lambda {}", m.lambda);
-        assert!(m.m[0][1] > 0.9);
         let pairs: Vec<u64> = (0..1000u64).map(|i| i << 32 | (i + 1)).collect();
-        let (_, p) = score(&m, &comps, &pairs, None);
+        let (_, p) = score(&model, &comps, &pairs, None);
         assert!(p[..100].iter().all(|&x| x > 0.9));
         assert!(p[100..].iter().filter(|&&x| x > 0.5).count() < 5);
     }

@@ -1,0 +1,325 @@
+//! Unsupervised estimation of the Fellegi–Sunter model (no labels).
+//!
+//! * u: the level distribution of random eligible pairs (population non-matches).
+//! * m: EM in *training sessions*, as Splink does. A session takes the pairs
+//!   that agree exactly on one selective field (same field filter, so the same
+//!   value); among those, non-matches agree on the *other* fields about as
+//!   often as random pairs do, so EM with u fixed to the random-pair u is
+//!   well posed for the other fields. Each field's m is the average over the
+//!   sessions that did not block on it, weighted by their expected matches.
+//!   (EM on the candidate pairs themselves is unreliable: candidates were
+//!   chosen for being similar, so their non-matches agree far more than u says.)
+//! * λ: the expected number of matches among candidates (EM on λ alone, m and
+//!   u fixed) divided by all eligible pairs: the chance that two random
+//!   records match, so probabilities do not depend on the blocking.
+//!
+//! Hub side: works on field filters and levels only.
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+
+use super::block::pack;
+use super::load::Dataset;
+use super::score::{Comparisons, Model, compare_fields, n_levels};
+
+/// Distinct level patterns with their counts.
+pub fn patterns_of(levels: &[u8], nf: usize) -> Vec<(Vec<u8>, f64)> {
+    let mut counts: FxHashMap<&[u8], f64> = FxHashMap::default();
+    if nf > 0 {
+        for p in levels.chunks_exact(nf) {
+            *counts.entry(p).or_default() += 1.0;
+        }
+    }
+    let mut v: Vec<(Vec<u8>, f64)> = counts.into_iter().map(|(k, c)| (k.to_vec(), c)).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Result of one EM run.
+pub struct Em {
+    pub m: Vec<Vec<f64>>,
+    pub u: Vec<Vec<f64>>,
+    pub lambda: f64,
+    pub expected_matches: f64,
+    pub iterations: usize,
+    pub converged: bool,
+}
+
+/// Which parameters EM may change.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Free {
+    /// m and λ (u fixed).
+    MLambda,
+    /// m, u and λ.
+    All,
+    /// λ only.
+    Lambda,
+}
+
+/// The starting m: matches mostly agree exactly, less at each lower level.
+pub fn initial_m(nf: usize, nl: usize) -> Vec<Vec<f64>> {
+    (0..nf)
+        .map(|_| {
+            let mut v = vec![0.0; nl];
+            let mut s = 0.0;
+            for (l, x) in v.iter_mut().enumerate().skip(1) {
+                *x = 0.5f64.powi(l as i32);
+                s += *x;
+            }
+            v.iter_mut().skip(1).for_each(|x| *x /= s);
+            v
+        })
+        .collect()
+}
+
+/// EM on level patterns. Fields in `ignore` are treated as null.
+pub fn em(
+    patterns: &[(Vec<u8>, f64)],
+    mut m: Vec<Vec<f64>>,
+    mut u: Vec<Vec<f64>>,
+    lambda0: f64,
+    free: Free,
+    ignore: Option<usize>,
+    max_iter: usize,
+) -> Em {
+    let nf = m.len();
+    let nl = m.first().map_or(2, |x| x.len());
+    let total: f64 = patterns.iter().map(|p| p.1).sum();
+    let mut lambda = lambda0.clamp(1e-9, 1.0 - 1e-9);
+    let mut iterations = 0;
+    let mut converged = false;
+    let mut expected = 0.0;
+    let smooth = |sum: &[f64], l: usize| {
+        let nonnull: f64 = sum[1..].iter().sum();
+        (sum[l] + 1e-3) / (nonnull + 1e-3 * (nl - 1) as f64)
+    };
+    while iterations < max_iter && total > 0.0 {
+        iterations += 1;
+        let mut msum = vec![vec![0.0f64; nl]; nf];
+        let mut usum = vec![vec![0.0f64; nl]; nf];
+        let mut psum = 0.0;
+        let prior = (lambda / (1.0 - lambda)).ln();
+        for (levels, c) in patterns {
+            let mut lo = prior;
+            for (f, &l) in levels.iter().enumerate() {
+                if l > 0 && Some(f) != ignore {
+                    lo += (m[f][l as usize] / u[f][l as usize]).ln();
+                }
+            }
+            let p = 1.0 / (1.0 + (-lo).exp());
+            psum += p * c;
+            for (f, &l) in levels.iter().enumerate() {
+                msum[f][l as usize] += p * c;
+                usum[f][l as usize] += (1.0 - p) * c;
+            }
+        }
+        expected = psum;
+        let new_lambda = (psum / total).clamp(1e-9, 1.0 - 1e-9);
+        let mut delta = (new_lambda - lambda).abs();
+        if free != Free::Lambda {
+            for f in 0..nf {
+                if Some(f) == ignore {
+                    continue;
+                }
+                for l in 1..nl {
+                    let mv = smooth(&msum[f], l);
+                    delta = delta.max((mv - m[f][l]).abs());
+                    m[f][l] = mv;
+                    if free == Free::All {
+                        let uv = smooth(&usum[f], l);
+                        delta = delta.max((uv - u[f][l]).abs());
+                        u[f][l] = uv;
+                    }
+                }
+            }
+        }
+        lambda = new_lambda;
+        if delta < 1e-7 {
+            converged = true;
+            break;
+        }
+    }
+    Em {
+        m,
+        u,
+        lambda,
+        expected_matches: expected,
+        iterations,
+        converged,
+    }
+}
+
+/// Pairs whose field `f` filters are identical (same value), capped.
+fn agreeing_pairs(
+    ds: &Dataset,
+    f: usize,
+    dedup: bool,
+    max_group: u64,
+    max_pairs: usize,
+) -> Vec<u64> {
+    let filt = &ds.fields[f];
+    let mut keyed: Vec<(u64, u32)> = (0..ds.len())
+        .into_par_iter()
+        .filter(|&g| filt.valid[g])
+        .map(|g| {
+            use std::hash::{Hash, Hasher};
+            let mut h = rustc_hash::FxHasher::default();
+            filt.get(g).hash(&mut h);
+            (h.finish(), g as u32)
+        })
+        .collect();
+    keyed.par_sort_unstable();
+    let mut out = Vec::new();
+    for group in keyed.chunk_by(|a, b| a.0 == b.0) {
+        let n = group.len() as u64;
+        if n < 2 || n * (n - 1) / 2 > max_group {
+            continue;
+        }
+        for (i, &(_, a)) in group.iter().enumerate() {
+            for &(_, b) in &group[i + 1..] {
+                if (dedup || ds.agency_of[a as usize] != ds.agency_of[b as usize])
+                    && filt.get(a as usize) == filt.get(b as usize)
+                {
+                    out.push(pack(a, b));
+                }
+            }
+        }
+        if out.len() >= max_pairs {
+            break;
+        }
+    }
+    out
+}
+
+/// Sessions run, for the report.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Session {
+    pub blocked_on: String,
+    pub pairs: usize,
+    pub expected_matches: f64,
+    pub iterations: usize,
+    pub converged: bool,
+}
+
+/// Train the model. `u_random` comes from random pairs.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    ds: &Dataset,
+    comps: &Comparisons,
+    cuts: &[f32],
+    u_random: Vec<Vec<f64>>,
+    max_iter: usize,
+    eligible_pairs: u64,
+    dedup: bool,
+    u_pairs: usize,
+) -> Model {
+    let nf = ds.fields.len();
+    let nl = n_levels(cuts);
+    let names: Vec<String> = ds.fields.iter().map(|f| f.name.clone()).collect();
+    // Session fields: the most selective (rarely agreeing by chance), up to four.
+    let mut order: Vec<usize> = (0..nf).filter(|&f| u_random[f][1] < 0.02).collect();
+    order.sort_by(|&a, &b| u_random[a][1].total_cmp(&u_random[b][1]));
+    order.truncate(4);
+    let mut msum = vec![vec![0.0f64; nl]; nf];
+    let mut wsum = vec![0.0f64; nf];
+    let mut sessions = Vec::new();
+    for &f in &order {
+        let pairs = agreeing_pairs(ds, f, dedup, 20_000, 2_000_000);
+        if pairs.len() < 50 {
+            continue;
+        }
+        let levels = compare_fields(ds, &pairs, cuts);
+        let pats = patterns_of(&levels, nf);
+        let r = em(
+            &pats,
+            initial_m(nf, nl),
+            u_random.clone(),
+            0.5,
+            Free::MLambda,
+            Some(f),
+            max_iter,
+        );
+        sessions.push(Session {
+            blocked_on: names[f].clone(),
+            pairs: pairs.len(),
+            expected_matches: r.expected_matches,
+            iterations: r.iterations,
+            converged: r.converged,
+        });
+        tracing::info!(
+            "training session on `{}`: {} pairs, {:.0} expected matches, {} EM iterations",
+            names[f],
+            pairs.len(),
+            r.expected_matches,
+            r.iterations
+        );
+        for g in 0..nf {
+            if g == f {
+                continue;
+            }
+            for l in 1..nl {
+                msum[g][l] += r.m[g][l] * r.expected_matches;
+            }
+            wsum[g] += r.expected_matches;
+        }
+    }
+    let cand_patterns = patterns_of(&comps.levels, nf);
+    let smallest = ds.agencies.iter().map(|a| a.len).min().unwrap_or(1).max(1);
+    let lambda0 = (smallest as f64 / comps.dice.len().max(1) as f64).clamp(1e-6, 0.5);
+    // Fields no session could train (or no sessions at all): free EM on candidates.
+    let fallback = if wsum.iter().any(|&w| w <= 0.0) {
+        Some(em(
+            &cand_patterns,
+            initial_m(nf, nl),
+            u_random.clone(),
+            lambda0,
+            Free::All,
+            None,
+            max_iter,
+        ))
+    } else {
+        None
+    };
+    let m: Vec<Vec<f64>> = (0..nf)
+        .map(|g| {
+            if wsum[g] > 0.0 {
+                let mut v: Vec<f64> = msum[g].iter().map(|x| x / wsum[g]).collect();
+                v[0] = 0.0;
+                v
+            } else {
+                fallback
+                    .as_ref()
+                    .expect("fallback exists when a field is untrained")
+                    .m[g]
+                    .clone()
+            }
+        })
+        .collect();
+    // λ: expected matches among candidates with m and u fixed.
+    let lam = em(
+        &cand_patterns,
+        m.clone(),
+        u_random.clone(),
+        lambda0,
+        Free::Lambda,
+        None,
+        max_iter,
+    );
+    let eligible = eligible_pairs.max(1) as f64;
+    Model {
+        fields: names,
+        cuts: cuts
+            .iter()
+            .map(|&c| if c > 0.9999 { 1.0 } else { c as f64 })
+            .collect(),
+        m,
+        u: u_random,
+        lambda: (lam.expected_matches / eligible).clamp(1e-12, 0.5),
+        candidate_lambda: lam.lambda,
+        expected_matches: lam.expected_matches,
+        sessions,
+        iterations: lam.iterations,
+        converged: lam.converged,
+        u_pairs,
+    }
+}

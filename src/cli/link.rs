@@ -1,8 +1,50 @@
 //! `bloomlink link`: link extracts, write the linked dataset and the report.
 
+use std::path::{Path, PathBuf};
+
 use super::LinkArgs;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::hub::evaluate::{Evaluation, evaluate};
 use crate::hub::{JobConfig, LinkOptions, link};
+
+/// What a link run produced, for callers that print more (the demo).
+pub struct Outcome {
+    pub records: usize,
+    pub linked: u64,
+    pub entities: u64,
+    pub evaluation: Option<Evaluation>,
+    pub report: PathBuf,
+    pub seconds: f64,
+}
+
+/// Link, evaluate against truth if given, write all outputs together.
+pub fn link_and_report(
+    opts: &LinkOptions,
+    truth: Option<&Path>,
+    command: Vec<String>,
+) -> Result<Outcome> {
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::write(&opts.out, e))?;
+    let start = std::time::Instant::now();
+    let run = link::run(opts)?;
+    let mut pending = link::write_outputs(&run, &opts.out)?;
+    let evaluation = match truth {
+        Some(t) => Some(evaluate(&link::link_rows(&run), run.dedup, t)?),
+        None => None,
+    };
+    let report = crate::report::build(&run, command, truth.zip(evaluation.clone()))?;
+    pending.extend(crate::report::write(&report, &opts.out)?);
+    for p in pending {
+        p.commit()?;
+    }
+    Ok(Outcome {
+        records: run.ds.len(),
+        linked: report.reconciliation.linked_records,
+        entities: report.reconciliation.entities,
+        evaluation,
+        report: opts.out.join("report.html"),
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
 
 /// Run `link`.
 pub fn run(a: LinkArgs, progress: bool) -> Result<()> {
@@ -18,44 +60,24 @@ pub fn run(a: LinkArgs, progress: bool) -> Result<()> {
         dedup: a.dedup,
         progress,
     };
-    std::fs::create_dir_all(&a.out).map_err(|e| crate::Error::write(&a.out, e))?;
-    let start = std::time::Instant::now();
-    let run = link::run(&opts)?;
-    let pending = link::write_outputs(&run, &a.out)?;
-    for p in pending {
-        p.commit()?;
-    }
-    let linked = run
-        .resolution
-        .cluster_size
-        .iter()
-        .filter(|&&s| s > 1)
-        .count();
+    let o = link_and_report(&opts, a.truth.as_deref(), std::env::args().collect())?;
     eprintln!(
-        "linked {} of {} records from {} agencies into {} entities ({} candidate pairs, {:.2}s)",
-        linked,
-        run.ds.len(),
-        run.ds.agencies.len(),
-        {
-            let mut r = run.resolution.root.clone();
-            r.sort_unstable();
-            r.dedup();
-            r.len()
-        },
-        run.candidates.pairs.len(),
-        start.elapsed().as_secs_f64()
+        "linked {} of {} records from {} extracts into {} entities in {:.2}s",
+        o.linked,
+        o.records,
+        a.extract.len(),
+        o.entities,
+        o.seconds
     );
-    eprintln!("wrote {}", a.out.join("links.parquet").display());
-    if let Some(t) = &a.truth {
-        let (rows, dedup) = crate::hub::evaluate::read_links(&a.out.join("links.parquet"))?;
-        let e = crate::hub::evaluate::evaluate(&rows, dedup, t)?;
+    if let Some(e) = &o.evaluation {
         eprintln!(
-            "against {}: precision {:.4}, recall {:.4}, F1 {:.4}",
-            t.display(),
-            e.precision,
-            e.recall,
-            e.f1
+            "against the truth file: precision {:.4}, recall {:.4}, F1 {:.4}",
+            e.precision, e.recall, e.f1
         );
     }
+    eprintln!(
+        "wrote {}/links.parquet, pairs.parquet, report.json and report.html",
+        a.out.display()
+    );
     Ok(())
 }

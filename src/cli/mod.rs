@@ -10,10 +10,12 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::error::Result;
 
+pub mod demo;
 pub mod encode;
 pub mod evaluate;
 pub mod inspect;
 pub mod link;
+pub mod report;
 pub mod synth;
 
 /// Privacy-preserving record linkage across agencies.
@@ -41,8 +43,39 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// Print an extract's metadata and counts (never its filters).
     Inspect(InspectArgs),
+    /// Re-render report.html from report.json (optionally with a truth file).
+    Report(ReportArgs),
     /// Write synthetic plaintext agency extracts with truth (for testing).
     Synth(SynthArgs),
+    /// Run the whole flow on synthetic data: synth, encode, link, report.
+    Demo(DemoArgs),
+}
+
+/// Arguments of `bloomlink report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// A link output folder holding report.json.
+    pub dir: PathBuf,
+    /// Truth CSV, to add true precision and recall.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+}
+
+/// Arguments of `bloomlink demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Folder for the demo (default: bloomlink-demo in the system temp folder).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// People in the synthetic population.
+    #[arg(long, default_value_t = 4000)]
+    pub people: usize,
+    /// Agencies.
+    #[arg(long, default_value_t = 3)]
+    pub agencies: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
 }
 
 /// Arguments of `bloomlink synth`.
@@ -167,5 +200,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Evaluate(a) => evaluate::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Synth(a) => synth::run(a),
+        Command::Report(a) => report::run(a),
+        Command::Demo(a) => demo::run(a, progress),
     }
 }

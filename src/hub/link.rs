@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::block::{Candidates, candidates, eligible_pairs, unpack};
 use super::config::{JobConfig, ScoringMode};
@@ -33,7 +33,7 @@ pub struct LinkOptions {
 }
 
 /// Seconds spent in one stage.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Timing {
     pub stage: String,
     pub seconds: f64,
@@ -196,6 +196,17 @@ fn name_entities(ds: &Dataset, r: &Resolution, key: &JobKey) -> Vec<String> {
         }
     }
     entity
+}
+
+/// The run's links as rows (for evaluation without re-reading the file).
+pub fn link_rows(run: &LinkRun) -> Vec<super::evaluate::LinkRow> {
+    (0..run.ds.len())
+        .map(|g| super::evaluate::LinkRow {
+            agency: run.ds.agencies[run.ds.agency_of[g] as usize].name.clone(),
+            record_id: run.ds.ids.get(g).to_string(),
+            entity_id: run.entity[g].clone(),
+        })
+        .collect()
 }
 
 /// Write links.parquet and pairs.parquet; the caller commits them.

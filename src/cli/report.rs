@@ -1,0 +1,30 @@
+//! `bloomlink report DIR [--truth T]`: re-render report.html from report.json,
+//! adding true precision and recall when a truth file is given.
+
+use super::ReportArgs;
+use crate::error::Result;
+use crate::hub::evaluate::{evaluate, read_links};
+use crate::report::{TruthSection, read, write};
+
+/// Run `report`.
+pub fn run(a: ReportArgs) -> Result<()> {
+    let mut r = read(&a.dir)?;
+    if let Some(t) = &a.truth {
+        let (rows, dedup) = read_links(&a.dir.join("links.parquet"))?;
+        let e = evaluate(&rows, dedup, t)?;
+        eprintln!(
+            "against the truth file: precision {:.4}, recall {:.4}, F1 {:.4}",
+            e.precision, e.recall, e.f1
+        );
+        r.truth = Some(TruthSection {
+            file: t.display().to_string(),
+            evaluation: e,
+            recall_by_stratum: Vec::new(),
+        });
+    }
+    for p in write(&r, &a.dir)? {
+        p.commit()?;
+    }
+    eprintln!("wrote {}", a.dir.join("report.html").display());
+    Ok(())
+}

@@ -1,0 +1,516 @@
+//! The self-contained HTML report: inline CSS and SVG, real headings,
+//! table headers and chart descriptions; prints cleanly; needs no network.
+
+use std::fmt::Write;
+
+use super::*;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+fn table(out: &mut String, caption: &str, head: &[&str], rows: Vec<Vec<String>>) {
+    let _ = write!(out, "<table><caption>{}</caption><thead><tr>", esc(caption));
+    for h in head {
+        let _ = write!(out, "<th scope=\"col\">{}</th>", esc(h));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for r in rows {
+        out.push_str("<tr>");
+        for (i, c) in r.iter().enumerate() {
+            if i == 0 {
+                let _ = write!(out, "<th scope=\"row\">{}</th>", esc(c));
+            } else {
+                let _ = write!(out, "<td>{}</td>", esc(c));
+            }
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table>");
+}
+
+const CSS: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#1a1a1a;line-height:1.45}
+h1{font-size:1.7em;margin-bottom:.2em}h2{border-bottom:2px solid #1f4e79;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:1em 0;width:100%;font-size:.92em}caption{text-align:left;font-weight:600;margin-bottom:.3em}
+th,td{border:1px solid #bbb;padding:.3em .5em;text-align:left}thead th{background:#e8eef5}tbody th{font-weight:normal}
+.summary{background:#f3f7fb;border-left:5px solid #1f4e79;padding:.8em 1.2em}.ok{color:#185c1e;font-weight:600}.bad{color:#a00;font-weight:600}
+.flag{background:#fff1e6}.chart{width:100%;height:auto;border:1px solid #ddd}code{font-size:.9em;word-break:break-all}
+@media print{body{max-width:none;margin:0}h2{page-break-after:avoid}table,svg{page-break-inside:avoid}}";
+
+/// Render the report as one HTML document.
+pub fn render(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>bloomlink linkage quality report</title><style>{CSS}</style></head><body><main>"
+    );
+    s.push_str("<h1>Linkage quality report</h1>");
+    let _ = write!(
+        s,
+        "<p>bloomlink {} · schema <code>{}</code> · key check <code>{}</code></p>",
+        esc(&r.run.bloomlink_version),
+        esc(&r.run.schema_fingerprint[..16.min(r.run.schema_fingerprint.len())]),
+        esc(&r.run.key_check)
+    );
+    // 8. Summary first.
+    s.push_str("<section class=\"summary\" aria-labelledby=\"h-summary\"><h2 id=\"h-summary\">Summary</h2>");
+    let _ = write!(
+        s,
+        "<p><strong>{}</strong></p><ul>",
+        esc(&r.summary.headline)
+    );
+    for p in &r.summary.points {
+        let _ = write!(s, "<li>{}</li>", esc(p));
+    }
+    s.push_str("</ul><h3>Check before use</h3><ul>");
+    for c in &r.summary.checks {
+        let _ = write!(s, "<li>{}</li>", esc(c));
+    }
+    s.push_str("</ul></section>");
+    // 2. Reconciliation.
+    s.push_str(
+        "<section aria-labelledby=\"h-rec\"><h2 id=\"h-rec\">Every record accounted for</h2>",
+    );
+    let _ = write!(
+        s,
+        "<p>Counts {}.</p>",
+        if r.reconciliation.balanced {
+            "<span class=\"ok\">balance for every agency</span>"
+        } else {
+            "<span class=\"bad\">do NOT balance</span>"
+        }
+    );
+    table(
+        &mut s,
+        "Rows per agency: read = rejected at encode + linked + single",
+        &[
+            "agency",
+            "rows read",
+            "rejected at encode",
+            "in extract",
+            "linked",
+            "single",
+            "balances",
+        ],
+        r.reconciliation
+            .agencies
+            .iter()
+            .map(|a| {
+                vec![
+                    a.agency.clone(),
+                    a.rows_read.to_string(),
+                    a.rejected_at_encode.to_string(),
+                    a.in_extract.to_string(),
+                    a.linked.to_string(),
+                    a.single.to_string(),
+                    if a.balanced { "yes" } else { "NO" }.into(),
+                ]
+            })
+            .collect(),
+    );
+    let _ = write!(
+        s,
+        "<p>{} entities in all.</p></section>",
+        r.reconciliation.entities
+    );
+    // 3. Scores.
+    s.push_str("<section aria-labelledby=\"h-scores\"><h2 id=\"h-scores\">Score distribution and threshold</h2>");
+    let _ = write!(
+        s,
+        "<p>Mode: <strong>{:?}</strong>; threshold {} (pairs at or above it may be linked; each record links at most once per other agency).</p>",
+        r.model.mode, r.model.threshold
+    );
+    s.push_str(&svg::histogram(
+        &r.scores.histogram,
+        false,
+        "Candidate pairs by score",
+    ));
+    s.push_str(&svg::histogram(
+        &r.scores.histogram,
+        true,
+        "Candidate pairs by score, log scale",
+    ));
+    table(
+        &mut s,
+        "Threshold sensitivity (estimated from the model)",
+        &[
+            "threshold",
+            "pairs at or above",
+            "est. precision",
+            "est. recall",
+        ],
+        r.scores
+            .sensitivity
+            .iter()
+            .map(|t| {
+                vec![
+                    format!("{}", t.threshold),
+                    t.pairs_above.to_string(),
+                    pct(t.est_precision),
+                    pct(t.est_recall),
+                ]
+            })
+            .collect(),
+    );
+    s.push_str("</section>");
+    // 4. Estimates.
+    s.push_str("<section aria-labelledby=\"h-est\"><h2 id=\"h-est\">Precision and recall</h2>");
+    let e = &r.estimates;
+    let _ = write!(
+        s,
+        "<p>Without ground truth: estimated precision <strong>{}</strong> (band {}–{}), estimated recall <strong>{}</strong> (band {}–{}), over {} linked pairs.</p><p>{}</p>",
+        pct(e.precision),
+        pct(e.precision_band[0]),
+        pct(e.precision_band[1]),
+        pct(e.recall),
+        pct(e.recall_band[0]),
+        pct(e.recall_band[1]),
+        e.linked_pairs,
+        esc(&e.method)
+    );
+    if let Some(t) = &r.truth {
+        let v = &t.evaluation;
+        table(
+            &mut s,
+            &format!("Against the truth file {}", t.file),
+            &["measure", "value"],
+            vec![
+                vec!["precision".into(), format!("{:.4}", v.precision)],
+                vec!["recall".into(), format!("{:.4}", v.recall)],
+                vec!["F1".into(), format!("{:.4}", v.f1)],
+                vec!["true positives".into(), v.true_positives.to_string()],
+                vec!["false positives".into(), v.false_positives.to_string()],
+                vec!["false negatives".into(), v.false_negatives.to_string()],
+            ],
+        );
+        if !t.recall_by_stratum.is_empty() {
+            table(
+                &mut s,
+                "True recall by group",
+                &["stratum", "value", "true pairs", "found", "recall"],
+                t.recall_by_stratum
+                    .iter()
+                    .map(|x| {
+                        vec![
+                            x.stratum.clone(),
+                            x.value.clone(),
+                            x.true_pairs.to_string(),
+                            x.found.to_string(),
+                            pct(x.recall),
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+    } else {
+        s.push_str("<p>No truth file was given, so true precision and recall are not shown.</p>");
+    }
+    s.push_str("</section>");
+    // 5. Match rates.
+    s.push_str("<section aria-labelledby=\"h-rates\"><h2 id=\"h-rates\">Match rates by agency and group</h2>");
+    let mr = &r.match_rates;
+    let _ = write!(
+        s,
+        "<p>Overall, {} of records are linked to another record.</p>",
+        pct(mr.overall.rate)
+    );
+    table(
+        &mut s,
+        "Share of one agency's records linked to another agency",
+        &["from", "to", "records", "linked", "rate (95% CI)"],
+        mr.agency_pairs
+            .iter()
+            .map(|p| {
+                vec![
+                    p.from.clone(),
+                    p.to.clone(),
+                    p.rate.n.to_string(),
+                    p.rate.k.to_string(),
+                    format!(
+                        "{} ({}–{})",
+                        pct(p.rate.rate),
+                        pct(p.rate.ci[0]),
+                        pct(p.rate.ci[1])
+                    ),
+                ]
+            })
+            .collect(),
+    );
+    if mr.strata.is_empty() {
+        s.push_str(
+            "<p>The extracts declare no strata, so match rates by group cannot be shown.</p>",
+        );
+    } else {
+        s.push_str("<table><caption>Match rate by declared group (flagged: differs from overall beyond chance, p &lt; 0.001, by 2+ points)</caption><thead><tr><th scope=\"col\">stratum</th><th scope=\"col\">value</th><th scope=\"col\">records</th><th scope=\"col\">rate (95% CI)</th><th scope=\"col\">z</th><th scope=\"col\">flag</th></tr></thead><tbody>");
+        for x in &mr.strata {
+            let _ = write!(
+                s,
+                "<tr{}><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{} ({}–{})</td><td>{:.1}</td><td>{}</td></tr>",
+                if x.flagged { " class=\"flag\"" } else { "" },
+                esc(&x.stratum),
+                esc(&x.value),
+                x.rate.n,
+                pct(x.rate.rate),
+                pct(x.rate.ci[0]),
+                pct(x.rate.ci[1]),
+                x.z,
+                if x.flagged { "FLAG" } else { "" }
+            );
+        }
+        s.push_str("</tbody></table>");
+    }
+    s.push_str("</section>");
+    // 6. Input quality.
+    s.push_str(
+        "<section aria-labelledby=\"h-quality\"><h2 id=\"h-quality\">Input data quality</h2>",
+    );
+    let q = &r.input_quality;
+    table(
+        &mut s,
+        "Per field and agency (from the encoded filters)",
+        &[
+            "agency",
+            "field",
+            "completeness",
+            "unique values",
+            "most common value",
+            "filter fill",
+            "flags",
+        ],
+        q.fields
+            .iter()
+            .map(|f| {
+                vec![
+                    f.agency.clone(),
+                    f.field.clone(),
+                    pct(f.completeness),
+                    pct(f.distinct_share),
+                    pct(f.top_value_share),
+                    pct(f.mean_fill),
+                    f.flags.join("; "),
+                ]
+            })
+            .collect(),
+    );
+    table(
+        &mut s,
+        "Duplicate record ids rejected at encode",
+        &["agency", "duplicate ids"],
+        q.duplicate_ids
+            .iter()
+            .map(|(a, n)| vec![a.clone(), n.to_string()])
+            .collect(),
+    );
+    let mut rej = Vec::new();
+    for (a, m) in &q.reject_reasons {
+        for (why, n) in m {
+            rej.push(vec![a.clone(), why.clone(), n.to_string()]);
+        }
+    }
+    if !rej.is_empty() {
+        table(
+            &mut s,
+            "Rows rejected at encode, by reason",
+            &["agency", "reason", "rows"],
+            rej,
+        );
+    }
+    table(
+        &mut s,
+        &format!(
+            "Plausibility of the {} linked pairs: links whose declared strata disagree",
+            q.linked_pairs
+        ),
+        &["stratum", "disagreeing links"],
+        q.strata_disagreements
+            .iter()
+            .map(|(k, v)| vec![k.clone(), v.to_string()])
+            .collect(),
+    );
+    let _ = write!(
+        s,
+        "<p>Implausibly large entities: {} (largest entity: {} records).</p></section>",
+        q.large_clusters, q.largest_cluster
+    );
+    // 7. Privacy.
+    s.push_str("<section aria-labelledby=\"h-privacy\"><h2 id=\"h-privacy\">Privacy audit of the encodings</h2>");
+    table(
+        &mut s,
+        "Bit frequencies and fill",
+        &[
+            "filter",
+            "bits",
+            "mean fill",
+            "bit frequency min–max",
+            "spread (sd)",
+            "unique values",
+            "most common value",
+        ],
+        r.privacy
+            .filters
+            .iter()
+            .map(|f| {
+                vec![
+                    f.column.clone(),
+                    f.bits.to_string(),
+                    pct(f.mean_fill),
+                    format!("{}–{}", pct(f.bit_frequency_min), pct(f.bit_frequency_max)),
+                    format!("{:.3}", f.bit_frequency_sd),
+                    pct(f.unique_share),
+                    pct(f.top_value_share),
+                ]
+            })
+            .collect(),
+    );
+    if !r.privacy.frequency_attack.is_empty() {
+        table(
+            &mut s,
+            "Simulated frequency attack (an attacker with the filters and a public name-frequency list)",
+            &[
+                "field",
+                "reference list",
+                "records",
+                "distinct values",
+                "estimated re-identified",
+            ],
+            r.privacy
+                .frequency_attack
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.field.clone(),
+                        a.reference.clone(),
+                        a.records.to_string(),
+                        a.distinct.to_string(),
+                        format!("{} ({})", a.estimated_reidentified, pct(a.estimated_share)),
+                    ]
+                })
+                .collect(),
+        );
+    }
+    s.push_str("<ul>");
+    for n in &r.privacy.notes {
+        let _ = write!(s, "<li>{}</li>", esc(n));
+    }
+    s.push_str("</ul></section>");
+    // Model and blocking.
+    s.push_str("<section aria-labelledby=\"h-model\"><h2 id=\"h-model\">Blocking and the scoring model</h2>");
+    let _ = write!(
+        s,
+        "<p>Candidates: {} ({} of {} possible pairs compared in detail).</p>",
+        esc(&r.blocking.method),
+        r.blocking.candidate_pairs,
+        r.blocking.eligible_pairs
+    );
+    table(
+        &mut s,
+        "Blocking passes",
+        &[
+            "pass",
+            "kind",
+            "blocks",
+            "pairs",
+            "oversized blocks skipped",
+            "pairs skipped",
+            "pairs compared",
+        ],
+        r.blocking
+            .passes
+            .iter()
+            .map(|p| {
+                vec![
+                    p.name.clone(),
+                    p.kind.clone(),
+                    p.blocks.to_string(),
+                    p.pairs.to_string(),
+                    p.skipped_blocks.to_string(),
+                    p.skipped_pairs.to_string(),
+                    p.compared.to_string(),
+                ]
+            })
+            .collect(),
+    );
+    let _ = write!(
+        s,
+        "<p>Prior probability that two random records match: {:.3e} ({:.1} bits); expected matches among candidates: {:.0}. Comparison levels by per-field Dice: {:?} (level 0 = missing, no evidence).</p>",
+        r.model.prior, r.model.prior_weight, r.model.expected_matches, r.model.level_cutoffs
+    );
+    table(
+        &mut s,
+        "Match weights (log2 m/u) per field and level",
+        &["field", "weights by level 1..n", "m", "u"],
+        r.model
+            .fields
+            .iter()
+            .map(|f| {
+                let fmt = |v: &[f64], d: usize| {
+                    v.iter()
+                        .skip(1)
+                        .map(|x| format!("{x:.d$}"))
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                };
+                vec![
+                    f.field.clone(),
+                    fmt(&f.weights, 1),
+                    fmt(&f.m, 3),
+                    fmt(&f.u, 4),
+                ]
+            })
+            .collect(),
+    );
+    s.push_str("</section>");
+    // 1. Audit trail.
+    s.push_str("<section aria-labelledby=\"h-audit\"><h2 id=\"h-audit\">Run and audit trail</h2>");
+    let _ = write!(
+        s,
+        "<p>Command: <code>{}</code></p><p>Schema fingerprint: <code>{}</code><br>Key check: <code>{}</code><br>Comparison kernel: {} on {} threads</p>",
+        esc(&r.run.command.join(" ")),
+        esc(&r.run.schema_fingerprint),
+        esc(&r.run.key_check),
+        esc(&r.run.kernel),
+        r.run.threads
+    );
+    table(
+        &mut s,
+        "Input extracts",
+        &["agency", "file", "rows", "SHA-256", "encoded with"],
+        r.run
+            .inputs
+            .iter()
+            .map(|i| {
+                vec![
+                    i.agency.clone(),
+                    i.path.clone(),
+                    i.rows.to_string(),
+                    i.sha256.clone(),
+                    i.encoded_with.clone(),
+                ]
+            })
+            .collect(),
+    );
+    table(
+        &mut s,
+        "Time per stage",
+        &["stage", "seconds"],
+        r.run
+            .timings
+            .iter()
+            .map(|t| vec![t.stage.clone(), format!("{:.3}", t.seconds)])
+            .collect(),
+    );
+    let _ = write!(
+        s,
+        "<details><summary>Job configuration</summary><pre>{}</pre></details></section>",
+        esc(&serde_json::to_string_pretty(&r.run.config).unwrap_or_default())
+    );
+    s.push_str("</main></body></html>\n");
+    s
+}

@@ -1,0 +1,534 @@
+//! The linkage quality report: `report.json` (versioned, see
+//! docs/report-schema.md) and a self-contained `report.html`.
+//!
+//! [`build`] turns a finished link run into a [`Report`]; [`html::render`]
+//! draws it. The report holds counts, rates, model parameters and audit
+//! values only: never a record id, a filter or a plaintext value.
+
+pub mod attack;
+pub mod html;
+mod stats;
+pub mod svg;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::hub::LinkRun;
+use crate::hub::block::{PassStats, unpack};
+use crate::hub::config::ScoringMode;
+use crate::hub::evaluate::Evaluation;
+use crate::hub::link::Timing;
+use crate::hub::score::Model;
+pub use stats::wilson;
+
+/// Version of the report JSON layout.
+pub const REPORT_VERSION: &str = "1";
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub report_version: String,
+    pub summary: Summary,
+    pub run: Run,
+    pub reconciliation: Reconciliation,
+    pub blocking: Blocking,
+    pub model: ModelSection,
+    pub scores: Scores,
+    pub estimates: Estimates,
+    pub truth: Option<TruthSection>,
+    pub match_rates: MatchRates,
+    pub input_quality: InputQuality,
+    pub privacy: Privacy,
+}
+
+/// Plain-language summary (section 8, shown first).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Summary {
+    pub headline: String,
+    pub points: Vec<String>,
+    pub checks: Vec<String>,
+}
+
+/// One input extract in the audit trail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Input {
+    pub agency: String,
+    pub path: String,
+    pub sha256: String,
+    pub rows: usize,
+    pub encoded_with: String,
+}
+
+/// Run and audit block (section 1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Run {
+    pub bloomlink_version: String,
+    pub command: Vec<String>,
+    pub config: serde_json::Value,
+    pub inputs: Vec<Input>,
+    pub schema_fingerprint: String,
+    pub key_check: String,
+    pub kernel: String,
+    pub threads: usize,
+    pub timings: Vec<Timing>,
+}
+
+/// Counts per agency (section 2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgencyCounts {
+    pub agency: String,
+    pub rows_read: u64,
+    pub rejected_at_encode: u64,
+    pub encoded: u64,
+    pub in_extract: u64,
+    pub linked: u64,
+    pub single: u64,
+    pub balanced: bool,
+}
+
+/// Reconciliation (section 2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reconciliation {
+    pub agencies: Vec<AgencyCounts>,
+    pub balanced: bool,
+    pub entities: u64,
+    pub linked_records: u64,
+}
+
+/// Candidate generation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Blocking {
+    pub method: String,
+    pub eligible_pairs: u64,
+    pub candidate_pairs: u64,
+    pub passes: Vec<PassStats>,
+}
+
+/// Per-field model parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FieldModel {
+    pub field: String,
+    pub m: Vec<f64>,
+    pub u: Vec<f64>,
+    /// log2(m/u) per level (level 0, null, is 0).
+    pub weights: Vec<f64>,
+}
+
+/// The scoring model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelSection {
+    pub mode: ScoringMode,
+    pub threshold: f64,
+    pub level_cutoffs: Vec<f64>,
+    pub prior: f64,
+    pub prior_weight: f64,
+    pub expected_matches: f64,
+    pub fields: Vec<FieldModel>,
+    pub em: Model,
+}
+
+/// A histogram of candidate-pair scores.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Histogram {
+    pub what: String,
+    pub edges: Vec<f64>,
+    pub counts: Vec<u64>,
+    pub linked: Vec<u64>,
+    /// Where the threshold falls on this axis.
+    pub threshold: f64,
+}
+
+/// One row of the threshold sensitivity table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThresholdRow {
+    pub threshold: f64,
+    pub pairs_above: u64,
+    pub est_precision: f64,
+    pub est_recall: f64,
+}
+
+/// Score distribution (section 3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Scores {
+    pub histogram: Histogram,
+    pub sensitivity: Vec<ThresholdRow>,
+}
+
+/// Estimates without ground truth (section 4).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Estimates {
+    pub precision: f64,
+    pub precision_band: [f64; 2],
+    pub recall: f64,
+    pub recall_band: [f64; 2],
+    pub linked_pairs: u64,
+    pub method: String,
+}
+
+/// True figures from a truth file (section 4).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TruthSection {
+    pub file: String,
+    pub evaluation: Evaluation,
+    /// Recall of true pairs by stratum value (records in the stratum).
+    pub recall_by_stratum: Vec<StratumRecall>,
+}
+
+/// Recall within one stratum value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StratumRecall {
+    pub stratum: String,
+    pub value: String,
+    pub true_pairs: u64,
+    pub found: u64,
+    pub recall: f64,
+}
+
+/// A rate with its 95% Wilson interval.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rate {
+    pub n: u64,
+    pub k: u64,
+    pub rate: f64,
+    pub ci: [f64; 2],
+}
+
+/// Match rate of one agency's records to another agency.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PairRate {
+    pub from: String,
+    pub to: String,
+    pub rate: Rate,
+}
+
+/// Match rate within one stratum value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StratumRate {
+    pub stratum: String,
+    pub value: String,
+    pub rate: Rate,
+    pub overall: f64,
+    pub z: f64,
+    pub flagged: bool,
+}
+
+/// Match rates (section 5).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MatchRates {
+    pub overall: Rate,
+    pub agency_pairs: Vec<PairRate>,
+    pub strata: Vec<StratumRate>,
+}
+
+/// Quality of one field in one agency.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FieldQuality {
+    pub agency: String,
+    pub field: String,
+    pub completeness: f64,
+    pub distinct_share: f64,
+    pub top_value_share: f64,
+    pub mean_fill: f64,
+    pub flags: Vec<String>,
+}
+
+/// Input quality and plausibility (section 6).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InputQuality {
+    pub fields: Vec<FieldQuality>,
+    pub duplicate_ids: BTreeMap<String, u64>,
+    pub reject_reasons: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Linked pairs whose declared strata disagree, per stratum.
+    pub strata_disagreements: BTreeMap<String, u64>,
+    pub linked_pairs: u64,
+    /// Clusters larger than one record per agency allows (dedup) or than 2× agencies.
+    pub large_clusters: u64,
+    pub largest_cluster: u64,
+}
+
+/// Privacy figures for one filter column.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FilterPrivacy {
+    pub column: String,
+    pub bits: usize,
+    pub mean_fill: f64,
+    pub bit_frequency_min: f64,
+    pub bit_frequency_max: f64,
+    pub bit_frequency_sd: f64,
+    pub unique_share: f64,
+    pub top_value_share: f64,
+}
+
+/// Privacy audit (section 7).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Privacy {
+    pub filters: Vec<FilterPrivacy>,
+    pub frequency_attack: Vec<attack::AttackResult>,
+    pub notes: Vec<String>,
+}
+
+/// Build the report of a finished run.
+pub fn build(
+    run: &LinkRun,
+    command: Vec<String>,
+    truth: Option<(&Path, Evaluation)>,
+) -> Result<Report> {
+    let ds = &run.ds;
+    let n = ds.len();
+    let linked_rec: Vec<bool> = run.resolution.cluster_size.iter().map(|&s| s > 1).collect();
+    // 1. Run.
+    let mut inputs = Vec::new();
+    for a in &ds.agencies {
+        inputs.push(Input {
+            agency: a.name.clone(),
+            path: a.path.display().to_string(),
+            sha256: crate::io::sha256_file(&a.path)?,
+            rows: a.len,
+            encoded_with: format!("bloomlink {}", a.meta.version),
+        });
+    }
+    let run_section = Run {
+        bloomlink_version: env!("CARGO_PKG_VERSION").into(),
+        command,
+        config: serde_json::to_value(&run.config).expect("config serialises"),
+        inputs,
+        schema_fingerprint: ds.fingerprint.clone(),
+        key_check: ds.key_check.clone(),
+        kernel: crate::hub::compare::Kernel::detect().name().into(),
+        threads: rayon::current_num_threads(),
+        timings: run.timings.clone(),
+    };
+    // 2. Reconciliation.
+    let mut agencies = Vec::new();
+    for a in &ds.agencies {
+        let c = &a.meta.counts;
+        let linked = (a.start..a.start + a.len)
+            .filter(|&g| linked_rec[g])
+            .count() as u64;
+        let single = a.len as u64 - linked;
+        let balanced = c.rows_read == c.encoded + c.rejected
+            && c.encoded == a.len as u64
+            && linked + single == a.len as u64;
+        agencies.push(AgencyCounts {
+            agency: a.name.clone(),
+            rows_read: c.rows_read,
+            rejected_at_encode: c.rejected,
+            encoded: c.encoded,
+            in_extract: a.len as u64,
+            linked,
+            single,
+            balanced,
+        });
+    }
+    let mut roots = run.resolution.root.clone();
+    roots.sort_unstable();
+    roots.dedup();
+    let reconciliation = Reconciliation {
+        balanced: agencies.iter().all(|a| a.balanced),
+        agencies,
+        entities: roots.len() as u64,
+        linked_records: linked_rec.iter().filter(|&&x| x).count() as u64,
+    };
+    let blocking = Blocking {
+        method: run.candidates.method.clone(),
+        eligible_pairs: run.eligible_pairs,
+        candidate_pairs: run.candidates.pairs.len() as u64,
+        passes: run.candidates.passes.clone(),
+    };
+    let m = &run.model;
+    let model = ModelSection {
+        mode: run.mode,
+        threshold: run.threshold,
+        level_cutoffs: m.cuts.clone(),
+        prior: m.lambda,
+        prior_weight: m.prior_weight(),
+        expected_matches: m.expected_matches,
+        fields: (0..m.fields.len())
+            .map(|f| FieldModel {
+                field: m.fields[f].clone(),
+                m: m.m[f].clone(),
+                u: m.u[f].clone(),
+                weights: (0..m.m[f].len())
+                    .map(|l| m.field_weight(f, l as u8))
+                    .collect(),
+            })
+            .collect(),
+        em: m.clone(),
+    };
+    let (scores, estimates) = stats::scores_and_estimates(run);
+    let match_rates = stats::match_rates(run, &linked_rec);
+    let input_quality = stats::input_quality(run);
+    let privacy = stats::privacy(ds);
+    let truth = truth.map(|(path, evaluation)| TruthSection {
+        file: path.display().to_string(),
+        recall_by_stratum: stats::recall_by_stratum(run, path).unwrap_or_default(),
+        evaluation,
+    });
+    let summary = summarise(
+        n,
+        &reconciliation,
+        &estimates,
+        &match_rates,
+        &truth,
+        &input_quality,
+        run,
+    );
+    Ok(Report {
+        report_version: REPORT_VERSION.into(),
+        summary,
+        run: run_section,
+        reconciliation,
+        blocking,
+        model,
+        scores,
+        estimates,
+        truth,
+        match_rates,
+        input_quality,
+        privacy,
+    })
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+fn summarise(
+    n: usize,
+    rec: &Reconciliation,
+    est: &Estimates,
+    rates: &MatchRates,
+    truth: &Option<TruthSection>,
+    q: &InputQuality,
+    run: &LinkRun,
+) -> Summary {
+    let rejected: u64 = rec.agencies.iter().map(|a| a.rejected_at_encode).sum();
+    let headline = format!(
+        "{} of {} records ({}) from {} agencies were linked to at least one other record, forming {} entities.",
+        rec.linked_records,
+        n,
+        pct(rec.linked_records as f64 / n.max(1) as f64),
+        rec.agencies.len(),
+        rec.entities
+    );
+    let mut points = vec![format!(
+        "Estimated precision (share of links that are correct): {} (95% band {}–{}). Estimated recall (share of true matches found among compared pairs): {} (band {}–{}). These are model estimates made without any ground truth.",
+        pct(est.precision),
+        pct(est.precision_band[0]),
+        pct(est.precision_band[1]),
+        pct(est.recall),
+        pct(est.recall_band[0]),
+        pct(est.recall_band[1])
+    )];
+    if let Some(t) = truth {
+        points.push(format!(
+            "Against the supplied truth file: precision {}, recall {}, F1 {:.3}.",
+            pct(t.evaluation.precision),
+            pct(t.evaluation.recall),
+            t.evaluation.f1
+        ));
+    }
+    points.push(if rec.balanced {
+        format!(
+            "Every record is accounted for: each agency's rows read equal rows rejected at encoding ({rejected} in all) plus rows linked plus rows left single."
+        )
+    } else {
+        "WARNING: the counts do not reconcile for at least one agency; see the reconciliation table.".into()
+    });
+    let flagged: Vec<&StratumRate> = rates.strata.iter().filter(|s| s.flagged).collect();
+    if flagged.is_empty() {
+        points.push("No declared group (stratum) has a match rate that differs from the overall rate beyond chance.".into());
+    } else {
+        let list: Vec<String> = flagged
+            .iter()
+            .take(6)
+            .map(|s| {
+                format!(
+                    "{} = {} ({} vs {} overall)",
+                    s.stratum,
+                    s.value,
+                    pct(s.rate.rate),
+                    pct(s.overall)
+                )
+            })
+            .collect();
+        points.push(format!(
+            "{} group(s) have match rates that differ from the overall rate beyond chance: {}. A lower rate can mean these people appear in fewer agencies, or that linkage fails more often for them; check before drawing conclusions about these groups.",
+            flagged.len(),
+            list.join("; ")
+        ));
+    }
+    let mut checks = vec![
+        "Confirm the input files' SHA-256 values in the audit block match the extracts that were approved for this linkage.".to_string(),
+    ];
+    if rejected > 0 {
+        checks.push(format!(
+            "{rejected} rows were rejected at encoding and are not in the linked data; the agencies' rejects files say why."
+        ));
+    }
+    let dis: u64 = q.strata_disagreements.values().sum();
+    if dis > 0 {
+        checks.push(format!(
+            "{dis} links join records whose declared strata disagree (for example sex or age band); they are a floor on false links and worth reviewing."
+        ));
+    }
+    if q.large_clusters > 0 {
+        checks.push(format!(
+            "{} entities are implausibly large (largest {} records); review them before use.",
+            q.large_clusters, q.largest_cluster
+        ));
+    }
+    if run.candidates.passes.iter().any(|p| p.skipped_blocks > 0) {
+        checks.push("Some very large blocks were skipped to bound the work; matches found only through them may be missed (see Blocking).".into());
+    }
+    Summary {
+        headline,
+        points,
+        checks,
+    }
+}
+
+/// Write report.json and report.html into `dir`; the caller commits them.
+pub fn write(report: &Report, dir: &Path) -> Result<Vec<crate::io::Pending>> {
+    let json = serde_json::to_vec_pretty(report).expect("report serialises");
+    let html = html::render(report);
+    let mut out = Vec::new();
+    for (name, bytes) in [("report.json", json), ("report.html", html.into_bytes())] {
+        let p = crate::io::Pending::create(&dir.join(name))?;
+        std::io::Write::write_all(&mut p.file()?, &bytes)
+            .map_err(|e| Error::write(dir.join(name), e))?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// Read a report.json.
+pub fn read(dir: &Path) -> Result<Report> {
+    let p = dir.join("report.json");
+    let text = std::fs::read_to_string(&p).map_err(|e| Error::read(&p, e))?;
+    let r: Report = serde_json::from_str(&text)
+        .map_err(|e| Error::input(&p, format!("not a bloomlink report: {e}")))?;
+    if r.report_version != REPORT_VERSION {
+        return Err(Error::input(
+            &p,
+            format!(
+                "report version {} is not supported (expected {REPORT_VERSION})",
+                r.report_version
+            ),
+        ));
+    }
+    Ok(r)
+}
+
+/// Pairs of record indices linked in the run (for plausibility checks).
+pub(crate) fn linked_pairs(run: &LinkRun) -> impl Iterator<Item = (usize, usize)> + '_ {
+    run.candidates
+        .pairs
+        .iter()
+        .zip(&run.linked)
+        .filter(|(_, l)| **l)
+        .map(|(&p, _)| unpack(p))
+}

@@ -1,0 +1,457 @@
+//! The figures of the report, computed from a finished link run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use rustc_hash::FxHashMap;
+
+use super::*;
+use crate::hub::load::{Dataset, Filters};
+
+/// 95% Wilson score interval for `k` successes in `n`.
+pub fn wilson(k: u64, n: u64) -> [f64; 2] {
+    if n == 0 {
+        return [0.0, 1.0];
+    }
+    let (n, p, z) = (n as f64, k as f64 / n as f64, 1.96f64);
+    let d = 1.0 + z * z / n;
+    let c = (p + z * z / (2.0 * n)) / d;
+    let h = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / d;
+    [(c - h).max(0.0), (c + h).min(1.0)]
+}
+
+fn rate(k: u64, n: u64) -> Rate {
+    Rate {
+        n,
+        k,
+        rate: if n > 0 { k as f64 / n as f64 } else { 0.0 },
+        ci: wilson(k, n),
+    }
+}
+
+pub(super) fn scores_and_estimates(run: &LinkRun) -> (Scores, Estimates) {
+    let np = run.candidates.pairs.len();
+    let (what, lo, hi, width, thr_axis) = match run.mode {
+        ScoringMode::Probabilistic => {
+            let t = run.threshold.clamp(1e-6, 1.0 - 1e-6);
+            (
+                "match weight (bits)",
+                -30.0,
+                50.0,
+                2.0,
+                (t / (1.0 - t)).log2(),
+            )
+        }
+        ScoringMode::Dice => ("CLK Dice", 0.0, 1.0, 0.025, run.threshold),
+    };
+    let bins = ((hi - lo) / width) as usize;
+    let mut counts = vec![0u64; bins];
+    let mut linked = vec![0u64; bins];
+    for i in 0..np {
+        let x = match run.mode {
+            ScoringMode::Probabilistic => run.weight[i] as f64,
+            ScoringMode::Dice => run.comparisons.dice[i] as f64,
+        };
+        let b = (((x - lo) / width).floor().max(0.0) as usize).min(bins - 1);
+        counts[b] += 1;
+        if run.linked[i] {
+            linked[b] += 1;
+        }
+    }
+    let edges = (0..=bins).map(|i| lo + i as f64 * width).collect();
+    // Expected matches among candidates (probabilities from the model).
+    let total_p: f64 = run.probability.iter().map(|&p| p as f64).sum();
+    let thresholds: Vec<f64> = match run.mode {
+        ScoringMode::Probabilistic => vec![
+            0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999,
+        ],
+        ScoringMode::Dice => (10..20).map(|i| i as f64 * 0.05).collect(),
+    };
+    let sensitivity = thresholds
+        .iter()
+        .map(|&t| {
+            let (mut k, mut sp) = (0u64, 0.0f64);
+            for i in 0..np {
+                if run.score_of(i) as f64 >= t {
+                    k += 1;
+                    sp += run.probability[i] as f64;
+                }
+            }
+            ThresholdRow {
+                threshold: t,
+                pairs_above: k,
+                est_precision: if k > 0 { sp / k as f64 } else { 1.0 },
+                est_recall: if total_p > 0.0 { sp / total_p } else { 0.0 },
+            }
+        })
+        .collect();
+    let (mut k, mut sp, mut var) = (0u64, 0.0f64, 0.0f64);
+    for i in 0..np {
+        if run.linked[i] {
+            let p = run.probability[i] as f64;
+            k += 1;
+            sp += p;
+            var += p * (1.0 - p);
+        }
+    }
+    let sd = var.sqrt();
+    let precision = if k > 0 { sp / k as f64 } else { 1.0 };
+    let pb = if k > 0 { 1.96 * sd / k as f64 } else { 0.0 };
+    let recall = if total_p > 0.0 { sp / total_p } else { 0.0 };
+    let var_all: f64 = run
+        .probability
+        .iter()
+        .map(|&p| p as f64 * (1.0 - p as f64))
+        .sum();
+    let rb = if total_p > 0.0 {
+        1.96 * (var + var_all).sqrt() / total_p
+    } else {
+        0.0
+    };
+    (
+        Scores {
+            histogram: Histogram {
+                what: what.into(),
+                edges,
+                counts,
+                linked,
+                threshold: thr_axis,
+            },
+            sensitivity,
+        },
+        Estimates {
+            precision,
+            precision_band: [(precision - pb).max(0.0), (precision + pb).min(1.0)],
+            recall,
+            recall_band: [(recall - rb).max(0.0), (recall + rb).min(1.0)],
+            linked_pairs: k,
+            method: "Expected true links = sum of the fitted match probabilities of linked pairs; expected matches = sum over all candidate pairs. Bands: ±1.96 standard deviations of those sums (Bernoulli). Matches lost by blocking are not counted.".into(),
+        },
+    )
+}
+
+pub(super) fn match_rates(run: &LinkRun, linked: &[bool]) -> MatchRates {
+    let ds = &run.ds;
+    let n = ds.len() as u64;
+    let k = linked.iter().filter(|&&x| x).count() as u64;
+    let overall = rate(k, n);
+    // Agency i's records that share an entity with a record of agency j.
+    let na = ds.agencies.len();
+    let mut has: HashMap<u32, u64> = HashMap::new();
+    for g in 0..ds.len() {
+        *has.entry(run.resolution.root[g]).or_default() |= 1u64 << (ds.agency_of[g] as u64 % 64);
+    }
+    let mut agency_pairs = Vec::new();
+    for i in 0..na {
+        for j in 0..na {
+            if i == j && !run.dedup {
+                continue;
+            }
+            let a = &ds.agencies[i];
+            let mut kk = 0;
+            for g in a.start..a.start + a.len {
+                let mask = has[&run.resolution.root[g]];
+                let other = if i == j {
+                    run.resolution.cluster_size[g] > 1
+                } else {
+                    mask & (1 << j) != 0
+                };
+                if other {
+                    kk += 1;
+                }
+            }
+            agency_pairs.push(PairRate {
+                from: a.name.clone(),
+                to: ds.agencies[j].name.clone(),
+                rate: rate(kk, a.len as u64),
+            });
+        }
+    }
+    let mut strata = Vec::new();
+    for s in &ds.strata {
+        let mut per: Vec<(u64, u64)> = vec![(0, 0); s.labels.len()];
+        for g in 0..ds.len() {
+            if let Some(c) = s.codes[g] {
+                per[c as usize].0 += 1;
+                if linked[g] {
+                    per[c as usize].1 += 1;
+                }
+            }
+        }
+        let mut order: Vec<usize> = (0..s.labels.len()).collect();
+        order.sort_by(|&a, &b| s.labels[a].cmp(&s.labels[b]));
+        for c in order {
+            let (nn, kk) = per[c];
+            // Two-proportion z test of this value against all other records.
+            let (n2, k2) = (n - nn, k - kk);
+            let z = if nn > 0 && n2 > 0 {
+                let p = k as f64 / n as f64;
+                let se = (p * (1.0 - p) * (1.0 / nn as f64 + 1.0 / n2 as f64)).sqrt();
+                if se > 0.0 {
+                    (kk as f64 / nn as f64 - k2 as f64 / n2 as f64) / se
+                } else {
+                    0.0
+                }
+            } else {
+                0.0
+            };
+            strata.push(StratumRate {
+                stratum: s.name.clone(),
+                value: s.labels[c].clone(),
+                rate: rate(kk, nn),
+                overall: overall.rate,
+                z,
+                // Beyond chance at p < 0.001 and a gap of at least 2 points.
+                flagged: z.abs() > 3.29
+                    && ((kk as f64 / nn.max(1) as f64) - overall.rate).abs() >= 0.02,
+            });
+        }
+    }
+    MatchRates {
+        overall,
+        agency_pairs,
+        strata,
+    }
+}
+
+fn value_counts(f: &Filters, range: std::ops::Range<usize>) -> (FxHashMap<&[u64], u64>, u64) {
+    let mut m: FxHashMap<&[u64], u64> = FxHashMap::default();
+    let mut valid = 0;
+    for g in range {
+        if f.valid[g] {
+            *m.entry(f.get(g)).or_default() += 1;
+            valid += 1;
+        }
+    }
+    (m, valid)
+}
+
+pub(super) fn input_quality(run: &LinkRun) -> InputQuality {
+    let ds = &run.ds;
+    let mut fields = Vec::new();
+    for a in &ds.agencies {
+        let r = a.start..a.start + a.len;
+        for f in &ds.fields {
+            let (m, valid) = value_counts(f, r.clone());
+            let unique = m.values().filter(|&&c| c == 1).count() as u64;
+            let top = m.values().copied().max().unwrap_or(0);
+            let bits = (f.words * 64) as f64;
+            let fill: f64 = r
+                .clone()
+                .filter(|&g| f.valid[g])
+                .map(|g| f.pop[g] as f64 / bits)
+                .sum::<f64>()
+                / valid.max(1) as f64;
+            let completeness = valid as f64 / a.len.max(1) as f64;
+            let mut flags = Vec::new();
+            if completeness < 0.8 {
+                flags.push("more than 20% missing".to_string());
+            }
+            if fill > 0.6 {
+                flags.push("filters over 60% full: similarity is less informative".into());
+            }
+            if valid > 0 && top as f64 / valid as f64 > 0.5 && m.len() > 2 {
+                flags.push("one value dominates".into());
+            }
+            fields.push(FieldQuality {
+                agency: a.name.clone(),
+                field: f.name.clone(),
+                completeness,
+                distinct_share: unique as f64 / valid.max(1) as f64,
+                top_value_share: top as f64 / valid.max(1) as f64,
+                mean_fill: fill,
+                flags,
+            });
+        }
+    }
+    let mut disagreements = BTreeMap::new();
+    let mut linked_pairs = 0;
+    for (a, b) in linked_pairs_of(run) {
+        linked_pairs += 1;
+        for s in &ds.strata {
+            if let (Some(x), Some(y)) = (s.codes[a], s.codes[b])
+                && x != y
+            {
+                *disagreements.entry(s.name.clone()).or_insert(0u64) += 1;
+            }
+        }
+    }
+    for s in &ds.strata {
+        disagreements.entry(s.name.clone()).or_insert(0);
+    }
+    let limit = if run.dedup {
+        2 * ds.agencies.len() as u32
+    } else {
+        ds.agencies.len() as u32
+    };
+    let mut seen = std::collections::HashSet::new();
+    let (mut large, mut largest) = (0, 0);
+    for g in 0..ds.len() {
+        let s = run.resolution.cluster_size[g];
+        largest = largest.max(s as u64);
+        if s > limit && seen.insert(run.resolution.root[g]) {
+            large += 1;
+        }
+    }
+    InputQuality {
+        fields,
+        duplicate_ids: ds
+            .agencies
+            .iter()
+            .map(|a| (a.name.clone(), a.meta.counts.duplicate_ids))
+            .collect(),
+        reject_reasons: ds
+            .agencies
+            .iter()
+            .map(|a| (a.name.clone(), a.meta.counts.reject_reasons.clone()))
+            .collect(),
+        strata_disagreements: disagreements,
+        linked_pairs,
+        large_clusters: large,
+        largest_cluster: largest,
+    }
+}
+
+fn linked_pairs_of(run: &LinkRun) -> impl Iterator<Item = (usize, usize)> + '_ {
+    super::linked_pairs(run)
+}
+
+fn filter_privacy(f: &Filters) -> FilterPrivacy {
+    let bits = f.words * 64;
+    let mut ones = vec![0u64; bits];
+    let mut valid = 0u64;
+    for g in 0..f.valid.len() {
+        if !f.valid[g] {
+            continue;
+        }
+        valid += 1;
+        for (wi, w) in f.get(g).iter().enumerate() {
+            let mut x = *w;
+            while x != 0 {
+                ones[wi * 64 + x.trailing_zeros() as usize] += 1;
+                x &= x - 1;
+            }
+        }
+    }
+    let v = valid.max(1) as f64;
+    let freq: Vec<f64> = ones.iter().map(|&c| c as f64 / v).collect();
+    let mean = freq.iter().sum::<f64>() / bits as f64;
+    let sd = (freq.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / bits as f64).sqrt();
+    let (m, _) = value_counts(f, 0..f.valid.len());
+    FilterPrivacy {
+        column: f.name.clone(),
+        bits,
+        mean_fill: mean,
+        bit_frequency_min: freq.iter().copied().fold(f64::INFINITY, f64::min),
+        bit_frequency_max: freq.iter().copied().fold(0.0, f64::max),
+        bit_frequency_sd: sd,
+        unique_share: m.values().filter(|&&c| c == 1).count() as f64 / v,
+        top_value_share: m.values().copied().max().unwrap_or(0) as f64 / v,
+    }
+}
+
+pub(super) fn privacy(ds: &Dataset) -> Privacy {
+    let mut filters = vec![filter_privacy(&ds.clk)];
+    filters.extend(ds.fields.iter().map(filter_privacy));
+    let mut frequency_attack = Vec::new();
+    for f in &ds.fields {
+        let n = f.name.to_lowercase();
+        let kind = if ["last", "surname", "family"].iter().any(|k| n.contains(k)) {
+            "surname"
+        } else if ["first", "given", "forename"].iter().any(|k| n.contains(k)) {
+            "first name"
+        } else {
+            continue;
+        };
+        let reference = attack::reference_list(kind);
+        frequency_attack.push(attack::frequency_attack(
+            &f.name,
+            &format!("bundled UK {kind} frequencies ({} names)", reference.len()),
+            ds.len(),
+            |g| f.valid[g].then(|| f.get(g)),
+            &reference,
+            None,
+        ));
+    }
+    Privacy {
+        filters,
+        frequency_attack,
+        notes: vec![
+            "Field filters are kept per field for probabilistic scoring; a curious hub can count equal filters, so common values stand out. The frequency attack estimates how many records hold a value whose frequency rank stands out clearly enough to guess.".into(),
+            "A flat bit-frequency profile (small spread) and low unique share mean less for a pattern-mining attack to work with.".into(),
+        ],
+    }
+}
+
+/// Recall of true pairs by stratum value, from a truth file.
+pub(super) fn recall_by_stratum(run: &LinkRun, truth: &Path) -> Option<Vec<StratumRecall>> {
+    let ds = &run.ds;
+    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
+    for g in 0..ds.len() {
+        index.insert(
+            (
+                ds.agencies[ds.agency_of[g] as usize].name.as_str(),
+                ds.ids.get(g),
+            ),
+            g,
+        );
+    }
+    let mut rdr = csv::Reader::from_path(truth).ok()?;
+    let header: Vec<String> = rdr
+        .headers()
+        .ok()?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    let mut pairs = Vec::new();
+    if header.len() >= 3 && header[..3] == ["agency", "record_id", "entity"] {
+        let mut ent: HashMap<String, Vec<usize>> = HashMap::new();
+        for r in rdr.records().flatten() {
+            if let Some(&g) = index.get(&(r[0].trim(), r[1].trim())) {
+                ent.entry(r[2].trim().to_string()).or_default().push(g);
+            }
+        }
+        for m in ent.values() {
+            for (i, &a) in m.iter().enumerate() {
+                for &b in &m[i + 1..] {
+                    if run.dedup || ds.agency_of[a] != ds.agency_of[b] {
+                        pairs.push((a, b));
+                    }
+                }
+            }
+        }
+    } else if ds.agencies.len() >= 2 {
+        let (x, y) = (ds.agencies[0].name.as_str(), ds.agencies[1].name.as_str());
+        for r in rdr.records().flatten() {
+            if let (Some(&a), Some(&b)) =
+                (index.get(&(x, r[0].trim())), index.get(&(y, r[1].trim())))
+            {
+                pairs.push((a, b));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for s in &ds.strata {
+        let mut per: Vec<(u64, u64)> = vec![(0, 0); s.labels.len()];
+        for &(a, b) in &pairs {
+            let found = run.resolution.root[a] == run.resolution.root[b];
+            let mut codes = vec![s.codes[a], s.codes[b]];
+            codes.dedup();
+            for c in codes.into_iter().flatten() {
+                per[c as usize].0 += 1;
+                per[c as usize].1 += found as u64;
+            }
+        }
+        for (c, &(n, k)) in per.iter().enumerate() {
+            out.push(StratumRecall {
+                stratum: s.name.clone(),
+                value: s.labels[c].clone(),
+                true_pairs: n,
+                found: k,
+                recall: if n > 0 { k as f64 / n as f64 } else { 0.0 },
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.stratum, &a.value).cmp(&(&b.stratum, &b.value)));
+    Some(out)
+}

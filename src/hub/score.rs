@@ -286,7 +286,7 @@ mod tests {
         for i in 0..900 {
             levels.extend([
                 if i % 30 == 0 { 1u8 } else { 3 },
-                if i % 45 == 0 { 2 } else { 3 },
+                if i % 47 == 0 { 2 } else { 3 },
             ]);
         }
         let u = vec![vec![0.0, 0.02, 0.03, 0.95]; 2];

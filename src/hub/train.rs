@@ -72,14 +72,16 @@ pub fn initial_m(nf: usize, nl: usize) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// EM on level patterns. Fields in `ignore` are treated as null.
+/// EM on level patterns. Fields marked in `ignore` are treated as null; only
+/// fields marked in `learn` have their m (and u) updated.
 pub fn em(
     patterns: &[(Vec<u8>, f64)],
     mut m: Vec<Vec<f64>>,
     mut u: Vec<Vec<f64>>,
     lambda0: f64,
     free: Free,
-    ignore: Option<usize>,
+    ignore: &[bool],
+    learn: &[bool],
     max_iter: usize,
 ) -> Em {
     let nf = m.len();
@@ -102,7 +104,7 @@ pub fn em(
         for (levels, c) in patterns {
             let mut lo = prior;
             for (f, &l) in levels.iter().enumerate() {
-                if l > 0 && Some(f) != ignore {
+                if l > 0 && !ignore[f] {
                     lo += (m[f][l as usize] / u[f][l as usize]).ln();
                 }
             }
@@ -118,7 +120,7 @@ pub fn em(
         let mut delta = (new_lambda - lambda).abs();
         if free != Free::Lambda {
             for f in 0..nf {
-                if Some(f) == ignore {
+                if ignore[f] || !learn[f] {
                     continue;
                 }
                 for l in 1..nl {
@@ -230,15 +232,55 @@ pub fn train(
         }
         let levels = compare_fields(ds, &pairs, cuts);
         let pats = patterns_of(&levels, nf);
+        // Ignore the blocking field, and fields that (nearly) always agree
+        // within the session: they follow from it (first name gives sex) and
+        // would pull EM towards calling every pair a match.
+        let mut ignore = vec![false; nf];
+        ignore[f] = true;
+        for g in 0..nf {
+            let (mut agree, mut nonnull) = (0usize, 0usize);
+            for p in levels.chunks_exact(nf) {
+                if p[g] > 0 {
+                    nonnull += 1;
+                    agree += usize::from(p[g] == 1);
+                }
+            }
+            if nonnull > 0 && agree as f64 / nonnull as f64 > 0.8 {
+                ignore[g] = true;
+            }
+        }
+        let learn = vec![true; nf];
         let r = em(
             &pats,
             initial_m(nf, nl),
             u_random.clone(),
-            0.5,
+            0.1,
             Free::MLambda,
-            Some(f),
+            &ignore,
+            &learn,
             max_iter,
         );
+        // A session cannot find more matches than its records can form (each
+        // record matches at most one record per other agency, or a few
+        // duplicates). More means EM latched on to a dependent field (first
+        // name and sex, say): the session is dropped.
+        let mut records: Vec<u32> = pairs
+            .iter()
+            .flat_map(|&p| [(p >> 32) as u32, p as u32])
+            .collect();
+        records.sort_unstable();
+        records.dedup();
+        let per_record = (ds.agencies.len().saturating_sub(1) + usize::from(dedup)).max(1) as f64;
+        let bound = records.len() as f64 * per_record / 2.0 * 1.25;
+        if r.expected_matches > bound {
+            tracing::info!(
+                "training session on `{}` dropped: {:.0} expected matches exceed the {:.0} its records allow",
+                names[f],
+                r.expected_matches,
+                bound
+            );
+            continue;
+        }
         sessions.push(Session {
             blocked_on: names[f].clone(),
             pairs: pairs.len(),
@@ -254,7 +296,7 @@ pub fn train(
             r.iterations
         );
         for g in 0..nf {
-            if g == f {
+            if ignore[g] {
                 continue;
             }
             for l in 1..nl {
@@ -266,35 +308,34 @@ pub fn train(
     let cand_patterns = patterns_of(&comps.levels, nf);
     let smallest = ds.agencies.iter().map(|a| a.len).min().unwrap_or(1).max(1);
     let lambda0 = (smallest as f64 / comps.dice.len().max(1) as f64).clamp(1e-6, 0.5);
-    // Fields no session could train (or no sessions at all): free EM on candidates.
-    let fallback = if wsum.iter().any(|&w| w <= 0.0) {
-        Some(em(
-            &cand_patterns,
-            initial_m(nf, nl),
-            u_random.clone(),
-            lambda0,
-            Free::All,
-            None,
-            max_iter,
-        ))
-    } else {
-        None
-    };
-    let m: Vec<Vec<f64>> = (0..nf)
+    // Fields no session could train: EM on the candidates for those fields'
+    // m alone, trained fields' m and every u held fixed.
+    let trained: Vec<bool> = wsum.iter().map(|&w| w > 0.0).collect();
+    let mut m: Vec<Vec<f64>> = (0..nf)
         .map(|g| {
-            if wsum[g] > 0.0 {
+            if trained[g] {
                 let mut v: Vec<f64> = msum[g].iter().map(|x| x / wsum[g]).collect();
                 v[0] = 0.0;
                 v
             } else {
-                fallback
-                    .as_ref()
-                    .expect("fallback exists when a field is untrained")
-                    .m[g]
-                    .clone()
+                initial_m(1, nl).remove(0)
             }
         })
         .collect();
+    if trained.iter().any(|t| !t) {
+        let learn: Vec<bool> = trained.iter().map(|t| !t).collect();
+        let r = em(
+            &cand_patterns,
+            m,
+            u_random.clone(),
+            lambda0,
+            Free::MLambda,
+            &vec![false; nf],
+            &learn,
+            max_iter,
+        );
+        m = r.m;
+    }
     // λ: expected matches among candidates with m and u fixed.
     let lam = em(
         &cand_patterns,
@@ -302,7 +343,8 @@ pub fn train(
         u_random.clone(),
         lambda0,
         Free::Lambda,
-        None,
+        &vec![false; nf],
+        &vec![false; nf],
         max_iter,
     );
     let eligible = eligible_pairs.max(1) as f64;

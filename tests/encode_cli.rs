@@ -1,0 +1,415 @@
+//! `bloomlink encode` end to end: outputs, counts, determinism, bad input,
+//! secrets and the no-plaintext guarantee.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{bin, secret_file};
+
+const SCHEMA: &str = r#"
+record_id = "id"
+[[field]]
+name = "first"
+column = "first name"
+type = "name"
+[[field]]
+name = "dob"
+type = "date"
+formats = ["%Y-%m-%d", "%d/%m/%Y"]
+[[field]]
+name = "postcode"
+type = "postcode"
+[[blocking]]
+name = "first_yob"
+key = ["soundex(first)", "year(dob)"]
+[[stratum]]
+name = "area"
+source = "area"
+"#;
+
+const CSV: &str = "id,first name,dob,postcode,area,notes\n\
+1,Aaliyah,2012-03-04,LS6 1AB,urban,a\n\
+2,Bartholomew,31/12/2010,BD1 2CD,rural,b\n\
+3,Cressida,not a date,LS1 1AA,urban,c\n\
+1,Dorothea,2011-01-01,LS2 2BB,urban,d\n\
+,Evangeline,2011-01-01,LS2 2BB,urban,e\n\
+6,,unknown,,,f\n";
+
+fn setup(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let schema = dir.join("s.toml");
+    std::fs::write(&schema, SCHEMA).unwrap();
+    let input = dir.join("in.csv");
+    std::fs::write(&input, CSV).unwrap();
+    (
+        schema,
+        input,
+        secret_file(dir, b"correct horse battery staple"),
+    )
+}
+
+fn encode(schema: &Path, input: &Path, key: &Path, out: &Path) -> std::process::Output {
+    Command::new(bin())
+        .args(["encode", "--schema"])
+        .arg(schema)
+        .arg("--secret-file")
+        .arg(key)
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(out)
+        .args(["--agency", "council"])
+        .env_remove("BLOOMLINK_SECRET")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn encodes_rejects_and_reconciles() {
+    let d = tempfile::tempdir().unwrap();
+    let (schema, input, key) = setup(d.path());
+    let out = d.path().join("x.parquet");
+    let o = encode(&schema, &input, &key, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = bloomlink::extract::read_extract(&out).unwrap();
+    let c = &e.meta.counts;
+    assert_eq!(
+        (c.rows_read, c.encoded, c.rejected, c.duplicate_ids),
+        (6, 3, 3, 1)
+    );
+    assert_eq!(c.rows_read, c.encoded + c.rejected);
+    assert_eq!(e.len, 3);
+    assert_eq!(c.missing["first"], 1);
+    // Row 6 is all-missing but encodes (missing is not a reject).
+    assert_eq!(e.ids.get(2), "6");
+    assert!(!e.fields[0].valid[2]);
+    assert_eq!(e.strata[0].labels, vec!["urban", "rural"]);
+    let rejects = std::fs::read_to_string(d.path().join("x.rejects.csv")).unwrap();
+    let lines: Vec<&str> = rejects.lines().collect();
+    assert_eq!(lines[0], "row,record_id,column,reason");
+    assert!(
+        lines[1].starts_with("3,3,dob,\"not a valid date"),
+        "{rejects}"
+    );
+    assert!(
+        lines[2].starts_with("4,1,id,duplicate record id"),
+        "{rejects}"
+    );
+    assert!(
+        lines[3].starts_with("5,,id,record id is empty"),
+        "{rejects}"
+    );
+    // No plaintext in the rejects file.
+    for v in ["not a date", "Cressida", "Dorothea", "Evangeline"] {
+        assert!(!rejects.contains(v), "rejects leak {v}");
+    }
+    let meta = bloomlink::extract::read_meta(&out).unwrap().0;
+    assert_eq!(meta.agency, "council");
+    assert_eq!(meta.fingerprint.len(), 64);
+    assert_eq!(meta.key_check.len(), 16);
+}
+
+#[test]
+fn same_input_and_key_give_identical_bytes_and_env_secret_works() {
+    let d = tempfile::tempdir().unwrap();
+    let (schema, input, key) = setup(d.path());
+    let (a, b) = (d.path().join("a.parquet"), d.path().join("b.parquet"));
+    assert!(encode(&schema, &input, &key, &a).status.success());
+    assert!(encode(&schema, &input, &key, &b).status.success());
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let c = d.path().join("c.parquet");
+    let o = Command::new(bin())
+        .args(["encode", "--schema"])
+        .arg(&schema)
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&c)
+        .args(["--agency", "council"])
+        .env("BLOOMLINK_SECRET", "correct horse battery staple")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
+    // A different key changes the filters and the key check.
+    let k2 = d.path().join("k2");
+    std::fs::write(&k2, b"another key").unwrap();
+    let e = d.path().join("e.parquet");
+    assert!(encode(&schema, &input, &k2, &e).status.success());
+    let (m1, m2) = (
+        bloomlink::extract::read_meta(&a).unwrap().0,
+        bloomlink::extract::read_meta(&e).unwrap().0,
+    );
+    assert_ne!(m1.key_check, m2.key_check);
+    assert_eq!(m1.fingerprint, m2.fingerprint);
+}
+
+fn fails_with(args: &[&str], env_secret: Option<&str>, needle: &str, dir: &Path) {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("BLOOMLINK_SECRET");
+    if let Some(s) = env_secret {
+        cmd.env("BLOOMLINK_SECRET", s);
+    }
+    let o = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected `{needle}` in: {err}"
+    );
+    assert!(!dir.join("out.parquet").exists(), "{args:?} left an output");
+    assert!(
+        !dir.join("out.rejects.csv").exists(),
+        "{args:?} left a rejects file"
+    );
+}
+
+#[test]
+fn bad_input_is_a_clear_error_with_exit_code_2_and_no_output() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    setup(dir);
+    let base = |schema: &str, input: &str, key: &str| -> Vec<String> {
+        vec![
+            "encode",
+            "--schema",
+            schema,
+            "--secret-file",
+            key,
+            "--input",
+            input,
+            "--output",
+            "out.parquet",
+            "--agency",
+            "a",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect()
+    };
+    let run = |args: Vec<String>, needle: &str| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails_with(&a, None, needle, dir);
+    };
+    // Missing column (named, with the file).
+    std::fs::write(
+        dir.join("nocol.csv"),
+        "id,dob,postcode,area\n1,2012-01-01,LS1 1AA,u\n",
+    )
+    .unwrap();
+    run(
+        base("s.toml", "nocol.csv", "secret.key"),
+        "column `first name`",
+    );
+    run(base("s.toml", "nocol.csv", "secret.key"), "nocol.csv");
+    // Unreadable input.
+    run(base("s.toml", "missing.csv", "secret.key"), "missing.csv");
+    // Malformed schemas: unknown key, bad q, k <= 0, bits not a multiple of 64.
+    for (i, (bad, needle)) in [
+        (
+            SCHEMA.replace("type = \"postcode\"", "type = \"postcode\"\ncolour = 1"),
+            "colour",
+        ),
+        (
+            SCHEMA.replace("type = \"postcode\"", "type = \"postcode\"\nq = 9"),
+            "`q`",
+        ),
+        (
+            SCHEMA.replace("type = \"postcode\"", "type = \"postcode\"\nk = 0"),
+            "`k`",
+        ),
+        (format!("clk_bits = 1000\n{SCHEMA}"), "clk_bits"),
+        ("not = [toml".to_string(), "invalid schema"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("bad{i}.toml");
+        std::fs::write(dir.join(&name), bad).unwrap();
+        run(base(&name, "in.csv", "secret.key"), needle);
+    }
+    // Empty secret file; no secret at all.
+    std::fs::write(dir.join("empty.key"), b"").unwrap();
+    run(base("s.toml", "in.csv", "empty.key"), "empty");
+    fails_with(
+        &[
+            "encode",
+            "--schema",
+            "s.toml",
+            "--input",
+            "in.csv",
+            "--output",
+            "out.parquet",
+            "--agency",
+            "a",
+        ],
+        None,
+        "BLOOMLINK_SECRET",
+        dir,
+    );
+    // The key can never be given as a command-line value.
+    let o = Command::new(bin())
+        .args([
+            "encode",
+            "--secret",
+            "x",
+            "--schema",
+            "s.toml",
+            "--input",
+            "in.csv",
+            "--output",
+            "o.parquet",
+            "--agency",
+            "a",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn inspect_prints_metadata_and_never_filters() {
+    let d = tempfile::tempdir().unwrap();
+    let (schema, input, key) = setup(d.path());
+    let out = d.path().join("x.parquet");
+    assert!(encode(&schema, &input, &key, &out).status.success());
+    let o = Command::new(bin())
+        .arg("inspect")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success());
+    for want in [
+        "agency             council",
+        "rows               3",
+        "key check",
+        "f_first",
+        "bk_first_yob",
+        "s_area",
+        "rejected 3",
+    ] {
+        assert!(s.contains(want), "missing {want} in {s}");
+    }
+    let j = Command::new(bin())
+        .args(["inspect", "--json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
+    assert_eq!(v["counts"]["encoded"], 3);
+    // Not an extract: clear error.
+    let o = Command::new(bin())
+        .arg("inspect")
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// Every column of an extract made from FEBRL4, and the log output, hold none
+/// of the input's names, street names or dates.
+#[test]
+fn febrl4_extract_holds_no_plaintext() {
+    let Some(data) = common::reference_dir("no plaintext in FEBRL4 extract") else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let key = secret_file(d.path(), b"privacy test key");
+    let input = data.join("febrl/febrl4_a.csv");
+    let out = d.path().join("a.parquet");
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/febrl4.toml");
+    let o = Command::new(bin())
+        .args(["-vv", "encode", "--schema"])
+        .arg(&schema)
+        .arg("--secret-file")
+        .arg(&key)
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&out)
+        .args(["--agency", "a"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let log = String::from_utf8_lossy(&o.stderr).to_lowercase();
+    // Plaintext needles: names, streets, suburbs, dates.
+    let mut rdr = csv::Reader::from_path(&input).unwrap();
+    let mut needles = std::collections::BTreeSet::new();
+    for r in rdr.records() {
+        let r = r.unwrap();
+        for c in [1, 2, 4, 6, 9] {
+            let v = r[c].trim().to_lowercase();
+            if v.len() >= 4 {
+                needles.insert(v);
+            }
+        }
+    }
+    let needles: Vec<String> = needles.into_iter().collect();
+    assert!(needles.len() > 5000);
+    let ac_text = aho_corasick::AhoCorasick::new(&needles).unwrap();
+    // Binary columns: only needles of 6+ bytes (a random 4-byte match is likely in MBs of hash bits).
+    let long: Vec<&String> = needles.iter().filter(|n| n.len() >= 6).collect();
+    let ac_bin = aho_corasick::AhoCorasick::new(&long).unwrap();
+    // Decode every column.
+    let file = std::fs::File::open(&out).unwrap();
+    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let mut text = String::new();
+    for kv in b.metadata().file_metadata().key_value_metadata().unwrap() {
+        text.push_str(&kv.key);
+        text.push('\n');
+        text.push_str(kv.value.as_deref().unwrap_or(""));
+        text.push('\n');
+    }
+    let mut binary: Vec<u8> = Vec::new();
+    for batch in b.build().unwrap() {
+        let batch = batch.unwrap();
+        for col in batch.columns() {
+            use arrow_array::Array;
+            use arrow_array::cast::AsArray;
+            match col.data_type() {
+                arrow_schema::DataType::Utf8 => {
+                    for v in col.as_string::<i32>().iter().flatten() {
+                        text.push_str(v);
+                        text.push('\n');
+                    }
+                }
+                arrow_schema::DataType::FixedSizeBinary(_) => {
+                    let a = col.as_fixed_size_binary();
+                    for i in 0..a.len() {
+                        binary.extend_from_slice(a.value(i));
+                    }
+                }
+                t => panic!("unexpected column type {t}"),
+            }
+        }
+    }
+    let text = text.to_lowercase();
+    if let Some(w) = find_word(&ac_text, &text) {
+        panic!("plaintext in a text column or metadata: {}", needles[w]);
+    }
+    assert!(
+        ac_bin.find(&binary).is_none(),
+        "plaintext bytes in a filter column"
+    );
+    let raw = std::fs::read(&out).unwrap();
+    assert!(ac_bin.find(&raw).is_none(), "plaintext bytes in the file");
+    if let Some(w) = find_word(&ac_text, &log) {
+        panic!("plaintext in the log output: {}", needles[w]);
+    }
+}
+
+/// A needle found as a whole word (not inside a longer word such as a JSON key).
+fn find_word(ac: &aho_corasick::AhoCorasick, hay: &str) -> Option<usize> {
+    let b = hay.as_bytes();
+    let word = |i: usize| b[i].is_ascii_alphanumeric();
+    ac.find_overlapping_iter(hay)
+        .find(|m| {
+            (m.start() == 0 || !word(m.start() - 1)) && (m.end() == b.len() || !word(m.end()))
+        })
+        .map(|m| m.pattern().as_usize())
+}

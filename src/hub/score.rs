@@ -296,7 +296,8 @@ mod tests {
             u.clone(),
             0.3,
             Free::MLambda,
-            None,
+            &[false, false],
+            &[true, true],
             200,
         );
         assert!((r.lambda - 0.1).abs() < 0.02, "lambda {}", r.lambda);

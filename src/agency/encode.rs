@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use hmac::{Hmac, KeyInit, Mac};
 use rayon::prelude::*;
@@ -96,14 +96,33 @@ struct FieldEnc {
 
 type TokenCache = FxHashMap<Vec<u8>, (Hashed, Option<Hashed>)>;
 
-#[derive(Default)]
-struct Cache {
-    tokens: Vec<TokenCache>,
-    blocks: Vec<FxHashMap<Vec<u8>, [u8; 16]>>,
+/// One field value's encoding: what normalisation made of it and the bit
+/// positions its tokens set (in the CLK's hash space, and in the field
+/// filter for native schemas). Cached per thread by the raw cell text, so a
+/// repeated name costs one lookup.
+struct ValueEnc {
+    reject: Option<String>,
+    norm: Box<str>,
+    /// Whether the value set any bit (else it counts as missing).
+    present: bool,
+    /// The value's contribution to the CLK, as little-endian words of the
+    /// clkhash-ordered bytes, in the hash space (before folding).
+    clk: Box<[u64]>,
+    /// The value's field filter, final (folded when the schema folds).
+    ff: Box<[u8]>,
 }
 
-/// Upper bound on cache entries per field before it is cleared.
+#[derive(Default)]
+struct Cache {
+    values: Vec<FxHashMap<Box<[u8]>, Arc<ValueEnc>>>,
+    tokens: Vec<TokenCache>,
+    blocks: Vec<FxHashMap<Vec<u8>, Option<[u8; 16]>>>,
+}
+
+/// Upper bound on token-cache entries per field before it is cleared.
 const CACHE_LIMIT: usize = 1 << 20;
+/// Upper bound on value-cache entries per field before it is cleared.
+const VALUE_CACHE_LIMIT: usize = 1 << 15;
 
 /// Column positions in the input for everything the schema reads.
 #[derive(Debug, Clone)]
@@ -120,6 +139,8 @@ pub struct Encoder {
     hash_bits: u64,
     fields: Vec<FieldEnc>,
     blocks: Vec<Hmac<Sha256>>,
+    /// Field index of each part of each blocking key.
+    block_fields: Vec<Vec<usize>>,
     key_check: String,
     caches: Vec<Mutex<Cache>>,
     soundex: rphonetic::Soundex,
@@ -127,11 +148,10 @@ pub struct Encoder {
 }
 
 struct Scratch {
-    norm: Vec<String>,
-    present: Vec<bool>,
+    norm: String,
+    vals: Vec<Option<Arc<ValueEnc>>>,
     tokens: TokenBuf,
-    clk: Vec<u8>,
-    ff: Vec<u8>,
+    clk: Vec<u64>,
     key: Vec<u8>,
 }
 
@@ -193,10 +213,21 @@ impl Encoder {
                 <Hmac<Sha256> as KeyInit>::new_from_slice(k.as_ref()).expect("any key length")
             })
             .collect();
+        let block_fields = schema
+            .blocking
+            .iter()
+            .map(|b| {
+                b.parts
+                    .iter()
+                    .map(|p| schema.fields.iter().position(|f| f.name == p.field).expect("schema validated"))
+                    .collect()
+            })
+            .collect();
         let threads = rayon::current_num_threads() + 1;
         let caches = (0..threads)
             .map(|_| {
                 Mutex::new(Cache {
+                    values: vec![FxHashMap::default(); schema.fields.len()],
                     tokens: vec![TokenCache::default(); schema.fields.len()],
                     blocks: vec![FxHashMap::default(); schema.blocking.len()],
                 })
@@ -207,6 +238,7 @@ impl Encoder {
             hash_bits,
             fields,
             blocks,
+            block_fields,
             caches,
             schema,
             soundex: rphonetic::Soundex::default(),
@@ -287,11 +319,10 @@ impl Encoder {
     fn scratch(&self) -> Scratch {
         let nf = self.schema.fields.len();
         Scratch {
-            norm: vec![String::new(); nf],
-            present: vec![false; nf],
+            norm: String::new(),
+            vals: vec![None; nf],
             tokens: TokenBuf::default(),
-            clk: vec![0u8; (self.hash_bits / 8) as usize],
-            ff: Vec::new(),
+            clk: vec![0u64; (self.hash_bits / 64) as usize],
             key: Vec::new(),
         }
     }
@@ -316,6 +347,14 @@ impl Encoder {
         let n = rows.len();
         let clk_bytes = s.clk_bits as usize / 8;
         out.batch.clk.reserve(n * clk_bytes);
+        for (b, v) in &mut out.batch.fields {
+            b.reserve(n * s.field_bits as usize / 8);
+            v.reserve(n);
+        }
+        for (b, v) in &mut out.batch.blocks {
+            b.reserve(n * 16);
+            v.reserve(n);
+        }
         let mut sc = self.scratch();
         let mut guard = self.cache_slot().lock().unwrap_or_else(|p| p.into_inner());
         let cache = &mut *guard;
@@ -339,6 +378,92 @@ impl Encoder {
         out
     }
 
+    /// Normalise, tokenise and hash one raw value of field `fi`.
+    fn encode_value(&self, fi: usize, raw: &str, sc: &mut Scratch, tcache: &mut TokenCache) -> ValueEnc {
+        let f = &self.schema.fields[fi];
+        let enc = &self.fields[fi];
+        let mut v = ValueEnc {
+            reject: None,
+            norm: "".into(),
+            present: false,
+            clk: Box::new([]),
+            ff: Box::new([]),
+        };
+        match normalise(f, enc.pattern.as_ref(), Some(raw), &mut sc.norm) {
+            Normalised::Reject(r) => {
+                v.reject = Some(r);
+                return v;
+            }
+            Normalised::Missing => return v,
+            Normalised::Value => {}
+        }
+        sc.tokens.tokenise(&f.tokens, &sc.norm);
+        let field_bits = self.schema.field_bits as u64;
+        let (mut clk, mut ff) = (Vec::new(), Vec::new());
+        let t = sc.tokens.len();
+        if tcache.len() > CACHE_LIMIT {
+            tcache.clear();
+        }
+        for ti in 0..t {
+            let k = match f.strategy {
+                Strategy::BitsPerToken(k) => k as usize,
+                Strategy::BitsPerFeature(b) => {
+                    let (base, rem) = (b as usize / t, b as usize % t);
+                    base + usize::from(ti < rem)
+                }
+            };
+            if k == 0 {
+                continue;
+            }
+            let tok = sc.tokens.get(ti);
+            let entry = match tcache.get(tok) {
+                Some(e) if e.0.covers(k) => e,
+                _ => {
+                    let c = enc.clk.hash(tok, self.hash_bits, k);
+                    let g = enc.ff.as_ref().map(|h| h.hash(tok, field_bits, k));
+                    tcache.insert(tok.to_vec(), (c, g));
+                    tcache.get(tok).expect("just inserted")
+                }
+            };
+            for j in 0..k {
+                clk.push(entry.0.index(j, self.hash_bits) as u32);
+                if let Some(g) = &entry.1 {
+                    ff.push(g.index(j, field_bits) as u32);
+                }
+            }
+        }
+        v.norm = sc.norm.as_str().into();
+        // A value with no tokens (or only k = 0 tokens) is missing.
+        if clk.is_empty() {
+            return v;
+        }
+        let s = &self.schema;
+        let mut clk_bytes = vec![0u8; (self.hash_bits / 8) as usize];
+        for &p in &clk {
+            set_bit(&mut clk_bytes, p as usize);
+        }
+        let ff_bytes = if s.mode == Mode::Clkhash {
+            // Field filter = the field's own CLK bits, folded like the CLK.
+            let mut b = clk_bytes.clone();
+            for _ in 0..s.xor_folds {
+                b = xor_fold(&b);
+            }
+            b
+        } else {
+            let mut b = vec![0u8; s.field_bits as usize / 8];
+            for &p in &ff {
+                set_bit(&mut b, p as usize);
+            }
+            b
+        };
+        let mut words = Vec::with_capacity(clk_bytes.len() / 8);
+        crate::bloom::extend_words(&mut words, &clk_bytes);
+        v.present = true;
+        v.clk = words.into();
+        v.ff = ff_bytes.into();
+        v
+    }
+
     fn encode_row(
         &self,
         chunk: &Chunk,
@@ -349,16 +474,20 @@ impl Encoder {
         out: &mut SliceOut,
     ) -> std::result::Result<(), (String, String)> {
         let s = &self.schema;
-        // 1. Normalise every field; any reject stops here, before output is touched.
+        // 1. Every field's encoding, from the per-thread value cache; any
+        // reject stops here, before the output is touched.
         for (fi, f) in s.fields.iter().enumerate() {
             let cell = chunk.cell(row, cols.fields[fi]);
             let owned;
             let raw = match cell {
-                Cell::Null => None,
-                Cell::Text(t) => Some(t),
+                Cell::Null => {
+                    sc.vals[fi] = None;
+                    continue;
+                }
+                Cell::Text(t) => t,
                 Cell::Owned(o) => {
                     owned = o;
-                    Some(owned.as_str())
+                    owned.as_str()
                 }
                 Cell::BadUtf8 => return Err((f.column.clone(), "not valid UTF-8".into())),
                 Cell::Absent => {
@@ -368,133 +497,88 @@ impl Encoder {
                     ));
                 }
             };
-            let pattern = self.fields[fi].pattern.as_ref();
-            match normalise(f, pattern, raw, &mut sc.norm[fi]) {
-                Normalised::Value => sc.present[fi] = true,
-                Normalised::Missing => sc.present[fi] = false,
-                Normalised::Reject(r) => return Err((f.column.clone(), r)),
-            }
-        }
-        // 2. Hash tokens into the CLK and the field filters.
-        let clkhash = s.mode == Mode::Clkhash;
-        let field_bits = s.field_bits as u64;
-        let ff_len = if clkhash {
-            (self.hash_bits / 8) as usize
-        } else {
-            (field_bits / 8) as usize
-        };
-        sc.clk.fill(0);
-        for (fi, f) in s.fields.iter().enumerate() {
-            let (ff_bytes, ff_valid) = &mut out.batch.fields[fi];
-            if sc.present[fi] {
-                sc.tokens.tokenise(&f.tokens, &sc.norm[fi]);
-                if sc.tokens.is_empty() {
-                    sc.present[fi] = false;
+            let vcache = &mut cache.values[fi];
+            let v = match vcache.get(raw.as_bytes()) {
+                Some(v) => v.clone(),
+                None => {
+                    if vcache.len() > VALUE_CACHE_LIMIT {
+                        vcache.clear();
+                    }
+                    let v = Arc::new(self.encode_value(fi, raw, sc, &mut cache.tokens[fi]));
+                    vcache.insert(raw.as_bytes().into(), v.clone());
+                    v
                 }
+            };
+            if let Some(r) = &v.reject {
+                return Err((f.column.clone(), r.clone()));
             }
-            if !sc.present[fi] {
+            sc.vals[fi] = v.present.then_some(v);
+        }
+        // 2. OR each present field's words into the CLK; copy its filter.
+        sc.clk.fill(0);
+        let ff_bytes_len = s.field_bits as usize / 8;
+        for fi in 0..s.fields.len() {
+            let (ff_bytes, ff_valid) = &mut out.batch.fields[fi];
+            let Some(v) = &sc.vals[fi] else {
                 out.missing[fi] += 1;
-                ff_bytes.extend(std::iter::repeat_n(0u8, s.field_bits as usize / 8));
+                ff_bytes.extend(std::iter::repeat_n(0u8, ff_bytes_len));
                 ff_valid.push(false);
                 continue;
+            };
+            for (w, x) in sc.clk.iter_mut().zip(v.clk.iter()) {
+                *w |= x;
             }
-            sc.ff.clear();
-            sc.ff.resize(ff_len, 0);
-            let enc = &self.fields[fi];
-            let tcache = &mut cache.tokens[fi];
-            if tcache.len() > CACHE_LIMIT {
-                tcache.clear();
-            }
-            let t = sc.tokens.len();
-            for ti in 0..t {
-                let k = match f.strategy {
-                    Strategy::BitsPerToken(k) => k as usize,
-                    Strategy::BitsPerFeature(b) => {
-                        let (base, rem) = (b as usize / t, b as usize % t);
-                        base + usize::from(ti < rem)
-                    }
-                };
-                if k == 0 {
-                    continue;
-                }
-                let tok = sc.tokens.get(ti);
-                let entry = match tcache.get(tok) {
-                    Some(e) if e.0.covers(k) => e,
-                    _ => {
-                        let clk = enc.clk.hash(tok, self.hash_bits, k);
-                        let ff = enc.ff.as_ref().map(|h| h.hash(tok, field_bits, k));
-                        tcache.insert(tok.to_vec(), (clk, ff));
-                        tcache.get(tok).expect("just inserted")
-                    }
-                };
-                for j in 0..k {
-                    let ci = entry.0.index(j, self.hash_bits);
-                    set_bit(&mut sc.clk, ci);
-                    match &entry.1 {
-                        Some(ff) => set_bit(&mut sc.ff, ff.index(j, field_bits)),
-                        None => set_bit(&mut sc.ff, ci),
-                    }
-                }
-            }
-            if clkhash && s.xor_folds > 0 {
-                let mut folded = sc.ff.clone();
-                for _ in 0..s.xor_folds {
-                    folded = xor_fold(&folded);
-                }
-                ff_bytes.extend_from_slice(&folded);
-            } else {
-                ff_bytes.extend_from_slice(&sc.ff);
-            }
+            ff_bytes.extend_from_slice(&v.ff);
             ff_valid.push(true);
         }
+        let clk_start = out.batch.clk.len();
+        for w in &sc.clk {
+            out.batch.clk.extend_from_slice(&w.to_le_bytes());
+        }
         if s.xor_folds > 0 {
-            let mut folded = sc.clk.clone();
+            let mut folded = out.batch.clk[clk_start..].to_vec();
             for _ in 0..s.xor_folds {
                 folded = xor_fold(&folded);
             }
+            out.batch.clk.truncate(clk_start);
             out.batch.clk.extend_from_slice(&folded);
-        } else {
-            out.batch.clk.extend_from_slice(&sc.clk);
         }
-        // 3. Keyed blocking keys.
-        for (bi, b) in s.blocking.iter().enumerate() {
+        // 3. Keyed blocking keys, cached per thread by the normalised inputs
+        // (so soundex and the HMAC run once per distinct combination).
+        for bi in 0..s.blocking.len() {
             sc.key.clear();
             let mut ok = true;
-            for p in &b.parts {
-                let fi = s
-                    .fields
-                    .iter()
-                    .position(|f| f.name == p.field)
-                    .expect("schema validated");
-                if !sc.present[fi] || !self.block_part(p.function, &sc.norm[fi], &mut sc.key) {
-                    ok = false;
-                    break;
+            for &fi in &self.block_fields[bi] {
+                match &sc.vals[fi] {
+                    Some(v) => {
+                        sc.key.extend_from_slice(v.norm.as_bytes());
+                        sc.key.push(0x1f);
+                    }
+                    None => {
+                        ok = false;
+                        break;
+                    }
                 }
-                sc.key.push(0x1f);
             }
-            let (kb, kv) = &mut out.batch.blocks[bi];
-            if !ok {
-                kb.extend_from_slice(&[0u8; 16]);
-                kv.push(false);
-                continue;
-            }
-            let bcache = &mut cache.blocks[bi];
-            if bcache.len() > CACHE_LIMIT {
-                bcache.clear();
-            }
-            let key = match bcache.get(sc.key.as_slice()) {
-                Some(k) => *k,
-                None => {
-                    let mut m = self.blocks[bi].clone();
-                    m.update(&sc.key);
-                    let d = m.finalize().into_bytes();
-                    let k: [u8; 16] = d[..16].try_into().expect("16 bytes");
-                    bcache.insert(sc.key.clone(), k);
-                    k
+            let key = if ok {
+                let bcache = &mut cache.blocks[bi];
+                match bcache.get(sc.key.as_slice()) {
+                    Some(k) => *k,
+                    None => {
+                        if bcache.len() > CACHE_LIMIT {
+                            bcache.clear();
+                        }
+                        let k = self.block_key(bi, &sc.key);
+                        bcache.insert(sc.key.clone(), k);
+                        k
+                    }
                 }
+            } else {
+                None
             };
-            kb.extend_from_slice(&key);
-            kv.push(true);
+            let (kb, kv) = &mut out.batch.blocks[bi];
+            kb.extend_from_slice(&key.unwrap_or([0u8; 16]));
+            kv.push(key.is_some());
         }
         // 4. Declared strata.
         for (si, st) in s.strata.iter().enumerate() {
@@ -513,25 +597,39 @@ impl Encoder {
                     }
                 }
                 StratumKind::Field { field } => {
-                    let fi = field_index(field);
-                    sc.present[fi].then(|| sc.norm[fi].clone())
+                    sc.vals[field_index(field)].as_ref().map(|v| v.norm.to_string())
                 }
                 StratumKind::AgeBand {
                     field,
                     reference_date,
                     bounds,
                 } => {
-                    let fi = field_index(field);
-                    if sc.present[fi] {
-                        age_band(&sc.norm[fi], reference_date, bounds)
-                    } else {
-                        None
-                    }
+                    sc.vals[field_index(field)]
+                        .as_ref()
+                        .and_then(|v| age_band(&v.norm, reference_date, bounds))
                 }
             };
             out.batch.strata[si].append_option(v);
         }
         Ok(())
+    }
+
+    /// The keyed blocking key of pass `bi` from its parts' normalised values
+    /// (joined by 0x1f); `None` when a part yields nothing (e.g. no letters
+    /// for soundex).
+    fn block_key(&self, bi: usize, norms: &[u8]) -> Option<[u8; 16]> {
+        let b = &self.schema.blocking[bi];
+        let text = std::str::from_utf8(norms).expect("normalised values are UTF-8");
+        let mut key = Vec::new();
+        for (p, norm) in b.parts.iter().zip(text.split('\u{1f}')) {
+            if !self.block_part(p.function, norm, &mut key) {
+                return None;
+            }
+            key.push(0x1f);
+        }
+        let mut m = self.blocks[bi].clone();
+        m.update(&key);
+        Some(m.finalize().into_bytes()[..16].try_into().expect("16 bytes"))
     }
 
     /// Append the blocking value of `norm` under `f` to `key`; false if none.
@@ -575,6 +673,53 @@ impl Encoder {
             }
         }
         key.len() > start
+    }
+
+    /// Record ids of a chunk, in input order: empty and repeated ids are rejects.
+    fn check_ids(
+        &self,
+        chunk: &Chunk,
+        cols: &ColumnMap,
+        first_row: u64,
+        seen: &mut HashSet<Box<str>>,
+        counts: &mut Counts,
+    ) -> Vec<std::result::Result<String, Reject>> {
+        let s = &self.schema;
+        let mut ids = Vec::with_capacity(chunk.len());
+        for row in 0..chunk.len() {
+            let rownum = first_row + row as u64;
+            let reject = |reason: &str| Reject {
+                row: rownum,
+                record_id: String::new(),
+                column: s.record_id.clone().unwrap_or_else(|| "(row number)".into()),
+                reason: reason.into(),
+            };
+            let id = match cols.record_id {
+                None => Ok(rownum.to_string()),
+                Some(c) => match chunk.cell(row, c) {
+                    Cell::Text(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+                    Cell::Owned(t) => Ok(t),
+                    Cell::BadUtf8 => Err(reject("record id is not valid UTF-8")),
+                    Cell::Absent => Err(reject("the row has fewer cells than the header")),
+                    _ => Err(reject("record id is empty")),
+                },
+            };
+            ids.push(match id {
+                Ok(id) => {
+                    if seen.insert(id.clone().into_boxed_str()) {
+                        Ok(id)
+                    } else {
+                        counts.duplicate_ids += 1;
+                        Err(Reject {
+                            record_id: id,
+                            ..reject("duplicate record id (an earlier row has it)")
+                        })
+                    }
+                }
+                Err(r) => Err(r),
+            });
+        }
+        ids
     }
 
     /// Encode a whole file. Writes `output`, its rejects file and, if asked,
@@ -625,69 +770,58 @@ impl Encoder {
         let mut counts = Counts::default();
         let mut missing = vec![0u64; s.fields.len()];
         let mut seen: HashSet<Box<str>> = HashSet::new();
-        let mut chunk = Chunk::Csv(Vec::new(), 0);
-        let mut first_row = 1u64;
         let bar = crate::progress::rows_bar(opts.progress, "encoding");
-        while reader.next_chunk(opts.chunk_rows, &mut chunk, &used)? {
-            let n = chunk.len();
-            // Record ids in input order: empty and repeated ids are rejects.
-            let mut ids = Vec::with_capacity(n);
-            for row in 0..n {
-                let rownum = first_row + row as u64;
-                let reject = |reason: &str| Reject {
-                    row: rownum,
-                    record_id: String::new(),
-                    column: s.record_id.clone().unwrap_or_else(|| "(row number)".into()),
-                    reason: reason.into(),
-                };
-                let id = match cols.record_id {
-                    None => Ok(rownum.to_string()),
-                    Some(c) => match chunk.cell(row, c) {
-                        Cell::Text(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
-                        Cell::Owned(t) => Ok(t),
-                        Cell::BadUtf8 => Err(reject("record id is not valid UTF-8")),
-                        Cell::Absent => Err(reject("the row has fewer cells than the header")),
-                        _ => Err(reject("record id is empty")),
-                    },
-                };
-                ids.push(match id {
-                    Ok(id) => {
-                        if seen.insert(id.clone().into_boxed_str()) {
-                            Ok(id)
-                        } else {
-                            counts.duplicate_ids += 1;
-                            Err(Reject {
-                                record_id: id,
-                                ..reject("duplicate record id (an earlier row has it)")
-                            })
+        // A reader thread parses the next chunk while this one is encoded.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk>>(1);
+        let chunk_rows = opts.chunk_rows;
+        std::thread::scope(|scope| -> Result<()> {
+            scope.spawn(move || {
+                loop {
+                    let mut chunk = Chunk::Csv(Vec::new(), 0);
+                    match reader.next_chunk(chunk_rows, &mut chunk, &used) {
+                        Ok(true) => {
+                            if tx.send(Ok(chunk)).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(false) => return,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
                         }
                     }
-                    Err(r) => Err(r),
-                });
-            }
-            let slice = 4096;
-            let parts: Vec<SliceOut> = (0..n.div_ceil(slice))
-                .into_par_iter()
-                .map(|p| {
-                    let r = p * slice..((p + 1) * slice).min(n);
-                    self.encode_slice(&chunk, &cols, r.clone(), &ids[r], first_row)
-                })
-                .collect();
-            for part in parts {
-                for (m, x) in missing.iter_mut().zip(&part.missing) {
-                    *m += x;
                 }
-                counts.encoded += part.encoded_rows.len() as u64;
-                if let Some(p) = &mut payload {
-                    p.write(&chunk, &cols.payload, &part.encoded_rows, &ids)?;
+            });
+            let mut first_row = 1u64;
+            for chunk in rx {
+                let chunk = chunk?;
+                let n = chunk.len();
+                let ids = self.check_ids(&chunk, &cols, first_row, &mut seen, &mut counts);
+                let slice = 4096;
+                let parts: Vec<SliceOut> = (0..n.div_ceil(slice))
+                    .into_par_iter()
+                    .map(|p| {
+                        let r = p * slice..((p + 1) * slice).min(n);
+                        self.encode_slice(&chunk, &cols, r.clone(), &ids[r], first_row)
+                    })
+                    .collect();
+                for part in parts {
+                    for (m, x) in missing.iter_mut().zip(&part.missing) {
+                        *m += x;
+                    }
+                    counts.encoded += part.encoded_rows.len() as u64;
+                    if let Some(p) = &mut payload {
+                        p.write(&chunk, &cols.payload, &part.encoded_rows, &ids)?;
+                    }
+                    rejects.extend(part.rejects);
+                    writer.write(part.batch)?;
                 }
-                rejects.extend(part.rejects);
-                writer.write(part.batch)?;
+                counts.rows_read += n as u64;
+                first_row += n as u64;
+                bar.inc(n as u64);
             }
-            counts.rows_read += n as u64;
-            first_row += n as u64;
-            bar.inc(n as u64);
-        }
+            Ok(())
+        })?;
         bar.finish_and_clear();
         counts.rejected = rejects.len() as u64;
         for r in &rejects {

@@ -122,7 +122,7 @@ struct Cache {
 /// Upper bound on token-cache entries per field before it is cleared.
 const CACHE_LIMIT: usize = 1 << 20;
 /// Upper bound on value-cache entries per field before it is cleared.
-const VALUE_CACHE_LIMIT: usize = 1 << 15;
+const VALUE_CACHE_LIMIT: usize = 1 << 17;
 
 /// Column positions in the input for everything the schema reads.
 #[derive(Debug, Clone)]
@@ -149,6 +149,8 @@ pub struct Encoder {
 
 struct Scratch {
     norm: String,
+    pos_clk: Vec<u32>,
+    pos_ff: Vec<u32>,
     vals: Vec<Option<Arc<ValueEnc>>>,
     tokens: TokenBuf,
     clk: Vec<u64>,
@@ -320,6 +322,8 @@ impl Encoder {
         let nf = self.schema.fields.len();
         Scratch {
             norm: String::new(),
+            pos_clk: Vec::new(),
+            pos_ff: Vec::new(),
             vals: vec![None; nf],
             tokens: TokenBuf::default(),
             clk: vec![0u64; (self.hash_bits / 64) as usize],
@@ -399,7 +403,9 @@ impl Encoder {
         }
         sc.tokens.tokenise(&f.tokens, &sc.norm);
         let field_bits = self.schema.field_bits as u64;
-        let (mut clk, mut ff) = (Vec::new(), Vec::new());
+        let (mut clk, mut ff) = (std::mem::take(&mut sc.pos_clk), std::mem::take(&mut sc.pos_ff));
+        clk.clear();
+        ff.clear();
         let t = sc.tokens.len();
         if tcache.len() > CACHE_LIMIT {
             tcache.clear();
@@ -435,6 +441,8 @@ impl Encoder {
         v.norm = sc.norm.as_str().into();
         // A value with no tokens (or only k = 0 tokens) is missing.
         if clk.is_empty() {
+            sc.pos_clk = clk;
+            sc.pos_ff = ff;
             return v;
         }
         let s = &self.schema;
@@ -458,6 +466,8 @@ impl Encoder {
         };
         let mut words = Vec::with_capacity(clk_bytes.len() / 8);
         crate::bloom::extend_words(&mut words, &clk_bytes);
+        sc.pos_clk = clk;
+        sc.pos_ff = ff;
         v.present = true;
         v.clk = words.into();
         v.ff = ff_bytes.into();
@@ -681,7 +691,7 @@ impl Encoder {
         chunk: &Chunk,
         cols: &ColumnMap,
         first_row: u64,
-        seen: &mut HashSet<Box<str>>,
+        seen: &mut HashSet<u128>,
         counts: &mut Counts,
     ) -> Vec<std::result::Result<String, Reject>> {
         let s = &self.schema;
@@ -706,7 +716,7 @@ impl Encoder {
             };
             ids.push(match id {
                 Ok(id) => {
-                    if seen.insert(id.clone().into_boxed_str()) {
+                    if seen.insert(id_hash(&id)) {
                         Ok(id)
                     } else {
                         counts.duplicate_ids += 1;
@@ -769,7 +779,7 @@ impl Encoder {
         let mut rejects: Vec<Reject> = Vec::new();
         let mut counts = Counts::default();
         let mut missing = vec![0u64; s.fields.len()];
-        let mut seen: HashSet<Box<str>> = HashSet::new();
+        let mut seen: HashSet<u128> = HashSet::new();
         let bar = crate::progress::rows_bar(opts.progress, "encoding");
         // A reader thread parses the next chunk while this one is encoded.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk>>(1);
@@ -864,6 +874,17 @@ impl Encoder {
             fingerprint: meta.fingerprint,
         })
     }
+}
+
+/// A 128-bit hash of a record id for duplicate detection (two SipHash-1-3
+/// runs with different prefixes; a false duplicate needs a 2^-128 collision).
+fn id_hash(id: &str) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let mut a = std::collections::hash_map::DefaultHasher::new();
+    (0u8, id).hash(&mut a);
+    let mut b = std::collections::hash_map::DefaultHasher::new();
+    (1u8, id).hash(&mut b);
+    (a.finish() as u128) << 64 | b.finish() as u128
 }
 
 fn stratum_value(raw: &str) -> Option<String> {

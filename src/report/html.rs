@@ -41,7 +41,7 @@ h1{font-size:1.7em;margin-bottom:.2em}h2{border-bottom:2px solid #1f4e79;padding
 table{border-collapse:collapse;margin:1em 0;width:100%;font-size:.92em}caption{text-align:left;font-weight:600;margin-bottom:.3em}
 th,td{border:1px solid #bbb;padding:.3em .5em;text-align:left}thead th{background:#e8eef5}tbody th{font-weight:normal}
 .summary{background:#f3f7fb;border-left:5px solid #1f4e79;padding:.8em 1.2em}.ok{color:#185c1e;font-weight:600}.bad{color:#a00;font-weight:600}
-.flag{background:#fff1e6}.chart{width:100%;height:auto;border:1px solid #ddd}code{font-size:.9em;word-break:break-all}
+.flag{background:#fff1e6}.chart{width:100%;max-width:100%;height:auto;border:1px solid #ddd}pre{white-space:pre-wrap;word-break:break-all}td,th{overflow-wrap:anywhere}code{font-size:.9em;word-break:break-all}
 @media print{body{max-width:none;margin:0}h2{page-break-after:avoid}table,svg{page-break-inside:avoid}}";
 
 /// Render the report as one HTML document.

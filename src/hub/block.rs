@@ -247,33 +247,47 @@ fn all_pairs(ds: &Dataset, k: usize, dedup: bool, kernel: Kernel, out: &mut Vec<
             let b_arena = &ds.clk.data[rb.start * w..(rb.start + rb.len) * w];
             let b_pop = &ds.clk.pop[rb.start..rb.start + rb.len];
             let rows: Vec<usize> = (ra.start..ra.start + ra.len).collect();
+            // A chunks in parallel; inside, B in L2-sized tiles so each tile is
+            // reused by every row of the chunk before moving on.
+            const TILE: usize = 2048;
             let found: Vec<Vec<u64>> = rows
-                .par_chunks(256)
+                .par_chunks(128)
                 .map(|chunk| {
-                    let mut buf = vec![0f32; rb.len];
-                    let mut top: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
-                    let mut pairs = Vec::with_capacity(chunk.len() * k);
-                    for &a in chunk {
-                        kernel.dice_many(ds.clk.get(a), ds.clk.pop[a], b_arena, b_pop, &mut buf);
-                        top.clear();
-                        let mut floor = f32::NEG_INFINITY;
-                        for (bj, &d) in buf.iter().enumerate() {
-                            let b = rb.start + bj;
-                            if d <= floor || b == a {
-                                continue;
-                            }
-                            let pos = top.partition_point(|x| x.0 >= d);
-                            top.insert(pos, (d, b as u32));
-                            if top.len() > k {
-                                top.pop();
-                            }
-                            if top.len() == k {
-                                floor = top[k - 1].0;
+                    let mut buf = vec![0f32; TILE];
+                    let mut tops: Vec<Vec<(f32, u32)>> = vec![Vec::with_capacity(k + 1); chunk.len()];
+                    let mut floors = vec![f32::NEG_INFINITY; chunk.len()];
+                    for t0 in (0..rb.len).step_by(TILE) {
+                        let t1 = (t0 + TILE).min(rb.len);
+                        let tile = &b_arena[t0 * w..t1 * w];
+                        let tile_pop = &b_pop[t0..t1];
+                        for (ci, &a) in chunk.iter().enumerate() {
+                            let out = &mut buf[..t1 - t0];
+                            kernel.dice_many(ds.clk.get(a), ds.clk.pop[a], tile, tile_pop, out);
+                            let (top, floor) = (&mut tops[ci], &mut floors[ci]);
+                            for (bj, &d) in out.iter().enumerate() {
+                                if d <= *floor {
+                                    continue;
+                                }
+                                let b = rb.start + t0 + bj;
+                                if b == a {
+                                    continue;
+                                }
+                                let pos = top.partition_point(|x| x.0 >= d);
+                                top.insert(pos, (d, b as u32));
+                                if top.len() > k {
+                                    top.pop();
+                                }
+                                if top.len() == k {
+                                    *floor = top[k - 1].0;
+                                }
                             }
                         }
-                        pairs.extend(top.iter().map(|&(_, b)| pack(a as u32, b)));
                     }
-                    pairs
+                    chunk
+                        .iter()
+                        .zip(&tops)
+                        .flat_map(|(&a, top)| top.iter().map(move |&(_, b)| pack(a as u32, b)))
+                        .collect()
                 })
                 .collect();
             for f in found {

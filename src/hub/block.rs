@@ -90,10 +90,10 @@ pub fn candidates(ds: &Dataset, cfg: &Blocking, dedup: bool, seed: u64) -> Candi
         BlockingMethod::Auto => {
             if total <= cfg.all_pairs_max {
                 (true, !keys.is_empty(), false)
-            } else if keys.is_empty() {
-                (false, false, true)
             } else {
-                (false, true, false)
+                // Keys alone lose matches whose keyed values are corrupted;
+                // LSH on the CLK catches most of them.
+                (false, !keys.is_empty(), true)
             }
         }
     };
@@ -122,9 +122,12 @@ pub fn candidates(ds: &Dataset, cfg: &Blocking, dedup: bool, seed: u64) -> Candi
     if lsh {
         method.push("Hamming LSH");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x4c5348);
-        let bits = ds.clk.words * 64;
+        let informative = informative_bits(ds);
         for band in 0..cfg.lsh_bands {
-            let pos: Vec<usize> = sample(&mut rng, bits, cfg.lsh_bits.min(bits)).into_vec();
+            let pos: Vec<usize> = sample(&mut rng, informative.len(), cfg.lsh_bits.min(informative.len()))
+                .into_iter()
+                .map(|i| informative[i])
+                .collect();
             let k: Vec<Option<u128>> = (0..ds.len())
                 .into_par_iter()
                 .map(|g| {
@@ -165,6 +168,44 @@ pub fn candidates(ds: &Dataset, cfg: &Blocking, dedup: bool, seed: u64) -> Candi
         passes,
         method: method.join(" + "),
     }
+}
+
+/// CLK bit positions set in 25–75% of records (widened to 10–90% if too
+/// few): bits that are almost always or almost never set agree between
+/// unrelated records too often or too rarely to be useful for LSH.
+fn informative_bits(ds: &Dataset) -> Vec<usize> {
+    let bits = ds.clk.words * 64;
+    let counts: Vec<u64> = ds
+        .clk
+        .data
+        .par_chunks(ds.clk.words * 1024)
+        .map(|chunk| {
+            let mut c = vec![0u64; bits];
+            for f in chunk.chunks_exact(ds.clk.words) {
+                for (wi, &w) in f.iter().enumerate() {
+                    let mut x = w;
+                    while x != 0 {
+                        c[wi * 64 + x.trailing_zeros() as usize] += 1;
+                        x &= x - 1;
+                    }
+                }
+            }
+            c
+        })
+        .reduce(|| vec![0u64; bits], |mut a, b| {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+            a
+        });
+    let n = ds.len().max(1) as f64;
+    for (lo, hi) in [(0.25, 0.75), (0.1, 0.9), (0.0, 1.0)] {
+        let v: Vec<usize> = (0..bits)
+            .filter(|&b| (lo..=hi).contains(&(counts[b] as f64 / n)))
+            .collect();
+        if v.len() >= 64 {
+            return v;
+        }
+    }
+    (0..bits).collect()
 }
 
 /// Group records by key and emit eligible pairs of each group.

@@ -22,7 +22,7 @@ pub enum ScoringMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BlockingMethod {
-    /// All pairs when small, else keyed blocking keys (plus LSH when no keys).
+    /// All pairs up to `all_pairs_max`, else keyed blocking keys plus Hamming LSH.
     Auto,
     /// Compare every pair, keeping each record's nearest CLK neighbours.
     All,
@@ -91,10 +91,10 @@ impl Default for Blocking {
             method: BlockingMethod::Auto,
             passes: Vec::new(),
             max_block_pairs: 2_000_000,
-            all_pairs_max: 50_000_000,
+            all_pairs_max: 1_000_000_000,
             neighbours: 8,
-            lsh_bands: 24,
-            lsh_bits: 20,
+            lsh_bands: 64,
+            lsh_bits: 16,
         }
     }
 }

@@ -33,7 +33,12 @@ fn input(dir: &Path) -> (PathBuf, usize, bool) {
         }
         None => {
             eprintln!("reference data absent: benchmarking on synthetic rows");
-            let s = bloomlink::synth::generate(&bloomlink::synth::Params { people: 100_000, agencies: 1, seed: 1, overlap: 1.0 });
+            let s = bloomlink::synth::generate(&bloomlink::synth::Params {
+                people: 100_000,
+                agencies: 1,
+                seed: 1,
+                overlap: 1.0,
+            });
             let p = bloomlink::synth::write(&s, dir, 1).unwrap();
             let n = s.agencies[0].len();
             (p[0].clone(), n, false)
@@ -48,7 +53,10 @@ fn bench(c: &mut Criterion) {
     let mut schemas = vec![];
     if febrl {
         schemas.push(("native", root.join("config/febrl4.toml")));
-        schemas.push(("clkhash", root.join("../shared/data/clkhash-vectors/febrl4-schema-doublehash.json")));
+        schemas.push((
+            "clkhash",
+            root.join("../shared/data/clkhash-vectors/febrl4-schema-doublehash.json"),
+        ));
     } else {
         schemas.push(("native", root.join("config/demo/social_care.toml")));
     }
@@ -56,12 +64,33 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(rows as u64));
     for (name, sp) in schemas {
         for threads in [1usize, 0] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            let label = format!("{name}_{}", if threads == 1 { "1thread".into() } else { format!("{}threads", pool.current_num_threads()) });
-            let enc = Encoder::new(Schema::load(&sp).unwrap(), &Secret::from_bytes(b"bench".to_vec()).unwrap()).unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let label = format!(
+                "{name}_{}",
+                if threads == 1 {
+                    "1thread".into()
+                } else {
+                    format!("{}threads", pool.current_num_threads())
+                }
+            );
+            let enc = Encoder::new(
+                Schema::load(&sp).unwrap(),
+                &Secret::from_bytes(b"bench".to_vec()).unwrap(),
+            )
+            .unwrap();
             let out = dir.path().join(format!("{label}.parquet"));
             g.bench_function(&label, |b| {
-                b.iter(|| pool.install(|| enc.encode_file(&path, &out, &EncodeOptions::new("a")).unwrap().counts.encoded))
+                b.iter(|| {
+                    pool.install(|| {
+                        enc.encode_file(&path, &out, &EncodeOptions::new("a"))
+                            .unwrap()
+                            .counts
+                            .encoded
+                    })
+                })
             });
         }
     }

@@ -53,8 +53,14 @@ fn report_renders_in_headless_chromium() {
     let stderr = String::from_utf8_lossy(&dom.stderr);
     assert!(dom.status.success(), "chromium failed: {stderr}");
     let html = String::from_utf8_lossy(&dom.stdout);
-    assert!(html.contains("Linkage quality report"), "the page did not load");
-    assert!(html.contains("<svg"), "charts missing from the rendered DOM");
+    assert!(
+        html.contains("Linkage quality report"),
+        "the page did not load"
+    );
+    assert!(
+        html.contains("<svg"),
+        "charts missing from the rendered DOM"
+    );
     for bad in ["Uncaught", "CONSOLE(", "Failed to load resource", "ERR_"] {
         assert!(!stderr.contains(bad), "browser reported `{bad}`: {stderr}");
     }
@@ -68,7 +74,11 @@ fn report_renders_in_headless_chromium() {
     assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
     let png = std::fs::read(&shot).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    assert!(png.len() > 20_000, "screenshot suspiciously small: {} bytes", png.len());
+    assert!(
+        png.len() > 20_000,
+        "screenshot suspiciously small: {} bytes",
+        png.len()
+    );
     if let Ok(dir) = std::env::var("BLOOMLINK_SCREENSHOT_DIR") {
         std::fs::copy(&shot, PathBuf::from(dir).join("report.png")).unwrap();
     }

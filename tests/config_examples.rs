@@ -7,7 +7,10 @@ fn example_job_config_is_the_defaults() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let c = bloomlink::hub::JobConfig::load(&root.join("config/job.toml")).unwrap();
     let d = bloomlink::hub::JobConfig::default();
-    assert_eq!(serde_json::to_value(&c).unwrap(), serde_json::to_value(&d).unwrap());
+    assert_eq!(
+        serde_json::to_value(&c).unwrap(),
+        serde_json::to_value(&d).unwrap()
+    );
 }
 
 #[test]
@@ -15,7 +18,11 @@ fn demo_schemas_share_one_fingerprint_and_febrl4_parses() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let fps: Vec<String> = ["social_care", "school", "health", "police", "housing"]
         .iter()
-        .map(|n| bloomlink::agency::Schema::load(&root.join(format!("config/demo/{n}.toml"))).unwrap().fingerprint())
+        .map(|n| {
+            bloomlink::agency::Schema::load(&root.join(format!("config/demo/{n}.toml")))
+                .unwrap()
+                .fingerprint()
+        })
         .collect();
     assert!(fps.iter().all(|f| f == &fps[0]));
     let s = bloomlink::agency::Schema::load(&root.join("config/febrl4.toml")).unwrap();

@@ -5,10 +5,21 @@ use std::path::Path;
 #[test]
 fn fixtures_regenerate_byte_for_byte() {
     let d = tempfile::tempdir().unwrap();
-    let s = bloomlink::synth::generate(&bloomlink::synth::Params { people: 300, agencies: 3, seed: 7, overlap: 0.6 });
+    let s = bloomlink::synth::generate(&bloomlink::synth::Params {
+        people: 300,
+        agencies: 3,
+        seed: 7,
+        overlap: 0.6,
+    });
     bloomlink::synth::write(&s, d.path(), 7).unwrap();
     let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/synth3");
-    for f in ["social_care.csv", "school.csv", "health.csv", "truth.csv", "synth_stats.json"] {
+    for f in [
+        "social_care.csv",
+        "school.csv",
+        "health.csv",
+        "truth.csv",
+        "synth_stats.json",
+    ] {
         assert_eq!(
             std::fs::read(d.path().join(f)).unwrap(),
             std::fs::read(fx.join(f)).unwrap(),
@@ -31,7 +42,13 @@ fn fixture_extracts_encode_and_link() {
         )
         .unwrap();
         let out = d.path().join(format!("{name}.parquet"));
-        let r = enc.encode_file(&fx.join(format!("{name}.csv")), &out, &bloomlink::agency::EncodeOptions::new(name)).unwrap();
+        let r = enc
+            .encode_file(
+                &fx.join(format!("{name}.csv")),
+                &out,
+                &bloomlink::agency::EncodeOptions::new(name),
+            )
+            .unwrap();
         assert_eq!(r.counts.rows_read, r.counts.encoded + r.counts.rejected);
         ex.push(out);
     }
@@ -43,7 +60,8 @@ fn fixture_extracts_encode_and_link() {
         dedup: false,
         progress: false,
     };
-    let o = bloomlink::cli::link::link_and_report(&opts, Some(&fx.join("truth.csv")), vec![]).unwrap();
+    let o =
+        bloomlink::cli::link::link_and_report(&opts, Some(&fx.join("truth.csv")), vec![]).unwrap();
     let e = o.evaluation.unwrap();
     assert!(e.f1 > 0.9, "{e:?}");
 }

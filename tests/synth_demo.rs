@@ -3,13 +3,23 @@
 use bloomlink::synth::{Params, RATES, generate, rate, write};
 
 fn params(seed: u64) -> Params {
-    Params { people: 20_000, agencies: 2, seed, overlap: 0.6 }
+    Params {
+        people: 20_000,
+        agencies: 2,
+        seed,
+        overlap: 0.6,
+    }
 }
 
 #[test]
 fn same_seed_same_files_other_seed_other_files() {
     let d = tempfile::tempdir().unwrap();
-    let small = |seed| Params { people: 500, agencies: 3, seed, overlap: 0.6 };
+    let small = |seed| Params {
+        people: 500,
+        agencies: 3,
+        seed,
+        overlap: 0.6,
+    };
     write(&generate(&small(7)), &d.path().join("a"), 7).unwrap();
     write(&generate(&small(7)), &d.path().join("b"), 7).unwrap();
     write(&generate(&small(8)), &d.path().join("c"), 8).unwrap();
@@ -25,19 +35,30 @@ fn error_rates_match_the_documented_rates() {
     let s = generate(&params(3));
     for (name, base) in RATES {
         for (map, higher) in [(&s.stats.errors, false), (&s.stats.errors_higher, true)] {
-            let Some(&(hit, n)) = map.get(*name) else { continue };
+            let Some(&(hit, n)) = map.get(*name) else {
+                continue;
+            };
             if n < 500 {
                 continue;
             }
             let factor = match (*name, higher) {
                 ("name_swap", true) => 3.0,
-                ("typo_first_name" | "typo_last_name" | "phonetic_first_name" | "phonetic_last_name", true) => 2.0,
+                (
+                    "typo_first_name"
+                    | "typo_last_name"
+                    | "phonetic_first_name"
+                    | "phonetic_last_name",
+                    true,
+                ) => 2.0,
                 _ => 1.0,
             };
             let want = base * factor;
             let got = hit as f64 / n as f64;
             let sd = (want * (1.0 - want) / n as f64).sqrt();
-            assert!((got - want).abs() <= 4.0 * sd + 0.002, "{name} (higher-error group {higher}): {got:.4} vs {want:.4}");
+            assert!(
+                (got - want).abs() <= 4.0 * sd + 0.002,
+                "{name} (higher-error group {higher}): {got:.4} vs {want:.4}"
+            );
         }
     }
     // Measured from the written data itself: blanks and day/month swaps.
@@ -51,11 +72,22 @@ fn error_rates_match_the_documented_rates() {
         blank_pc += f64::from(r[5].is_empty());
         blank_dob += f64::from(r[3].is_empty());
     }
-    assert!((blank_pc / n - rate("missing_postcode")).abs() < 0.01, "postcode blanks {}", blank_pc / n);
-    assert!((blank_dob / n - rate("missing_dob")).abs() < 0.006, "dob blanks {}", blank_dob / n);
+    assert!(
+        (blank_pc / n - rate("missing_postcode")).abs() < 0.01,
+        "postcode blanks {}",
+        blank_pc / n
+    );
+    assert!(
+        (blank_dob / n - rate("missing_dob")).abs() < 0.006,
+        "dob blanks {}",
+        blank_dob / n
+    );
     // People appear in each agency at about the overlap rate (plus duplicates).
     let per_agency = s.agencies[0].len() as f64 / 20_000.0;
-    assert!((per_agency - 0.6 * (1.0 + rate("duplicate_record"))).abs() < 0.02, "{per_agency}");
+    assert!(
+        (per_agency - 0.6 * (1.0 + rate("duplicate_record"))).abs() < 0.02,
+        "{per_agency}"
+    );
 }
 
 #[test]
@@ -65,7 +97,8 @@ fn demo_runs_end_to_end_with_f1_above_0_95() {
     assert!(o.f1 > 0.95, "demo F1 {}", o.f1);
     assert!(o.report.exists());
     let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(d.path().join("linked/report.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(d.path().join("linked/report.json")).unwrap())
+            .unwrap();
     assert_eq!(r["reconciliation"]["balanced"], true);
     assert_eq!(r["truth"]["evaluation"]["f1"].as_f64().unwrap(), o.f1);
 }

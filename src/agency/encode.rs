@@ -221,7 +221,13 @@ impl Encoder {
             .map(|b| {
                 b.parts
                     .iter()
-                    .map(|p| schema.fields.iter().position(|f| f.name == p.field).expect("schema validated"))
+                    .map(|p| {
+                        schema
+                            .fields
+                            .iter()
+                            .position(|f| f.name == p.field)
+                            .expect("schema validated")
+                    })
                     .collect()
             })
             .collect();
@@ -383,7 +389,13 @@ impl Encoder {
     }
 
     /// Normalise, tokenise and hash one raw value of field `fi`.
-    fn encode_value(&self, fi: usize, raw: &str, sc: &mut Scratch, tcache: &mut TokenCache) -> ValueEnc {
+    fn encode_value(
+        &self,
+        fi: usize,
+        raw: &str,
+        sc: &mut Scratch,
+        tcache: &mut TokenCache,
+    ) -> ValueEnc {
         let f = &self.schema.fields[fi];
         let enc = &self.fields[fi];
         let mut v = ValueEnc {
@@ -403,7 +415,10 @@ impl Encoder {
         }
         sc.tokens.tokenise(&f.tokens, &sc.norm);
         let field_bits = self.schema.field_bits as u64;
-        let (mut clk, mut ff) = (std::mem::take(&mut sc.pos_clk), std::mem::take(&mut sc.pos_ff));
+        let (mut clk, mut ff) = (
+            std::mem::take(&mut sc.pos_clk),
+            std::mem::take(&mut sc.pos_ff),
+        );
         clk.clear();
         ff.clear();
         let t = sc.tokens.len();
@@ -606,18 +621,16 @@ impl Encoder {
                         _ => None,
                     }
                 }
-                StratumKind::Field { field } => {
-                    sc.vals[field_index(field)].as_ref().map(|v| v.norm.to_string())
-                }
+                StratumKind::Field { field } => sc.vals[field_index(field)]
+                    .as_ref()
+                    .map(|v| v.norm.to_string()),
                 StratumKind::AgeBand {
                     field,
                     reference_date,
                     bounds,
-                } => {
-                    sc.vals[field_index(field)]
-                        .as_ref()
-                        .and_then(|v| age_band(&v.norm, reference_date, bounds))
-                }
+                } => sc.vals[field_index(field)]
+                    .as_ref()
+                    .and_then(|v| age_band(&v.norm, reference_date, bounds)),
             };
             out.batch.strata[si].append_option(v);
         }
@@ -639,7 +652,11 @@ impl Encoder {
         }
         let mut m = self.blocks[bi].clone();
         m.update(&key);
-        Some(m.finalize().into_bytes()[..16].try_into().expect("16 bytes"))
+        Some(
+            m.finalize().into_bytes()[..16]
+                .try_into()
+                .expect("16 bytes"),
+        )
     }
 
     /// Append the blocking value of `norm` under `f` to `key`; false if none.

@@ -108,7 +108,11 @@ impl Hashed {
         match self {
             Hashed::Pair(h1, h2) => {
                 let x = h1 + (j as u64) * h2;
-                (if l.is_power_of_two() { x & (l - 1) } else { x % l }) as usize
+                (if l.is_power_of_two() {
+                    x & (l - 1)
+                } else {
+                    x % l
+                }) as usize
             }
             Hashed::Words(w) => (w[j] as u64 % l) as usize,
         }

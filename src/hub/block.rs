@@ -124,10 +124,14 @@ pub fn candidates(ds: &Dataset, cfg: &Blocking, dedup: bool, seed: u64) -> Candi
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x4c5348);
         let informative = informative_bits(ds);
         for band in 0..cfg.lsh_bands {
-            let pos: Vec<usize> = sample(&mut rng, informative.len(), cfg.lsh_bits.min(informative.len()))
-                .into_iter()
-                .map(|i| informative[i])
-                .collect();
+            let pos: Vec<usize> = sample(
+                &mut rng,
+                informative.len(),
+                cfg.lsh_bits.min(informative.len()),
+            )
+            .into_iter()
+            .map(|i| informative[i])
+            .collect();
             let k: Vec<Option<u128>> = (0..ds.len())
                 .into_par_iter()
                 .map(|g| {
@@ -192,10 +196,13 @@ fn informative_bits(ds: &Dataset) -> Vec<usize> {
             }
             c
         })
-        .reduce(|| vec![0u64; bits], |mut a, b| {
-            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-            a
-        });
+        .reduce(
+            || vec![0u64; bits],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
     let n = ds.len().max(1) as f64;
     for (lo, hi) in [(0.25, 0.75), (0.1, 0.9), (0.0, 1.0)] {
         let v: Vec<usize> = (0..bits)
@@ -295,7 +302,8 @@ fn all_pairs(ds: &Dataset, k: usize, dedup: bool, kernel: Kernel, out: &mut Vec<
                 .par_chunks(128)
                 .map(|chunk| {
                     let mut buf = vec![0f32; TILE];
-                    let mut tops: Vec<Vec<(f32, u32)>> = vec![Vec::with_capacity(k + 1); chunk.len()];
+                    let mut tops: Vec<Vec<(f32, u32)>> =
+                        vec![Vec::with_capacity(k + 1); chunk.len()];
                     let mut floors = vec![f32::NEG_INFINITY; chunk.len()];
                     for t0 in (0..rb.len).step_by(TILE) {
                         let t1 = (t0 + TILE).min(rb.len);

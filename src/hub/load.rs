@@ -6,17 +6,26 @@
 //! checks and CLK sizes must agree. Hub side: never sees plaintext or keys.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::bloom::popcount;
 use crate::error::{Error, Result};
 use crate::extract::{Counts, Extract, ExtractMeta, IdColumn, read_extract, read_meta};
 
-/// A packed, nullable filter arena with precomputed popcounts.
+/// A packed, nullable filter column with precomputed popcounts.
+///
+/// Filter `g` is `words` words at `g * stride + offset` of `data`. The CLK
+/// has its own contiguous arena (stride = words), so all-pairs search
+/// streams it; the field filters of a record sit side by side in one shared
+/// arena (record-major), so comparing a candidate pair touches two regions of
+/// memory instead of one per field.
 #[derive(Debug, Default, Clone)]
 pub struct Filters {
     pub name: String,
     pub words: usize,
-    pub data: Vec<u64>,
+    pub stride: usize,
+    pub offset: usize,
+    pub data: Arc<Vec<u64>>,
     pub pop: Vec<u32>,
     pub valid: Vec<bool>,
 }
@@ -25,7 +34,8 @@ impl Filters {
     /// Filter `g`.
     #[inline]
     pub fn get(&self, g: usize) -> &[u64] {
-        &self.data[g * self.words..(g + 1) * self.words]
+        let s = g * self.stride + self.offset;
+        &self.data[s..s + self.words]
     }
 }
 
@@ -123,8 +133,8 @@ pub fn check_compatible(paths: &[PathBuf]) -> Result<Vec<(ExtractMeta, usize)>> 
     Ok(metas)
 }
 
-fn pops(f: &Filters) -> Vec<u32> {
-    f.data.chunks_exact(f.words).map(popcount).collect()
+fn pops(f: &Filters, n: usize) -> Vec<u32> {
+    (0..n).map(|g| popcount(f.get(g))).collect()
 }
 
 /// Load extracts after checking them; agencies keep the order given.
@@ -148,6 +158,7 @@ fn assemble(extracts: Vec<Extract>) -> Result<Dataset> {
     let block_names: Vec<String> = first.blocks.iter().map(|b| b.name.clone()).collect();
     let strata_names: Vec<String> = first.strata.iter().map(|s| s.name.clone()).collect();
     let total: usize = extracts.iter().map(|e| e.len).sum();
+    let field_stride: usize = first.fields.iter().map(|f| f.words).sum();
     if total >= u32::MAX as usize {
         return Err(Error::Usage(
             "more than 4 billion records in one job".into(),
@@ -160,14 +171,18 @@ fn assemble(extracts: Vec<Extract>) -> Result<Dataset> {
         clk: Filters {
             name: "clk".into(),
             words: first.clk.words,
+            stride: first.clk.words,
             ..Default::default()
         },
         fields: first
             .fields
             .iter()
-            .map(|f| Filters {
+            .enumerate()
+            .map(|(i, f)| Filters {
                 name: f.name.clone(),
                 words: f.words,
+                stride: field_stride,
+                offset: i * f.words,
                 ..Default::default()
             })
             .collect(),
@@ -187,18 +202,25 @@ fn assemble(extracts: Vec<Extract>) -> Result<Dataset> {
         key_check,
         schema_json,
     };
-    ds.clk.data.reserve(total * ds.clk.words);
+    let mut clk_data: Vec<u64> = Vec::with_capacity(total * ds.clk.words);
+    let mut field_data: Vec<u64> = Vec::with_capacity(total * field_stride);
     for (ai, mut e) in extracts.into_iter().enumerate() {
         let start = ds.agency_of.len();
         ds.agency_of.extend(std::iter::repeat_n(ai as u16, e.len));
         for i in 0..e.len {
             ds.ids.push(e.ids.get(i));
         }
-        ds.clk.data.append(&mut e.clk.data);
+        clk_data.append(&mut e.clk.data);
         ds.clk.valid.append(&mut e.clk.valid);
+        // Field filters of one record side by side (record-major).
+        for i in 0..e.len {
+            for src in &e.fields {
+                field_data.extend_from_slice(src.get(i));
+            }
+        }
         for (dst, src) in ds.fields.iter_mut().zip(e.fields.iter_mut()) {
-            dst.data.append(&mut src.data);
             dst.valid.append(&mut src.valid);
+            src.data = Vec::new();
         }
         for ((_, dst), src) in ds.blocks.iter_mut().zip(e.blocks.iter_mut()) {
             dst.append(&mut src.keys);
@@ -227,9 +249,13 @@ fn assemble(extracts: Vec<Extract>) -> Result<Dataset> {
             len: e.len,
         });
     }
-    ds.clk.pop = pops(&ds.clk);
+    let n = ds.agency_of.len();
+    ds.clk.data = Arc::new(clk_data);
+    ds.clk.pop = pops(&ds.clk, n);
+    let field_data = Arc::new(field_data);
     for f in &mut ds.fields {
-        f.pop = pops(f);
+        f.data = field_data.clone();
+        f.pop = pops(f, n);
     }
     Ok(ds)
 }

@@ -55,6 +55,30 @@ pub fn cuts32(levels: &[f64]) -> Vec<f32> {
         .collect()
 }
 
+/// Hint the CPU to load record `g`'s CLK and field filters into cache.
+#[inline(always)]
+fn prefetch_record(ds: &Dataset, g: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let lines = |w: &[u64]| {
+            for line in w.chunks(8) {
+                // SAFETY: a prefetch is only a hint; the address is in a live slice.
+                unsafe { _mm_prefetch(line.as_ptr() as *const i8, _MM_HINT_T0) };
+            }
+        };
+        lines(ds.clk.get(g));
+        if let (Some(first), Some(last)) = (ds.fields.first(), ds.fields.last()) {
+            // Field filters of a record are contiguous (record-major arena).
+            let s = g * first.stride + first.offset;
+            let e = g * last.stride + last.offset + last.words;
+            lines(&first.data[s..e]);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (ds, g);
+}
+
 /// Compare every candidate pair (parallel, no allocation per pair).
 pub fn compare(ds: &Dataset, pairs: &[u64], cuts: &[f32]) -> Comparisons {
     let kernel = Kernel::detect();
@@ -67,6 +91,11 @@ pub fn compare(ds: &Dataset, pairs: &[u64], cuts: &[f32]) -> Comparisons {
         .zip(pairs.par_chunks(CH))
         .for_each(|((d, l), p)| {
             for (i, &pair) in p.iter().enumerate() {
+                // Pairs are sorted by a, so b is the random access: start
+                // loading the filters of a pair a few steps ahead.
+                if let Some(&ahead) = p.get(i + 6) {
+                    prefetch_record(ds, unpack(ahead).1);
+                }
                 let (a, b) = unpack(pair);
                 d[i] = dice32(
                     kernel.and_popcount(ds.clk.get(a), ds.clk.get(b)),

@@ -45,7 +45,14 @@ pub fn clean_text(raw: &str, out: &mut String) {
             push(b.to_ascii_lowercase() as char, out);
         }
     } else {
-        let lower = raw.to_lowercase();
+        // Decompose, drop accents, fold case, then decompose again: case
+        // folding can produce characters NFKD would still change (𝒢 → G → g,
+        // İ → i + dot), and the result must be stable (idempotent).
+        let lower: String = raw
+            .nfkd()
+            .filter(|c| !is_combining_mark(*c))
+            .flat_map(char::to_lowercase)
+            .collect();
         for c in lower.nfkd() {
             if !is_combining_mark(c) {
                 push(c, out);
@@ -285,6 +292,7 @@ mod tests {
     fn cleans_text() {
         assert_eq!(clean("  José  O'Brien-Smith "), "jose obrien smith");
         assert_eq!(clean("ZOË"), "zoe");
+        assert_eq!(clean("𝒢ary İlhan"), "gary ilhan");
         assert_eq!(clean("St. Mary's   Rd"), "st marys rd");
         assert_eq!(clean("..."), "");
     }

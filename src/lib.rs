@@ -14,6 +14,7 @@ pub mod extract;
 pub mod hub;
 pub mod io;
 pub mod progress;
+pub mod release;
 pub mod report;
 pub mod synth;
 

@@ -42,6 +42,7 @@ pub fn run_demo(
     let key_path = dir.join("demo.key");
     crate::io::write_atomic(&key_path, DEMO_KEY)?;
     let mut extracts = Vec::new();
+    let mut payloads = Vec::new();
     for (i, csv) in csvs.iter().enumerate() {
         let name = synth::agency_name(i);
         let schema_path = dir.join("schemas").join(format!("{name}.toml"));
@@ -51,11 +52,15 @@ pub fn run_demo(
         let enc = Encoder::new(schema, &secret)?;
         drop(secret);
         let out = dir.join("extracts").join(format!("{name}.parquet"));
+        let payload = dir.join("payload").join(format!("{name}.parquet"));
         let mut o = EncodeOptions::new(&name);
         o.progress = progress;
+        o.payload_columns = vec![synth::profile(i).payload_column().to_string()];
+        o.payload_output = Some(payload.clone());
+        payloads.push((name.clone(), payload));
         let r = enc.encode_file(csv, &out, &o)?;
         eprintln!(
-            "2/4 encoded {:<12} {} rows: {} encoded, {} rejected -> {}",
+            "2/5 encoded {:<12} {} rows: {} encoded, {} rejected -> {}",
             name,
             r.counts.rows_read,
             r.counts.encoded,
@@ -88,8 +93,21 @@ pub fn run_demo(
         .clone()
         .ok_or_else(|| Error::Runtime("demo evaluation missing".into()))?;
     eprintln!(
-        "4/4 linked {} of {} records into {} entities in {:.2}s; against the truth: precision {:.4}, recall {:.4}, F1 {:.4}",
+        "4/5 linked {} of {} records into {} entities in {:.2}s; against the truth: precision {:.4}, recall {:.4}, F1 {:.4}",
         o.linked, o.records, o.entities, o.seconds, e.precision, e.recall, e.f1
+    );
+    let analysis = dir.join("analysis.parquet");
+    let m = crate::release::release(&crate::release::ReleaseOptions {
+        links: out.join("links.parquet"),
+        payloads,
+        out: analysis.clone(),
+        allow: Vec::new(),
+    })?;
+    eprintln!(
+        "5/5 released {} rows for analysts (entity_id, agency, {}) -> {}",
+        m.rows,
+        m.columns[2..].join(", "),
+        analysis.display()
     );
     Ok(DemoOutcome {
         dir: dir.to_path_buf(),

@@ -15,6 +15,7 @@ pub mod encode;
 pub mod evaluate;
 pub mod inspect;
 pub mod link;
+pub mod release;
 pub mod report;
 pub mod synth;
 
@@ -45,6 +46,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Re-render report.html from report.json (optionally with a truth file).
     Report(ReportArgs),
+    /// Analysts' release: entity pseudonyms plus payload, no identifiers.
+    Release(ReleaseArgs),
     /// Write synthetic plaintext agency extracts with truth (for testing).
     Synth(SynthArgs),
     /// Run the whole flow on synthetic data: synth, encode, link, report.
@@ -59,6 +62,23 @@ pub struct ReportArgs {
     /// Truth CSV, to add true precision and recall.
     #[arg(long)]
     pub truth: Option<PathBuf>,
+}
+
+/// Arguments of `bloomlink release`.
+#[derive(Args, Debug)]
+pub struct ReleaseArgs {
+    /// links.parquet from a link run.
+    #[arg(long)]
+    pub links: PathBuf,
+    /// AGENCY=PAYLOAD.parquet; repeat per agency.
+    #[arg(long)]
+    pub payload: Vec<String>,
+    /// The analysis file to write (a manifest is written beside it).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A payload column to release although it looks identifying.
+    #[arg(long)]
+    pub allow_column: Vec<String>,
 }
 
 /// Arguments of `bloomlink demo`.
@@ -201,6 +221,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(a) => inspect::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Report(a) => report::run(a),
+        Command::Release(a) => release::run(a),
         Command::Demo(a) => demo::run(a, progress),
     }
 }

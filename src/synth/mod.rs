@@ -185,6 +185,13 @@ pub const PROFILES: [Profile; 5] = [
     },
 ];
 
+impl Profile {
+    /// The profile's non-identifying payload column.
+    pub fn payload_column(&self) -> &'static str {
+        self.payload.0
+    }
+}
+
 /// The profile of agency `i` (profiles repeat past five).
 pub fn profile(i: usize) -> Profile {
     PROFILES[i % PROFILES.len()]

@@ -1,0 +1,159 @@
+//! `bloomlink release`: payload joined to entity pseudonyms, nothing identifying.
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::Command;
+
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
+use common::{bin, secret_file};
+
+#[test]
+fn demo_release_holds_no_record_id_or_identifier() {
+    let d = tempfile::tempdir().unwrap();
+    bloomlink::cli::demo::run_demo(d.path(), 800, 3, 5, false).unwrap();
+    let (links, _) =
+        bloomlink::hub::evaluate::read_links(&d.path().join("linked/links.parquet")).unwrap();
+    let ids: HashSet<&str> = links.iter().map(|r| r.record_id.as_str()).collect();
+    let f = std::fs::File::open(d.path().join("analysis.parquet")).unwrap();
+    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
+    let names: Vec<String> = b
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(&names[..2], ["entity_id", "agency"]);
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains("record") && !n.contains("clk") && !n.starts_with("f_"))
+    );
+    let mut rows = 0;
+    for batch in b.build().unwrap() {
+        let batch = batch.unwrap();
+        rows += batch.num_rows();
+        for c in batch.columns() {
+            let s = c.as_string::<i32>();
+            for i in 0..s.len() {
+                if s.is_valid(i) {
+                    assert!(
+                        !ids.contains(s.value(i)),
+                        "a record id leaked into the release"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(rows, links.len());
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("analysis.manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["rows"], rows.to_string());
+}
+
+#[test]
+fn identifying_payload_is_refused_unless_allowed_and_small_counts_are_suppressed() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let key = secret_file(dir, b"k");
+    let schema =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo/social_care.toml");
+    let mut csv = String::from(
+        "child_id,forename,surname,dob,gender,postcode,address,ethnicity,imd_decile,category,old_pc\n",
+    );
+    for i in 0..6 {
+        csv.push_str(&format!(
+            "{i},Ann{i},Lee,0{}/02/2010,F,LS1 1AA,1 Road,white,3,CIN,BD{} 2CD\n",
+            i + 1,
+            i + 1
+        ));
+    }
+    let input = dir.join("in.csv");
+    std::fs::write(&input, csv).unwrap();
+    let mut ex = Vec::new();
+    for agency in ["a", "b"] {
+        let out = dir.join(format!("{agency}.parquet"));
+        let o = Command::new(bin())
+            .args(["encode", "--schema"])
+            .arg(&schema)
+            .arg("--secret-file")
+            .arg(&key)
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&out)
+            .args([
+                "--agency",
+                agency,
+                "--payload-columns",
+                "category,old_pc",
+                "--payload-output",
+            ])
+            .arg(dir.join(format!("{agency}.payload.parquet")))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        ex.push(out);
+    }
+    let o = Command::new(bin())
+        .arg("link")
+        .arg("--extract")
+        .arg(&ex[0])
+        .arg("--extract")
+        .arg(&ex[1])
+        .arg("--out")
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let release = |extra: &[&str]| {
+        Command::new(bin())
+            .arg("release")
+            .arg("--links")
+            .arg(dir.join("out/links.parquet"))
+            .arg("--payload")
+            .arg(format!("a={}", dir.join("a.payload.parquet").display()))
+            .arg("--payload")
+            .arg(format!("b={}", dir.join("b.payload.parquet").display()))
+            .arg("--out")
+            .arg(dir.join("analysis.parquet"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = release(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("old_pc") && err.contains("postcodes"), "{err}");
+    assert!(!dir.join("analysis.parquet").exists());
+    let o = release(&["--allow-column", "old_pc"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("analysis.manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["rows_per_agency"]["a"], "<10");
+    assert_eq!(m["allowed_identifying"][0], "old_pc");
+    // A payload column that repeats a schema identifier is refused at encode.
+    let o = Command::new(bin())
+        .args(["encode", "--schema"])
+        .arg(&schema)
+        .arg("--secret-file")
+        .arg(&key)
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(dir.join("c.parquet"))
+        .args([
+            "--agency",
+            "c",
+            "--payload-columns",
+            "surname",
+            "--payload-output",
+        ])
+        .arg(dir.join("c.payload.parquet"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}

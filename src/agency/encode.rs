@@ -139,6 +139,12 @@ pub struct Encoder {
     hash_bits: u64,
     fields: Vec<FieldEnc>,
     blocks: Vec<Hmac<Sha256>>,
+    /// Keyed MAC seeding each record's BLIP noise (when the schema asks).
+    blip: Option<Hmac<Sha256>>,
+    /// The salt's field and function, when the schema salts.
+    salt: Option<(usize, BlockFn)>,
+    /// Fields in encoding order (the salt's field first).
+    field_order: Vec<usize>,
     /// Field index of each part of each blocking key.
     block_fields: Vec<Vec<usize>>,
     key_check: String,
@@ -149,6 +155,9 @@ pub struct Encoder {
 
 struct Scratch {
     norm: String,
+    salt: Vec<u8>,
+    vkey: Vec<u8>,
+    tok: Vec<u8>,
     pos_clk: Vec<u32>,
     pos_ff: Vec<u32>,
     vals: Vec<Option<Arc<ValueEnc>>>,
@@ -241,7 +250,29 @@ impl Encoder {
                 })
             })
             .collect();
+        let blip = (schema.blip > 0.0).then(|| {
+            let k = derive_key(secret, "blip");
+            <Hmac<Sha256> as KeyInit>::new_from_slice(k.as_ref()).expect("any key length")
+        });
+        let salt = schema.salt.as_ref().map(|p| {
+            (
+                schema
+                    .fields
+                    .iter()
+                    .position(|f| f.name == p.field)
+                    .expect("schema validated"),
+                p.function,
+            )
+        });
+        let mut field_order: Vec<usize> = (0..schema.fields.len()).collect();
+        if let Some((sf, _)) = salt {
+            field_order.retain(|&f| f != sf);
+            field_order.insert(0, sf);
+        }
         Ok(Encoder {
+            salt,
+            field_order,
+            blip,
             key_check: key_check(secret),
             hash_bits,
             fields,
@@ -328,6 +359,9 @@ impl Encoder {
         let nf = self.schema.fields.len();
         Scratch {
             norm: String::new(),
+            salt: Vec::new(),
+            vkey: Vec::new(),
+            tok: Vec::new(),
             pos_clk: Vec::new(),
             pos_ff: Vec::new(),
             vals: vec![None; nf],
@@ -371,7 +405,7 @@ impl Encoder {
         for (i, row) in rows.enumerate() {
             match &ids[i] {
                 Err(r) => out.rejects.push(r.clone()),
-                Ok(id) => match self.encode_row(chunk, cols, row, &mut sc, cache, &mut out) {
+                Ok(id) => match self.encode_row(chunk, cols, row, id, &mut sc, cache, &mut out) {
                     Ok(()) => {
                         out.batch.ids.append_value(id);
                         out.encoded_rows.push(row);
@@ -393,6 +427,7 @@ impl Encoder {
         &self,
         fi: usize,
         raw: &str,
+        salt: &[u8],
         sc: &mut Scratch,
         tcache: &mut TokenCache,
     ) -> ValueEnc {
@@ -436,7 +471,11 @@ impl Encoder {
             if k == 0 {
                 continue;
             }
-            let tok = sc.tokens.get(ti);
+            // A salted token is hashed as 0x1e ‖ salt ‖ token.
+            sc.tok.clear();
+            sc.tok.extend_from_slice(salt);
+            sc.tok.extend_from_slice(sc.tokens.get(ti));
+            let tok = sc.tok.as_slice();
             let entry = match tcache.get(tok) {
                 Some(e) if e.0.covers(k) => e,
                 _ => {
@@ -489,19 +528,38 @@ impl Encoder {
         v
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn encode_row(
         &self,
         chunk: &Chunk,
         cols: &ColumnMap,
         row: usize,
+        record_id: &str,
         sc: &mut Scratch,
         cache: &mut Cache,
         out: &mut SliceOut,
     ) -> std::result::Result<(), (String, String)> {
         let s = &self.schema;
         // 1. Every field's encoding, from the per-thread value cache; any
-        // reject stops here, before the output is touched.
-        for (fi, f) in s.fields.iter().enumerate() {
+        // reject stops here, before the output is touched. With a salt, the
+        // salt's field comes first (unsalted); its value salts the others.
+        sc.salt.clear();
+        for &fi in &self.field_order {
+            let f = &s.fields[fi];
+            if let Some((sf, func)) = self.salt
+                && fi != sf
+                && sc.salt.is_empty()
+            {
+                sc.salt.push(0x1e);
+                if let Some(v) = &sc.vals[sf] {
+                    let mut b = Vec::new();
+                    if self.block_part(func, &v.norm, &mut b) {
+                        sc.salt.extend_from_slice(&b);
+                    }
+                }
+            }
+            let salted = self.salt.is_some_and(|(sf, _)| sf != fi)
+                && (s.salted.is_empty() || s.salted.contains(&f.name));
             let cell = chunk.cell(row, cols.fields[fi]);
             let owned;
             let raw = match cell {
@@ -523,14 +581,28 @@ impl Encoder {
                 }
             };
             let vcache = &mut cache.values[fi];
-            let v = match vcache.get(raw.as_bytes()) {
+            // Cache key: the raw text, prefixed by the salt when salted.
+            sc.vkey.clear();
+            if salted {
+                sc.vkey.extend_from_slice(&sc.salt);
+            }
+            sc.vkey.extend_from_slice(raw.as_bytes());
+            let v = match vcache.get(sc.vkey.as_slice()) {
                 Some(v) => v.clone(),
                 None => {
                     if vcache.len() > VALUE_CACHE_LIMIT {
                         vcache.clear();
                     }
-                    let v = Arc::new(self.encode_value(fi, raw, sc, &mut cache.tokens[fi]));
-                    vcache.insert(raw.as_bytes().into(), v.clone());
+                    let salt = if salted {
+                        std::mem::take(&mut sc.salt)
+                    } else {
+                        Vec::new()
+                    };
+                    let v = Arc::new(self.encode_value(fi, raw, &salt, sc, &mut cache.tokens[fi]));
+                    if salted {
+                        sc.salt = salt;
+                    }
+                    vcache.insert(sc.vkey.as_slice().into(), v.clone());
                     v
                 }
             };
@@ -567,6 +639,9 @@ impl Encoder {
             }
             out.batch.clk.truncate(clk_start);
             out.batch.clk.extend_from_slice(&folded);
+        }
+        if let Some(blip) = &self.blip {
+            self.apply_blip(blip, record_id, out);
         }
         // 3. Keyed blocking keys, cached per thread by the normalised inputs
         // (so soundex and the HMAC run once per distinct combination).
@@ -700,6 +775,43 @@ impl Encoder {
             }
         }
         key.len() > start
+    }
+
+    /// Flip each bit of the record just written (its CLK and present field
+    /// filters) with probability `schema.blip`, from a ChaCha stream keyed by
+    /// HMAC(blip key, record id): the same input and key give the same noise.
+    fn apply_blip(&self, mac: &Hmac<Sha256>, record_id: &str, out: &mut SliceOut) {
+        use rand::{RngExt, SeedableRng};
+        let f = self.schema.blip;
+        let mut m = mac.clone();
+        m.update(record_id.as_bytes());
+        let seed: [u8; 32] = m.finalize().into_bytes().into();
+        let mut rng = rand_chacha::ChaCha8Rng::from_seed(seed);
+        let ln_keep = (1.0 - f).ln();
+        let mut flip = |bytes: &mut [u8]| {
+            // Geometric skips: one random draw per flipped bit, not per bit.
+            let bits = bytes.len() * 8;
+            let mut i = 0usize;
+            loop {
+                let u: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+                i += (u.ln() / ln_keep).floor() as usize;
+                if i >= bits {
+                    break;
+                }
+                bytes[i >> 3] ^= 0x80 >> (i & 7);
+                i += 1;
+            }
+        };
+        let clk_len = self.schema.clk_bits as usize / 8;
+        let n = out.batch.clk.len();
+        flip(&mut out.batch.clk[n - clk_len..]);
+        let ff_len = self.schema.field_bits as usize / 8;
+        for (bytes, valid) in &mut out.batch.fields {
+            if valid.last() == Some(&true) {
+                let n = bytes.len();
+                flip(&mut bytes[n - ff_len..]);
+            }
+        }
     }
 
     /// Record ids of a chunk, in input order: empty and repeated ids are rejects.

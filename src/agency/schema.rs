@@ -201,6 +201,17 @@ pub struct Schema {
     pub clk_bits: u32,
     pub field_bits: u32,
     pub xor_folds: u32,
+    /// BLIP: probability with which each bit of the CLK and of every field
+    /// filter is flipped, keyed per record (0 = off).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub blip: f64,
+    /// Per-record salt: every other field's tokens are hashed with this
+    /// function of one field (e.g. year of birth) prepended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub salt: Option<BlockPart>,
+    /// Fields the salt applies to (empty = every field but the salt's own).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub salted: Vec<String>,
     /// Input column holding the record id; `None` means the 1-based row
     /// number. Agency-local: not part of the fingerprint.
     #[serde(skip)]
@@ -255,6 +266,10 @@ impl Schema {
     }
 }
 
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
 fn bits_value(path: &Path, key: &str, v: i64) -> Result<u32> {
     if v <= 0 || v % 64 != 0 || v > 65536 {
         return Err(Error::config(
@@ -277,6 +292,12 @@ struct NativeToml {
     field_bits: Option<i64>,
     #[serde(default)]
     xor_folds: Option<i64>,
+    #[serde(default)]
+    blip: Option<f64>,
+    #[serde(default)]
+    salt: Option<String>,
+    #[serde(default)]
+    salted: Vec<String>,
     #[serde(rename = "field")]
     fields: Vec<FieldToml>,
     #[serde(default, rename = "blocking")]
@@ -358,6 +379,13 @@ impl NativeToml {
         };
         if self.fields.is_empty() {
             return Err(Error::config(path, "the schema declares no [[field]]"));
+        }
+        let blip = self.blip.unwrap_or(0.0);
+        if !(0.0..0.5).contains(&blip) {
+            return Err(Error::config(
+                path,
+                format!("`blip` = {blip}: the flip probability must be at least 0 and below 0.5"),
+            ));
         }
         let mut fields = Vec::new();
         for (i, f) in self.fields.into_iter().enumerate() {
@@ -488,6 +516,31 @@ impl NativeToml {
                 key_index: i,
             });
         }
+        let salt = match &self.salt {
+            None => None,
+            Some(expr) => {
+                let part = parse_block_part(expr)
+                    .map_err(|m| Error::config(path, format!("`salt` = \"{expr}\": {m}")))?;
+                if !fields.iter().any(|f| f.name == part.field) {
+                    return Err(Error::config(
+                        path,
+                        format!("`salt` = \"{expr}\" names no declared field"),
+                    ));
+                }
+                Some(part)
+            }
+        };
+        for f in &self.salted {
+            if salt.is_none() {
+                return Err(Error::config(path, "`salted` needs a `salt`"));
+            }
+            if !fields.iter().any(|x| &x.name == f) {
+                return Err(Error::config(
+                    path,
+                    format!("`salted`: `{f}` is not a declared field"),
+                ));
+            }
+        }
         let mut blocking = Vec::new();
         for b in self.blocking {
             let at = format!("blocking `{}`", b.name);
@@ -589,6 +642,9 @@ impl NativeToml {
             clk_bits,
             field_bits,
             xor_folds,
+            blip,
+            salt,
+            salted: self.salted,
             record_id: Some(self.record_id),
             kdf: None,
             fields,
@@ -904,6 +960,9 @@ fn clkhash_schema(text: &str, path: &Path) -> Result<Schema> {
         clk_bits,
         field_bits: clk_bits,
         xor_folds,
+        blip: 0.0,
+        salt: None,
+        salted: Vec::new(),
         record_id,
         kdf: Some(Kdf {
             salt_hex: b64("salt")?,

@@ -218,15 +218,45 @@ pub fn train(
     let nf = ds.fields.len();
     let nl = n_levels(cuts);
     let names: Vec<String> = ds.fields.iter().map(|f| f.name.clone()).collect();
-    // Session fields: the most selective (rarely agreeing by chance), up to four.
-    let mut order: Vec<usize> = (0..nf).filter(|&f| u_random[f][1] < 0.02).collect();
-    order.sort_by(|&a, &b| u_random[a][1].total_cmp(&u_random[b][1]));
-    order.truncate(4);
+    // Sessions: pairs sharing a keyed blocking key (its fields are ignored in
+    // that session), else pairs with identical filters on one selective field.
+    let mut plans: Vec<(String, Vec<u64>, Vec<usize>)> = Vec::new();
+    let schema: serde_json::Value = serde_json::from_str(&ds.schema_json).unwrap_or_default();
+    for (name, keys) in &ds.blocks {
+        let parts: Vec<usize> = schema["blocking"]
+            .as_array()
+            .and_then(|b| b.iter().find(|x| x["name"] == name.as_str()))
+            .and_then(|b| b["parts"].as_array())
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| p["field"].as_str())
+                    .filter_map(|f| names.iter().position(|n| n == f))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if parts.is_empty() || parts.len() == nf {
+            continue;
+        }
+        let mut pairs = Vec::new();
+        super::block::key_pass(ds, keys, name, "training", dedup, 20_000, &mut pairs);
+        pairs.sort_unstable();
+        pairs.dedup();
+        pairs.truncate(2_000_000);
+        plans.push((format!("blocking key `{name}`"), pairs, parts));
+    }
+    if plans.iter().filter(|p| p.1.len() >= 50).count() < 2 {
+        let mut order: Vec<usize> = (0..nf).filter(|&f| u_random[f][1] < 0.02).collect();
+        order.sort_by(|&a, &b| u_random[a][1].total_cmp(&u_random[b][1]));
+        order.truncate(4);
+        for f in order {
+            let pairs = agreeing_pairs(ds, f, dedup, 20_000, 2_000_000);
+            plans.push((format!("`{}`", names[f]), pairs, vec![f]));
+        }
+    }
     let mut msum = vec![vec![0.0f64; nl]; nf];
     let mut wsum = vec![0.0f64; nf];
     let mut sessions = Vec::new();
-    for &f in &order {
-        let pairs = agreeing_pairs(ds, f, dedup, 20_000, 2_000_000);
+    for (label, pairs, blocked) in &plans {
         if pairs.len() < 50 {
             continue;
         }
@@ -236,7 +266,9 @@ pub fn train(
         // within the session: they follow from it (first name gives sex) and
         // would pull EM towards calling every pair a match.
         let mut ignore = vec![false; nf];
-        ignore[f] = true;
+        for &f in blocked {
+            ignore[f] = true;
+        }
         for g in 0..nf {
             let (mut agree, mut nonnull) = (0usize, 0usize);
             for p in levels.chunks_exact(nf) {
@@ -274,23 +306,23 @@ pub fn train(
         let bound = records.len() as f64 * per_record / 2.0 * 1.25;
         if r.expected_matches > bound {
             tracing::info!(
-                "training session on `{}` dropped: {:.0} expected matches exceed the {:.0} its records allow",
-                names[f],
+                "training session on {} dropped: {:.0} expected matches exceed the {:.0} its records allow",
+                label,
                 r.expected_matches,
                 bound
             );
             continue;
         }
         sessions.push(Session {
-            blocked_on: names[f].clone(),
+            blocked_on: label.clone(),
             pairs: pairs.len(),
             expected_matches: r.expected_matches,
             iterations: r.iterations,
             converged: r.converged,
         });
         tracing::info!(
-            "training session on `{}`: {} pairs, {:.0} expected matches, {} EM iterations",
-            names[f],
+            "training session on {}: {} pairs, {:.0} expected matches, {} EM iterations",
+            label,
             pairs.len(),
             r.expected_matches,
             r.iterations

@@ -40,7 +40,10 @@ fn key(words: &[u64]) -> u64 {
 
 /// Run the attack. `filters(i)` gives record i's filter (None when missing);
 /// `reference` is (name, frequency) sorted most common first; `truth(i)` the
-/// record's normalised true value, when known.
+/// record's normalised true value, when known. With `cluster` = Some(t) the
+/// attacker first groups filters whose Dice with a group's leader is at
+/// least t (defeating noise such as BLIP that makes equal values differ
+/// slightly); with None only identical filters are grouped.
 pub fn frequency_attack<'a>(
     field: &str,
     reference_name: &str,
@@ -48,14 +51,49 @@ pub fn frequency_attack<'a>(
     filters: impl Fn(usize) -> Option<&'a [u64]>,
     reference: &[(String, f64)],
     truth: Option<&dyn Fn(usize) -> Option<String>>,
+    cluster: Option<f64>,
 ) -> AttackResult {
-    let mut counts: FxHashMap<u64, u64> = FxHashMap::default();
+    let mut exact: FxHashMap<u64, (u64, usize)> = FxHashMap::default();
     let mut records = 0;
     for i in 0..n {
         if let Some(f) = filters(i) {
-            *counts.entry(key(f)).or_default() += 1;
+            exact.entry(key(f)).or_insert((0, i)).0 += 1;
             records += 1;
         }
+    }
+    // Group key of each distinct filter: itself, or its cluster leader's.
+    let mut group_of: FxHashMap<u64, u64> = FxHashMap::default();
+    match cluster {
+        None => {
+            for &k in exact.keys() {
+                group_of.insert(k, k);
+            }
+        }
+        Some(t) => {
+            let mut distinct: Vec<(u64, u64, usize)> =
+                exact.iter().map(|(&k, &(c, i))| (c, k, i)).collect();
+            distinct.sort_unstable_by(|a, b| b.cmp(a));
+            let mut leaders: Vec<(u64, usize)> = Vec::new();
+            for &(_, k, i) in &distinct {
+                let f = filters(i).expect("present");
+                let hit = leaders
+                    .iter()
+                    .find(|&&(_, li)| crate::bloom::dice(filters(li).expect("present"), f) >= t);
+                match hit {
+                    Some(&(lk, _)) => {
+                        group_of.insert(k, lk);
+                    }
+                    None => {
+                        leaders.push((k, i));
+                        group_of.insert(k, k);
+                    }
+                }
+            }
+        }
+    }
+    let mut counts: FxHashMap<u64, u64> = FxHashMap::default();
+    for (k, &(c, _)) in &exact {
+        *counts.entry(group_of[k]).or_default() += c;
     }
     let mut ranked: Vec<(u64, u64)> = counts.iter().map(|(&k, &c)| (c, k)).collect();
     ranked.sort_unstable_by(|a, b| b.cmp(a));
@@ -74,7 +112,7 @@ pub fn frequency_attack<'a>(
     let mut actual = 0u64;
     for i in 0..n {
         let Some(f) = filters(i) else { continue };
-        if let Some(&(rank, stable)) = guess.get(&key(f)) {
+        if let Some(&(rank, stable)) = guess.get(&group_of[&key(f)]) {
             if stable {
                 estimated += 1;
             }

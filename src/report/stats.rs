@@ -371,6 +371,7 @@ pub(super) fn privacy(ds: &Dataset) -> Privacy {
             |g| f.valid[g].then(|| f.get(g)),
             &reference,
             None,
+            None,
         ));
     }
     Privacy {

@@ -33,7 +33,13 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let base = std::fs::read_to_string(root.join("config/febrl4.toml")).unwrap();
+    // The shipped schema without its hardening lines is the "plain" baseline.
+    let base: String = std::fs::read_to_string(root.join("config/febrl4.toml"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("salt") && !l.starts_with("blip"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let options: [(&str, &str); 13] = [
         ("plain", ""),
         ("xor_folds = 1", "xor_folds = 1\n"),

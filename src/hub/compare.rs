@@ -71,7 +71,7 @@ impl Kernel {
             // SAFETY: only chosen when the CPU reports the feature.
             Kernel::Popcnt => unsafe { x86::popcnt_and_pop(a, b) },
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 if a.len() % 8 == 0 => unsafe { x86::avx512_and_pop(a, b) },
+            Kernel::Avx512 if a.len().is_multiple_of(8) => unsafe { x86::avx512_and_pop(a, b) },
             #[allow(unreachable_patterns)]
             _ => scalar_and_pop(a, b),
         }
@@ -86,7 +86,7 @@ impl Kernel {
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: only chosen when the CPU reports the feature.
-            Kernel::Avx512 if words % 8 == 0 => unsafe {
+            Kernel::Avx512 if words.is_multiple_of(8) => unsafe {
                 x86::avx512_dice_many(a, pa, b, bpop, out)
             },
             #[cfg(target_arch = "x86_64")]
@@ -140,7 +140,7 @@ mod x86 {
 
     #[target_feature(enable = "popcnt")]
     pub unsafe fn popcnt_dice_many(a: &[u64], pa: u32, b: &[u64], bpop: &[u32], out: &mut [f32]) {
-        generic_dice_many(a, pa, b, bpop, out, |x, y| scalar_and_pop(x, y))
+        generic_dice_many(a, pa, b, bpop, out, scalar_and_pop)
     }
 
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]

@@ -72,6 +72,7 @@ pub fn initial_m(nf: usize, nl: usize) -> Vec<Vec<f64>> {
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 /// EM on level patterns. Fields marked in `ignore` are treated as null; only
 /// fields marked in `learn` have their m (and u) updated.
 pub fn em(
@@ -260,7 +261,7 @@ pub fn train(
         if pairs.len() < 50 {
             continue;
         }
-        let levels = compare_fields(ds, &pairs, cuts);
+        let levels = compare_fields(ds, pairs, cuts);
         let pats = patterns_of(&levels, nf);
         // Ignore the blocking field, and fields that (nearly) always agree
         // within the session: they follow from it (first name gives sex) and
@@ -331,8 +332,8 @@ pub fn train(
             if ignore[g] {
                 continue;
             }
-            for l in 1..nl {
-                msum[g][l] += r.m[g][l] * r.expected_matches;
+            for (acc, m) in msum[g].iter_mut().zip(&r.m[g]).skip(1) {
+                *acc += m * r.expected_matches;
             }
             wsum[g] += r.expected_matches;
         }

@@ -170,11 +170,11 @@ pub(super) fn match_rates(run: &LinkRun, linked: &[bool]) -> MatchRates {
     let mut strata = Vec::new();
     for s in &ds.strata {
         let mut per: Vec<(u64, u64)> = vec![(0, 0); s.labels.len()];
-        for g in 0..ds.len() {
-            if let Some(c) = s.codes[g] {
-                per[c as usize].0 += 1;
-                if linked[g] {
-                    per[c as usize].1 += 1;
+        for (code, &l) in s.codes.iter().zip(linked) {
+            if let Some(c) = code {
+                per[*c as usize].0 += 1;
+                if l {
+                    per[*c as usize].1 += 1;
                 }
             }
         }

@@ -47,14 +47,11 @@ impl Origin {
     }
 }
 
+/// A weighted name list.
+pub type Weighted = &'static [(&'static str, u32)];
+
 /// (male first names, female first names, surnames), each with weights.
-pub fn lists(
-    o: Origin,
-) -> (
-    &'static [(&'static str, u32)],
-    &'static [(&'static str, u32)],
-    &'static [(&'static str, u32)],
-) {
+pub fn lists(o: Origin) -> (Weighted, Weighted, Weighted) {
     match o {
         Origin::WhiteBritish => (WB_M, WB_F, WB_S),
         Origin::Irish => (IR_M, IR_F, IR_S),

@@ -114,6 +114,7 @@ fn main() {
             threshold: None,
             dedup: false,
             progress: false,
+            previous: None,
         };
         let o = bloomlink::cli::link::link_and_report(
             &opts,

@@ -59,6 +59,7 @@ fn fixture_extracts_encode_and_link() {
         threshold: None,
         dedup: false,
         progress: false,
+        previous: None,
     };
     let o =
         bloomlink::cli::link::link_and_report(&opts, Some(&fx.join("truth.csv")), vec![]).unwrap();

@@ -84,6 +84,7 @@ pub fn run_demo(
         threshold: None,
         dedup: false,
         progress,
+        previous: None,
     };
     let truth = dir.join("data").join("truth.csv");
     let o =

@@ -15,6 +15,7 @@ pub struct Outcome {
     pub evaluation: Option<Evaluation>,
     pub report: PathBuf,
     pub seconds: f64,
+    pub changes: Option<crate::hub::refresh::Changes>,
 }
 
 /// Link, evaluate against truth if given, write all outputs together.
@@ -42,6 +43,7 @@ pub fn link_and_report(
         entities: report.reconciliation.entities,
         evaluation,
         report: opts.out.join("report.html"),
+        changes: run.changes.clone(),
         seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -59,6 +61,7 @@ pub fn run(a: LinkArgs, progress: bool) -> Result<()> {
         threshold: a.threshold,
         dedup: a.dedup,
         progress,
+        previous: a.previous.clone(),
     };
     let o = link_and_report(&opts, a.truth.as_deref(), std::env::args().collect())?;
     eprintln!(
@@ -69,6 +72,12 @@ pub fn run(a: LinkArgs, progress: bool) -> Result<()> {
         o.entities,
         o.seconds
     );
+    if let Some(c) = &o.changes {
+        eprintln!(
+            "since {}: {} entities kept, {} kept with changed records, {} merged, {} split, {} created, {} retired",
+            c.previous, c.kept, c.kept_changed, c.merged, c.split, c.created, c.retired
+        );
+    }
     if let Some(e) = &o.evaluation {
         eprintln!(
             "against the truth file: precision {:.4}, recall {:.4}, F1 {:.4}",

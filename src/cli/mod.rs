@@ -139,6 +139,9 @@ pub struct LinkArgs {
     /// Truth CSV, to report true precision and recall.
     #[arg(long)]
     pub truth: Option<PathBuf>,
+    /// A previous link output folder: keep its entity ids for the same people.
+    #[arg(long)]
+    pub previous: Option<PathBuf>,
 }
 
 /// Arguments of `bloomlink evaluate`.

@@ -30,6 +30,8 @@ pub struct LinkOptions {
     pub threshold: Option<f64>,
     pub dedup: bool,
     pub progress: bool,
+    /// A previous run's output folder whose entity ids to carry over.
+    pub previous: Option<PathBuf>,
 }
 
 /// Seconds spent in one stage.
@@ -56,6 +58,8 @@ pub struct LinkRun {
     pub linked: Vec<bool>,
     pub resolution: Resolution,
     pub entity: Vec<String>,
+    /// Changes since `--previous`, when given.
+    pub changes: Option<super::refresh::Changes>,
     pub timings: Vec<Timing>,
 }
 
@@ -156,7 +160,16 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         .collect();
     clock.lap("resolve");
     let key = JobKey::load(cfg.output.job_key_file.as_deref(), &opts.out)?;
-    let entity = name_entities(&ds, &resolution, &key);
+    let mut entity = name_entities(&ds, &resolution, &key);
+    let changes = match &opts.previous {
+        Some(p) => Some(super::refresh::carry_over(
+            &ds,
+            &resolution,
+            &mut entity,
+            p,
+        )?),
+        None => None,
+    };
     clock.lap("pseudonymise");
     Ok(LinkRun {
         ds,
@@ -173,6 +186,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         linked,
         resolution,
         entity,
+        changes,
         timings: clock.1,
     })
 }

@@ -13,6 +13,7 @@ pub mod link;
 pub mod load;
 pub mod output;
 pub mod pseudonym;
+pub mod refresh;
 pub mod resolve;
 pub mod score;
 pub mod train;

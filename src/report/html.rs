@@ -467,6 +467,60 @@ pub fn render(r: &Report) -> String {
             .collect(),
     );
     s.push_str("</section>");
+    if let Some(c) = &r.changes {
+        s.push_str("<section aria-labelledby=\"h-changes\"><h2 id=\"h-changes\">Changes since the previous run</h2>");
+        let _ = write!(
+            s,
+            "<p>Previous run: <code>{}</code> ({} entities).</p>",
+            esc(&c.previous),
+            c.previous_entities
+        );
+        table(
+            &mut s,
+            "Entity pseudonyms",
+            &["change", "entities", "why"],
+            vec![
+                vec![
+                    "kept".into(),
+                    c.kept.to_string(),
+                    "same records as before".into(),
+                ],
+                vec![
+                    "kept, records changed".into(),
+                    c.kept_changed.to_string(),
+                    "the id stays with the entity holding most of its previous records".into(),
+                ],
+                vec![
+                    "merged".into(),
+                    c.merged.to_string(),
+                    "a new or corrected record joined previous entities; the larger keeps its id"
+                        .into(),
+                ],
+                vec![
+                    "split".into(),
+                    c.split.to_string(),
+                    "a previous entity's records no longer link; the largest part keeps the id"
+                        .into(),
+                ],
+                vec![
+                    "created".into(),
+                    c.created.to_string(),
+                    "only records the previous run did not have".into(),
+                ],
+                vec![
+                    "renamed".into(),
+                    c.renamed.to_string(),
+                    "split-off parts that get a new id".into(),
+                ],
+                vec![
+                    "retired".into(),
+                    c.retired.to_string(),
+                    "previous ids no longer used (merged away or records gone)".into(),
+                ],
+            ],
+        );
+        s.push_str("</section>");
+    }
     // 1. Audit trail.
     s.push_str("<section aria-labelledby=\"h-audit\"><h2 id=\"h-audit\">Run and audit trail</h2>");
     let _ = write!(

@@ -42,6 +42,9 @@ pub struct Report {
     pub match_rates: MatchRates,
     pub input_quality: InputQuality,
     pub privacy: Privacy,
+    /// Changes since the previous run (`link --previous`).
+    #[serde(default)]
+    pub changes: Option<crate::hub::refresh::Changes>,
 }
 
 /// Plain-language summary (section 8, shown first).
@@ -389,6 +392,7 @@ pub fn build(
         match_rates,
         input_quality,
         privacy,
+        changes: run.changes.clone(),
     })
 }
 

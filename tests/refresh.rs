@@ -1,0 +1,209 @@
+//! Monthly refresh with `link --previous`: pseudonyms stay stable for
+//! unchanged people, new people get new ones, a corrected record merges two
+//! entities, and the refreshed clusters equal a full rerun's.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bloomlink::hub::evaluate::{LinkRow, read_links};
+use common::{bin, secret_file};
+
+fn encode(dir: &Path, csv: &Path, i: usize, out: &Path) {
+    let name = bloomlink::synth::agency_name(i);
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("config/demo/{name}.toml"));
+    let o = Command::new(bin())
+        .args(["-q", "encode", "--schema"])
+        .arg(schema)
+        .arg("--secret-file")
+        .arg(dir.join("secret.key"))
+        .arg("--input")
+        .arg(csv)
+        .arg("--output")
+        .arg(out)
+        .args(["--agency", &name])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn link(ex: &[PathBuf], out: &Path, previous: Option<&Path>) -> serde_json::Value {
+    let mut c = Command::new(bin());
+    c.args(["-q", "link"]);
+    for e in ex {
+        c.arg("--extract").arg(e);
+    }
+    c.arg("--out")
+        .arg(out)
+        .env("BLOOMLINK_JOB_KEY", "refresh job key");
+    if let Some(p) = previous {
+        c.arg("--previous").arg(p);
+    }
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
+}
+
+fn by_record(rows: &[LinkRow]) -> HashMap<(String, String), String> {
+    rows.iter()
+        .map(|r| ((r.agency.clone(), r.record_id.clone()), r.entity_id.clone()))
+        .collect()
+}
+
+fn partition(rows: &[LinkRow]) -> BTreeSet<BTreeSet<(String, String)>> {
+    let mut m: HashMap<&str, BTreeSet<(String, String)>> = HashMap::new();
+    for r in rows {
+        m.entry(&r.entity_id)
+            .or_default()
+            .insert((r.agency.clone(), r.record_id.clone()));
+    }
+    m.into_values().collect()
+}
+
+#[test]
+fn monthly_refresh_keeps_pseudonyms_stable() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    secret_file(dir, b"refresh key");
+    let s = bloomlink::synth::generate(&bloomlink::synth::Params {
+        people: 900,
+        agencies: 2,
+        seed: 17,
+        overlap: 0.8,
+    });
+    let csvs = bloomlink::synth::write(&s, &dir.join("data"), 17).unwrap();
+    let full: Vec<String> = csvs
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    // The person to corrupt in month 2 and correct in month 3: the first one in both agencies.
+    let truth = std::fs::read_to_string(dir.join("data/truth.csv")).unwrap();
+    let mut ents: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
+    for l in truth.lines().skip(1) {
+        let f: Vec<&str> = l.split(',').collect();
+        ents.entry(f[2]).or_default().push((f[0], f[1]));
+    }
+    let mut people: Vec<_> = ents
+        .iter()
+        .filter(|(_, v)| v.len() == 2 && v[0].0 != v[1].0)
+        .collect();
+    people.sort();
+    let school_id = people[0]
+        .1
+        .iter()
+        .find(|x| x.0 == "school")
+        .unwrap()
+        .1
+        .to_string();
+    let month = |m: usize| -> Vec<PathBuf> {
+        let md = dir.join(format!("m{m}"));
+        std::fs::create_dir_all(&md).unwrap();
+        let mut ex = Vec::new();
+        for (i, text) in full.iter().enumerate() {
+            let lines: Vec<&str> = text.lines().collect();
+            // Month 1 has the first 70% of rows; later months all of them.
+            let keep = if m == 1 {
+                lines.len() * 7 / 10
+            } else {
+                lines.len()
+            };
+            let mut out = String::new();
+            for l in &lines[..keep] {
+                if m == 2 && i == 1 && l.starts_with(&format!("{school_id},")) {
+                    let f: Vec<&str> = l.split(',').collect();
+                    out.push_str(&format!(
+                        "{},Xavier,Quintrell,1901-01-01,{},ZZ9 9ZZ,1 Nowhere,{}\n",
+                        f[0],
+                        f[4],
+                        f[7..].join(",")
+                    ));
+                } else {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+            let csv = md.join(format!("{i}.csv"));
+            std::fs::write(&csv, out).unwrap();
+            let p = md.join(format!("{i}.parquet"));
+            encode(dir, &csv, i, &p);
+            ex.push(p);
+        }
+        ex
+    };
+    let (r1, r2, r3, r3full) = (
+        dir.join("r1"),
+        dir.join("r2"),
+        dir.join("r3"),
+        dir.join("r3full"),
+    );
+    link(&month(1), &r1, None);
+    let rep2 = link(&month(2), &r2, Some(&r1));
+    let (l1, _) = read_links(&r1.join("links.parquet")).unwrap();
+    let (l2, _) = read_links(&r2.join("links.parquet")).unwrap();
+    let (b1, b2) = (by_record(&l1), by_record(&l2));
+    // Old entities whose old records are still exactly together keep their id.
+    let mut members1: HashMap<&str, Vec<&(String, String)>> = HashMap::new();
+    for (k, e) in &b1 {
+        members1.entry(e).or_default().push(k);
+    }
+    let mut stable = 0;
+    for (e, ms) in &members1 {
+        let new_ids: BTreeSet<&String> = ms.iter().map(|k| &b2[*k]).collect();
+        let target = *new_ids.iter().next().unwrap();
+        let joined_old = b2
+            .iter()
+            .filter(|(k, v)| *v == target && b1.contains_key(*k))
+            .count();
+        if new_ids.len() == 1 && joined_old == ms.len() {
+            assert_eq!(target, e, "an unchanged entity's pseudonym changed");
+            stable += 1;
+        }
+    }
+    assert!(stable > 300, "only {stable} stable entities");
+    // New people get ids the previous run never used.
+    let old_ids: BTreeSet<&String> = b1.values().collect();
+    let new_only: Vec<&String> = b2
+        .iter()
+        .filter(|(k, _)| !b1.contains_key(*k))
+        .map(|(_, v)| v)
+        .collect();
+    assert!(new_only.iter().any(|e| !old_ids.contains(e)));
+    assert!(
+        rep2["changes"]["created"].as_u64().unwrap() > 0,
+        "{}",
+        rep2["changes"]
+    );
+    // Month 3: the corrupted record is corrected and merges with its match.
+    let ex3 = month(3);
+    let rep3 = link(&ex3, &r3, Some(&r2));
+    let (l3, _) = read_links(&r3.join("links.parquet")).unwrap();
+    let b3 = by_record(&l3);
+    let other = people[0].1.iter().find(|x| x.0 != "school").unwrap();
+    let k_school = ("school".to_string(), school_id.clone());
+    let k_other = (other.0.to_string(), other.1.to_string());
+    assert_ne!(
+        b2[&k_school], b2[&k_other],
+        "month 2 should not link the corrupted record"
+    );
+    assert_eq!(
+        b3[&k_school], b3[&k_other],
+        "month 3 should link the corrected record"
+    );
+    assert!(
+        b3[&k_school] == b2[&k_school] || b3[&k_school] == b2[&k_other],
+        "the merged entity keeps a previous id"
+    );
+    assert!(
+        rep3["changes"]["merged"].as_u64().unwrap() >= 1,
+        "{}",
+        rep3["changes"]
+    );
+    // The refresh equals a full rerun's clusters.
+    link(&ex3, &r3full, None);
+    let (lf, _) = read_links(&r3full.join("links.parquet")).unwrap();
+    assert_eq!(partition(&l3), partition(&lf));
+    let html = std::fs::read_to_string(r3.join("report.html")).unwrap();
+    assert!(html.contains("Changes since the previous run"));
+}

@@ -22,8 +22,9 @@ pub fn run(a: SynthArgs) -> Result<()> {
         overlap: a.overlap,
     });
     let paths = write(&s, &a.out, a.seed)?;
-    for (p, (name, n)) in paths.iter().zip(&s.stats.records) {
-        eprintln!("{name:>12}: {n} records -> {}", p.display());
+    for (i, p) in paths.iter().enumerate() {
+        let name = crate::synth::agency_name(i);
+        eprintln!("{name:>12}: {} records -> {}", s.stats.records[&name], p.display());
     }
     eprintln!(
         "{} people, truth in {} ({:.1}s)",

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::compare::Kernel;
 use super::config::{Blocking, BlockingMethod};
 use super::load::Dataset;
+use crate::error::{Error, Result};
 
 /// What one pass did (for the log and the report).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -72,7 +73,7 @@ pub fn eligible_pairs(ds: &Dataset, dedup: bool) -> u64 {
 }
 
 /// Generate candidate pairs as configured.
-pub fn candidates(ds: &Dataset, cfg: &Blocking, dedup: bool, seed: u64) -> Candidates {
+pub fn candidates(ds: &Dataset, cfg: &Blocking, dedup: bool, seed: u64) -> Result<Candidates> {
     let kernel = Kernel::detect();
     let keys: Vec<usize> = ds
         .blocks
@@ -152,10 +153,12 @@ pub fn candidates(ds: &Dataset, cfg: &Blocking, dedup: bool, seed: u64) -> Candi
                 cfg.max_block_pairs,
                 &mut pairs,
             ));
+            guard(&mut pairs, &passes, cfg.max_candidates)?;
         }
     }
     pairs.par_sort_unstable();
     pairs.dedup();
+    guard(&mut pairs, &passes, cfg.max_candidates)?;
     for p in &passes {
         tracing::info!(
             "blocking pass {} ({}): {} pairs in {} blocks, {} oversized blocks skipped ({} pairs)",
@@ -167,11 +170,32 @@ pub fn candidates(ds: &Dataset, cfg: &Blocking, dedup: bool, seed: u64) -> Candi
             p.skipped_pairs
         );
     }
-    Candidates {
+    Ok(Candidates {
         pairs,
         passes,
         method: method.join(" + "),
+    })
+}
+
+/// Keep memory bounded: de-duplicate when the pair list is large, and stop
+/// with a clear error (instead of exhausting memory) past `max`.
+fn guard(pairs: &mut Vec<u64>, passes: &[PassStats], max: u64) -> Result<()> {
+    if pairs.len() as u64 <= max / 2 {
+        return Ok(());
     }
+    pairs.par_sort_unstable();
+    pairs.dedup();
+    if pairs.len() as u64 > max {
+        let per: Vec<String> = passes.iter().map(|p| format!("{} {}", p.name, p.pairs)).collect();
+        return Err(Error::Runtime(format!(
+            "blocking produced more than {max} candidate pairs (passes so far: {}); this would exhaust memory. \
+             Use more selective blocking keys, fewer or longer LSH bands (blocking.lsh_bands / lsh_bits), \
+             a lower blocking.max_block_pairs, or raise blocking.max_candidates if the machine has the memory \
+             (about 40 bytes per pair)",
+            per.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// CLK bit positions set in 25–75% of records (widened to 10–90% if too

@@ -83,6 +83,9 @@ pub struct Blocking {
     /// LSH bands (tables) and bits sampled per band.
     pub lsh_bands: usize,
     pub lsh_bits: usize,
+    /// Candidate pairs above which linking stops with an error rather than
+    /// exhausting memory (each costs about 40 bytes through scoring).
+    pub max_candidates: u64,
 }
 
 impl Default for Blocking {
@@ -95,6 +98,7 @@ impl Default for Blocking {
             neighbours: 8,
             lsh_bands: 64,
             lsh_bits: 16,
+            max_candidates: 200_000_000,
         }
     }
 }

@@ -106,7 +106,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
     let ds = load(&opts.extracts)?;
     clock.lap("load");
     let eligible = eligible_pairs(&ds, dedup);
-    let cands = candidates(&ds, &cfg.blocking, dedup, cfg.seed);
+    let cands = candidates(&ds, &cfg.blocking, dedup, cfg.seed)?;
     clock.lap("block");
     let cuts = cuts32(&cfg.scoring.levels);
     let comps = compare(&ds, &cands.pairs, &cuts);

@@ -431,3 +431,61 @@ fn json_strings(v: &serde_json::Value, out: &mut String) {
         _ => {}
     }
 }
+
+#[test]
+fn the_secret_never_appears_in_logs_or_outputs_and_loose_permissions_warn() {
+    let d = tempfile::tempdir().unwrap();
+    let (schema, input, key) = setup(d.path());
+    let out = d.path().join("x.parquet");
+    let o = Command::new(bin())
+        .args(["-vv", "encode", "--schema"])
+        .arg(&schema)
+        .arg("--secret-file")
+        .arg(&key)
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&out)
+        .args(["--agency", "council"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let secret = b"correct horse battery staple";
+    let found = |hay: &[u8]| hay.windows(secret.len()).any(|w| w == secret);
+    assert!(
+        !found(&o.stderr) && !found(&o.stdout),
+        "the secret was printed"
+    );
+    for f in ["x.parquet", "x.rejects.csv"] {
+        assert!(
+            !found(&std::fs::read(d.path().join(f)).unwrap()),
+            "the secret is in {f}"
+        );
+    }
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("chmod 600"),
+        "mode 600 must not warn"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let o = Command::new(bin())
+            .args(["encode", "--schema"])
+            .arg(&schema)
+            .arg("--secret-file")
+            .arg(&key)
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&out)
+            .args(["--agency", "council"])
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("chmod 600"),
+            "a readable secret file must warn"
+        );
+    }
+}

@@ -199,8 +199,17 @@ fn incompatible_extracts_are_refused_before_any_work() {
 
 #[test]
 fn four_agencies_respect_one_record_per_agency_and_nothing_is_lost() {
+    nothing_lost(4);
+}
+
+#[test]
+fn two_agencies_lose_nothing() {
+    nothing_lost(2);
+}
+
+fn nothing_lost(agencies: usize) {
     let d = tempfile::tempdir().unwrap();
-    let (mut ex, truth, mut csvs) = synthetic(d.path(), 1500, 4, 11, b"k");
+    let (mut ex, truth, mut csvs) = synthetic(d.path(), 1500, agencies, 11, b"k");
     // Add bad rows to one agency's input and re-encode it: they must be rejects.
     let mut text = std::fs::read_to_string(&csvs[0]).unwrap();
     text.push_str("SCBAD1,Ann,Smith,31/02/2012,F,LS1 1AA,1 Road,white,3,CIN\n");
@@ -260,7 +269,7 @@ fn four_agencies_respect_one_record_per_agency_and_nothing_is_lost() {
         assert_eq!(n, ids.len() + rejected.len());
     }
     let e = evaluate(&out.join("links.parquet"), &truth);
-    eprintln!("4 agencies: {e}");
+    eprintln!("{agencies} agencies: {e}");
     assert!(e["f1"].as_f64().unwrap() > 0.9);
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();

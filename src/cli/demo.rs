@@ -75,8 +75,11 @@ pub fn run_demo(
         extracts.len(),
         out.display()
     );
+    // The hub's job key for pseudonyms; a real hub keeps its own, secret.
+    let job_key = dir.join("demo-hub.jobkey");
+    crate::io::write_atomic(&job_key, b"bloomlink demo hub job key - not secret")?;
     let mut config = JobConfig::default();
-    config.output.job_key_file = None;
+    config.output.job_key_file = Some(job_key);
     let opts = LinkOptions {
         extracts,
         out: out.clone(),

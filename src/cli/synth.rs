@@ -24,7 +24,11 @@ pub fn run(a: SynthArgs) -> Result<()> {
     let paths = write(&s, &a.out, a.seed)?;
     for (i, p) in paths.iter().enumerate() {
         let name = crate::synth::agency_name(i);
-        eprintln!("{name:>12}: {} records -> {}", s.stats.records[&name], p.display());
+        eprintln!(
+            "{name:>12}: {} records -> {}",
+            s.stats.records[&name],
+            p.display()
+        );
     }
     eprintln!(
         "{} people, truth in {} ({:.1}s)",

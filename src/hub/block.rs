@@ -186,7 +186,10 @@ fn guard(pairs: &mut Vec<u64>, passes: &[PassStats], max: u64) -> Result<()> {
     pairs.par_sort_unstable();
     pairs.dedup();
     if pairs.len() as u64 > max {
-        let per: Vec<String> = passes.iter().map(|p| format!("{} {}", p.name, p.pairs)).collect();
+        let per: Vec<String> = passes
+            .iter()
+            .map(|p| format!("{} {}", p.name, p.pairs))
+            .collect();
         return Err(Error::Runtime(format!(
             "blocking produced more than {max} candidate pairs (passes so far: {}); this would exhaust memory. \
              Use more selective blocking keys, fewer or longer LSH bands (blocking.lsh_bands / lsh_bits), \

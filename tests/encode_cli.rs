@@ -50,19 +50,7 @@ fn setup(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::Path
 }
 
 fn encode(schema: &Path, input: &Path, key: &Path, out: &Path) -> std::process::Output {
-    Command::new(bin())
-        .args(["encode", "--schema"])
-        .arg(schema)
-        .arg("--secret-file")
-        .arg(key)
-        .arg("--input")
-        .arg(input)
-        .arg("--output")
-        .arg(out)
-        .args(["--agency", "council"])
-        .env_remove("BLOOMLINK_SECRET")
-        .output()
-        .unwrap()
+    common::encode(schema, key, input, out, "council", &[])
 }
 
 #[test]

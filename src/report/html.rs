@@ -5,17 +5,6 @@ use std::fmt::Write;
 
 use super::*;
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.1}%", 100.0 * x)
-}
-
 fn table(out: &mut String, caption: &str, head: &[&str], rows: Vec<Vec<String>>) {
     let _ = write!(out, "<table><caption>{}</caption><thead><tr>", esc(caption));
     for h in head {

@@ -396,8 +396,17 @@ pub fn build(
     })
 }
 
-fn pct(x: f64) -> String {
+/// A fraction as a percentage with one decimal.
+pub(crate) fn pct(x: f64) -> String {
     format!("{:.1}%", 100.0 * x)
+}
+
+/// Escape text for HTML and SVG.
+pub(crate) fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn summarise(

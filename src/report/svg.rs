@@ -2,14 +2,7 @@
 
 use std::fmt::Write;
 
-use super::Histogram;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+use super::{Histogram, esc};
 
 /// A bar chart of a histogram (all pairs, linked pairs darker) with the
 /// threshold marked; `log` draws counts on a log10 scale.

@@ -56,3 +56,28 @@ pub fn secret_file(dir: &Path, secret: &[u8]) -> PathBuf {
     }
     p
 }
+
+/// Run `bloomlink encode` with a secret file; `extra` goes after the required arguments.
+pub fn encode(
+    schema: &Path,
+    key: &Path,
+    input: &Path,
+    out: &Path,
+    agency: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    std::process::Command::new(bin())
+        .args(["encode", "--schema"])
+        .arg(schema)
+        .arg("--secret-file")
+        .arg(key)
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(out)
+        .args(["--agency", agency])
+        .args(extra)
+        .env_remove("BLOOMLINK_SECRET")
+        .output()
+        .unwrap()
+}

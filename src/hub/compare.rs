@@ -160,7 +160,7 @@ mod x86 {
     /// One A against many B. For 1024-bit filters A stays in two registers
     /// and B is streamed; four B filters are processed per step so their
     /// reductions overlap.
-    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx2")]
     pub unsafe fn avx512_dice_many(a: &[u64], pa: u32, b: &[u64], bpop: &[u32], out: &mut [f32]) {
         let words = a.len();
         if words != 16 {
@@ -192,16 +192,31 @@ mod x86 {
             }
         };
         let mut j = 0;
-        while j + 4 <= n {
-            let c0 = _mm512_reduce_add_epi64(pop2(j)) as u32;
-            let c1 = _mm512_reduce_add_epi64(pop2(j + 1)) as u32;
-            let c2 = _mm512_reduce_add_epi64(pop2(j + 2)) as u32;
-            let c3 = _mm512_reduce_add_epi64(pop2(j + 3)) as u32;
-            out[j] = dice32(c0, pa, bpop[j]);
-            out[j + 1] = dice32(c1, pa, bpop[j + 1]);
-            out[j + 2] = dice32(c2, pa, bpop[j + 2]);
-            out[j + 3] = dice32(c3, pa, bpop[j + 3]);
-            j += 4;
+        // Eight B filters per step: eight lane-wise popcount vectors are
+        // summed horizontally together by a transpose-add tree (three
+        // shuffle levels instead of eight full reductions), then Dice is
+        // computed for all eight in one f32 vector.
+        let pa_v = _mm256_set1_ps(pa as f32);
+        while j + 8 <= n {
+            let v: [__m512i; 8] = std::array::from_fn(|t| pop2(j + t));
+            let pair = |a: __m512i, b: __m512i| {
+                _mm512_add_epi64(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
+            };
+            let (t0, t1, t2, t3) = (pair(v[0], v[1]), pair(v[2], v[3]), pair(v[4], v[5]), pair(v[6], v[7]));
+            let quad = |a: __m512i, b: __m512i| {
+                _mm512_add_epi64(_mm512_shuffle_i64x2::<0x88>(a, b), _mm512_shuffle_i64x2::<0xDD>(a, b))
+            };
+            let (u0, u1) = (quad(t0, t1), quad(t2, t3));
+            let sums = quad(u0, u1); // lane t = popcount(a & b_{j+t})
+            let c = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(sums));
+            // SAFETY: j + 8 <= n = bpop.len().
+            let pb = unsafe { _mm256_loadu_si256(bpop.as_ptr().add(j) as *const __m256i) };
+            let denom = _mm256_add_ps(pa_v, _mm256_cvtepi32_ps(pb));
+            let denom = _mm256_max_ps(denom, _mm256_set1_ps(1.0));
+            let d = _mm256_div_ps(_mm256_add_ps(c, c), denom);
+            // SAFETY: out has at least n >= j + 8 slots.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(j), d) };
+            j += 8;
         }
         while j < n {
             out[j] = dice32(_mm512_reduce_add_epi64(pop2(j)) as u32, pa, bpop[j]);

@@ -45,7 +45,10 @@ unsafe fn popcount_limit(a: &[u64], b: &[u64]) -> u64 {
                 *acc = _mm512_add_epi64(*acc, _mm512_popcnt_epi64(_mm512_and_si512(a1, x1)));
             }
         }
-        let s = _mm512_add_epi64(_mm512_add_epi64(acc[0], acc[1]), _mm512_add_epi64(acc[2], acc[3]));
+        let s = _mm512_add_epi64(
+            _mm512_add_epi64(acc[0], acc[1]),
+            _mm512_add_epi64(acc[2], acc[3]),
+        );
         _mm512_reduce_add_epi64(s) as u64
     }
 }

@@ -42,3 +42,12 @@ pub fn bar(enabled: bool, what: &str, total: u64) -> ProgressBar {
     b.set_message(what.to_string());
     b
 }
+
+/// A spinner for work measured in stages, not rows.
+pub fn spinner(enabled: bool, what: &str) -> ProgressBar {
+    let b = ProgressBar::with_draw_target(None, target(enabled));
+    b.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+    b.set_message(what.to_string());
+    b.enable_steady_tick(std::time::Duration::from_millis(120));
+    b
+}

@@ -17,6 +17,9 @@ pub fn run(a: EncodeArgs, progress: bool) -> Result<()> {
     let start = std::time::Instant::now();
     let r = encoder.encode_file(&a.input, &a.output, &opts)?;
     let secs = start.elapsed().as_secs_f64();
+    if !progress {
+        return Ok(());
+    }
     let c = &r.counts;
     eprintln!(
         "encoded {} of {} rows for agency `{}` in {:.2}s ({:.0} rows/s); {} rejected -> {}",

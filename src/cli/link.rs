@@ -64,6 +64,9 @@ pub fn run(a: LinkArgs, progress: bool) -> Result<()> {
         previous: a.previous.clone(),
     };
     let o = link_and_report(&opts, a.truth.as_deref(), std::env::args().collect())?;
+    if !progress {
+        return Ok(());
+    }
     eprintln!(
         "linked {} of {} records from {} extracts into {} entities in {:.2}s",
         o.linked,

@@ -202,9 +202,17 @@ mod x86 {
             let pair = |a: __m512i, b: __m512i| {
                 _mm512_add_epi64(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
             };
-            let (t0, t1, t2, t3) = (pair(v[0], v[1]), pair(v[2], v[3]), pair(v[4], v[5]), pair(v[6], v[7]));
+            let (t0, t1, t2, t3) = (
+                pair(v[0], v[1]),
+                pair(v[2], v[3]),
+                pair(v[4], v[5]),
+                pair(v[6], v[7]),
+            );
             let quad = |a: __m512i, b: __m512i| {
-                _mm512_add_epi64(_mm512_shuffle_i64x2::<0x88>(a, b), _mm512_shuffle_i64x2::<0xDD>(a, b))
+                _mm512_add_epi64(
+                    _mm512_shuffle_i64x2::<0x88>(a, b),
+                    _mm512_shuffle_i64x2::<0xDD>(a, b),
+                )
             };
             let (u0, u1) = (quad(t0, t1), quad(t2, t3));
             let sums = quad(u0, u1); // lane t = popcount(a & b_{j+t})

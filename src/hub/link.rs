@@ -73,7 +73,18 @@ impl LinkRun {
     }
 }
 
-struct Clock(Instant, Vec<Timing>);
+/// Stage timer; also drives a spinner on stderr naming the next stage.
+struct Clock(Instant, Vec<Timing>, indicatif::ProgressBar);
+
+/// The stage that follows each stage, for the spinner.
+const NEXT: &[(&str, &str)] = &[
+    ("load", "blocking"),
+    ("block", "comparing candidate pairs"),
+    ("compare", "fitting the model (EM)"),
+    ("fit", "scoring"),
+    ("score", "resolving entities"),
+    ("resolve", "naming entities"),
+];
 
 impl Clock {
     fn lap(&mut self, stage: &str) {
@@ -83,6 +94,9 @@ impl Clock {
             seconds: (now - self.0).as_secs_f64(),
         });
         tracing::info!("{stage}: {:.2}s", (now - self.0).as_secs_f64());
+        if let Some((_, next)) = NEXT.iter().find(|(s, _)| *s == stage) {
+            self.2.set_message(next.to_string());
+        }
         self.0 = now;
     }
 }
@@ -102,7 +116,8 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
             "at most 64 extracts can be linked in one job".into(),
         ));
     }
-    let mut clock = Clock(Instant::now(), Vec::new());
+    let spinner = crate::progress::spinner(opts.progress, "loading extracts");
+    let mut clock = Clock(Instant::now(), Vec::new(), spinner);
     let ds = load(&opts.extracts)?;
     clock.lap("load");
     let eligible = eligible_pairs(&ds, dedup);
@@ -171,6 +186,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         None => None,
     };
     clock.lap("pseudonymise");
+    clock.2.finish_and_clear();
     Ok(LinkRun {
         ds,
         config: cfg.clone(),

@@ -311,18 +311,7 @@ fn febrl4_extract_holds_no_plaintext() {
     let input = data.join("febrl/febrl4_a.csv");
     let out = d.path().join("a.parquet");
     let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/febrl4.toml");
-    let o = Command::new(bin())
-        .args(["-vv", "encode", "--schema"])
-        .arg(&schema)
-        .arg("--secret-file")
-        .arg(&key)
-        .arg("--input")
-        .arg(&input)
-        .arg("--output")
-        .arg(&out)
-        .args(["--agency", "a"])
-        .output()
-        .unwrap();
+    let o = common::encode(&schema, &key, &input, &out, "a", &["-vv"]);
     assert!(o.status.success());
     let log = String::from_utf8_lossy(&o.stderr).to_lowercase();
     // Plaintext needles: names, streets, suburbs, dates.
@@ -425,18 +414,7 @@ fn the_secret_never_appears_in_logs_or_outputs_and_loose_permissions_warn() {
     let d = tempfile::tempdir().unwrap();
     let (schema, input, key) = setup(d.path());
     let out = d.path().join("x.parquet");
-    let o = Command::new(bin())
-        .args(["-vv", "encode", "--schema"])
-        .arg(&schema)
-        .arg("--secret-file")
-        .arg(&key)
-        .arg("--input")
-        .arg(&input)
-        .arg("--output")
-        .arg(&out)
-        .args(["--agency", "council"])
-        .output()
-        .unwrap();
+    let o = common::encode(&schema, &key, &input, &out, "council", &["-vv"]);
     assert!(o.status.success());
     let secret = b"correct horse battery staple";
     let found = |hay: &[u8]| hay.windows(secret.len()).any(|w| w == secret);
@@ -458,18 +436,7 @@ fn the_secret_never_appears_in_logs_or_outputs_and_loose_permissions_warn() {
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let o = Command::new(bin())
-            .args(["encode", "--schema"])
-            .arg(&schema)
-            .arg("--secret-file")
-            .arg(&key)
-            .arg("--input")
-            .arg(&input)
-            .arg("--output")
-            .arg(&out)
-            .args(["--agency", "council"])
-            .output()
-            .unwrap();
+        let o = common::encode(&schema, &key, &input, &out, "council", &[]);
         assert!(o.status.success());
         assert!(
             String::from_utf8_lossy(&o.stderr).contains("chmod 600"),

@@ -75,25 +75,20 @@ fn identifying_payload_is_refused_unless_allowed_and_small_counts_are_suppressed
     let mut ex = Vec::new();
     for agency in ["a", "b"] {
         let out = dir.join(format!("{agency}.parquet"));
-        let o = Command::new(bin())
-            .args(["encode", "--schema"])
-            .arg(&schema)
-            .arg("--secret-file")
-            .arg(&key)
-            .arg("--input")
-            .arg(&input)
-            .arg("--output")
-            .arg(&out)
-            .args([
-                "--agency",
-                agency,
+        let payload = dir.join(format!("{agency}.payload.parquet"));
+        let o = common::encode(
+            &schema,
+            &key,
+            &input,
+            &out,
+            agency,
+            &[
                 "--payload-columns",
                 "category,old_pc",
                 "--payload-output",
-            ])
-            .arg(dir.join(format!("{agency}.payload.parquet")))
-            .output()
-            .unwrap();
+                payload.to_str().unwrap(),
+            ],
+        );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         ex.push(out);
     }
@@ -136,24 +131,18 @@ fn identifying_payload_is_refused_unless_allowed_and_small_counts_are_suppressed
     assert_eq!(m["rows_per_agency"]["a"], "<10");
     assert_eq!(m["allowed_identifying"][0], "old_pc");
     // A payload column that repeats a schema identifier is refused at encode.
-    let o = Command::new(bin())
-        .args(["encode", "--schema"])
-        .arg(&schema)
-        .arg("--secret-file")
-        .arg(&key)
-        .arg("--input")
-        .arg(&input)
-        .arg("--output")
-        .arg(dir.join("c.parquet"))
-        .args([
-            "--agency",
-            "c",
+    let o = common::encode(
+        &schema,
+        &key,
+        &input,
+        &dir.join("c.parquet"),
+        "c",
+        &[
             "--payload-columns",
             "surname",
             "--payload-output",
-        ])
-        .arg(dir.join("c.payload.parquet"))
-        .output()
-        .unwrap();
+            dir.join("c.payload.parquet").to_str().unwrap(),
+        ],
+    );
     assert_eq!(o.status.code(), Some(2));
 }

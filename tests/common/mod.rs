@@ -57,17 +57,18 @@ pub fn secret_file(dir: &Path, secret: &[u8]) -> PathBuf {
     p
 }
 
-/// Run `bloomlink encode` with a secret file; `extra` goes after the required arguments.
-pub fn encode(
+/// `bloomlink encode` with a secret file; `extra` goes after the required
+/// arguments (global flags such as `-vv` may go there too).
+pub fn encode_cmd(
     schema: &Path,
     key: &Path,
     input: &Path,
     out: &Path,
     agency: &str,
     extra: &[&str],
-) -> std::process::Output {
-    std::process::Command::new(bin())
-        .args(["encode", "--schema"])
+) -> std::process::Command {
+    let mut c = std::process::Command::new(bin());
+    c.args(["encode", "--schema"])
         .arg(schema)
         .arg("--secret-file")
         .arg(key)
@@ -77,7 +78,20 @@ pub fn encode(
         .arg(out)
         .args(["--agency", agency])
         .args(extra)
-        .env_remove("BLOOMLINK_SECRET")
+        .env_remove("BLOOMLINK_SECRET");
+    c
+}
+
+/// Run `bloomlink encode` (see [`encode_cmd`]).
+pub fn encode(
+    schema: &Path,
+    key: &Path,
+    input: &Path,
+    out: &Path,
+    agency: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    encode_cmd(schema, key, input, out, agency, extra)
         .output()
         .unwrap()
 }

@@ -117,7 +117,9 @@ pub fn candidates(ds: &Dataset, cfg: &Blocking, dedup: bool, seed: u64) -> Resul
                 dedup,
                 cfg.max_block_pairs,
                 &mut pairs,
+                usize::MAX,
             ));
+            guard(&mut pairs, &passes, cfg.max_candidates)?;
         }
     }
     if lsh {
@@ -152,6 +154,7 @@ pub fn candidates(ds: &Dataset, cfg: &Blocking, dedup: bool, seed: u64) -> Resul
                 dedup,
                 cfg.max_block_pairs,
                 &mut pairs,
+                usize::MAX,
             ));
             guard(&mut pairs, &passes, cfg.max_candidates)?;
         }
@@ -242,7 +245,8 @@ fn informative_bits(ds: &Dataset) -> Vec<usize> {
     (0..bits).collect()
 }
 
-/// Group records by key and emit eligible pairs of each group.
+/// Group records by key and emit eligible pairs of each group, stopping
+/// after the group that takes `out` to `limit` pairs.
 pub fn key_pass(
     ds: &Dataset,
     keys: &[Option<u128>],
@@ -251,6 +255,7 @@ pub fn key_pass(
     dedup: bool,
     max_block_pairs: u64,
     out: &mut Vec<u64>,
+    limit: usize,
 ) -> PassStats {
     let mut v: Vec<(u128, u32)> = keys
         .iter()
@@ -298,6 +303,9 @@ pub fn key_pass(
                     out.push(pack(a, b));
                 }
             }
+        }
+        if out.len() >= limit {
+            break;
         }
     }
     st

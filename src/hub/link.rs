@@ -144,6 +144,10 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
     clock.lap("fit");
     let tf = cfg.scoring.tf_adjustment.then(|| value_frequencies(&ds));
     let (weight, probability) = score(&model, &comps, &cands.pairs, tf.as_deref());
+    drop(tf);
+    // Field levels are not needed past scoring; free them before resolving.
+    let mut comps = comps;
+    comps.levels = Vec::new();
     clock.lap("score");
     let (mode, threshold) = match cfg.scoring.mode {
         ScoringMode::Probabilistic => (

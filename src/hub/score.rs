@@ -265,29 +265,31 @@ pub fn score(
         })
         .collect();
     let min_freq = 1.0 / (pairs.len().max(1) as f64 * 10.0);
-    let out: Vec<(f32, f32)> = pairs
-        .par_iter()
+    // Written in place: no temporary per-pair tuple vector.
+    let mut weight = vec![0f32; pairs.len()];
+    let mut prob = vec![0f32; pairs.len()];
+    weight
+        .par_iter_mut()
+        .zip(prob.par_iter_mut())
         .enumerate()
-        .map(|(i, &pair)| {
+        .for_each(|(i, (wo, po))| {
             let mut w = prior;
             let lv = &comps.levels[i * nf..(i + 1) * nf];
-            for f in 0..nf {
-                let l = lv[f];
+            for (f, &l) in lv.iter().enumerate() {
                 if l == 1
                     && let Some(tf) = tf
                 {
-                    let (a, _) = unpack(pair);
+                    let (a, _) = unpack(pairs[i]);
                     let freq = (tf[f][a] as f64).max(min_freq);
                     w += (model.m[f][1] / freq).log2().max(0.0);
                 } else {
                     w += table[f][l as usize];
                 }
             }
-            let p = 1.0 / (1.0 + (-w).exp2());
-            (w as f32, p as f32)
-        })
-        .collect();
-    out.into_iter().unzip()
+            *wo = w as f32;
+            *po = (1.0 / (1.0 + (-w).exp2())) as f32;
+        });
+    (weight, prob)
 }
 
 #[cfg(test)]

@@ -239,7 +239,9 @@ pub fn train(
             continue;
         }
         let mut pairs = Vec::new();
-        super::block::key_pass(ds, keys, name, "training", dedup, 20_000, &mut pairs);
+        super::block::key_pass(
+            ds, keys, name, "training", dedup, 20_000, &mut pairs, 2_000_000,
+        );
         pairs.sort_unstable();
         pairs.dedup();
         pairs.truncate(2_000_000);

@@ -247,6 +247,7 @@ fn informative_bits(ds: &Dataset) -> Vec<usize> {
 
 /// Group records by key and emit eligible pairs of each group, stopping
 /// after the group that takes `out` to `limit` pairs.
+#[allow(clippy::too_many_arguments)]
 pub fn key_pass(
     ds: &Dataset,
     keys: &[Option<u128>],

@@ -8,6 +8,13 @@ use rustc_hash::FxHashMap;
 use super::*;
 use crate::hub::load::{Dataset, Filters};
 
+/// Sort key that puts numeric labels in numeric order ("5-10" before
+/// "11-15", "2" before "10"), other labels after them alphabetically.
+fn natural(label: &str) -> (u64, &str) {
+    let digits: String = label.chars().take_while(|c| c.is_ascii_digit()).collect();
+    (digits.parse().unwrap_or(u64::MAX), label)
+}
+
 /// 95% Wilson score interval for `k` successes in `n`.
 pub fn wilson(k: u64, n: u64) -> [f64; 2] {
     if n == 0 {
@@ -179,7 +186,7 @@ pub(super) fn match_rates(run: &LinkRun, linked: &[bool]) -> MatchRates {
             }
         }
         let mut order: Vec<usize> = (0..s.labels.len()).collect();
-        order.sort_by(|&a, &b| s.labels[a].cmp(&s.labels[b]));
+        order.sort_by(|&a, &b| natural(&s.labels[a]).cmp(&natural(&s.labels[b])));
         for c in order {
             let (nn, kk) = per[c];
             // Two-proportion z test of this value against all other records.
@@ -453,6 +460,6 @@ pub(super) fn recall_by_stratum(run: &LinkRun, truth: &Path) -> Option<Vec<Strat
             });
         }
     }
-    out.sort_by(|a, b| (&a.stratum, &a.value).cmp(&(&b.stratum, &b.value)));
+    out.sort_by(|a, b| (&a.stratum, natural(&a.value)).cmp(&(&b.stratum, natural(&b.value))));
     Some(out)
 }

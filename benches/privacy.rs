@@ -138,7 +138,11 @@ fn main() {
             )
         };
         let pct = |r: bloomlink::report::attack::AttackResult| {
-            format!("{:.2}%", 100.0 * r.actual_share.unwrap())
+            format!(
+                "{:.2}% (est. {:.1}%)",
+                100.0 * r.actual_share.unwrap(),
+                100.0 * r.estimated_share
+            )
         };
         // The clustering attacker tries several similarity thresholds and keeps the best.
         let best = |fi: usize, reference: &[(String, f64)], truth: &[String]| {

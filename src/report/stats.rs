@@ -385,7 +385,7 @@ pub(super) fn privacy(ds: &Dataset) -> Privacy {
         filters,
         frequency_attack,
         notes: vec![
-            "Field filters are kept per field for probabilistic scoring; a curious hub can count equal filters, so common values stand out. The frequency attack estimates how many records hold a value whose frequency rank stands out clearly enough to guess.".into(),
+            "Field filters are kept per field for probabilistic scoring; a curious hub can count equal filters, so common values stand out. The frequency attack's estimate counts records holding a filter shared by at least 0.5% of records: an upper bound on what frequency analysis can name (docs/privacy.md compares it with measured attacks).".into(),
             "A flat bit-frequency profile (small spread) and low unique share mean less for a pattern-mining attack to work with.".into(),
         ],
     }

@@ -367,7 +367,7 @@ pub fn render(r: &Report) -> String {
                 "reference list",
                 "records",
                 "distinct values",
-                "estimated re-identified",
+                "exposed: hold a common value (upper-bound estimate)",
             ],
             r.privacy
                 .frequency_attack

@@ -31,18 +31,6 @@ pub fn rows_bar(enabled: bool, what: &str) -> ProgressBar {
     b
 }
 
-/// A bar with a known total.
-pub fn bar(enabled: bool, what: &str, total: u64) -> ProgressBar {
-    let b = ProgressBar::with_draw_target(Some(total), target(enabled));
-    b.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {human_pos}/{human_len} ({eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    b.set_message(what.to_string());
-    b
-}
-
 /// A spinner for work measured in stages, not rows.
 pub fn spinner(enabled: bool, what: &str) -> ProgressBar {
     let b = ProgressBar::with_draw_target(None, target(enabled));

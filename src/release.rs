@@ -248,6 +248,19 @@ pub fn release(o: &ReleaseOptions) -> Result<Manifest> {
         }
     }
     columns.sort();
+    // Where each released column sits in each agency's payload.
+    let col_index: HashMap<&String, Vec<Option<usize>>> = payloads
+        .iter()
+        .map(|(a, p)| {
+            (
+                a,
+                columns
+                    .iter()
+                    .map(|c| p.columns.iter().position(|x| x == c))
+                    .collect(),
+            )
+        })
+        .collect();
     // One row per linked-dataset record, sorted by entity then agency.
     let mut order: Vec<usize> = (0..links.len()).collect();
     order.sort_by(|&a, &b| {
@@ -273,13 +286,11 @@ pub fn release(o: &ReleaseOptions) -> Result<Manifest> {
         if row.is_some() {
             *covered.entry(r.agency.clone()).or_default() += 1;
         }
-        for (b, c) in cols.iter_mut().zip(&columns) {
-            let v = row.and_then(|(p, v)| {
-                p.columns
-                    .iter()
-                    .position(|x| x == c)
-                    .and_then(|k| v[k].clone())
-            });
+        let idx = row.map(|_| &col_index[&r.agency]);
+        for (ci, b) in cols.iter_mut().enumerate() {
+            let v = row
+                .zip(idx)
+                .and_then(|((_, v), idx)| idx[ci].and_then(|k| v[k].clone()));
             b.append_option(v);
         }
     }

@@ -161,29 +161,24 @@ fn killed_encode_and_link_leave_no_partial_outputs_and_reruns_match() {
     assert!(killed >= 2, "the kills all came too late to test anything");
 }
 
+/// Encode a one-row CSV into `out`, which cannot be written; return stderr
+/// after checking the exit code is 1 (a runtime failure).
+fn encode_into_unwritable(dir: &Path, out: &Path) -> String {
+    let csv = dir.join("in.csv");
+    std::fs::write(&csv, "child_id,forename,surname,dob,gender,postcode,address,ethnicity,imd_decile\n1,A,B,01/02/2010,M,LS1 1AA,1 Road,white,3\n").unwrap();
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo/social_care.toml");
+    let o = common::encode(&schema, &secret_file(dir, b"k"), &csv, out, "a", &[]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    err
+}
+
 #[test]
 fn unwritable_output_is_a_clear_error() {
     let d = tempfile::tempdir().unwrap();
-    let dir = d.path();
-    secret_file(dir, b"k");
-    let csv = dir.join("in.csv");
-    std::fs::write(&csv, "child_id,forename,surname,dob,gender,postcode,address,ethnicity,imd_decile\n1,A,B,01/02/2010,M,LS1 1AA,1 Road,white,3\n").unwrap();
     // The output's folder is a file: nothing can be created there, even as root.
-    std::fs::write(dir.join("blocker"), b"").unwrap();
-    let o = Command::new(bin())
-        .args(["encode", "--schema"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo/social_care.toml"))
-        .arg("--secret-file")
-        .arg(dir.join("secret.key"))
-        .arg("--input")
-        .arg(&csv)
-        .arg("--output")
-        .arg(dir.join("blocker/x.parquet"))
-        .args(["--agency", "a"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    std::fs::write(d.path().join("blocker"), b"").unwrap();
+    let err = encode_into_unwritable(d.path(), &d.path().join("blocker/x.parquet"));
     assert!(
         err.contains("cannot write") && err.contains("blocker"),
         "{err}"
@@ -195,11 +190,7 @@ fn unwritable_output_is_a_clear_error() {
 fn read_only_output_folder_is_a_clear_error() {
     use std::os::unix::fs::PermissionsExt;
     let d = tempfile::tempdir().unwrap();
-    let dir = d.path();
-    secret_file(dir, b"k");
-    let csv = dir.join("in.csv");
-    std::fs::write(&csv, "child_id,forename,surname,dob,gender,postcode,address,ethnicity,imd_decile\n1,A,B,01/02/2010,M,LS1 1AA,1 Road,white,3\n").unwrap();
-    let ro = dir.join("ro");
+    let ro = d.path().join("ro");
     std::fs::create_dir_all(&ro).unwrap();
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
     // Root ignores directory permissions; then there is nothing to test.
@@ -209,19 +200,6 @@ fn read_only_output_folder_is_a_clear_error() {
         );
         return;
     }
-    let o = Command::new(bin())
-        .args(["encode", "--schema"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo/social_care.toml"))
-        .arg("--secret-file")
-        .arg(dir.join("secret.key"))
-        .arg("--input")
-        .arg(&csv)
-        .arg("--output")
-        .arg(ro.join("x.parquet"))
-        .args(["--agency", "a"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = encode_into_unwritable(d.path(), &ro.join("x.parquet"));
     assert!(err.contains("cannot write") && err.contains("ro"), "{err}");
 }

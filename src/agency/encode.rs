@@ -145,6 +145,8 @@ pub struct Encoder {
     salt: Option<(usize, BlockFn)>,
     /// Fields in encoding order (the salt's field first).
     field_order: Vec<usize>,
+    /// Field index behind each stratum (`None` for raw-column strata).
+    strata_fields: Vec<Option<usize>>,
     /// Field index of each part of each blocking key.
     block_fields: Vec<Vec<usize>>,
     key_check: String,
@@ -240,6 +242,20 @@ impl Encoder {
                     .collect()
             })
             .collect();
+        let strata_fields = schema
+            .strata
+            .iter()
+            .map(|st| match &st.kind {
+                StratumKind::Value { .. } => None,
+                StratumKind::Field { field } | StratumKind::AgeBand { field, .. } => Some(
+                    schema
+                        .fields
+                        .iter()
+                        .position(|f| &f.name == field)
+                        .expect("schema validated"),
+                ),
+            })
+            .collect();
         let threads = rayon::current_num_threads() + 1;
         let caches = (0..threads)
             .map(|_| {
@@ -278,6 +294,7 @@ impl Encoder {
             fields,
             blocks,
             block_fields,
+            strata_fields,
             caches,
             schema,
             soundex: rphonetic::Soundex::default(),
@@ -682,12 +699,6 @@ impl Encoder {
         }
         // 4. Declared strata.
         for (si, st) in s.strata.iter().enumerate() {
-            let field_index = |name: &str| {
-                s.fields
-                    .iter()
-                    .position(|f| f.name == name)
-                    .expect("schema validated")
-            };
             let v = match &st.kind {
                 StratumKind::Value { .. } => {
                     match chunk.cell(row, cols.strata[si].expect("mapped")) {
@@ -696,14 +707,15 @@ impl Encoder {
                         _ => None,
                     }
                 }
-                StratumKind::Field { field } => sc.vals[field_index(field)]
-                    .as_ref()
-                    .map(|v| v.norm.to_string()),
+                StratumKind::Field { .. } => sc.vals
+                    [self.strata_fields[si].expect("field stratum")]
+                .as_ref()
+                .map(|v| v.norm.to_string()),
                 StratumKind::AgeBand {
-                    field,
                     reference_date,
                     bounds,
-                } => sc.vals[field_index(field)]
+                    ..
+                } => sc.vals[self.strata_fields[si].expect("field stratum")]
                     .as_ref()
                     .and_then(|v| age_band(&v.norm, reference_date, bounds)),
             };

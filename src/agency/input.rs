@@ -49,14 +49,6 @@ impl Chunk {
         self.len() == 0
     }
 
-    /// Number of cells in row `row` (CSV rows may be short or long).
-    pub fn width(&self, row: usize) -> Option<usize> {
-        match self {
-            Chunk::Csv(r, _) => Some(r[row].len()),
-            Chunk::Arrow(_) => None,
-        }
-    }
-
     /// Cell at `row`, input column `col`.
     pub fn cell(&self, row: usize, col: usize) -> Cell<'_> {
         match self {

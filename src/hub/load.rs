@@ -86,6 +86,17 @@ impl Dataset {
         self.agency_of.is_empty()
     }
 
+    /// All field filters of record `g`, side by side (the record-major arena).
+    pub fn field_filters(&self, g: usize) -> &[u64] {
+        match (self.fields.first(), self.fields.last()) {
+            (Some(first), Some(last)) => {
+                &first.data
+                    [g * first.stride + first.offset..g * last.stride + last.offset + last.words]
+            }
+            _ => &[],
+        }
+    }
+
     /// Encode-time counts per agency.
     pub fn counts(&self) -> Vec<&Counts> {
         self.agencies.iter().map(|a| &a.meta.counts).collect()

@@ -8,7 +8,7 @@
 //! entities; the largest part keeps the id), created (no record seen before)
 //! and retired. Hub side: record ids and pseudonyms only.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -65,7 +65,7 @@ pub fn carry_over(
     let agency = |g: usize| ds.agencies[ds.agency_of[g] as usize].name.as_str();
     let mut overlap: Vec<(u64, &str, u32)> = Vec::new();
     let mut parts_of_old: HashMap<&str, u64> = HashMap::new();
-    let mut fresh: Vec<u32> = Vec::new();
+    let mut fresh: HashSet<u32> = HashSet::new();
     for (&root, members) in &clusters {
         let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
         for &g in members {
@@ -74,7 +74,7 @@ pub fn carry_over(
             }
         }
         if counts.is_empty() {
-            fresh.push(root);
+            fresh.insert(root);
         }
         for (o, c) in counts {
             overlap.push((c, o, root));

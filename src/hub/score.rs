@@ -68,12 +68,7 @@ fn prefetch_record(ds: &Dataset, g: usize) {
             }
         };
         lines(ds.clk.get(g));
-        if let (Some(first), Some(last)) = (ds.fields.first(), ds.fields.last()) {
-            // Field filters of a record are contiguous (record-major arena).
-            let s = g * first.stride + first.offset;
-            let e = g * last.stride + last.offset + last.words;
-            lines(&first.data[s..e]);
-        }
+        lines(ds.field_filters(g));
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (ds, g);
@@ -116,21 +111,7 @@ pub fn compare(ds: &Dataset, pairs: &[u64], cuts: &[f32]) -> Comparisons {
 
 /// Field levels only (`pairs × fields`), for training sessions.
 pub fn compare_fields(ds: &Dataset, pairs: &[u64], cuts: &[f32]) -> Vec<u8> {
-    let kernel = Kernel::detect();
-    let nf = ds.fields.len().max(1);
-    let mut levels = vec![0u8; pairs.len() * nf];
-    levels
-        .par_chunks_mut(4096 * nf)
-        .zip(pairs.par_chunks(4096))
-        .for_each(|(l, p)| {
-            for (i, &pair) in p.iter().enumerate() {
-                let (a, b) = unpack(pair);
-                for (fi, f) in ds.fields.iter().enumerate() {
-                    l[i * nf + fi] = field_level(f, a, b, cuts, kernel);
-                }
-            }
-        });
-    levels
+    compare(ds, pairs, cuts).levels
 }
 
 /// The fitted Fellegi–Sunter model.
@@ -324,7 +305,7 @@ mod tests {
         let r = em(
             &patterns_of(&levels, 2),
             initial_m(2, 4),
-            u.clone(),
+            &u,
             0.3,
             Free::MLambda,
             &[false, false],

@@ -38,7 +38,6 @@ pub fn patterns_of(levels: &[u8], nf: usize) -> Vec<(Vec<u8>, f64)> {
 /// Result of one EM run.
 pub struct Em {
     pub m: Vec<Vec<f64>>,
-    pub u: Vec<Vec<f64>>,
     pub lambda: f64,
     pub expected_matches: f64,
     pub iterations: usize,
@@ -50,8 +49,6 @@ pub struct Em {
 pub enum Free {
     /// m and λ (u fixed).
     MLambda,
-    /// m, u and λ.
-    All,
     /// λ only.
     Lambda,
 }
@@ -78,7 +75,7 @@ pub fn initial_m(nf: usize, nl: usize) -> Vec<Vec<f64>> {
 pub fn em(
     patterns: &[(Vec<u8>, f64)],
     mut m: Vec<Vec<f64>>,
-    mut u: Vec<Vec<f64>>,
+    u: &[Vec<f64>],
     lambda0: f64,
     free: Free,
     ignore: &[bool],
@@ -99,7 +96,6 @@ pub fn em(
     while iterations < max_iter && total > 0.0 {
         iterations += 1;
         let mut msum = vec![vec![0.0f64; nl]; nf];
-        let mut usum = vec![vec![0.0f64; nl]; nf];
         let mut psum = 0.0;
         let prior = (lambda / (1.0 - lambda)).ln();
         for (levels, c) in patterns {
@@ -113,7 +109,6 @@ pub fn em(
             psum += p * c;
             for (f, &l) in levels.iter().enumerate() {
                 msum[f][l as usize] += p * c;
-                usum[f][l as usize] += (1.0 - p) * c;
             }
         }
         expected = psum;
@@ -124,15 +119,10 @@ pub fn em(
                 if ignore[f] || !learn[f] {
                     continue;
                 }
-                for l in 1..nl {
+                for (l, ml) in m[f].iter_mut().enumerate().skip(1) {
                     let mv = smooth(&msum[f], l);
-                    delta = delta.max((mv - m[f][l]).abs());
-                    m[f][l] = mv;
-                    if free == Free::All {
-                        let uv = smooth(&usum[f], l);
-                        delta = delta.max((uv - u[f][l]).abs());
-                        u[f][l] = uv;
-                    }
+                    delta = delta.max((mv - *ml).abs());
+                    *ml = mv;
                 }
             }
         }
@@ -144,7 +134,6 @@ pub fn em(
     }
     Em {
         m,
-        u,
         lambda,
         expected_matches: expected,
         iterations,
@@ -288,7 +277,7 @@ pub fn train(
         let r = em(
             &pats,
             initial_m(nf, nl),
-            u_random.clone(),
+            &u_random,
             0.1,
             Free::MLambda,
             &ignore,
@@ -362,7 +351,7 @@ pub fn train(
         let r = em(
             &cand_patterns,
             m,
-            u_random.clone(),
+            &u_random,
             lambda0,
             Free::MLambda,
             &vec![false; nf],
@@ -375,7 +364,7 @@ pub fn train(
     let lam = em(
         &cand_patterns,
         m.clone(),
-        u_random.clone(),
+        &u_random,
         lambda0,
         Free::Lambda,
         &vec![false; nf],

@@ -273,7 +273,7 @@ pub(super) fn input_quality(run: &LinkRun) -> InputQuality {
     }
     let mut disagreements = BTreeMap::new();
     let mut linked_pairs = 0;
-    for (a, b) in linked_pairs_of(run) {
+    for (a, b) in super::linked_pairs(run) {
         linked_pairs += 1;
         for s in &ds.strata {
             if let (Some(x), Some(y)) = (s.codes[a], s.codes[b])
@@ -317,10 +317,6 @@ pub(super) fn input_quality(run: &LinkRun) -> InputQuality {
         large_clusters: large,
         largest_cluster: largest,
     }
-}
-
-fn linked_pairs_of(run: &LinkRun) -> impl Iterator<Item = (usize, usize)> + '_ {
-    super::linked_pairs(run)
 }
 
 fn filter_privacy(f: &Filters) -> FilterPrivacy {

@@ -30,8 +30,17 @@ fn encode(dir: &Path, csv: &Path, i: usize, out: &Path) {
 }
 
 fn link(ex: &[PathBuf], out: &Path, previous: Option<&Path>) -> serde_json::Value {
+    link_with(ex, out, previous, &[])
+}
+
+fn link_with(
+    ex: &[PathBuf],
+    out: &Path,
+    previous: Option<&Path>,
+    extra: &[&str],
+) -> serde_json::Value {
     let mut c = Command::new(bin());
-    c.args(["-q", "link"]);
+    c.args(["-q", "link"]).args(extra);
     for e in ex {
         c.arg("--extract").arg(e);
     }
@@ -60,6 +69,19 @@ fn partition(rows: &[LinkRow]) -> BTreeSet<BTreeSet<(String, String)>> {
             .insert((r.agency.clone(), r.record_id.clone()));
     }
     m.into_values().collect()
+}
+
+/// Assert two runs' clusters are equal, printing only the differences.
+fn same_clusters(a: &[LinkRow], b: &[LinkRow]) {
+    let (pa, pb) = (partition(a), partition(b));
+    let only_a: Vec<_> = pa.difference(&pb).take(5).collect();
+    let only_b: Vec<_> = pb.difference(&pa).take(5).collect();
+    assert!(
+        only_a.is_empty() && only_b.is_empty(),
+        "clusters differ: {} vs {} clusters; only in the first: {only_a:?}; only in the second: {only_b:?}",
+        pa.len(),
+        pb.len()
+    );
 }
 
 #[test]
@@ -138,8 +160,19 @@ fn monthly_refresh_keeps_pseudonyms_stable() {
         dir.join("r3"),
         dir.join("r3full"),
     );
-    link(&month(1), &r1, None);
-    let rep2 = link(&month(2), &r2, Some(&r1));
+    // Blocking keys and LSH, as a large job would use: refreshes can then
+    // compare only what changed (all-pairs jobs re-link everything).
+    let job = dir.join("job.toml");
+    std::fs::write(&job, "[blocking]\nmethod = \"keys_and_lsh\"\n").unwrap();
+    let cfg = ["--config", job.to_str().unwrap()];
+    link_with(&month(1), &r1, None, &cfg);
+    let rep2 = link_with(&month(2), &r2, Some(&r1), &cfg);
+    let w2 = &rep2["changes"]["work"];
+    assert_eq!(w2["incremental"], true, "{w2}");
+    // Month 2 adds the last 30% of rows and corrupts one record.
+    assert!(w2["records_new"].as_u64().unwrap() > 300, "{w2}");
+    assert_eq!(w2["records_changed"], 1, "{w2}");
+    assert_eq!(w2["records_removed"], 0, "{w2}");
     let (l1, _) = read_links(&r1.join("links.parquet")).unwrap();
     let (l2, _) = read_links(&r2.join("links.parquet")).unwrap();
     let (b1, b2) = (by_record(&l1), by_record(&l2));
@@ -177,7 +210,11 @@ fn monthly_refresh_keeps_pseudonyms_stable() {
     );
     // Month 3: the corrupted record is corrected and merges with its match.
     let ex3 = month(3);
-    let rep3 = link(&ex3, &r3, Some(&r2));
+    let rep3 = link_with(&ex3, &r3, Some(&r2), &cfg);
+    let w3 = &rep3["changes"]["work"];
+    assert_eq!(w3["incremental"], true, "{w3}");
+    assert_eq!(w3["records_new"], 0, "{w3}");
+    assert_eq!(w3["records_changed"], 1, "{w3}");
     let (l3, _) = read_links(&r3.join("links.parquet")).unwrap();
     let b3 = by_record(&l3);
     let other = people[0].1.iter().find(|x| x.0 != "school").unwrap();
@@ -200,10 +237,54 @@ fn monthly_refresh_keeps_pseudonyms_stable() {
         "{}",
         rep3["changes"]
     );
-    // The refresh equals a full rerun's clusters.
-    link(&ex3, &r3full, None);
+    // The refresh equals a full rerun's clusters under the same model, with
+    // work proportional to the one changed record: its pairs only.
+    let model = r2.to_str().unwrap();
+    let full = link_with(
+        &ex3,
+        &r3full,
+        Some(&r2),
+        &["--full", "--model", model, "--config", cfg[1]],
+    );
+    assert_eq!(
+        full["changes"]["work"]["why_full"], "--full was given",
+        "{}",
+        full["changes"]
+    );
     let (lf, _) = read_links(&r3full.join("links.parquet")).unwrap();
-    assert_eq!(partition(&l3), partition(&lf));
+    same_clusters(&l3, &lf);
+    let compared = w3["pairs_compared"].as_u64().unwrap();
+    let all = full["blocking"]["candidate_pairs"].as_u64().unwrap();
+    assert!(
+        compared > 0 && compared * 100 < all,
+        "one changed record, yet {compared} of {all} pairs compared"
+    );
+    // Pseudonyms equal too: the refresh carried the same ids over.
+    assert_eq!(by_record(&l3), by_record(&lf));
+    // A full rerun that fits its own model differs at most at the margin.
+    let refit = dir.join("r3refit");
+    link_with(&ex3, &refit, None, &cfg);
+    let (lr, _) = read_links(&refit.join("links.parquet")).unwrap();
+    let (p3, pr) = (partition(&l3), partition(&lr));
+    let differ = p3.symmetric_difference(&pr).count();
+    assert!(
+        differ * 100 <= p3.len(),
+        "{differ} clusters differ from a refitted full run"
+    );
+    // Changing the job's settings makes the next refresh link everything.
+    let r4 = dir.join("r4");
+    let rep4 = link(&ex3, &r4, Some(&r3));
+    assert_eq!(rep4["changes"]["work"]["incremental"], false);
+    assert!(
+        rep4["changes"]["work"]["why_full"]
+            .as_str()
+            .unwrap()
+            .contains("settings changed"),
+        "{}",
+        rep4["changes"]
+    );
+    let (l4, _) = read_links(&r4.join("links.parquet")).unwrap();
+    assert_eq!(by_record(&l4).len(), by_record(&l3).len());
     let html = std::fs::read_to_string(r3.join("report.html")).unwrap();
     assert!(html.contains("Changes since the previous run"));
 }

@@ -88,6 +88,8 @@ pub fn run_demo(
         dedup: false,
         progress,
         previous: None,
+        full: false,
+        model: None,
     };
     let truth = dir.join("data").join("truth.csv");
     let o =

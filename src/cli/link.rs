@@ -62,6 +62,8 @@ pub fn run(a: LinkArgs, progress: bool) -> Result<()> {
         dedup: a.dedup,
         progress,
         previous: a.previous.clone(),
+        full: a.full,
+        model: a.model.clone(),
     };
     let o = link_and_report(&opts, a.truth.as_deref(), std::env::args().collect())?;
     if !progress {

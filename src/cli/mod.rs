@@ -139,9 +139,17 @@ pub struct LinkArgs {
     /// Truth CSV, to report true precision and recall.
     #[arg(long)]
     pub truth: Option<PathBuf>,
-    /// A previous link output folder: keep its entity ids for the same people.
+    /// A previous link output folder: keep its entity ids for the same people,
+    /// and compare only records that are new or changed since it.
     #[arg(long)]
     pub previous: Option<PathBuf>,
+    /// With --previous: link every record again instead of only what changed.
+    #[arg(long, requires = "previous")]
+    pub full: bool,
+    /// Score with the model a previous run fitted (its output folder) instead
+    /// of fitting one: an approved model stays fixed across refreshes.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
 }
 
 /// Arguments of `bloomlink evaluate`.

@@ -42,6 +42,20 @@ pub struct Candidates {
     pub pairs: Vec<u64>,
     pub passes: Vec<PassStats>,
     pub method: String,
+    /// CLK bit positions sampled by each LSH band (kept so that a refresh
+    /// can band new records exactly as this run banded the old ones).
+    pub lsh_positions: Vec<Vec<u32>>,
+}
+
+/// What a run takes over from a previous one: for an incremental refresh,
+/// only pairs with at least one changed record; for a refresh or a fixed
+/// model, the LSH bands as the previous run drew them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Only<'a> {
+    /// Per record: new or changed since the previous run.
+    pub changed: Option<&'a [bool]>,
+    /// The previous run's LSH band positions.
+    pub lsh_positions: Option<&'a [Vec<u32>]>,
 }
 
 /// Pack a pair.
@@ -55,6 +69,15 @@ pub fn pack(a: u32, b: u32) -> u64 {
 #[inline]
 pub fn unpack(p: u64) -> (usize, usize) {
     ((p >> 32) as usize, (p & 0xffff_ffff) as usize)
+}
+
+/// Whether a full run with this config would compare all pairs.
+pub fn uses_all_pairs(ds: &Dataset, cfg: &Blocking, dedup: bool) -> bool {
+    match cfg.method {
+        BlockingMethod::All => true,
+        BlockingMethod::Auto => eligible_pairs(ds, dedup) <= cfg.all_pairs_max,
+        _ => false,
+    }
 }
 
 /// Eligible pairs among all records: cross-agency, plus within-agency when deduplicating.
@@ -72,8 +95,15 @@ pub fn eligible_pairs(ds: &Dataset, dedup: bool) -> u64 {
     }
 }
 
-/// Generate candidate pairs as configured.
-pub fn candidates(ds: &Dataset, cfg: &Blocking, dedup: bool, seed: u64) -> Result<Candidates> {
+/// Generate candidate pairs as configured; with `only.changed`, just the
+/// pairs an incremental run must compare.
+pub fn candidates(
+    ds: &Dataset,
+    cfg: &Blocking,
+    dedup: bool,
+    seed: u64,
+    only: Only,
+) -> Result<Candidates> {
     let kernel = Kernel::detect();
     let keys: Vec<usize> = ds
         .blocks
@@ -101,6 +131,13 @@ pub fn candidates(ds: &Dataset, cfg: &Blocking, dedup: bool, seed: u64) -> Resul
     let mut method = Vec::new();
     let mut pairs = Vec::new();
     let mut passes = Vec::new();
+    if all && only.changed.is_some() {
+        return Err(Error::Usage(
+            "an incremental run cannot use blocking.method = \"all\" (nearest neighbours change as records arrive)".into(),
+        ));
+    }
+    let changed = only.changed;
+    let mut lsh_positions = Vec::new();
     if all {
         method.push("all pairs (nearest neighbours)");
         passes.push(all_pairs(ds, cfg.neighbours, dedup, kernel, &mut pairs));
@@ -118,6 +155,7 @@ pub fn candidates(ds: &Dataset, cfg: &Blocking, dedup: bool, seed: u64) -> Resul
                 cfg.max_block_pairs,
                 &mut pairs,
                 usize::MAX,
+                changed,
             ));
             guard(&mut pairs, &passes, cfg.max_candidates)?;
         }
@@ -125,16 +163,26 @@ pub fn candidates(ds: &Dataset, cfg: &Blocking, dedup: bool, seed: u64) -> Resul
     if lsh {
         method.push("Hamming LSH");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x4c5348);
-        let informative = informative_bits(ds);
+        let informative = match only.lsh_positions {
+            Some(_) => Vec::new(),
+            None => informative_bits(ds),
+        };
         for band in 0..cfg.lsh_bands {
-            let pos: Vec<usize> = sample(
-                &mut rng,
-                informative.len(),
-                cfg.lsh_bits.min(informative.len()),
-            )
-            .into_iter()
-            .map(|i| informative[i])
-            .collect();
+            let pos: Vec<usize> = match only.lsh_positions {
+                Some(given) => match given.get(band) {
+                    Some(p) => p.iter().map(|&x| x as usize).collect(),
+                    None => break,
+                },
+                None => sample(
+                    &mut rng,
+                    informative.len(),
+                    cfg.lsh_bits.min(informative.len()),
+                )
+                .into_iter()
+                .map(|i| informative[i])
+                .collect(),
+            };
+            lsh_positions.push(pos.iter().map(|&p| p as u32).collect());
             let k: Vec<Option<u128>> = (0..ds.len())
                 .into_par_iter()
                 .map(|g| {
@@ -155,6 +203,7 @@ pub fn candidates(ds: &Dataset, cfg: &Blocking, dedup: bool, seed: u64) -> Resul
                 cfg.max_block_pairs,
                 &mut pairs,
                 usize::MAX,
+                changed,
             ));
             guard(&mut pairs, &passes, cfg.max_candidates)?;
         }
@@ -177,6 +226,7 @@ pub fn candidates(ds: &Dataset, cfg: &Blocking, dedup: bool, seed: u64) -> Resul
         pairs,
         passes,
         method: method.join(" + "),
+        lsh_positions,
     })
 }
 
@@ -246,7 +296,9 @@ fn informative_bits(ds: &Dataset) -> Vec<usize> {
 }
 
 /// Group records by key and emit eligible pairs of each group, stopping
-/// after the group that takes `out` to `limit` pairs.
+/// after the group that takes `out` to `limit` pairs. With `changed`, only
+/// pairs holding a changed record are emitted (block sizes, and so which
+/// blocks are skipped, still count every record).
 #[allow(clippy::too_many_arguments)]
 pub fn key_pass(
     ds: &Dataset,
@@ -257,6 +309,7 @@ pub fn key_pass(
     max_block_pairs: u64,
     out: &mut Vec<u64>,
     limit: usize,
+    changed: Option<&[bool]>,
 ) -> PassStats {
     let mut v: Vec<(u128, u32)> = keys
         .iter()
@@ -295,14 +348,38 @@ pub fn key_pass(
             continue;
         }
         st.blocks += 1;
-        st.pairs += pairs;
         st.largest_block_pairs = st.largest_block_pairs.max(pairs);
-        for (i, &(_, a)) in group.iter().enumerate() {
-            let aa = ds.agency_of[a as usize];
-            for &(_, b) in &group[i + 1..] {
-                if dedup || ds.agency_of[b as usize] != aa {
-                    out.push(pack(a, b));
+        match changed {
+            None => {
+                st.pairs += pairs;
+                for (i, &(_, a)) in group.iter().enumerate() {
+                    let aa = ds.agency_of[a as usize];
+                    for &(_, b) in &group[i + 1..] {
+                        if dedup || ds.agency_of[b as usize] != aa {
+                            out.push(pack(a, b));
+                        }
+                    }
                 }
+            }
+            Some(ch) => {
+                // Only changed records pair up: work grows with them, not the block.
+                let before = out.len();
+                for (i, &(_, a)) in group.iter().enumerate() {
+                    if !ch[a as usize] {
+                        continue;
+                    }
+                    let aa = ds.agency_of[a as usize];
+                    for (j, &(_, b)) in group.iter().enumerate() {
+                        // A pair of two changed records once, from its first member.
+                        if j == i || (ch[b as usize] && j < i) {
+                            continue;
+                        }
+                        if dedup || ds.agency_of[b as usize] != aa {
+                            out.push(pack(a, b));
+                        }
+                    }
+                }
+                st.pairs += (out.len() - before) as u64;
             }
         }
         if out.len() >= limit {

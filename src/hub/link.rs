@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::block::{Candidates, candidates, eligible_pairs, unpack};
+use super::block::{Candidates, Only, candidates, eligible_pairs, unpack};
 use super::config::{JobConfig, ScoringMode};
 use super::load::{Dataset, load};
 use super::output::{self, PairRow};
 use super::pseudonym::JobKey;
+use super::state;
 use super::resolve::{Resolution, resolve};
 use super::score::{Comparisons, Model, compare, cuts32, estimate_u, score, value_frequencies};
 use super::train::train;
@@ -32,6 +33,10 @@ pub struct LinkOptions {
     pub progress: bool,
     /// A previous run's output folder whose entity ids to carry over.
     pub previous: Option<PathBuf>,
+    /// With `previous`: re-link every record instead of only what changed.
+    pub full: bool,
+    /// A previous run's output folder whose fitted model to score with.
+    pub model: Option<PathBuf>,
 }
 
 /// Seconds spent in one stage.
@@ -116,39 +121,6 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
             "at most 64 extracts can be linked in one job".into(),
         ));
     }
-    let spinner = crate::progress::spinner(opts.progress, "loading extracts");
-    let mut clock = Clock(Instant::now(), Vec::new(), spinner);
-    let ds = load(&opts.extracts)?;
-    clock.lap("load");
-    let eligible = eligible_pairs(&ds, dedup);
-    let cands = candidates(&ds, &cfg.blocking, dedup, cfg.seed)?;
-    clock.lap("block");
-    let cuts = cuts32(&cfg.scoring.levels);
-    let comps = compare(&ds, &cands.pairs, &cuts);
-    clock.lap("compare");
-    let u = estimate_u(&ds, &cuts, cfg.scoring.u_sample_pairs, dedup, cfg.seed);
-    let model = train(
-        &ds,
-        &comps,
-        &cuts,
-        u,
-        cfg.scoring.em_max_iterations,
-        eligible,
-        dedup,
-        cfg.scoring.u_sample_pairs,
-    );
-    tracing::debug!(
-        "model: {}",
-        serde_json::to_string(&model).unwrap_or_default()
-    );
-    clock.lap("fit");
-    let tf = cfg.scoring.tf_adjustment.then(|| value_frequencies(&ds));
-    let (weight, probability) = score(&model, &comps, &cands.pairs, tf.as_deref());
-    drop(tf);
-    // Field levels are not needed past scoring; free them before resolving.
-    let mut comps = comps;
-    comps.levels = Vec::new();
-    clock.lap("score");
     let (mode, threshold) = match cfg.scoring.mode {
         ScoringMode::Probabilistic => (
             ScoringMode::Probabilistic,
@@ -164,6 +136,85 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
             "--threshold {threshold} must be between 0 and 1"
         )));
     }
+    let spinner = crate::progress::spinner(opts.progress, "loading extracts");
+    let mut clock = Clock(Instant::now(), Vec::new(), spinner);
+    let ds = load(&opts.extracts)?;
+    clock.lap("load");
+    let eligible = eligible_pairs(&ds, dedup);
+    // A refresh compares only what changed when the previous run allows it.
+    let mut refresh = None;
+    let mut why_full = None;
+    if let Some(prev) = &opts.previous {
+        match state::read(prev)? {
+            _ if opts.full => why_full = Some("--full was given".to_string()),
+            None => {
+                why_full = Some(format!(
+                    "{} has no {} (made by an older version)",
+                    prev.display(),
+                    state::FILE
+                ))
+            }
+            Some(prior) => {
+                match state::why_not_incremental(&prior, &ds, cfg, mode, threshold, dedup) {
+                    Some(why) => why_full = Some(why),
+                    None => refresh = Some(prior),
+                }
+            }
+        }
+        if let Some(why) = &why_full {
+            tracing::info!("refresh links every record again: {why}");
+        }
+    }
+    let cuts = cuts32(&cfg.scoring.levels);
+    let (cands, comps, model, weight, probability, increment) = match refresh {
+        None => {
+            let fixed = match &opts.model {
+                Some(dir) => Some(fixed_model(dir, &ds, cfg, dedup)?),
+                None => None,
+            };
+            let only = Only {
+                changed: None,
+                // A model fitted without LSH leaves the bands to be drawn.
+                lsh_positions: fixed
+                    .as_ref()
+                    .map(|f| f.lsh_positions.as_slice())
+                    .filter(|p| !p.is_empty()),
+            };
+            let cands = candidates(&ds, &cfg.blocking, dedup, cfg.seed, only)?;
+            clock.lap("block");
+            let comps = compare(&ds, &cands.pairs, &cuts);
+            clock.lap("compare");
+            let model = match fixed {
+                Some(f) => f.model,
+                None => {
+                    let u = estimate_u(&ds, &cuts, cfg.scoring.u_sample_pairs, dedup, cfg.seed);
+                    train(
+                        &ds,
+                        &comps,
+                        &cuts,
+                        u,
+                        cfg.scoring.em_max_iterations,
+                        eligible,
+                        dedup,
+                        cfg.scoring.u_sample_pairs,
+                    )
+                }
+            };
+            tracing::debug!(
+                "model: {}",
+                serde_json::to_string(&model).unwrap_or_default()
+            );
+            clock.lap("fit");
+            let tf = cfg.scoring.tf_adjustment.then(|| value_frequencies(&ds));
+            let (weight, probability) = score(&model, &comps, &cands.pairs, tf.as_deref());
+            (cands, comps, model, weight, probability, None)
+        }
+        Some(prior) => incremental(&ds, cfg, dedup, prior, opts, &cuts, &mut clock)?,
+    };
+    // Field levels are not needed past scoring; free them before resolving.
+    let mut comps = comps;
+    comps.levels = Vec::new();
+    clock.lap("score");
     let scores: &[f32] = match mode {
         ScoringMode::Probabilistic => &probability,
         ScoringMode::Dice => &comps.dice,
@@ -181,12 +232,15 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
     let key = JobKey::load(cfg.output.job_key_file.as_deref(), &opts.out)?;
     let mut entity = name_entities(&ds, &resolution, &key);
     let changes = match &opts.previous {
-        Some(p) => Some(super::refresh::carry_over(
-            &ds,
-            &resolution,
-            &mut entity,
-            p,
-        )?),
+        Some(p) => {
+            let mut ch = super::refresh::carry_over(&ds, &resolution, &mut entity, p)?;
+            ch.work = Some(increment.unwrap_or_else(|| super::refresh::Work {
+                incremental: false,
+                why_full: why_full.clone(),
+                ..Default::default()
+            }));
+            Some(ch)
+        }
         None => None,
     };
     clock.lap("pseudonymise");
@@ -209,6 +263,135 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         changes,
         timings: clock.1,
     })
+}
+
+/// The model (and LSH bands) a previous run fitted, checked against this
+/// job's fields, levels and blocking.
+fn fixed_model(dir: &Path, ds: &Dataset, cfg: &JobConfig, dedup: bool) -> Result<state::StateMeta> {
+    let prior = state::read(dir)?.ok_or_else(|| {
+        Error::Usage(format!(
+            "--model {}: no {} there (not a link output folder, or made by an older version)",
+            dir.display(),
+            state::FILE
+        ))
+    })?;
+    let m = &prior.meta.model;
+    let names: Vec<&str> = ds.fields.iter().map(|f| f.name.as_str()).collect();
+    let same_levels = m.cuts.len() == cfg.scoring.levels.len()
+        && m.cuts
+            .iter()
+            .zip(&cfg.scoring.levels)
+            .all(|(a, b)| (a - b).abs() < 1e-5);
+    if m.fields != names || !same_levels {
+        return Err(Error::Incompatible(format!(
+            "--model {}: its model scores fields {:?} at levels {:?}, this job has fields {:?} at levels {:?}",
+            dir.display(),
+            m.fields,
+            m.cuts,
+            names,
+            cfg.scoring.levels
+        )));
+    }
+    if prior.meta.blocking != serde_json::to_value(&cfg.blocking).expect("json")
+        || prior.meta.dedup != dedup
+    {
+        return Err(Error::Incompatible(format!(
+            "--model {}: it was fitted with other blocking or deduplication settings than this job's",
+            dir.display()
+        )));
+    }
+    tracing::info!("scoring with the model of {}", dir.display());
+    Ok(prior.meta)
+}
+
+/// The scored pairs of an incremental refresh: the previous run's pairs
+/// between unchanged records, plus every candidate pair holding a new or
+/// changed record, scored with the previous run's model.
+#[allow(clippy::type_complexity)]
+fn incremental(
+    ds: &Dataset,
+    cfg: &JobConfig,
+    dedup: bool,
+    prior: state::Prior,
+    opts: &LinkOptions,
+    cuts: &[f32],
+    clock: &mut Clock,
+) -> Result<(
+    Candidates,
+    Comparisons,
+    Model,
+    Vec<f32>,
+    Vec<f32>,
+    Option<super::refresh::Work>,
+)> {
+    let prev = opts.previous.as_deref().expect("a refresh has a previous run");
+    let fp = state::fingerprints(ds);
+    let agency = |g: usize| ds.agencies[ds.agency_of[g] as usize].name.as_str();
+    let mut index: std::collections::HashMap<(&str, &str), u32> =
+        std::collections::HashMap::with_capacity(ds.len());
+    let mut work = super::refresh::Work {
+        incremental: true,
+        ..Default::default()
+    };
+    let changed: Vec<bool> = (0..ds.len())
+        .map(|g| {
+            index.insert((agency(g), ds.ids.get(g)), g as u32);
+            match prior
+                .fingerprints
+                .get(&(agency(g).to_string(), ds.ids.get(g).to_string()))
+            {
+                None => {
+                    work.records_new += 1;
+                    true
+                }
+                Some(&f) if f != fp[g] => {
+                    work.records_changed += 1;
+                    true
+                }
+                Some(_) => {
+                    work.records_unchanged += 1;
+                    false
+                }
+            }
+        })
+        .collect();
+    work.records_removed = prior
+        .fingerprints
+        .keys()
+        .filter(|(a, r)| !index.contains_key(&(a.as_str(), r.as_str())))
+        .count() as u64;
+    let carried = state::carried_pairs(prev, &changed, &index)?;
+    let only = Only {
+        changed: Some(&changed),
+        lsh_positions: Some(&prior.meta.lsh_positions),
+    };
+    let mut cands = candidates(ds, &cfg.blocking, dedup, cfg.seed, only)?;
+    cands.lsh_positions = prior.meta.lsh_positions.clone();
+    work.pairs_compared = cands.pairs.len() as u64;
+    work.pairs_carried = carried.len() as u64;
+    // The two sets are disjoint: every new pair holds a changed record, no
+    // carried pair does. Carried pairs are compared again (they are few: the
+    // previous run's likely matches) so that value frequencies, which move as
+    // records arrive, weigh them as a full run would.
+    cands.pairs.extend(carried);
+    cands.pairs.sort_unstable();
+    cands.method = format!("refresh of {}: {}", prev.display(), cands.method);
+    clock.lap("block");
+    tracing::info!(
+        "refresh: {} new, {} changed, {} removed, {} unchanged records; {} new pairs compared, {} likely pairs carried over",
+        work.records_new,
+        work.records_changed,
+        work.records_removed,
+        work.records_unchanged,
+        work.pairs_compared,
+        work.pairs_carried
+    );
+    let comps = compare(ds, &cands.pairs, cuts);
+    clock.lap("compare");
+    let model = prior.meta.model;
+    let tf = cfg.scoring.tf_adjustment.then(|| value_frequencies(ds));
+    let (weight, probability) = score(&model, &comps, &cands.pairs, tf.as_deref());
+    Ok((cands, comps, model, weight, probability, Some(work)))
 }
 
 /// Entity pseudonyms per record, from each cluster's sorted members.
@@ -286,5 +469,6 @@ pub fn write_outputs(run: &LinkRun, out: &Path) -> Result<Vec<Pending>> {
         })
         .collect();
     let pairs = output::pairs(&out.join("pairs.parquet"), ds, &rows, meta)?;
-    Ok(vec![links, pairs])
+    let st = state::write(&out.join(state::FILE), ds, &state::StateMeta::new(run))?;
+    Ok(vec![links, pairs, st])
 }

@@ -16,6 +16,7 @@ pub mod pseudonym;
 pub mod refresh;
 pub mod resolve;
 pub mod score;
+pub mod state;
 pub mod train;
 
 pub use config::JobConfig;

@@ -37,6 +37,29 @@ pub struct Changes {
     pub renamed: u64,
     /// Previous ids no longer used.
     pub retired: u64,
+    /// How much work the refresh did, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work: Option<Work>,
+}
+
+/// The records a refresh found changed and the pairs it compared.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Work {
+    /// Only pairs holding a new or changed record were compared.
+    pub incremental: bool,
+    /// Why every record was linked again, when it was.
+    pub why_full: Option<String>,
+    pub records_new: u64,
+    /// Same record id, different encodings (a corrected record).
+    pub records_changed: u64,
+    pub records_unchanged: u64,
+    /// Previous records no longer in any extract.
+    pub records_removed: u64,
+    /// New candidate pairs (holding a new or changed record) compared.
+    pub pairs_compared: u64,
+    /// The previous run's likely pairs between unchanged records, carried
+    /// over and scored again.
+    pub pairs_carried: u64,
 }
 
 /// Re-assign pseudonyms from the previous run's links; returns the changes.

@@ -245,7 +245,8 @@ pub fn score(
                 .collect()
         })
         .collect();
-    let min_freq = 1.0 / (pairs.len().max(1) as f64 * 10.0);
+    // A valid value's frequency is at least 1/records; this only guards log(0).
+    let min_freq = 1e-12;
     // Written in place: no temporary per-pair tuple vector.
     let mut weight = vec![0f32; pairs.len()];
     let mut prob = vec![0f32; pairs.len()];

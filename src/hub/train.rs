@@ -229,7 +229,7 @@ pub fn train(
         }
         let mut pairs = Vec::new();
         super::block::key_pass(
-            ds, keys, name, "training", dedup, 20_000, &mut pairs, 2_000_000,
+            ds, keys, name, "training", dedup, 20_000, &mut pairs, 2_000_000, None,
         );
         pairs.sort_unstable();
         pairs.dedup();

@@ -508,6 +508,32 @@ pub fn render(r: &Report) -> String {
                 ],
             ],
         );
+        if let Some(w) = &c.work {
+            match (&w.why_full, w.incremental) {
+                (_, true) => {
+                    let _ = write!(
+                        s,
+                        "<p>Incremental refresh: only pairs holding a new or changed record were compared ({} pairs), with the previous run's model; the previous run's {} likely pairs between unchanged records were carried over and scored again.</p>",
+                        w.pairs_compared, w.pairs_carried
+                    );
+                    table(
+                        &mut s,
+                        "Records since the previous run",
+                        &["records", "count", "meaning"],
+                        vec![
+                            vec!["new".into(), w.records_new.to_string(), "record id not in the previous run".into()],
+                            vec!["changed".into(), w.records_changed.to_string(), "same record id, different encodings (a corrected record)".into()],
+                            vec!["unchanged".into(), w.records_unchanged.to_string(), "identical encodings; their pairs were not compared again".into()],
+                            vec!["removed".into(), w.records_removed.to_string(), "in the previous run, in no extract now".into()],
+                        ],
+                    );
+                }
+                (Some(why), false) => {
+                    let _ = write!(s, "<p>Every record was linked again: {}.</p>", esc(why));
+                }
+                (None, false) => {}
+            }
+        }
         s.push_str("</section>");
     }
     // 1. Audit trail.

@@ -112,3 +112,35 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"whole");
     }
 }
+
+thread_local! {
+    static QUIET_PANIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run a file decoder, turning a panic inside it into an error naming the
+/// file. The Parquet crate can panic on some damaged files (found by
+/// fuzzing the extract reader); a damaged file must give a clear error, not
+/// a crash. With [`install_quiet_panic_hook`], such a panic prints nothing.
+pub fn guard_decoder<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    QUIET_PANIC.with(|q| q.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET_PANIC.with(|q| q.set(false));
+    match r {
+        Ok(x) => x,
+        Err(_) => Err(crate::Error::input(
+            path,
+            "the file is damaged: the Parquet decoder failed on it; ask for it again or re-create it",
+        )),
+    }
+}
+
+/// Wrap the current panic hook so that panics caught by [`guard_decoder`]
+/// print nothing; every other panic reaches the previous hook.
+pub fn install_quiet_panic_hook() {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !QUIET_PANIC.with(|q| q.get()) {
+            prev(info)
+        }
+    }));
+}

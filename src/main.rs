@@ -3,6 +3,7 @@
 use clap::Parser;
 
 fn main() {
+    bloomlink::io::install_quiet_panic_hook();
     let cli = bloomlink::cli::Cli::parse();
     if let Err(e) = bloomlink::cli::run(cli) {
         eprintln!("error: {e}");

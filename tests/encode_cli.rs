@@ -444,3 +444,49 @@ fn the_secret_never_appears_in_logs_or_outputs_and_loose_permissions_warn() {
         );
     }
 }
+
+#[test]
+fn balanced_filters_have_exactly_half_their_bits_set_and_still_link() {
+    let d = tempfile::tempdir().unwrap();
+    let (_, input, key) = setup(d.path());
+    let schema = d.path().join("balanced.toml");
+    std::fs::write(&schema, format!("balance = true\n{SCHEMA}")).unwrap();
+    let out = d.path().join("b.parquet");
+    let o = encode(&schema, &input, &key, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = bloomlink::extract::read_extract(&out).unwrap();
+    assert!(e.meta.schema_json.contains("\"balance\":true"));
+    let pop = |w: &[u64]| w.iter().map(|x| x.count_ones()).sum::<u32>();
+    for i in 0..e.len {
+        assert_eq!(pop(e.clk.get(i)) as usize, e.clk.words * 32, "record {i}");
+        for f in &e.fields {
+            if f.valid[i] {
+                assert_eq!(pop(f.get(i)) as usize, f.words * 32, "{} {i}", f.name);
+            }
+        }
+    }
+    // The same values under the same key give the same balanced filter; a
+    // second extract with a near-identical name still scores high Dice.
+    let input2 = d.path().join("in2.csv");
+    std::fs::write(
+        &input2,
+        "id,first name,dob,postcode,area,notes\n1,Aaliyah,2012-03-04,LS6 1AB,urban,a\n2,Bartholemew,31/12/2010,BD1 2CD,rural,b\n",
+    )
+    .unwrap();
+    let out2 = d.path().join("b2.parquet");
+    assert!(encode(&schema, &input2, &key, &out2).status.success());
+    let e2 = bloomlink::extract::read_extract(&out2).unwrap();
+    let dice = |a: &[u64], b: &[u64]| {
+        let c: u32 = a.iter().zip(b).map(|(x, y)| (x & y).count_ones()).sum();
+        2.0 * c as f64 / (pop(a) + pop(b)) as f64
+    };
+    assert_eq!(e.fields[0].get(0), e2.fields[0].get(0));
+    let near = dice(e.fields[0].get(1), e2.fields[0].get(1));
+    let far = dice(e.fields[0].get(0), e2.fields[0].get(1));
+    assert!(near > 0.85 && near > far + 0.1, "near {near}, far {far}");
+    // Bits that are not a multiple of 128 are refused.
+    std::fs::write(&schema, format!("balance = true\nclk_bits = 960\n{SCHEMA}")).unwrap();
+    let o = encode(&schema, &input, &key, &d.path().join("c.parquet"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("multiples of 128"));
+}

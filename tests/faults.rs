@@ -203,3 +203,37 @@ fn read_only_output_folder_is_a_clear_error() {
     let err = encode_into_unwritable(d.path(), &ro.join("x.parquet"));
     assert!(err.contains("cannot write") && err.contains("ro"), "{err}");
 }
+
+/// A damaged extract the fuzzer found (it made the Parquet decoder panic):
+/// every command that reads it stops with a clear error naming the file.
+#[test]
+fn damaged_extract_is_a_clear_error_not_a_crash() {
+    let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/damaged/decoder-panic.parquet");
+    let d = tempfile::tempdir().unwrap();
+    secret_file(d.path(), b"damaged extract test");
+    let good = common::fixtures().join("synth3/social_care.csv");
+    let good_out = d.path().join("good.parquet");
+    let o = encode_cmd(d.path(), &good, "social_care", &good_out).status().unwrap();
+    assert!(o.success());
+    let out = d.path().join("out");
+    let runs: [Vec<&std::ffi::OsStr>; 2] = [
+        vec!["inspect".as_ref(), f.as_os_str()],
+        vec![
+            "link".as_ref(),
+            "--extract".as_ref(),
+            good_out.as_os_str(),
+            "--extract".as_ref(),
+            f.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+    ];
+    for args in runs {
+        let o = Command::new(bin()).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("decoder-panic.parquet") && err.contains("damaged"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert!(!out.join("links.parquet").exists());
+}

@@ -137,6 +137,10 @@ pub struct ColumnMap {
 pub struct Encoder {
     schema: Schema,
     hash_bits: u64,
+    /// Bits each field filter is hashed into (half the filter when balanced).
+    ff_hash_bits: u64,
+    /// Keyed bit permutations of balanced filters: the CLK's, then each field's.
+    balance: Option<(Vec<u32>, Vec<Vec<u32>>)>,
     fields: Vec<FieldEnc>,
     blocks: Vec<Hmac<Sha256>>,
     /// Keyed MAC seeding each record's BLIP noise (when the schema asks).
@@ -180,7 +184,28 @@ pub struct SliceOut {
 impl Encoder {
     /// Build an encoder: derive keys and key the MAC states once.
     pub fn new(schema: Schema, secret: &Secret) -> Result<Self> {
-        let hash_bits = (schema.clk_bits as u64) << schema.xor_folds;
+        let halve = if schema.balance { 2 } else { 1 };
+        let hash_bits = (schema.clk_bits as u64 / halve) << schema.xor_folds;
+        let ff_hash_bits = schema.field_bits as u64 / halve;
+        let balance = schema.balance.then(|| {
+            let perm = |label: &str, n: u32| -> Vec<u32> {
+                use rand::SeedableRng;
+                use rand::seq::SliceRandom;
+                let k = derive_key(secret, label);
+                let mut rng = rand_chacha::ChaCha20Rng::from_seed(*k);
+                let mut p: Vec<u32> = (0..n).collect();
+                p.shuffle(&mut rng);
+                p
+            };
+            (
+                perm("balance/clk", schema.clk_bits),
+                schema
+                    .fields
+                    .iter()
+                    .map(|f| perm(&format!("balance/ff/{}", f.name), schema.field_bits))
+                    .collect(),
+            )
+        });
         let mut fields = Vec::new();
         let clk_keys = match (&schema.mode, &schema.kdf) {
             (Mode::Clkhash, Some(kdf)) => Some((clkhash_keys(secret, kdf)?, kdf.key_size)),
@@ -291,6 +316,8 @@ impl Encoder {
             blip,
             key_check: key_check(secret),
             hash_bits,
+            ff_hash_bits,
+            balance,
             fields,
             blocks,
             block_fields,
@@ -466,7 +493,7 @@ impl Encoder {
             Normalised::Value => {}
         }
         sc.tokens.tokenise(&f.tokens, &sc.norm);
-        let field_bits = self.schema.field_bits as u64;
+        let field_bits = self.ff_hash_bits;
         let (mut clk, mut ff) = (
             std::mem::take(&mut sc.pos_clk),
             std::mem::take(&mut sc.pos_ff),
@@ -529,11 +556,14 @@ impl Encoder {
             }
             b
         } else {
-            let mut b = vec![0u8; s.field_bits as usize / 8];
+            let mut b = vec![0u8; self.ff_hash_bits as usize / 8];
             for &p in &ff {
                 set_bit(&mut b, p as usize);
             }
-            b
+            match &self.balance {
+                Some((_, perms)) => balanced(&b, &perms[fi]),
+                None => b,
+            }
         };
         let mut words = Vec::with_capacity(clk_bytes.len() / 8);
         crate::bloom::extend_words(&mut words, &clk_bytes);
@@ -656,6 +686,11 @@ impl Encoder {
             }
             out.batch.clk.truncate(clk_start);
             out.batch.clk.extend_from_slice(&folded);
+        }
+        if let Some((perm, _)) = &self.balance {
+            let b = balanced(&out.batch.clk[clk_start..], perm);
+            out.batch.clk.truncate(clk_start);
+            out.batch.clk.extend_from_slice(&b);
         }
         if let Some(blip) = &self.blip {
             self.apply_blip(blip, record_id, out);
@@ -1019,6 +1054,18 @@ impl Encoder {
 
 /// A 128-bit hash of a record id for duplicate detection (two SipHash-1-3
 /// runs with different prefixes; a false duplicate needs a 2^-128 collision).
+/// A balanced filter: `half` followed by its complement, bits moved by the
+/// keyed permutation `perm` (twice `half`'s bits), so exactly half are set.
+fn balanced(half: &[u8], perm: &[u32]) -> Vec<u8> {
+    let n = half.len() * 8;
+    let mut out = vec![0u8; half.len() * 2];
+    for i in 0..n {
+        let j = if crate::bloom::get_bit(half, i) { i } else { n + i };
+        set_bit(&mut out, perm[j] as usize);
+    }
+    out
+}
+
 fn id_hash(id: &str) -> u128 {
     use std::hash::{Hash, Hasher};
     let mut a = std::collections::hash_map::DefaultHasher::new();

@@ -205,6 +205,10 @@ pub struct Schema {
     /// filter is flipped, keyed per record (0 = off).
     #[serde(skip_serializing_if = "is_zero")]
     pub blip: f64,
+    /// Balanced filters: hash into half the bits, append the complement and
+    /// permute (keyed), so every filter has exactly half its bits set.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub balance: bool,
     /// Per-record salt: every other field's tokens are hashed with this
     /// function of one field (e.g. year of birth) prepended.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -294,6 +298,8 @@ struct NativeToml {
     xor_folds: Option<i64>,
     #[serde(default)]
     blip: Option<f64>,
+    #[serde(default)]
+    balance: bool,
     #[serde(default)]
     salt: Option<String>,
     #[serde(default)]
@@ -385,6 +391,14 @@ impl NativeToml {
             return Err(Error::config(
                 path,
                 format!("`blip` = {blip}: the flip probability must be at least 0 and below 0.5"),
+            ));
+        }
+        if self.balance && (clk_bits % 128 != 0 || field_bits % 128 != 0) {
+            return Err(Error::config(
+                path,
+                format!(
+                    "`balance` needs `clk_bits` and `field_bits` to be multiples of 128 (they are {clk_bits} and {field_bits}): half of each is hashed, the other half is its complement"
+                ),
             ));
         }
         let mut fields = Vec::new();
@@ -643,6 +657,7 @@ impl NativeToml {
             field_bits,
             xor_folds,
             blip,
+            balance: self.balance,
             salt,
             salted: self.salted,
             record_id: Some(self.record_id),
@@ -961,6 +976,7 @@ fn clkhash_schema(text: &str, path: &Path) -> Result<Schema> {
         field_bits: clk_bits,
         xor_folds,
         blip: 0.0,
+        balance: false,
         salt: None,
         salted: Vec::new(),
         record_id,

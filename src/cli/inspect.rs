@@ -11,20 +11,23 @@ use crate::extract::read_meta;
 /// Run `inspect`.
 pub fn run(a: InspectArgs) -> Result<()> {
     let (meta, rows) = read_meta(&a.file)?;
-    let file = std::fs::File::open(&a.file).map_err(|e| Error::read(&a.file, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| Error::parquet_read(&a.file, e))?;
-    let schema = reader.schema().clone();
-    let mut nulls = vec![0usize; schema.fields().len()];
-    for batch in reader
-        .build()
-        .map_err(|e| Error::parquet_read(&a.file, e))?
-    {
-        let batch = batch.map_err(|e| Error::parquet_read(&a.file, e))?;
-        for (i, c) in batch.columns().iter().enumerate() {
-            nulls[i] += c.null_count();
+    let (schema, nulls) = crate::io::guard_decoder(&a.file, || {
+        let file = std::fs::File::open(&a.file).map_err(|e| Error::read(&a.file, e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| Error::parquet_read(&a.file, e))?;
+        let schema = reader.schema().clone();
+        let mut nulls = vec![0usize; schema.fields().len()];
+        for batch in reader
+            .build()
+            .map_err(|e| Error::parquet_read(&a.file, e))?
+        {
+            let batch = batch.map_err(|e| Error::parquet_read(&a.file, e))?;
+            for (i, c) in batch.columns().iter().enumerate() {
+                nulls[i] += c.null_count();
+            }
         }
-    }
+        Ok((schema, nulls))
+    })?;
     let columns: Vec<serde_json::Value> = schema
         .fields()
         .iter()

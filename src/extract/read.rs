@@ -91,6 +91,10 @@ pub struct Extract {
 
 /// Read only an extract's metadata, checking it is a bloomlink extract.
 pub fn read_meta(path: &Path) -> Result<(ExtractMeta, usize)> {
+    crate::io::guard_decoder(path, || read_meta_unguarded(path))
+}
+
+fn read_meta_unguarded(path: &Path) -> Result<(ExtractMeta, usize)> {
     let file = File::open(path).map_err(|e| Error::read(path, e))?;
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::parquet_read(path, e))?;
@@ -180,6 +184,10 @@ fn push_filters(col: &mut FilterColumn, arr: &FixedSizeBinaryArray) {
 
 /// Read a whole extract into packed arenas, checking its layout.
 pub fn read_extract(path: &Path) -> Result<Extract> {
+    crate::io::guard_decoder(path, || read_extract_unguarded(path))
+}
+
+fn read_extract_unguarded(path: &Path) -> Result<Extract> {
     let (meta, rows) = read_meta(path)?;
     let s = &meta.schema;
     if s.clk_bits == 0 || s.clk_bits % 64 != 0 || s.field_bits % 64 != 0 {

@@ -6,6 +6,7 @@
 //! values only: never a record id, a filter or a plaintext value.
 
 pub mod attack;
+pub mod pattern;
 pub mod html;
 mod stats;
 pub mod svg;

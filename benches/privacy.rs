@@ -3,7 +3,8 @@
 //! links them with the defaults (F1 against the truth), and runs the
 //! library's frequency attack on A's given-name and surname filters with a
 //! public frequency list (B's plaintext names, a sample of the same
-//! population), counting correct re-identifications against A's plaintext.
+//! population), counting correct re-identifications against A's plaintext;
+//! and the pattern-mining attack on the same filters and list.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::path::Path;
 use bloomlink::agency::normalise::clean_text;
 use bloomlink::agency::{EncodeOptions, Encoder, Schema, Secret};
 use bloomlink::report::attack::frequency_attack;
+use bloomlink::report::pattern::{PatternParams, pattern_attack};
 
 fn names(csv: &Path, col: usize) -> Vec<String> {
     let mut r = csv::Reader::from_path(csv).unwrap();
@@ -40,7 +42,7 @@ fn main() {
         .filter(|l| !l.starts_with("salt") && !l.starts_with("blip"))
         .map(|l| format!("{l}\n"))
         .collect();
-    let options: [(&str, &str); 13] = [
+    let options: [(&str, &str); 16] = [
         ("plain", ""),
         ("xor_folds = 1", "xor_folds = 1\n"),
         ("blip = 0.02", "blip = 0.02\n"),
@@ -69,6 +71,12 @@ fn main() {
             "salt names only + blip = 0.05",
             "salt = \"year(date_of_birth)\"\nsalted = [\"given_name\", \"surname\"]\nblip = 0.05\n",
         ),
+        ("balance = true", "balance = true\n"),
+        ("balance + blip = 0.05", "balance = true\nblip = 0.05\n"),
+        (
+            "balance + salt names only",
+            "balance = true\nsalt = \"year(date_of_birth)\"\nsalted = [\"given_name\", \"surname\"]\n",
+        ),
     ];
     let d = tempfile::tempdir().unwrap();
     let secret = Secret::from_bytes(b"privacy bench key".to_vec()).unwrap();
@@ -87,9 +95,9 @@ fn main() {
     };
     let (ref_given, ref_sur) = (reference(1), reference(2));
     println!(
-        "| option | FEBRL4 F1 | given_name: exact-match attack | given_name: clustering attack | surname: exact | surname: clustering |"
+        "| option | FEBRL4 F1 | given_name: exact-match attack | given_name: clustering attack | given_name: pattern mining | surname: exact | surname: clustering | surname: pattern mining |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (label, extra) in options {
         let text = format!("{extra}{base}");
         let sp = d.path().join("s.toml");
@@ -115,6 +123,8 @@ fn main() {
             dedup: false,
             progress: false,
             previous: None,
+            full: false,
+            model: None,
         };
         let o = bloomlink::cli::link::link_and_report(
             &opts,
@@ -152,12 +162,36 @@ fn main() {
                 .max_by(|a, b| a.actual_share.unwrap().total_cmp(&b.actual_share.unwrap()))
                 .unwrap()
         };
+        let mine = |fi: usize, reference: &[(String, f64)], truth: &[String]| {
+            let f = &e.fields[fi];
+            let t = |i: usize| Some(truth[i].clone());
+            let r = pattern_attack(
+                &f.name,
+                e.len,
+                f.words,
+                |i| f.valid[i].then(|| f.get(i)),
+                reference,
+                Some(&t),
+                PatternParams {
+                    k: 15,
+                    ..PatternParams::default()
+                },
+            );
+            format!(
+                "{:.2}% ({} of {} patterns right)",
+                100.0 * r.actual_share.unwrap(),
+                r.patterns_correct.unwrap(),
+                r.patterns
+            )
+        };
         println!(
-            "| {label} | {f1:.4} | {} | {} | {} | {} |",
+            "| {label} | {f1:.4} | {} | {} | {} | {} | {} | {} |",
             pct(attack(0, &ref_given, &truth_given, None)),
             pct(best(0, &ref_given, &truth_given)),
+            mine(0, &ref_given, &truth_given),
             pct(attack(1, &ref_sur, &truth_sur, None)),
             pct(best(1, &ref_sur, &truth_sur)),
+            mine(1, &ref_sur, &truth_sur),
         );
     }
 }

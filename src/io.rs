@@ -122,9 +122,10 @@ thread_local! {
 /// fuzzing the extract reader); a damaged file must give a clear error, not
 /// a crash. With [`install_quiet_panic_hook`], such a panic prints nothing.
 pub fn guard_decoder<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    QUIET_PANIC.with(|q| q.set(true));
+    // Guards nest (read_extract reads the metadata through read_meta).
+    let outer = QUIET_PANIC.with(|q| q.replace(true));
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    QUIET_PANIC.with(|q| q.set(false));
+    QUIET_PANIC.with(|q| q.set(outer));
     match r {
         Ok(x) => x,
         Err(_) => Err(crate::Error::input(

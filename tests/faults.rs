@@ -204,11 +204,17 @@ fn read_only_output_folder_is_a_clear_error() {
     assert!(err.contains("cannot write") && err.contains("ro"), "{err}");
 }
 
-/// A damaged extract the fuzzer found (it made the Parquet decoder panic):
-/// every command that reads it stops with a clear error naming the file.
+/// Damaged extracts the fuzzer found (each made the Parquet decoder panic):
+/// every command that reads one stops with a clear error naming the file.
 #[test]
-fn damaged_extract_is_a_clear_error_not_a_crash() {
-    let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/damaged/decoder-panic.parquet");
+fn damaged_extracts_are_a_clear_error_not_a_crash() {
+    for name in ["decoder-panic.parquet", "bitmap-panic.parquet"] {
+        damaged_extract_is_a_clear_error(name);
+    }
+}
+
+fn damaged_extract_is_a_clear_error(name: &str) {
+    let f = common::fixtures().join("damaged").join(name);
     let d = tempfile::tempdir().unwrap();
     secret_file(d.path(), b"damaged extract test");
     let good = common::fixtures().join("synth3/social_care.csv");
@@ -232,7 +238,7 @@ fn damaged_extract_is_a_clear_error_not_a_crash() {
         let o = Command::new(bin()).args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains("decoder-panic.parquet") && err.contains("damaged"), "{err}");
+        assert!(err.contains(name) && err.contains("damaged"), "{err}");
         assert!(!err.contains("panicked"), "{err}");
     }
     assert!(!out.join("links.parquet").exists());

@@ -53,8 +53,8 @@ pub struct PatternParams {
     /// Smallest set of filters to split further.
     pub min_node: usize,
     pub max_depth: usize,
-    /// A pattern grows while at least this share of the q-gram's expected
-    /// filters hold it.
+    /// Patterns are mined down to this share of the top q-gram's expected
+    /// filters.
     pub min_support: f64,
     /// Fewest bits in a pattern (a q-gram sets k bits).
     pub min_pattern: usize,
@@ -62,6 +62,8 @@ pub struct PatternParams {
     pub seeds: usize,
     /// Bits per q-gram (public, like q): a pattern stops growing at k.
     pub k: usize,
+    /// Largest ratio between a pattern's support and its q-gram's share.
+    pub tolerance: f64,
 }
 
 impl Default for PatternParams {
@@ -75,6 +77,7 @@ impl Default for PatternParams {
             min_pattern: 5,
             seeds: 24,
             k: 15,
+            tolerance: 1.35,
         }
     }
 }
@@ -114,18 +117,17 @@ fn has(f: &[u64], b: usize) -> bool {
 /// pattern, its size and its support.
 fn grow(
     fs: &[&[u64]],
-    node: &Node,
+    recs: &[u32],
+    used_bits: &[u64],
     seed: usize,
-    words: usize,
     min_support: usize,
     max_size: usize,
     counts: &mut [u32],
 ) -> (Vec<u64>, usize, usize) {
-    let mut pattern = vec![0u64; words];
+    let mut pattern = vec![0u64; used_bits.len()];
     pattern[seed / 64] |= 1 << (seed % 64);
     let mut size = 1;
-    let mut within: Vec<u32> = node
-        .recs
+    let mut within: Vec<u32> = recs
         .iter()
         .copied()
         .filter(|&r| has(fs[r as usize], seed))
@@ -134,7 +136,7 @@ fn grow(
         counts.iter_mut().for_each(|c| *c = 0);
         for &r in &within {
             for (wi, &w) in fs[r as usize].iter().enumerate() {
-                let mut x = w & !node.used_bits[wi] & !pattern[wi];
+                let mut x = w & !used_bits[wi] & !pattern[wi];
                 while x != 0 {
                     counts[wi * 64 + x.trailing_zeros() as usize] += 1;
                     x &= x - 1;
@@ -153,6 +155,85 @@ fn grow(
         within.retain(|&r| has(fs[r as usize], b));
     }
     (pattern, size, within.len())
+}
+
+/// Distinct frequent patterns among `recs` (bits in `used_bits` left out),
+/// grown from the most frequent bits and merged when they overlap; most
+/// frequent first, as (support, pattern).
+fn mine(
+    fs: &[&[u64]],
+    recs: &[u32],
+    used_bits: &[u64],
+    p: PatternParams,
+    min_support: usize,
+    counts: &mut [u32],
+    counts_grow: &mut [u32],
+) -> Vec<(usize, Vec<u64>)> {
+    counts.iter_mut().for_each(|c| *c = 0);
+    for &r in recs {
+        for (wi, &w) in fs[r as usize].iter().enumerate() {
+            let mut x = w & !used_bits[wi];
+            while x != 0 {
+                counts[wi * 64 + x.trailing_zeros() as usize] += 1;
+                x &= x - 1;
+            }
+        }
+    }
+    let n = recs.len() as u32;
+    let mut seeds: Vec<usize> = (0..counts.len())
+        .filter(|&b| counts[b] > 0 && counts[b] < n && counts[b] as usize >= min_support)
+        .collect();
+    seeds.sort_by(|&a, &b| counts[b].cmp(&counts[a]).then(a.cmp(&b)));
+    seeds.truncate(p.seeds);
+    let mut found: Vec<(usize, usize, Vec<u64>)> = Vec::new();
+    for &seed in &seeds {
+        let (pattern, size, support) =
+            grow(fs, recs, used_bits, seed, min_support, p.k, counts_grow);
+        if size < p.min_pattern {
+            continue;
+        }
+        let overlaps = |q: &Vec<u64>| {
+            let common: u32 = q.iter().zip(&pattern).map(|(a, b)| (a & b).count_ones()).sum();
+            common as usize * 2 > size
+        };
+        match found.iter_mut().find(|f| overlaps(&f.2)) {
+            Some(f) if f.0 >= support => {}
+            Some(f) => *f = (support, size, pattern),
+            None => found.push((support, size, pattern)),
+        }
+    }
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.into_iter().map(|(s, _, p)| (s, p)).collect()
+}
+
+/// Weighted shares of the q-grams among `vs`, most frequent first, leaving
+/// out `used` and q-grams every value holds.
+fn shares(
+    vs: &[u32],
+    vals: &[Vec<u32>],
+    weight: &[f64],
+    used: &[u32],
+    gw: &mut [f64],
+) -> Vec<(usize, f64)> {
+    gw.iter_mut().for_each(|x| *x = 0.0);
+    let mut total = 0.0;
+    for &v in vs {
+        total += weight[v as usize];
+        for &g in &vals[v as usize] {
+            gw[g as usize] += weight[v as usize];
+        }
+    }
+    for &g in used {
+        gw[g as usize] = 0.0;
+    }
+    let mut top: Vec<(usize, f64)> = gw
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| **w > 0.0 && **w < total * 0.999)
+        .map(|(g, w)| (g, w / total))
+        .collect();
+    top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    top
 }
 
 #[inline]
@@ -206,90 +287,84 @@ pub fn pattern_attack<'a>(
     let mut gw = vec![0f64; ngrams];
     let mut counts = vec![0u32; bits];
     let mut counts_grow = vec![0u32; bits];
+    let _ = &mut counts;
     while let Some(mut node) = stack.pop() {
         if node.recs.len() < p.min_node || node.vals.len() <= 1 || node.depth >= p.max_depth {
             leaves.push((node.recs, node.vals));
             continue;
         }
-        // 1. The most frequent q-gram among the possible values, skipping
-        // those every possible value holds (they split nothing).
-        gw.iter_mut().for_each(|x| *x = 0.0);
-        let mut total = 0.0;
-        for &v in &node.vals {
-            total += weight[v as usize];
-            for &g in &vals[v as usize] {
-                gw[g as usize] += weight[v as usize];
-            }
-        }
-        for &g in &node.used_grams {
-            gw[g as usize] = 0.0;
-        }
-        let Some((g, share)) = gw
+        // 1. q-gram shares among the possible values, skipping those every
+        // possible value holds (they split nothing).
+        let top = shares(&node.vals, &vals, &weight, &node.used_grams, &mut gw);
+        let Some(&(_, share0)) = top.first() else {
+            leaves.push((node.recs, node.vals));
+            continue;
+        };
+        // 2. The filters' frequent patterns; the most frequent is the most
+        // frequent q-gram's bits.
+        let nrec = node.recs.len();
+        let min_support = ((share0 * nrec as f64 * p.min_support).ceil() as usize).max(2);
+        let pats = mine(&fs, &node.recs, &node.used_bits, p, min_support, &mut counts, &mut counts_grow);
+        let Some((support1, pattern)) = pats.into_iter().next() else {
+            leaves.push((node.recs, node.vals));
+            continue;
+        };
+        let s1 = support1 as f64 / nrec as f64;
+        // 3. Which q-gram: those whose share is close to the pattern's
+        // support, told apart by looking one level down: the shares of the
+        // next q-grams among values holding the candidate must match the
+        // supports of the next patterns among filters holding the pattern.
+        let mut cands: Vec<(f64, usize)> = top
             .iter()
-            .enumerate()
-            .filter(|(_, w)| **w < total * 0.999)
-            .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
-            .map(|(g, w)| (g, w / total))
-        else {
-            leaves.push((node.recs, node.vals));
-            continue;
-        };
-        if share <= 0.0 {
-            leaves.push((node.recs, node.vals));
-            continue;
-        }
-        // 2. The most frequent bit not yet explained, and the bits that
-        // co-occur with it.
-        counts.iter_mut().for_each(|c| *c = 0);
-        for &r in &node.recs {
-            for (wi, &w) in fs[r as usize].iter().enumerate() {
-                let mut x = w & !node.used_bits[wi];
-                while x != 0 {
-                    counts[wi * 64 + x.trailing_zeros() as usize] += 1;
-                    x &= x - 1;
-                }
-            }
-        }
-        let nrec = node.recs.len() as u32;
-        // Seeds: the most frequent bits not set in every filter. A frequent
-        // bit may be shared by several q-grams, so several seeds are grown
-        // and the pattern whose support is closest to the q-gram's share wins.
-        let mut seeds: Vec<usize> = (0..bits)
-            .filter(|&b| counts[b] > 0 && counts[b] < nrec)
+            .map(|&(g, sh)| ((s1 / sh).ln().abs(), g))
+            .filter(|x| x.0 <= p.tolerance.ln())
             .collect();
-        seeds.sort_by(|&a, &b| counts[b].cmp(&counts[a]).then(a.cmp(&b)));
-        seeds.truncate(p.seeds);
-        let target = share * node.recs.len() as f64;
-        let min_support = ((target * p.min_support).ceil() as usize).max(2);
-        let mut best: Option<(usize, f64, Vec<u64>)> = None;
-        for &seed in &seeds {
-            if (counts[seed] as usize) < min_support {
-                break;
-            }
-            let (pattern, size, support) =
-                grow(&fs, &node, seed, words, min_support, p.k, &mut counts_grow);
-            if size < p.min_pattern {
-                continue;
-            }
-            // The support closest to the q-gram's share wins.
-            let off = (support as f64 / target).ln().abs();
-            if best.as_ref().is_none_or(|b| off < b.1) {
-                best = Some((size, off, pattern));
-            }
-        }
-        let Some((size, _, pattern)) = best else {
-            leaves.push((node.recs, node.vals));
-            continue;
-        };
+        cands.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        cands.truncate(6);
         let (plus, minus): (Vec<u32>, Vec<u32>) = node
             .recs
             .iter()
             .partition(|&&r| holds(fs[r as usize], &pattern));
-        let support = plus.len() as f64 / node.recs.len() as f64;
-        if size < p.min_pattern || support < share * p.min_support || support > (share * 2.0).min(1.0) {
-            leaves.push((node.recs, node.vals));
-            continue;
-        }
+        let g = match cands.len() {
+            0 => {
+                leaves.push((node.recs, node.vals));
+                continue;
+            }
+            1 => cands[0].1,
+            _ => {
+                let mut used_plus = node.used_bits.clone();
+                used_plus.iter_mut().zip(&pattern).for_each(|(a, b)| *a |= b);
+                let floor = ((plus.len() as f64 * 0.1).ceil() as usize).max(2);
+                let prof_f: Vec<f64> = mine(&fs, &plus, &used_plus, p, floor, &mut counts, &mut counts_grow)
+                    .iter()
+                    .take(5)
+                    .map(|x| x.0 as f64 / plus.len().max(1) as f64)
+                    .collect();
+                let mut best = (f64::INFINITY, cands[0].1);
+                for &(d, g) in &cands {
+                    let vg: Vec<u32> = node
+                        .vals
+                        .iter()
+                        .copied()
+                        .filter(|&v| vals[v as usize].binary_search(&(g as u32)).is_ok())
+                        .collect();
+                    let mut used = node.used_grams.clone();
+                    used.push(g as u32);
+                    let prof_g = shares(&vg, &vals, &weight, &used, &mut gw);
+                    let score = d + (0..5)
+                        .map(|i| {
+                            (prof_f.get(i).copied().unwrap_or(0.0)
+                                - prof_g.get(i).map_or(0.0, |x| x.1))
+                            .abs()
+                        })
+                        .sum::<f64>();
+                    if score < best.0 {
+                        best = (score, g);
+                    }
+                }
+                best.1
+            }
+        };
         if assigned[g].is_none() {
             assigned[g] = Some(pattern.clone());
         }
@@ -325,7 +400,7 @@ pub fn pattern_attack<'a>(
         .collect();
     let mut guess: Vec<Option<u32>> = vec![None; fs.len()];
     for (recs, cands) in &leaves {
-        if cands.is_empty() || cands.len() > 50 {
+        if cands.is_empty() {
             continue;
         }
         for &r in recs {
@@ -408,6 +483,7 @@ pub fn pattern_attack<'a>(
                             }
                         }
                     }
+                    if std::env::var_os("PATDBG2").is_some() { eprintln!("pattern {:?} held by {all}, with the q-gram {hit}", names[*g as usize]); }
                     all > 0 && hit * 2 > all
                 })
                 .count() as u64,

@@ -219,7 +219,9 @@ fn damaged_extract_is_a_clear_error(name: &str) {
     secret_file(d.path(), b"damaged extract test");
     let good = common::fixtures().join("synth3/social_care.csv");
     let good_out = d.path().join("good.parquet");
-    let o = encode_cmd(d.path(), &good, "social_care", &good_out).status().unwrap();
+    let o = encode_cmd(d.path(), &good, "social_care", &good_out)
+        .status()
+        .unwrap();
     assert!(o.success());
     let out = d.path().join("out");
     let runs: [Vec<&std::ffi::OsStr>; 2] = [

@@ -60,6 +60,8 @@ fn fixture_extracts_encode_and_link() {
         dedup: false,
         progress: false,
         previous: None,
+        full: false,
+        model: None,
     };
     let o =
         bloomlink::cli::link::link_and_report(&opts, Some(&fx.join("truth.csv")), vec![]).unwrap();

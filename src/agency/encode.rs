@@ -1060,7 +1060,11 @@ fn balanced(half: &[u8], perm: &[u32]) -> Vec<u8> {
     let n = half.len() * 8;
     let mut out = vec![0u8; half.len() * 2];
     for i in 0..n {
-        let j = if crate::bloom::get_bit(half, i) { i } else { n + i };
+        let j = if crate::bloom::get_bit(half, i) {
+            i
+        } else {
+            n + i
+        };
         set_bit(&mut out, perm[j] as usize);
     }
     out

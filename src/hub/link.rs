@@ -14,9 +14,9 @@ use super::config::{JobConfig, ScoringMode};
 use super::load::{Dataset, load};
 use super::output::{self, PairRow};
 use super::pseudonym::JobKey;
-use super::state;
 use super::resolve::{Resolution, resolve};
 use super::score::{Comparisons, Model, compare, cuts32, estimate_u, score, value_frequencies};
+use super::state;
 use super::train::train;
 use crate::error::{Error, Result};
 use crate::io::Pending;
@@ -324,7 +324,10 @@ fn incremental(
     Vec<f32>,
     Option<super::refresh::Work>,
 )> {
-    let prev = opts.previous.as_deref().expect("a refresh has a previous run");
+    let prev = opts
+        .previous
+        .as_deref()
+        .expect("a refresh has a previous run");
     let fp = state::fingerprints(ds);
     let agency = |g: usize| ds.agencies[ds.agency_of[g] as usize].name.as_str();
     let mut index: std::collections::HashMap<(&str, &str), u32> =

@@ -189,7 +189,9 @@ pub fn read(dir: &Path) -> Result<Option<Prior>> {
     for batch in b.build().map_err(|e| Error::parquet_read(&path, e))? {
         let batch = batch.map_err(|e| Error::parquet_read(&path, e))?;
         let bad = |c: &str| Error::input(&path, format!("not a refresh state: bad column `{c}`"));
-        let a = batch.column_by_name("agency").ok_or_else(|| bad("agency"))?;
+        let a = batch
+            .column_by_name("agency")
+            .ok_or_else(|| bad("agency"))?;
         let r = batch
             .column_by_name("record_id")
             .ok_or_else(|| bad("record_id"))?;
@@ -203,10 +205,7 @@ pub fn read(dir: &Path) -> Result<Option<Prior>> {
                 .ok_or_else(|| bad("fingerprint"))?,
         );
         for i in 0..batch.num_rows() {
-            fingerprints.insert(
-                (a.value(i).to_string(), r.value(i).to_string()),
-                f.value(i),
-            );
+            fingerprints.insert((a.value(i).to_string(), r.value(i).to_string()), f.value(i));
         }
     }
     Ok(Some(Prior { meta, fingerprints }))

@@ -521,10 +521,26 @@ pub fn render(r: &Report) -> String {
                         "Records since the previous run",
                         &["records", "count", "meaning"],
                         vec![
-                            vec!["new".into(), w.records_new.to_string(), "record id not in the previous run".into()],
-                            vec!["changed".into(), w.records_changed.to_string(), "same record id, different encodings (a corrected record)".into()],
-                            vec!["unchanged".into(), w.records_unchanged.to_string(), "identical encodings; their pairs were not compared again".into()],
-                            vec!["removed".into(), w.records_removed.to_string(), "in the previous run, in no extract now".into()],
+                            vec![
+                                "new".into(),
+                                w.records_new.to_string(),
+                                "record id not in the previous run".into(),
+                            ],
+                            vec![
+                                "changed".into(),
+                                w.records_changed.to_string(),
+                                "same record id, different encodings (a corrected record)".into(),
+                            ],
+                            vec![
+                                "unchanged".into(),
+                                w.records_unchanged.to_string(),
+                                "identical encodings; their pairs were not compared again".into(),
+                            ],
+                            vec![
+                                "removed".into(),
+                                w.records_removed.to_string(),
+                                "in the previous run, in no extract now".into(),
+                            ],
                         ],
                     );
                 }

@@ -6,8 +6,8 @@
 //! values only: never a record id, a filter or a plaintext value.
 
 pub mod attack;
-pub mod pattern;
 pub mod html;
+pub mod pattern;
 mod stats;
 pub mod svg;
 

@@ -490,3 +490,52 @@ fn balanced_filters_have_exactly_half_their_bits_set_and_still_link() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("multiples of 128"));
 }
+
+#[test]
+fn target_weight_picks_k_so_filters_fill_to_it() {
+    let d = tempfile::tempdir().unwrap();
+    let key = secret_file(d.path(), b"target weight key");
+    let demo = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo/school.toml"),
+    )
+    .unwrap();
+    let fill = |target: f64| -> (f64, String) {
+        let text = demo.replacen("k = 20", &format!("target_weight = {target}"), 2);
+        let schema = d.path().join(format!("w{target}.toml"));
+        std::fs::write(&schema, &text).unwrap();
+        let out = d.path().join(format!("w{target}.parquet"));
+        let input = common::fixtures().join("synth3/school.csv");
+        let o = common::encode(&schema, &key, &input, &out, "school", &[]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let e = bloomlink::extract::read_extract(&out).unwrap();
+        let f = &e.fields[1]; // last_name
+        let (mut set, mut n) = (0u64, 0u64);
+        for i in 0..e.len {
+            if f.valid[i] {
+                set += f.get(i).iter().map(|w| w.count_ones() as u64).sum::<u64>();
+                n += 1;
+            }
+        }
+        (set as f64 / (n * f.words as u64 * 64) as f64, e.meta.schema_json.clone())
+    };
+    for target in [0.2, 0.4] {
+        let (w, json) = fill(target);
+        // Surnames average about 7 bigrams against the assumed 8: close, not exact.
+        assert!((w - target).abs() < 0.06, "target {target}: filled {w:.3}");
+        // The resolved k is what the fingerprint holds.
+        let k = (-(1.0f64 - target).ln() * 512.0 / 8.0).round() as u64;
+        assert!(json.contains(&format!("\"bits_per_token\":{k}")), "{json}");
+    }
+    let schema = d.path().join("bad.toml");
+    std::fs::write(&schema, demo.replacen("k = 20", "k = 20\ntarget_weight = 0.3", 1)).unwrap();
+    let o = common::encode(
+        &schema,
+        &key,
+        &common::fixtures().join("synth3/school.csv"),
+        &d.path().join("bad.parquet"),
+        "school",
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("target_weight"));
+}

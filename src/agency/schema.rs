@@ -327,6 +327,10 @@ struct FieldToml {
     #[serde(default)]
     bits_per_field: Option<i64>,
     #[serde(default)]
+    target_weight: Option<f64>,
+    #[serde(default)]
+    expected_tokens: Option<f64>,
+    #[serde(default)]
     tokens: Option<String>,
     #[serde(default)]
     positional: Option<bool>,
@@ -465,7 +469,50 @@ impl NativeToml {
                     ));
                 }
             };
-            let strategy = match (f.k, f.bits_per_field) {
+            if f.expected_tokens.is_some() && f.target_weight.is_none() {
+                return Err(Error::config(
+                    path,
+                    format!("{at}: `expected_tokens` is only used with `target_weight`"),
+                ));
+            }
+            let k_from_weight = match f.target_weight {
+                None => None,
+                Some(_) if f.k.is_some() || f.bits_per_field.is_some() => {
+                    return Err(Error::config(
+                        path,
+                        format!("{at}: give one of `k`, `bits_per_field` or `target_weight`"),
+                    ));
+                }
+                Some(w) if !(w > 0.0 && w < 1.0) => {
+                    return Err(Error::config(
+                        path,
+                        format!("{at}: `target_weight` = {w}: the share of set bits must be between 0 and 1"),
+                    ));
+                }
+                Some(w) => {
+                    // Tokens per value, by type, unless given: a value of n
+                    // tokens hashed k times into m bits fills 1 − e^(−kn/m).
+                    let n = match f.expected_tokens {
+                        Some(n) if n > 0.0 && n <= 256.0 => n,
+                        Some(n) => {
+                            return Err(Error::config(
+                                path,
+                                format!("{at}: `expected_tokens` = {n}: must be above 0 and at most 256"),
+                            ));
+                        }
+                        None => match kind {
+                            Kind::Date => 3.0,
+                            Kind::Sex => 1.0,
+                            Kind::Integer => 4.0,
+                            Kind::Postcode => 7.0,
+                            _ => 8.0,
+                        },
+                    };
+                    let k = (-(1.0 - w).ln() * field_bits as f64 / n).round().clamp(1.0, 256.0);
+                    Some(k as i64)
+                }
+            };
+            let strategy = match (f.k.or(k_from_weight), f.bits_per_field) {
                 (Some(_), Some(_)) => {
                     return Err(Error::config(
                         path,

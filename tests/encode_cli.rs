@@ -516,7 +516,10 @@ fn target_weight_picks_k_so_filters_fill_to_it() {
                 n += 1;
             }
         }
-        (set as f64 / (n * f.words as u64 * 64) as f64, e.meta.schema_json.clone())
+        (
+            set as f64 / (n * f.words as u64 * 64) as f64,
+            e.meta.schema_json.clone(),
+        )
     };
     for target in [0.2, 0.4] {
         let (w, json) = fill(target);
@@ -527,7 +530,11 @@ fn target_weight_picks_k_so_filters_fill_to_it() {
         assert!(json.contains(&format!("\"bits_per_token\":{k}")), "{json}");
     }
     let schema = d.path().join("bad.toml");
-    std::fs::write(&schema, demo.replacen("k = 20", "k = 20\ntarget_weight = 0.3", 1)).unwrap();
+    std::fs::write(
+        &schema,
+        demo.replacen("k = 20", "k = 20\ntarget_weight = 0.3", 1),
+    )
+    .unwrap();
     let o = common::encode(
         &schema,
         &key,

@@ -486,7 +486,9 @@ impl NativeToml {
                 Some(w) if !(w > 0.0 && w < 1.0) => {
                     return Err(Error::config(
                         path,
-                        format!("{at}: `target_weight` = {w}: the share of set bits must be between 0 and 1"),
+                        format!(
+                            "{at}: `target_weight` = {w}: the share of set bits must be between 0 and 1"
+                        ),
                     ));
                 }
                 Some(w) => {
@@ -497,7 +499,9 @@ impl NativeToml {
                         Some(n) => {
                             return Err(Error::config(
                                 path,
-                                format!("{at}: `expected_tokens` = {n}: must be above 0 and at most 256"),
+                                format!(
+                                    "{at}: `expected_tokens` = {n}: must be above 0 and at most 256"
+                                ),
                             ));
                         }
                         None => match kind {
@@ -508,7 +512,9 @@ impl NativeToml {
                             _ => 8.0,
                         },
                     };
-                    let k = (-(1.0 - w).ln() * field_bits as f64 / n).round().clamp(1.0, 256.0);
+                    let k = (-(1.0 - w).ln() * field_bits as f64 / n)
+                        .round()
+                        .clamp(1.0, 256.0);
                     Some(k as i64)
                 }
             };

@@ -230,6 +230,152 @@ pub fn candidates(
     })
 }
 
+/// The grouped blocking passes of a job, for streamed comparison.
+pub struct Grouped {
+    pub passes: Vec<super::stream::Pass>,
+    pub method: String,
+    pub lsh_positions: Vec<Vec<u32>>,
+    /// Pairs the passes emit before de-duplication across passes.
+    pub raw_pairs: u64,
+}
+
+/// Group the passes as configured (see [`candidates`] for the methods);
+/// `lsh_positions` reuses a previous run's bands.
+pub fn group(
+    ds: &Dataset,
+    cfg: &Blocking,
+    dedup: bool,
+    seed: u64,
+    lsh_positions: Option<&[Vec<u32>]>,
+) -> Result<Grouped> {
+    use super::stream::{Pass, group_pass};
+    let kernel = Kernel::detect();
+    let keys: Vec<usize> = ds
+        .blocks
+        .iter()
+        .enumerate()
+        .filter(|(_, (n, _))| cfg.passes.is_empty() || cfg.passes.contains(n))
+        .map(|(i, _)| i)
+        .collect();
+    let total = eligible_pairs(ds, dedup);
+    let (all, use_keys, lsh) = match cfg.method {
+        BlockingMethod::All => (true, false, false),
+        BlockingMethod::Keys => (false, true, false),
+        BlockingMethod::Lsh => (false, false, true),
+        BlockingMethod::KeysAndLsh => (false, true, true),
+        BlockingMethod::Auto => {
+            if total <= cfg.all_pairs_max {
+                (true, !keys.is_empty(), false)
+            } else {
+                (false, !keys.is_empty(), true)
+            }
+        }
+    };
+    let mut method = Vec::new();
+    let mut passes: Vec<Pass> = Vec::new();
+    let mut positions = Vec::new();
+    let check = |passes: &[Pass]| -> Result<()> {
+        let raw: u64 = passes.iter().map(|p| p.stats.pairs).sum();
+        if raw > cfg.max_candidates {
+            let per: Vec<String> = passes
+                .iter()
+                .map(|p| format!("{} {}", p.stats.name, p.stats.pairs))
+                .collect();
+            return Err(Error::Runtime(format!(
+                "blocking produced more than {} candidate pairs (passes so far: {}); comparing them would take very long. \
+                 Use more selective blocking keys, fewer or longer LSH bands (blocking.lsh_bands / lsh_bits), \
+                 a lower blocking.max_block_pairs, or raise blocking.max_candidates",
+                cfg.max_candidates,
+                per.join(", ")
+            )));
+        }
+        Ok(())
+    };
+    if all {
+        method.push("all pairs (nearest neighbours)");
+        let mut pairs = Vec::new();
+        let stats = all_pairs(ds, cfg.neighbours, dedup, kernel, &mut pairs);
+        pairs.par_sort_unstable();
+        pairs.dedup();
+        passes.push(Pass {
+            stats,
+            pairs,
+            starts: vec![0],
+            ..Default::default()
+        });
+    }
+    if use_keys {
+        method.push("blocking keys");
+        for &i in &keys {
+            let (name, k) = &ds.blocks[i];
+            passes.push(group_pass(ds, k, name, "key", dedup, cfg.max_block_pairs));
+            check(&passes)?;
+        }
+    }
+    if lsh {
+        method.push("Hamming LSH");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x4c5348);
+        let informative = match lsh_positions {
+            Some(_) => Vec::new(),
+            None => informative_bits(ds),
+        };
+        for band in 0..cfg.lsh_bands {
+            let pos: Vec<usize> = match lsh_positions {
+                Some(given) => match given.get(band) {
+                    Some(p) => p.iter().map(|&x| x as usize).collect(),
+                    None => break,
+                },
+                None => sample(
+                    &mut rng,
+                    informative.len(),
+                    cfg.lsh_bits.min(informative.len()),
+                )
+                .into_iter()
+                .map(|i| informative[i])
+                .collect(),
+            };
+            positions.push(pos.iter().map(|&p| p as u32).collect());
+            let k: Vec<Option<u128>> = (0..ds.len())
+                .into_par_iter()
+                .map(|g| {
+                    let w = ds.clk.get(g);
+                    let mut key = 0u128;
+                    for &p in &pos {
+                        key = key << 1 | ((w[p / 64] >> (p % 64)) & 1) as u128;
+                    }
+                    Some(key | (band as u128) << 100)
+                })
+                .collect();
+            passes.push(group_pass(
+                ds,
+                &k,
+                &format!("lsh{band}"),
+                "lsh",
+                dedup,
+                cfg.max_block_pairs,
+            ));
+            check(&passes)?;
+        }
+    }
+    for p in &passes {
+        tracing::info!(
+            "blocking pass {} ({}): {} pairs in {} blocks, {} oversized blocks skipped ({} pairs)",
+            p.stats.name,
+            p.stats.kind,
+            p.stats.pairs,
+            p.stats.blocks,
+            p.stats.skipped_blocks,
+            p.stats.skipped_pairs
+        );
+    }
+    Ok(Grouped {
+        raw_pairs: passes.iter().map(|p| p.stats.pairs).sum(),
+        passes,
+        method: method.join(" + "),
+        lsh_positions: positions,
+    })
+}
+
 /// Keep memory bounded: de-duplicate when the pair list is large, and stop
 /// with a clear error (instead of exhausting memory) past `max`.
 fn guard(pairs: &mut Vec<u64>, passes: &[PassStats], max: u64) -> Result<()> {
@@ -391,7 +537,13 @@ pub fn key_pass(
 
 /// Compare all eligible pairs and keep, for every record, its `k` nearest
 /// records (by CLK Dice) in each other agency (and its own, when deduplicating).
-fn all_pairs(ds: &Dataset, k: usize, dedup: bool, kernel: Kernel, out: &mut Vec<u64>) -> PassStats {
+pub(crate) fn all_pairs(
+    ds: &Dataset,
+    k: usize,
+    dedup: bool,
+    kernel: Kernel,
+    out: &mut Vec<u64>,
+) -> PassStats {
     let mut st = PassStats {
         name: "all".into(),
         kind: "all".into(),

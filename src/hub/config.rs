@@ -83,9 +83,12 @@ pub struct Blocking {
     /// LSH bands (tables) and bits sampled per band.
     pub lsh_bands: usize,
     pub lsh_bits: usize,
-    /// Candidate pairs above which linking stops with an error rather than
-    /// exhausting memory (each costs about 40 bytes through scoring).
+    /// Candidate pairs (summed over passes) above which linking stops with
+    /// an error rather than running for hours.
     pub max_candidates: u64,
+    /// Candidate pairs compared per chunk: memory for comparison grows with
+    /// this (about 25 bytes a pair), not with the job.
+    pub chunk_pairs: u64,
 }
 
 impl Default for Blocking {
@@ -99,6 +102,7 @@ impl Default for Blocking {
             lsh_bands: 64,
             lsh_bits: 16,
             max_candidates: 200_000_000,
+            chunk_pairs: 8_000_000,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::block::{Candidates, Only, candidates, eligible_pairs, unpack};
+use super::block::{Candidates, Grouped, Only, candidates, eligible_pairs, group, unpack};
 use super::config::{JobConfig, ScoringMode};
 use super::load::{Dataset, load};
 use super::output::{self, PairRow};
@@ -17,7 +17,8 @@ use super::pseudonym::JobKey;
 use super::resolve::{Resolution, resolve};
 use super::score::{Comparisons, Model, compare, cuts32, estimate_u, score, value_frequencies};
 use super::state;
-use super::train::train;
+use super::stream::{self, Kept, Tally, tally_patterns};
+use super::train::{finish, fit_m};
 use crate::error::{Error, Result};
 use crate::io::Pending;
 
@@ -55,7 +56,10 @@ pub struct LinkRun {
     pub dedup: bool,
     pub eligible_pairs: u64,
     pub candidates: Candidates,
+    /// Dice of the kept pairs (`candidates.pairs`: the pairs that may be
+    /// reported or linked; `tally` describes all candidates).
     pub comparisons: Comparisons,
+    pub tally: Tally,
     pub model: Model,
     pub weight: Vec<f32>,
     pub probability: Vec<f32>,
@@ -166,48 +170,50 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         }
     }
     let cuts = cuts32(&cfg.scoring.levels);
-    let (cands, comps, model, weight, probability, increment) = match refresh {
+    let (cands, comps, model, weight, probability, increment, tally) = match refresh {
         None => {
             let fixed = match &opts.model {
                 Some(dir) => Some(fixed_model(dir, &ds, cfg, dedup)?),
                 None => None,
             };
-            let only = Only {
-                changed: None,
-                // A model fitted without LSH leaves the bands to be drawn.
-                lsh_positions: fixed
-                    .as_ref()
-                    .map(|f| f.lsh_positions.as_slice())
-                    .filter(|p| !p.is_empty()),
-            };
-            let cands = candidates(&ds, &cfg.blocking, dedup, cfg.seed, only)?;
+            // A model fitted without LSH leaves the bands to be drawn.
+            let positions = fixed
+                .as_ref()
+                .map(|f| f.lsh_positions.as_slice())
+                .filter(|p| !p.is_empty());
+            let grouped = group(&ds, &cfg.blocking, dedup, cfg.seed, positions)?;
             clock.lap("block");
-            let comps = compare(&ds, &cands.pairs, &cuts);
-            clock.lap("compare");
-            let model = match fixed {
-                Some(f) => f.model,
-                None => {
-                    let u = estimate_u(&ds, &cuts, cfg.scoring.u_sample_pairs, dedup, cfg.seed);
-                    train(
-                        &ds,
-                        &comps,
-                        &cuts,
-                        u,
-                        cfg.scoring.em_max_iterations,
-                        eligible,
-                        dedup,
-                        cfg.scoring.u_sample_pairs,
-                    )
-                }
+            let s = streamed(
+                &ds,
+                cfg,
+                dedup,
+                &grouped,
+                &cuts,
+                fixed.map(|f| f.model),
+                eligible,
+                (mode, threshold),
+                &mut clock,
+            )?;
+            let cands = Candidates {
+                pairs: s.kept.pairs,
+                passes: grouped.passes.into_iter().map(|p| p.stats).collect(),
+                method: grouped.method,
+                lsh_positions: grouped.lsh_positions,
             };
-            tracing::debug!(
-                "model: {}",
-                serde_json::to_string(&model).unwrap_or_default()
-            );
-            clock.lap("fit");
-            let tf = cfg.scoring.tf_adjustment.then(|| value_frequencies(&ds));
-            let (weight, probability) = score(&model, &comps, &cands.pairs, tf.as_deref());
-            (cands, comps, model, weight, probability, None)
+            let comps = Comparisons {
+                dice: s.kept.dice,
+                levels: Vec::new(),
+                fields: ds.fields.len(),
+            };
+            (
+                cands,
+                comps,
+                s.model,
+                s.weight,
+                s.probability,
+                None,
+                s.tally,
+            )
         }
         Some(prior) => incremental(&ds, cfg, dedup, prior, opts, &cuts, &mut clock)?,
     };
@@ -254,6 +260,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         eligible_pairs: eligible,
         candidates: cands,
         comparisons: comps,
+        tally,
         model,
         weight,
         probability,
@@ -262,6 +269,192 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         entity,
         changes,
         timings: clock.1,
+    })
+}
+
+/// What the streamed comparison of all candidates produced.
+struct Streamed {
+    kept: Kept,
+    model: Model,
+    weight: Vec<f32>,
+    probability: Vec<f32>,
+    tally: Tally,
+}
+
+/// Compare every candidate pair chunk by chunk (see `stream`), fitting the
+/// model on the way: u from random pairs and m from training sessions
+/// first, then λ (and any m no session trained) from the candidates' level
+/// patterns. Keeps the pairs that may be reported or linked.
+#[allow(clippy::too_many_arguments)]
+fn streamed(
+    ds: &Dataset,
+    cfg: &JobConfig,
+    dedup: bool,
+    grouped: &Grouped,
+    cuts: &[f32],
+    fixed: Option<Model>,
+    eligible: u64,
+    (mode, threshold): (ScoringMode, f64),
+    clock: &mut Clock,
+) -> Result<Streamed> {
+    let nf = ds.fields.len();
+    if nf > 32 {
+        return Err(Error::Usage(format!(
+            "the schema has {nf} fields; linking supports at most 32"
+        )));
+    }
+    let counts = stream::emission_counts(&grouped.passes, ds.len());
+    let ranges = stream::chunk_ranges(&counts, cfg.blocking.chunk_pairs.max(1));
+    drop(counts);
+    let tf = cfg.scoring.tf_adjustment.then(|| value_frequencies(ds));
+    let u_pairs = cfg.scoring.u_sample_pairs;
+    // The model's m and u (and λ when already known).
+    let (mut model, fit) = match fixed {
+        Some(m) => (Some(m), None),
+        None => {
+            let u = estimate_u(ds, cuts, u_pairs, dedup, cfg.seed);
+            let fit = fit_m(ds, cuts, &u, cfg.scoring.em_max_iterations, dedup);
+            (None, Some((fit, u)))
+        }
+    };
+    let progress = |clock: &mut Clock, what: &str, i: usize| {
+        clock
+            .2
+            .set_message(format!("{what}: chunk {} of {}", i + 1, ranges.len()));
+    };
+    // A field no session trained takes its m from the candidates: tally
+    // their patterns first (one extra comparison pass).
+    let (mut fit, mut u) = match fit {
+        Some((f, u)) => (Some(f), Some(u)),
+        None => (None, None),
+    };
+    if let Some(f) = &fit
+        && f.trained.iter().any(|t| !t)
+    {
+        let mut t = Tally::empty();
+        for (i, &(lo, hi)) in ranges.iter().enumerate() {
+            progress(clock, "fitting the model", i);
+            let pairs = stream::emit(ds, &grouped.passes, dedup, lo, hi);
+            let comps = compare(ds, &pairs, cuts);
+            let mut part = Tally::empty();
+            part.candidates = pairs.len() as u64;
+            part.patterns = tally_patterns(&comps).into_iter().collect();
+            part.patterns.sort_unstable();
+            t.add(&part);
+        }
+        model = Some(finish(
+            ds,
+            fit.take().expect("fit"),
+            &t.em_patterns(nf),
+            t.candidates,
+            cuts,
+            u.take().expect("u"),
+            cfg.scoring.em_max_iterations,
+            eligible,
+            u_pairs,
+        ));
+    }
+    clock.lap("fit");
+    // Scores before the prior: the model with λ = ½.
+    let mut raw_model = match (&model, &fit, &u) {
+        (Some(m), _, _) => m.clone(),
+        (None, Some(f), Some(u)) => Model {
+            fields: ds.fields.iter().map(|f| f.name.clone()).collect(),
+            cuts: cuts.iter().map(|&c| c as f64).collect(),
+            m: f.m.clone(),
+            u: u.clone(),
+            lambda: 0.5,
+            candidate_lambda: 0.5,
+            expected_matches: 0.0,
+            sessions: Vec::new(),
+            iterations: 0,
+            converged: true,
+            u_pairs,
+        },
+        _ => unreachable!("a model or its fit"),
+    };
+    raw_model.lambda = 0.5;
+    // Keep what may be reported or linked: probability ≥ the lower of the
+    // report floor and the threshold under the largest prior plausible
+    // before λ is known (16 matches per record).
+    let n = ds.len() as f64;
+    let lambda_max = match &model {
+        Some(m) => m.lambda,
+        None => (16.0 * n / eligible.max(1) as f64).min(0.5),
+    };
+    let logit2 = |p: f64| (p / (1.0 - p)).log2();
+    let p_min = match mode {
+        ScoringMode::Probabilistic => cfg.output.pairs_min_probability.min(threshold),
+        ScoringMode::Dice => cfg.output.pairs_min_probability,
+    }
+    .clamp(1e-9, 0.5);
+    let floor = (logit2(p_min) - logit2(lambda_max)) as f32;
+    let dice_keep = match mode {
+        ScoringMode::Dice => (threshold * 0.75) as f32,
+        ScoringMode::Probabilistic => f32::INFINITY,
+    };
+    let raw = |comps: &Comparisons, pairs: &[u64]| score(&raw_model, comps, pairs, tf.as_deref()).0;
+    let mut kept = Kept::default();
+    let mut tally = Tally::empty();
+    for (i, &(lo, hi)) in ranges.iter().enumerate() {
+        progress(clock, "comparing candidate pairs", i);
+        let pairs = stream::emit(ds, &grouped.passes, dedup, lo, hi);
+        let (k, t) = stream::process(ds, pairs, cuts, &raw, floor, dice_keep);
+        kept.pairs.extend(k.pairs);
+        kept.dice.extend(k.dice);
+        kept.raw_weight.extend(k.raw_weight);
+        tally.add(&t);
+    }
+    tracing::info!(
+        "compared {} candidate pairs in {} chunks; kept {} that may be reported or linked",
+        tally.candidates,
+        ranges.len(),
+        kept.pairs.len()
+    );
+    clock.lap("compare");
+    let model = match model {
+        Some(m) => m,
+        None => {
+            let m = finish(
+                ds,
+                fit.expect("fit"),
+                &tally.em_patterns(nf),
+                tally.candidates,
+                cuts,
+                u.expect("u"),
+                cfg.scoring.em_max_iterations,
+                eligible,
+                u_pairs,
+            );
+            if m.lambda > lambda_max {
+                tracing::warn!(
+                    "the fitted prior ({:.3e}) exceeds the bound used to keep pairs ({lambda_max:.3e}): pairs.parquet may lack some pairs of low probability",
+                    m.lambda
+                );
+            }
+            m
+        }
+    };
+    tracing::debug!(
+        "model: {}",
+        serde_json::to_string(&model).unwrap_or_default()
+    );
+    let prior = model.prior_weight();
+    let weight: Vec<f32> = kept
+        .raw_weight
+        .iter()
+        .map(|&w| (w as f64 + prior) as f32)
+        .collect();
+    let probability = weight
+        .iter()
+        .map(|&w| (1.0 / (1.0 + (-(w as f64)).exp2())) as f32)
+        .collect();
+    Ok(Streamed {
+        kept,
+        model,
+        weight,
+        probability,
+        tally,
     })
 }
 
@@ -323,6 +516,7 @@ fn incremental(
     Vec<f32>,
     Vec<f32>,
     Option<super::refresh::Work>,
+    Tally,
 )> {
     let prev = opts
         .previous
@@ -394,7 +588,13 @@ fn incremental(
     let model = prior.meta.model;
     let tf = cfg.scoring.tf_adjustment.then(|| value_frequencies(ds));
     let (weight, probability) = score(&model, &comps, &cands.pairs, tf.as_deref());
-    Ok((cands, comps, model, weight, probability, Some(work)))
+    // Every pair of a refresh is kept: its tally holds patterns only.
+    let mut tally = Tally::empty();
+    tally.candidates = cands.pairs.len() as u64;
+    let mut pm: Vec<(u128, u64)> = tally_patterns(&comps).into_iter().collect();
+    pm.sort_unstable();
+    tally.patterns = pm;
+    Ok((cands, comps, model, weight, probability, Some(work), tally))
 }
 
 /// Entity pseudonyms per record, from each cluster's sorted members.

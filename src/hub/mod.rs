@@ -17,6 +17,7 @@ pub mod refresh;
 pub mod resolve;
 pub mod score;
 pub mod state;
+pub mod stream;
 pub mod train;
 
 pub use config::JobConfig;

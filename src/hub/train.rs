@@ -193,7 +193,7 @@ pub struct Session {
     pub converged: bool,
 }
 
-/// Train the model. `u_random` comes from random pairs.
+/// Train the model on materialised candidates. `u_random` comes from random pairs.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     ds: &Dataset,
@@ -205,6 +205,37 @@ pub fn train(
     dedup: bool,
     u_pairs: usize,
 ) -> Model {
+    let fit = fit_m(ds, cuts, &u_random, max_iter, dedup);
+    let patterns = patterns_of(&comps.levels, ds.fields.len());
+    finish(
+        ds,
+        fit,
+        &patterns,
+        comps.dice.len() as u64,
+        cuts,
+        u_random,
+        max_iter,
+        eligible_pairs,
+        u_pairs,
+    )
+}
+
+/// m from the training sessions (before any candidate is compared).
+pub struct MFit {
+    pub m: Vec<Vec<f64>>,
+    /// Fields some session trained; the others need the candidates.
+    pub trained: Vec<bool>,
+    pub sessions: Vec<Session>,
+}
+
+/// Fit m in training sessions over pairs sharing a blocking key.
+pub fn fit_m(
+    ds: &Dataset,
+    cuts: &[f32],
+    u_random: &[Vec<f64>],
+    max_iter: usize,
+    dedup: bool,
+) -> MFit {
     let nf = ds.fields.len();
     let nl = n_levels(cuts);
     let names: Vec<String> = ds.fields.iter().map(|f| f.name.clone()).collect();
@@ -277,7 +308,7 @@ pub fn train(
         let r = em(
             &pats,
             initial_m(nf, nl),
-            &u_random,
+            u_random,
             0.1,
             Free::MLambda,
             &ignore,
@@ -329,13 +360,8 @@ pub fn train(
             wsum[g] += r.expected_matches;
         }
     }
-    let cand_patterns = patterns_of(&comps.levels, nf);
-    let smallest = ds.agencies.iter().map(|a| a.len).min().unwrap_or(1).max(1);
-    let lambda0 = (smallest as f64 / comps.dice.len().max(1) as f64).clamp(1e-6, 0.5);
-    // Fields no session could train: EM on the candidates for those fields'
-    // m alone, trained fields' m and every u held fixed.
     let trained: Vec<bool> = wsum.iter().map(|&w| w > 0.0).collect();
-    let mut m: Vec<Vec<f64>> = (0..nf)
+    let m: Vec<Vec<f64>> = (0..nf)
         .map(|g| {
             if trained[g] {
                 let mut v: Vec<f64> = msum[g].iter().map(|x| x / wsum[g]).collect();
@@ -346,10 +372,42 @@ pub fn train(
             }
         })
         .collect();
+    MFit {
+        m,
+        trained,
+        sessions,
+    }
+}
+
+/// Complete the model from the candidates' level patterns: m of untrained
+/// fields (EM, everything else fixed), then the prior λ.
+#[allow(clippy::too_many_arguments)]
+pub fn finish(
+    ds: &Dataset,
+    fit: MFit,
+    cand_patterns: &[(Vec<u8>, f64)],
+    candidates: u64,
+    cuts: &[f32],
+    u_random: Vec<Vec<f64>>,
+    max_iter: usize,
+    eligible_pairs: u64,
+    u_pairs: usize,
+) -> Model {
+    let nf = ds.fields.len();
+    let names: Vec<String> = ds.fields.iter().map(|f| f.name.clone()).collect();
+    let MFit {
+        mut m,
+        trained,
+        sessions,
+    } = fit;
+    let smallest = ds.agencies.iter().map(|a| a.len).min().unwrap_or(1).max(1);
+    let lambda0 = (smallest as f64 / candidates.max(1) as f64).clamp(1e-6, 0.5);
+    // Fields no session could train: EM on the candidates for those fields'
+    // m alone, trained fields' m and every u held fixed.
     if trained.iter().any(|t| !t) {
         let learn: Vec<bool> = trained.iter().map(|t| !t).collect();
         let r = em(
-            &cand_patterns,
+            cand_patterns,
             m,
             &u_random,
             lambda0,
@@ -362,7 +420,7 @@ pub fn train(
     }
     // λ: expected matches among candidates with m and u fixed.
     let lam = em(
-        &cand_patterns,
+        cand_patterns,
         m.clone(),
         &u_random,
         lambda0,

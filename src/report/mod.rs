@@ -339,7 +339,7 @@ pub fn build(
     let blocking = Blocking {
         method: run.candidates.method.clone(),
         eligible_pairs: run.eligible_pairs,
-        candidate_pairs: run.candidates.pairs.len() as u64,
+        candidate_pairs: run.tally.candidates,
         passes: run.candidates.passes.clone(),
     };
     let m = &run.model;

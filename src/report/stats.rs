@@ -36,6 +36,42 @@ fn rate(k: u64, n: u64) -> Rate {
     }
 }
 
+/// Pairs that were compared but not kept (their scores are only in the
+/// run's tally), as (score on the report's axis, probability, count):
+/// fine weight bins in probabilistic mode, fine Dice bins in Dice mode.
+fn unkept(run: &LinkRun) -> Vec<(f64, f64, u64)> {
+    use crate::hub::stream::{D_BIN, W_BIN, W_LO};
+    let prior = run.model.prior_weight();
+    let t = &run.tally;
+    let sig = |w: f64| 1.0 / (1.0 + (-w).exp2());
+    match run.mode {
+        ScoringMode::Probabilistic => t
+            .weight_hist
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, &c)| {
+                let w = W_LO + (i as f64 + 0.5) * W_BIN + prior;
+                (w, sig(w), c)
+            })
+            .collect(),
+        ScoringMode::Dice => {
+            // Unkept pairs are unlikely: p ≈ odds · λ/(1 − λ).
+            let r = run.model.lambda / (1.0 - run.model.lambda);
+            t.dice_hist
+                .iter()
+                .zip(&t.dice_odds)
+                .enumerate()
+                .filter(|(_, (c, _))| **c > 0)
+                .map(|(i, (&c, &odds))| {
+                    let p = (odds * r / c as f64).min(1.0);
+                    ((i as f64 + 0.5) * D_BIN, p, c)
+                })
+                .collect()
+        }
+    }
+}
+
 pub(super) fn scores_and_estimates(run: &LinkRun) -> (Scores, Estimates) {
     let np = run.candidates.pairs.len();
     let (what, lo, hi, width, thr_axis) = match run.mode {
@@ -52,22 +88,28 @@ pub(super) fn scores_and_estimates(run: &LinkRun) -> (Scores, Estimates) {
         ScoringMode::Dice => ("CLK Dice", 0.0, 1.0, 0.025, run.threshold),
     };
     let bins = ((hi - lo) / width) as usize;
+    let bin = |x: f64| (((x - lo) / width).floor().max(0.0) as usize).min(bins - 1);
     let mut counts = vec![0u64; bins];
     let mut linked = vec![0u64; bins];
+    let axis = |i: usize| match run.mode {
+        ScoringMode::Probabilistic => run.weight[i] as f64,
+        ScoringMode::Dice => run.comparisons.dice[i] as f64,
+    };
     for i in 0..np {
-        let x = match run.mode {
-            ScoringMode::Probabilistic => run.weight[i] as f64,
-            ScoringMode::Dice => run.comparisons.dice[i] as f64,
-        };
-        let b = (((x - lo) / width).floor().max(0.0) as usize).min(bins - 1);
+        let b = bin(axis(i));
         counts[b] += 1;
         if run.linked[i] {
             linked[b] += 1;
         }
     }
+    let rest = unkept(run);
+    for &(x, _, c) in &rest {
+        counts[bin(x)] += c;
+    }
     let edges = (0..=bins).map(|i| lo + i as f64 * width).collect();
-    // Expected matches among candidates (probabilities from the model).
-    let total_p: f64 = run.probability.iter().map(|&p| p as f64).sum();
+    // Expected matches among all candidates (probabilities from the model).
+    let total_p: f64 = run.probability.iter().map(|&p| p as f64).sum::<f64>()
+        + rest.iter().map(|&(_, p, c)| p * c as f64).sum::<f64>();
     let thresholds: Vec<f64> = match run.mode {
         ScoringMode::Probabilistic => vec![
             0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999,
@@ -82,6 +124,16 @@ pub(super) fn scores_and_estimates(run: &LinkRun) -> (Scores, Estimates) {
                 if run.score_of(i) as f64 >= t {
                     k += 1;
                     sp += run.probability[i] as f64;
+                }
+            }
+            for &(x, p, c) in &rest {
+                let score = match run.mode {
+                    ScoringMode::Probabilistic => p,
+                    ScoringMode::Dice => x,
+                };
+                if score >= t {
+                    k += c;
+                    sp += p * c as f64;
                 }
             }
             ThresholdRow {
@@ -109,7 +161,11 @@ pub(super) fn scores_and_estimates(run: &LinkRun) -> (Scores, Estimates) {
         .probability
         .iter()
         .map(|&p| p as f64 * (1.0 - p as f64))
-        .sum();
+        .sum::<f64>()
+        + rest
+            .iter()
+            .map(|&(_, p, c)| p * (1.0 - p) * c as f64)
+            .sum::<f64>();
     let rb = if total_p > 0.0 {
         1.96 * (var + var_all).sqrt() / total_p
     } else {
@@ -132,7 +188,7 @@ pub(super) fn scores_and_estimates(run: &LinkRun) -> (Scores, Estimates) {
             recall,
             recall_band: [(recall - rb).max(0.0), (recall + rb).min(1.0)],
             linked_pairs: k,
-            method: "Expected true links = sum of the fitted match probabilities of linked pairs; expected matches = sum over all candidate pairs. Bands: ±1.96 standard deviations of those sums (Bernoulli). Matches lost by blocking are not counted.".into(),
+            method: "Expected true links = sum of the fitted match probabilities of linked pairs; expected matches = sum over all candidate pairs (pairs too unlikely to keep enter through a fine histogram of their weights). Bands: ±1.96 standard deviations of those sums (Bernoulli). Matches lost by blocking are not counted.".into(),
         },
     )
 }

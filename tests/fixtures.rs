@@ -62,6 +62,7 @@ fn fixture_extracts_encode_and_link() {
         previous: None,
         full: false,
         model: None,
+        merge: None,
     };
     let o =
         bloomlink::cli::link::link_and_report(&opts, Some(&fx.join("truth.csv")), vec![]).unwrap();

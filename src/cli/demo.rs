@@ -90,6 +90,7 @@ pub fn run_demo(
         previous: None,
         full: false,
         model: None,
+        merge: None,
     };
     let truth = dir.join("data").join("truth.csv");
     let o =

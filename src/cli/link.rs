@@ -50,21 +50,55 @@ pub fn link_and_report(
 
 /// Run `link`.
 pub fn run(a: LinkArgs, progress: bool) -> Result<()> {
-    let config = match &a.config {
+    if let (Some(dir), Some(i)) = (&a.plan, a.unit) {
+        let (candidates, kept) = link::unit(dir, i)?;
+        if progress {
+            eprintln!(
+                "unit {i}: compared {candidates} candidate pairs, kept {kept}; wrote {}",
+                dir.join("units").display()
+            );
+        }
+        return Ok(());
+    }
+    let mut config = match &a.config {
         Some(p) => JobConfig::load(p)?,
         None => JobConfig::default(),
     };
-    let opts = LinkOptions {
-        extracts: a.extract.clone(),
-        out: a.out.clone(),
+    let mut extracts = a.extract.clone();
+    let (mut dedup, mut threshold) = (a.dedup, a.threshold);
+    if let Some(dir) = &a.merge {
+        // The plan fixes the inputs and settings.
+        let plan = crate::hub::units::read_plan(dir)?;
+        extracts = crate::hub::units::check_inputs(&plan)?;
+        config = plan.config;
+        dedup = plan.dedup;
+        threshold = plan.threshold;
+    }
+    let mut opts = LinkOptions {
+        extracts,
+        out: a.out.clone().unwrap_or_default(),
         config,
-        threshold: a.threshold,
-        dedup: a.dedup,
+        threshold,
+        dedup,
         progress,
         previous: a.previous.clone(),
         full: a.full,
         model: a.model.clone(),
+        merge: a.merge.clone(),
     };
+    if let Some(dir) = &a.plan {
+        opts.out = dir.clone();
+        let units = link::plan(&opts, dir)?;
+        if progress {
+            eprintln!(
+                "wrote a plan of {units} units to {}: run `bloomlink link --plan {} --unit I` for I in 0..{units} (in any order, anywhere the extracts are), then `bloomlink link --merge {} --out OUT`",
+                dir.display(),
+                dir.display(),
+                dir.display()
+            );
+        }
+        return Ok(());
+    }
     let o = link_and_report(&opts, a.truth.as_deref(), std::env::args().collect())?;
     if !progress {
         return Ok(());
@@ -73,7 +107,7 @@ pub fn run(a: LinkArgs, progress: bool) -> Result<()> {
         "linked {} of {} records from {} extracts into {} entities in {:.2}s",
         o.linked,
         o.records,
-        a.extract.len(),
+        opts.extracts.len(),
         o.entities,
         o.seconds
     );
@@ -91,7 +125,7 @@ pub fn run(a: LinkArgs, progress: bool) -> Result<()> {
     }
     eprintln!(
         "wrote {}/links.parquet, pairs.parquet, report.json and report.html",
-        a.out.display()
+        opts.out.display()
     );
     Ok(())
 }

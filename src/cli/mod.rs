@@ -122,11 +122,11 @@ pub struct SynthArgs {
 #[derive(Args, Debug)]
 pub struct LinkArgs {
     /// An agency extract; repeat for each agency.
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present_any = ["merge", "unit"])]
     pub extract: Vec<PathBuf>,
     /// Output folder for links.parquet, pairs.parquet, report.json, report.html.
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required_unless_present_any = ["plan"])]
+    pub out: Option<PathBuf>,
     /// Job config (TOML); defaults suit two extracts.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -150,6 +150,16 @@ pub struct LinkArgs {
     /// of fitting one: an approved model stays fixed across refreshes.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
+    /// Scale-out: write a plan of work units to DIR instead of linking
+    /// (with --unit I: run unit I of the plan in DIR).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["merge", "previous", "truth", "out"])]
+    pub plan: Option<PathBuf>,
+    /// Scale-out: the unit of --plan DIR to run.
+    #[arg(long, value_name = "I", requires = "plan")]
+    pub unit: Option<usize>,
+    /// Scale-out: merge the units of the plan in DIR and write the outputs to --out.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["extract", "config", "dedup", "threshold", "model", "previous"])]
+    pub merge: Option<PathBuf>,
 }
 
 /// Arguments of `bloomlink evaluate`.

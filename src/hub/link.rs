@@ -18,7 +18,7 @@ use super::resolve::{Resolution, resolve};
 use super::score::{Comparisons, Model, compare, cuts32, estimate_u, score, value_frequencies};
 use super::state;
 use super::stream::{self, Kept, Tally, tally_patterns};
-use super::train::{finish, fit_m};
+use super::train::{MFit, finish, fit_m};
 use crate::error::{Error, Result};
 use crate::io::Pending;
 
@@ -38,6 +38,8 @@ pub struct LinkOptions {
     pub full: bool,
     /// A previous run's output folder whose fitted model to score with.
     pub model: Option<PathBuf>,
+    /// A plan folder whose units have all run: merge them instead of comparing.
+    pub merge: Option<PathBuf>,
 }
 
 /// Seconds spent in one stage.
@@ -83,7 +85,7 @@ impl LinkRun {
 }
 
 /// Stage timer; also drives a spinner on stderr naming the next stage.
-struct Clock(Instant, Vec<Timing>, indicatif::ProgressBar);
+pub(crate) struct Clock(Instant, Vec<Timing>, indicatif::ProgressBar);
 
 /// The stage that follows each stage, for the spinner.
 const NEXT: &[(&str, &str)] = &[
@@ -96,7 +98,15 @@ const NEXT: &[(&str, &str)] = &[
 ];
 
 impl Clock {
-    fn lap(&mut self, stage: &str) {
+    pub(crate) fn new(progress: bool, first: &str) -> Clock {
+        Clock(
+            Instant::now(),
+            Vec::new(),
+            crate::progress::spinner(progress, first),
+        )
+    }
+
+    pub(crate) fn lap(&mut self, stage: &str) {
         let now = Instant::now();
         self.1.push(Timing {
             stage: stage.into(),
@@ -171,6 +181,25 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
     }
     let cuts = cuts32(&cfg.scoring.levels);
     let (cands, comps, model, weight, probability, increment, tally) = match refresh {
+        None if opts.merge.is_some() => {
+            let dir = opts.merge.as_deref().expect("merge");
+            let plan = super::units::read_plan(dir)?;
+            let (kept, tally) = super::units::read_units(dir, &plan)?;
+            clock.lap("compare");
+            let s = conclude(&ds, cfg, &cuts, plan.prepared, kept, tally, eligible);
+            let cands = Candidates {
+                pairs: s.kept.pairs,
+                passes: plan.passes,
+                method: plan.method,
+                lsh_positions: plan.lsh_positions,
+            };
+            let comps = Comparisons {
+                dice: s.kept.dice,
+                levels: Vec::new(),
+                fields: ds.fields.len(),
+            };
+            (cands, comps, s.model, s.weight, s.probability, None, s.tally)
+        }
         None => {
             let fixed = match &opts.model {
                 Some(dir) => Some(fixed_model(dir, &ds, cfg, dedup)?),
@@ -273,7 +302,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
 }
 
 /// What the streamed comparison of all candidates produced.
-struct Streamed {
+pub(crate) struct Streamed {
     kept: Kept,
     model: Model,
     weight: Vec<f32>,
@@ -281,12 +310,30 @@ struct Streamed {
     tally: Tally,
 }
 
-/// Compare every candidate pair chunk by chunk (see `stream`), fitting the
-/// model on the way: u from random pairs and m from training sessions
-/// first, then λ (and any m no session trained) from the candidates' level
-/// patterns. Keeps the pairs that may be reported or linked.
+/// Everything a chunk needs besides the data: the chunk ranges, the model
+/// (complete, or m and u with λ to come) and the keep rule. Written to
+/// `plan.json` by `link --plan` so that units run without fitting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Prepared {
+    pub ranges: Vec<(u32, u32)>,
+    /// m and u with λ = ½: scores before the prior.
+    pub raw_model: Model,
+    /// The complete model when already known (fixed, or fitted in a first pass).
+    pub model: Option<Model>,
+    /// Otherwise the session fit that the candidates' patterns complete.
+    pub fit: Option<MFit>,
+    /// Pairs kept: raw weight at least `floor`, or Dice at least `dice_keep`.
+    pub floor: f32,
+    pub dice_keep: f32,
+    /// The prior assumed by `floor`.
+    pub lambda_max: f64,
+}
+
+/// Fit what can be fitted before comparing the candidates and fix the
+/// chunks: u from random pairs and m from training sessions, and when a
+/// field no session trained needs the candidates, a first pass over them.
 #[allow(clippy::too_many_arguments)]
-fn streamed(
+pub(crate) fn prepare(
     ds: &Dataset,
     cfg: &JobConfig,
     dedup: bool,
@@ -296,7 +343,7 @@ fn streamed(
     eligible: u64,
     (mode, threshold): (ScoringMode, f64),
     clock: &mut Clock,
-) -> Result<Streamed> {
+) -> Result<Prepared> {
     let nf = ds.fields.len();
     if nf > 32 {
         return Err(Error::Usage(format!(
@@ -306,34 +353,27 @@ fn streamed(
     let counts = stream::emission_counts(&grouped.passes, ds.len());
     let ranges = stream::chunk_ranges(&counts, cfg.blocking.chunk_pairs.max(1));
     drop(counts);
-    let tf = cfg.scoring.tf_adjustment.then(|| value_frequencies(ds));
     let u_pairs = cfg.scoring.u_sample_pairs;
-    // The model's m and u (and λ when already known).
-    let (mut model, fit) = match fixed {
+    let (mut model, mut fit) = match fixed {
         Some(m) => (Some(m), None),
         None => {
             let u = estimate_u(ds, cuts, u_pairs, dedup, cfg.seed);
-            let fit = fit_m(ds, cuts, &u, cfg.scoring.em_max_iterations, dedup);
-            (None, Some((fit, u)))
+            let fit = fit_m(ds, cuts, u, cfg.scoring.em_max_iterations, dedup);
+            (None, Some(fit))
         }
-    };
-    let progress = |clock: &mut Clock, what: &str, i: usize| {
-        clock
-            .2
-            .set_message(format!("{what}: chunk {} of {}", i + 1, ranges.len()));
     };
     // A field no session trained takes its m from the candidates: tally
     // their patterns first (one extra comparison pass).
-    let (mut fit, mut u) = match fit {
-        Some((f, u)) => (Some(f), Some(u)),
-        None => (None, None),
-    };
     if let Some(f) = &fit
         && f.trained.iter().any(|t| !t)
     {
         let mut t = Tally::empty();
         for (i, &(lo, hi)) in ranges.iter().enumerate() {
-            progress(clock, "fitting the model", i);
+            clock.2.set_message(format!(
+                "fitting the model: chunk {} of {}",
+                i + 1,
+                ranges.len()
+            ));
             let pairs = stream::emit(ds, &grouped.passes, dedup, lo, hi);
             let comps = compare(ds, &pairs, cuts);
             let mut part = Tally::empty();
@@ -348,21 +388,19 @@ fn streamed(
             &t.em_patterns(nf),
             t.candidates,
             cuts,
-            u.take().expect("u"),
             cfg.scoring.em_max_iterations,
             eligible,
             u_pairs,
         ));
     }
-    clock.lap("fit");
     // Scores before the prior: the model with λ = ½.
-    let mut raw_model = match (&model, &fit, &u) {
-        (Some(m), _, _) => m.clone(),
-        (None, Some(f), Some(u)) => Model {
+    let mut raw_model = match (&model, &fit) {
+        (Some(m), _) => m.clone(),
+        (None, Some(f)) => Model {
             fields: ds.fields.iter().map(|f| f.name.clone()).collect(),
             cuts: cuts.iter().map(|&c| c as f64).collect(),
             m: f.m.clone(),
-            u: u.clone(),
+            u: f.u.clone(),
             lambda: 0.5,
             candidate_lambda: 0.5,
             expected_matches: 0.0,
@@ -371,16 +409,15 @@ fn streamed(
             converged: true,
             u_pairs,
         },
-        _ => unreachable!("a model or its fit"),
+        (None, None) => unreachable!("a model or its fit"),
     };
     raw_model.lambda = 0.5;
-    // Keep what may be reported or linked: probability ≥ the lower of the
-    // report floor and the threshold under the largest prior plausible
-    // before λ is known (16 matches per record).
-    let n = ds.len() as f64;
+    // Keep what may be reported or linked: probability at least the lower
+    // of the report floor and the threshold, under the largest prior
+    // plausible before λ is known (16 matches per record).
     let lambda_max = match &model {
         Some(m) => m.lambda,
-        None => (16.0 * n / eligible.max(1) as f64).min(0.5),
+        None => (16.0 * ds.len() as f64 / eligible.max(1) as f64).min(0.5),
     };
     let logit2 = |p: f64| (p / (1.0 - p)).log2();
     let p_min = match mode {
@@ -388,48 +425,66 @@ fn streamed(
         ScoringMode::Dice => cfg.output.pairs_min_probability,
     }
     .clamp(1e-9, 0.5);
-    let floor = (logit2(p_min) - logit2(lambda_max)) as f32;
-    let dice_keep = match mode {
-        ScoringMode::Dice => (threshold * 0.75) as f32,
-        ScoringMode::Probabilistic => f32::INFINITY,
-    };
-    let raw = |comps: &Comparisons, pairs: &[u64]| score(&raw_model, comps, pairs, tf.as_deref()).0;
-    let mut kept = Kept::default();
-    let mut tally = Tally::empty();
-    for (i, &(lo, hi)) in ranges.iter().enumerate() {
-        progress(clock, "comparing candidate pairs", i);
-        let pairs = stream::emit(ds, &grouped.passes, dedup, lo, hi);
-        let (k, t) = stream::process(ds, pairs, cuts, &raw, floor, dice_keep);
-        kept.pairs.extend(k.pairs);
-        kept.dice.extend(k.dice);
-        kept.raw_weight.extend(k.raw_weight);
-        tally.add(&t);
-    }
-    tracing::info!(
-        "compared {} candidate pairs in {} chunks; kept {} that may be reported or linked",
-        tally.candidates,
-        ranges.len(),
-        kept.pairs.len()
-    );
-    clock.lap("compare");
-    let model = match model {
+    Ok(Prepared {
+        ranges,
+        raw_model,
+        model,
+        fit,
+        floor: (logit2(p_min) - logit2(lambda_max)) as f32,
+        dice_keep: match mode {
+            ScoringMode::Dice => (threshold * 0.75) as f32,
+            // Above any Dice: only the weight decides.
+            ScoringMode::Probabilistic => 2.0,
+        },
+        lambda_max,
+    })
+}
+
+/// Compare and score chunk `i`.
+pub(crate) fn chunk(
+    ds: &Dataset,
+    grouped: &Grouped,
+    dedup: bool,
+    cuts: &[f32],
+    prep: &Prepared,
+    tf: Option<&[Vec<f32>]>,
+    i: usize,
+) -> (Kept, Tally) {
+    let (lo, hi) = prep.ranges[i];
+    let pairs = stream::emit(ds, &grouped.passes, dedup, lo, hi);
+    let raw = |comps: &Comparisons, pairs: &[u64]| score(&prep.raw_model, comps, pairs, tf).0;
+    stream::process(ds, pairs, cuts, &raw, prep.floor, prep.dice_keep)
+}
+
+/// Complete the model from the tally (when λ was still to come) and score
+/// the kept pairs.
+pub(crate) fn conclude(
+    ds: &Dataset,
+    cfg: &JobConfig,
+    cuts: &[f32],
+    prep: Prepared,
+    kept: Kept,
+    tally: Tally,
+    eligible: u64,
+) -> Streamed {
+    let model = match prep.model {
         Some(m) => m,
         None => {
             let m = finish(
                 ds,
-                fit.expect("fit"),
-                &tally.em_patterns(nf),
+                prep.fit.expect("fit"),
+                &tally.em_patterns(ds.fields.len()),
                 tally.candidates,
                 cuts,
-                u.expect("u"),
                 cfg.scoring.em_max_iterations,
                 eligible,
-                u_pairs,
+                cfg.scoring.u_sample_pairs,
             );
-            if m.lambda > lambda_max {
+            if m.lambda > prep.lambda_max {
                 tracing::warn!(
-                    "the fitted prior ({:.3e}) exceeds the bound used to keep pairs ({lambda_max:.3e}): pairs.parquet may lack some pairs of low probability",
-                    m.lambda
+                    "the fitted prior ({:.3e}) exceeds the bound used to keep pairs ({:.3e}): pairs.parquet may lack some pairs of low probability",
+                    m.lambda,
+                    prep.lambda_max
                 );
             }
             m
@@ -449,13 +504,61 @@ fn streamed(
         .iter()
         .map(|&w| (1.0 / (1.0 + (-(w as f64)).exp2())) as f32)
         .collect();
-    Ok(Streamed {
+    Streamed {
         kept,
         model,
         weight,
         probability,
         tally,
-    })
+    }
+}
+
+/// Compare every candidate pair chunk by chunk (see `stream`).
+#[allow(clippy::too_many_arguments)]
+fn streamed(
+    ds: &Dataset,
+    cfg: &JobConfig,
+    dedup: bool,
+    grouped: &Grouped,
+    cuts: &[f32],
+    fixed: Option<Model>,
+    eligible: u64,
+    mode_threshold: (ScoringMode, f64),
+    clock: &mut Clock,
+) -> Result<Streamed> {
+    let prep = prepare(
+        ds,
+        cfg,
+        dedup,
+        grouped,
+        cuts,
+        fixed,
+        eligible,
+        mode_threshold,
+        clock,
+    )?;
+    clock.lap("fit");
+    let tf = cfg.scoring.tf_adjustment.then(|| value_frequencies(ds));
+    let mut kept = Kept::default();
+    let mut tally = Tally::empty();
+    for i in 0..prep.ranges.len() {
+        clock.2.set_message(format!(
+            "comparing candidate pairs: chunk {} of {}",
+            i + 1,
+            prep.ranges.len()
+        ));
+        let (k, t) = chunk(ds, grouped, dedup, cuts, &prep, tf.as_deref(), i);
+        kept.append(k);
+        tally.add(&t);
+    }
+    tracing::info!(
+        "compared {} candidate pairs in {} chunks; kept {} that may be reported or linked",
+        tally.candidates,
+        prep.ranges.len(),
+        kept.pairs.len()
+    );
+    clock.lap("compare");
+    Ok(conclude(ds, cfg, cuts, prep, kept, tally, eligible))
 }
 
 /// The model (and LSH bands) a previous run fitted, checked against this
@@ -595,6 +698,111 @@ fn incremental(
     pm.sort_unstable();
     tally.patterns = pm;
     Ok((cands, comps, model, weight, probability, Some(work), tally))
+}
+
+/// `link --plan DIR`: load, group, fit what precedes comparison, and write
+/// the plan; returns the number of units.
+pub fn plan(opts: &LinkOptions, dir: &Path) -> Result<usize> {
+    let cfg = &opts.config;
+    let dedup = opts.dedup || cfg.resolve.dedup;
+    if opts.extracts.len() < 2 && !dedup {
+        return Err(Error::Usage(
+            "a plan needs two or more extracts, or --dedup to deduplicate one".into(),
+        ));
+    }
+    let (mode, threshold) = match cfg.scoring.mode {
+        ScoringMode::Probabilistic => (
+            ScoringMode::Probabilistic,
+            opts.threshold.unwrap_or(cfg.scoring.threshold),
+        ),
+        ScoringMode::Dice => (
+            ScoringMode::Dice,
+            opts.threshold.unwrap_or(cfg.scoring.dice_threshold),
+        ),
+    };
+    let mut clock = Clock::new(opts.progress, "loading extracts");
+    let ds = load(&opts.extracts)?;
+    clock.lap("load");
+    let eligible = eligible_pairs(&ds, dedup);
+    let fixed = match &opts.model {
+        Some(d) => Some(fixed_model(d, &ds, cfg, dedup)?),
+        None => None,
+    };
+    let positions = fixed
+        .as_ref()
+        .map(|f| f.lsh_positions.as_slice())
+        .filter(|p| !p.is_empty());
+    let grouped = group(&ds, &cfg.blocking, dedup, cfg.seed, positions)?;
+    clock.lap("block");
+    let cuts = cuts32(&cfg.scoring.levels);
+    let prepared = prepare(
+        &ds,
+        cfg,
+        dedup,
+        &grouped,
+        &cuts,
+        fixed.map(|f| f.model),
+        eligible,
+        (mode, threshold),
+        &mut clock,
+    )?;
+    clock.lap("fit");
+    let mut extracts = Vec::new();
+    for p in &opts.extracts {
+        extracts.push(super::units::PlanInput {
+            path: std::path::absolute(p).map_err(|e| Error::read(p, e))?,
+            sha256: crate::io::sha256_file(p)?,
+        });
+    }
+    let plan = super::units::Plan {
+        bloomlink_version: env!("CARGO_PKG_VERSION").into(),
+        extracts,
+        config: cfg.clone(),
+        dedup,
+        threshold: opts.threshold,
+        method: grouped.method.clone(),
+        lsh_positions: grouped.lsh_positions.clone(),
+        passes: grouped.passes.iter().map(|p| p.stats.clone()).collect(),
+        prepared,
+    };
+    for p in super::units::write_plan(dir, &plan, &grouped)? {
+        p.commit()?;
+    }
+    clock.2.finish_and_clear();
+    Ok(plan.units())
+}
+
+/// `link --plan DIR --unit I`: compare the candidate pairs of unit I and
+/// write its kept pairs and tally; returns (candidates, kept).
+pub fn unit(dir: &Path, i: usize) -> Result<(u64, u64)> {
+    let plan = super::units::read_plan(dir)?;
+    if i >= plan.units() {
+        return Err(Error::Usage(format!(
+            "--unit {i}: the plan in {} has units 0 to {}",
+            dir.display(),
+            plan.units() - 1
+        )));
+    }
+    let inputs = super::units::check_inputs(&plan)?;
+    let ds = load(&inputs)?;
+    let grouped = super::units::read_groups(dir, &plan)?;
+    let cuts = cuts32(&plan.config.scoring.levels);
+    let tf = plan
+        .config
+        .scoring
+        .tf_adjustment
+        .then(|| value_frequencies(&ds));
+    let (kept, tally) = chunk(
+        &ds,
+        &grouped,
+        plan.dedup,
+        &cuts,
+        &plan.prepared,
+        tf.as_deref(),
+        i,
+    );
+    super::units::write_unit(dir, i, &kept, &tally)?.commit()?;
+    Ok((tally.candidates, kept.pairs.len() as u64))
 }
 
 /// Entity pseudonyms per record, from each cluster's sorted members.

@@ -19,6 +19,7 @@ pub mod score;
 pub mod state;
 pub mod stream;
 pub mod train;
+pub mod units;
 
 pub use config::JobConfig;
 pub use link::{LinkOptions, LinkRun};

@@ -239,11 +239,21 @@ pub fn dice_bin(d: f32) -> usize {
 }
 
 /// The pairs a chunk keeps, with their scores before the prior.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Kept {
     pub pairs: Vec<u64>,
     pub dice: Vec<f32>,
     pub raw_weight: Vec<f32>,
+}
+
+impl Kept {
+    /// Append a later chunk's pairs (chunks come in record order, so the
+    /// pairs stay sorted).
+    pub fn append(&mut self, o: Kept) {
+        self.pairs.extend(o.pairs);
+        self.dice.extend(o.dice);
+        self.raw_weight.extend(o.raw_weight);
+    }
 }
 
 /// Tally level patterns only (a first pass, when some field's m must come

@@ -205,7 +205,7 @@ pub fn train(
     dedup: bool,
     u_pairs: usize,
 ) -> Model {
-    let fit = fit_m(ds, cuts, &u_random, max_iter, dedup);
+    let fit = fit_m(ds, cuts, u_random, max_iter, dedup);
     let patterns = patterns_of(&comps.levels, ds.fields.len());
     finish(
         ds,
@@ -213,16 +213,18 @@ pub fn train(
         &patterns,
         comps.dice.len() as u64,
         cuts,
-        u_random,
         max_iter,
         eligible_pairs,
         u_pairs,
     )
 }
 
-/// m from the training sessions (before any candidate is compared).
+/// m from the training sessions (before any candidate is compared), with
+/// the u it was fitted against.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct MFit {
     pub m: Vec<Vec<f64>>,
+    pub u: Vec<Vec<f64>>,
     /// Fields some session trained; the others need the candidates.
     pub trained: Vec<bool>,
     pub sessions: Vec<Session>,
@@ -232,10 +234,11 @@ pub struct MFit {
 pub fn fit_m(
     ds: &Dataset,
     cuts: &[f32],
-    u_random: &[Vec<f64>],
+    u: Vec<Vec<f64>>,
     max_iter: usize,
     dedup: bool,
 ) -> MFit {
+    let u_random = &u;
     let nf = ds.fields.len();
     let nl = n_levels(cuts);
     let names: Vec<String> = ds.fields.iter().map(|f| f.name.clone()).collect();
@@ -374,6 +377,7 @@ pub fn fit_m(
         .collect();
     MFit {
         m,
+        u,
         trained,
         sessions,
     }
@@ -388,7 +392,6 @@ pub fn finish(
     cand_patterns: &[(Vec<u8>, f64)],
     candidates: u64,
     cuts: &[f32],
-    u_random: Vec<Vec<f64>>,
     max_iter: usize,
     eligible_pairs: u64,
     u_pairs: usize,
@@ -397,6 +400,7 @@ pub fn finish(
     let names: Vec<String> = ds.fields.iter().map(|f| f.name.clone()).collect();
     let MFit {
         mut m,
+        u: u_random,
         trained,
         sessions,
     } = fit;

@@ -1,0 +1,295 @@
+//! Scale-out: a link job split into work units that any scheduler can run.
+//!
+//! `link --plan DIR` loads the extracts, groups the blocking passes, fits
+//! what can be fitted before comparison (u, m) and fixes the chunks; it
+//! writes `plan.json` (extract paths and SHA-256, job settings, model, keep
+//! rule, chunk ranges) and `groups.bin` (the grouped passes). Unit I
+//! (`link --plan DIR --unit I`) compares the candidate pairs of chunk I and
+//! writes `units/unit-I.parquet`: its kept pairs and, in the file metadata,
+//! its tally. `link --merge DIR --out OUT` reads every unit, completes the
+//! model from the summed tallies and writes the usual outputs. A unit is a
+//! record range: it holds every candidate pair whose smaller record index is
+//! in the range, from every pass, so duplicates across passes never span
+//! units, and the merged outputs equal a single run's byte for byte.
+//! Hub side: never sees plaintext or the linkage key.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, UInt32Type};
+use arrow_array::{ArrayRef, Float32Array, RecordBatch, UInt32Array};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use super::block::{Grouped, PassStats};
+use super::config::JobConfig;
+use super::link::Prepared;
+use super::stream::{Kept, Pass, Tally};
+use crate::error::{Error, Result};
+use crate::io::Pending;
+
+const PLAN: &str = "plan.json";
+const GROUPS: &str = "groups.bin";
+const GROUPS_MAGIC: &[u8; 8] = b"BLGRP\x001\n";
+const TALLY_KEY: &str = "bloomlink.unit_tally";
+
+/// An input extract of the plan, pinned by its hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanInput {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+/// `plan.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub bloomlink_version: String,
+    pub extracts: Vec<PlanInput>,
+    pub config: JobConfig,
+    pub dedup: bool,
+    pub threshold: Option<f64>,
+    pub method: String,
+    pub lsh_positions: Vec<Vec<u32>>,
+    pub passes: Vec<PassStats>,
+    pub prepared: Prepared,
+}
+
+impl Plan {
+    pub fn units(&self) -> usize {
+        self.prepared.ranges.len()
+    }
+}
+
+fn unit_path(dir: &Path, i: usize) -> PathBuf {
+    dir.join("units").join(format!("unit-{i:06}.parquet"))
+}
+
+/// Write `plan.json` and `groups.bin`; the caller commits them.
+pub fn write_plan(dir: &Path, plan: &Plan, grouped: &Grouped) -> Result<Vec<Pending>> {
+    std::fs::create_dir_all(dir.join("units")).map_err(|e| Error::write(dir, e))?;
+    let text = serde_json::to_string_pretty(plan).expect("json");
+    let p = Pending::create(&dir.join(PLAN))?;
+    {
+        let mut f = p.file()?;
+        f.write_all(text.as_bytes())
+            .map_err(|e| Error::write(p.path(), e))?;
+    }
+    let g = Pending::create(&dir.join(GROUPS))?;
+    {
+        let path = g.path().to_path_buf();
+        let mut w = BufWriter::new(g.file()?);
+        let mut put = |b: &[u8]| w.write_all(b).map_err(|e| Error::write(&path, e));
+        put(GROUPS_MAGIC)?;
+        put(&(grouped.passes.len() as u64).to_le_bytes())?;
+        for pass in &grouped.passes {
+            for list in [&pass.members, &pass.starts] {
+                put(&(list.len() as u64).to_le_bytes())?;
+                for x in list.iter() {
+                    put(&x.to_le_bytes())?;
+                }
+            }
+            put(&(pass.pairs.len() as u64).to_le_bytes())?;
+            for x in &pass.pairs {
+                put(&x.to_le_bytes())?;
+            }
+        }
+        w.flush().map_err(|e| Error::write(&path, e))?;
+    }
+    Ok(vec![p, g])
+}
+
+/// Read `plan.json`.
+pub fn read_plan(dir: &Path) -> Result<Plan> {
+    let path = dir.join(PLAN);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::read(&path, e))?;
+    let plan: Plan = serde_json::from_str(&text)
+        .map_err(|e| Error::input(&path, format!("not a bloomlink plan: {e}")))?;
+    if plan.bloomlink_version != env!("CARGO_PKG_VERSION") {
+        return Err(Error::input(
+            &path,
+            format!(
+                "made by bloomlink {}; run every step of a plan with the same version ({})",
+                plan.bloomlink_version,
+                env!("CARGO_PKG_VERSION")
+            ),
+        ));
+    }
+    Ok(plan)
+}
+
+/// Check that the extracts are the ones the plan was made from.
+pub fn check_inputs(plan: &Plan) -> Result<Vec<PathBuf>> {
+    for x in &plan.extracts {
+        let h = crate::io::sha256_file(&x.path)?;
+        if h != x.sha256 {
+            return Err(Error::Incompatible(format!(
+                "{} changed since the plan was made (SHA-256 {h}, plan has {}); make a new plan",
+                x.path.display(),
+                x.sha256
+            )));
+        }
+    }
+    Ok(plan.extracts.iter().map(|x| x.path.clone()).collect())
+}
+
+/// Read `groups.bin` back into passes (their stats come from the plan).
+pub fn read_groups(dir: &Path, plan: &Plan) -> Result<Grouped> {
+    let path = dir.join(GROUPS);
+    let mut r = BufReader::new(File::open(&path).map_err(|e| Error::read(&path, e))?);
+    let bad = || Error::input(&path, "damaged groups file: make the plan again");
+    let mut magic = [0u8; 8];
+    r.read_exact(&mut magic).map_err(|_| bad())?;
+    if &magic != GROUPS_MAGIC {
+        return Err(bad());
+    }
+    let u64_ = |r: &mut BufReader<File>| -> Result<u64> {
+        let mut b = [0u8; 8];
+        r.read_exact(&mut b).map_err(|_| bad())?;
+        Ok(u64::from_le_bytes(b))
+    };
+    let n = u64_(&mut r)? as usize;
+    if n != plan.passes.len() {
+        return Err(bad());
+    }
+    let mut passes = Vec::with_capacity(n);
+    for stats in &plan.passes {
+        let mut lists: Vec<Vec<u32>> = Vec::new();
+        for _ in 0..2 {
+            let len = u64_(&mut r)? as usize;
+            let mut bytes = vec![0u8; len.checked_mul(4).ok_or_else(bad)?];
+            r.read_exact(&mut bytes).map_err(|_| bad())?;
+            lists.push(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+                    .collect(),
+            );
+        }
+        let len = u64_(&mut r)? as usize;
+        let mut bytes = vec![0u8; len.checked_mul(8).ok_or_else(bad)?];
+        r.read_exact(&mut bytes).map_err(|_| bad())?;
+        let pairs = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        let starts = lists.pop().expect("starts");
+        let members = lists.pop().expect("members");
+        passes.push(Pass {
+            stats: stats.clone(),
+            members,
+            starts,
+            pairs,
+        });
+    }
+    Ok(Grouped {
+        raw_pairs: passes.iter().map(|p| p.stats.pairs).sum(),
+        passes,
+        method: plan.method.clone(),
+        lsh_positions: plan.lsh_positions.clone(),
+    })
+}
+
+/// Write one unit's kept pairs and tally; the caller commits.
+pub fn write_unit(dir: &Path, i: usize, kept: &Kept, tally: &Tally) -> Result<Pending> {
+    let path = unit_path(dir, i);
+    let a: UInt32Array = kept.pairs.iter().map(|&p| (p >> 32) as u32).collect();
+    let b: UInt32Array = kept.pairs.iter().map(|&p| p as u32).collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::UInt32, false),
+        Field::new("b", DataType::UInt32, false),
+        Field::new("dice", DataType::Float32, false),
+        Field::new("raw_weight", DataType::Float32, false),
+    ]));
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(a),
+        Arc::new(b),
+        Arc::new(Float32Array::from(kept.dice.clone())),
+        Arc::new(Float32Array::from(kept.raw_weight.clone())),
+    ];
+    let batch = RecordBatch::try_new(schema, cols).map_err(|e| Error::parquet_write(&path, e))?;
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            TALLY_KEY.to_string(),
+            Some(serde_json::to_string(tally).expect("json")),
+        )]))
+        .build();
+    let pending = Pending::create(&path)?;
+    let mut w = ArrowWriter::try_new(pending.file()?, batch.schema(), Some(props))
+        .map_err(|e| Error::parquet_write(&path, e))?;
+    w.write(&batch).map_err(|e| Error::parquet_write(&path, e))?;
+    w.close().map_err(|e| Error::parquet_write(&path, e))?;
+    Ok(pending)
+}
+
+/// Read every unit of a plan, in order: the kept pairs and the summed tally.
+pub fn read_units(dir: &Path, plan: &Plan) -> Result<(Kept, Tally)> {
+    let missing: Vec<usize> = (0..plan.units())
+        .filter(|&i| !unit_path(dir, i).exists())
+        .collect();
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().take(10).map(|i| i.to_string()).collect();
+        return Err(Error::Usage(format!(
+            "{} of {} units have not run yet (units {}{}): run `bloomlink link --plan {} --unit I` for each",
+            missing.len(),
+            plan.units(),
+            list.join(", "),
+            if missing.len() > 10 { ", …" } else { "" },
+            dir.display()
+        )));
+    }
+    let mut kept = Kept::default();
+    let mut tally = Tally::empty();
+    for i in 0..plan.units() {
+        let path = unit_path(dir, i);
+        let (k, t) = crate::io::guard_decoder(&path, || {
+            let file = File::open(&path).map_err(|e| Error::read(&path, e))?;
+            let b = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| Error::parquet_read(&path, e))?;
+            let t: Tally = b
+                .metadata()
+                .file_metadata()
+                .key_value_metadata()
+                .and_then(|kv| kv.iter().find(|e| e.key == TALLY_KEY))
+                .and_then(|e| e.value.as_deref())
+                .and_then(|v| serde_json::from_str(v).ok())
+                .ok_or_else(|| Error::input(&path, "not a unit output: no tally"))?;
+            let mut k = Kept::default();
+            for batch in b.build().map_err(|e| Error::parquet_read(&path, e))? {
+                let batch = batch.map_err(|e| Error::parquet_read(&path, e))?;
+                let bad = || Error::input(&path, "not a unit output: bad columns");
+                let a = batch
+                    .column(0)
+                    .as_primitive_opt::<UInt32Type>()
+                    .ok_or_else(bad)?;
+                let bb = batch
+                    .column(1)
+                    .as_primitive_opt::<UInt32Type>()
+                    .ok_or_else(bad)?;
+                let d = batch
+                    .column(2)
+                    .as_primitive_opt::<Float32Type>()
+                    .ok_or_else(bad)?;
+                let w = batch
+                    .column(3)
+                    .as_primitive_opt::<Float32Type>()
+                    .ok_or_else(bad)?;
+                for j in 0..batch.num_rows() {
+                    k.pairs.push((a.value(j) as u64) << 32 | bb.value(j) as u64);
+                    k.dice.push(d.value(j));
+                    k.raw_weight.push(w.value(j));
+                }
+            }
+            Ok((k, t))
+        })?;
+        kept.append(k);
+        tally.add(&t);
+    }
+    Ok((kept, tally))
+}

@@ -1,0 +1,245 @@
+//! Scale-out: `link --plan`, `--unit`, `--merge`. Running every unit
+//! separately — in reverse order, as parallel processes, or as Spark tasks —
+//! and merging gives exactly the single run's outputs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bloomlink::agency::{EncodeOptions, Encoder, Schema, Secret};
+use common::bin;
+
+/// Three synthetic agencies, encoded, and a job config that makes several units.
+fn setup(dir: &Path) -> (Vec<PathBuf>, PathBuf) {
+    let s = bloomlink::synth::generate(&bloomlink::synth::Params {
+        people: 3000,
+        agencies: 3,
+        seed: 31,
+        overlap: 0.7,
+    });
+    let csvs = bloomlink::synth::write(&s, &dir.join("data"), 31).unwrap();
+    let mut ex = Vec::new();
+    for (i, csv) in csvs.iter().enumerate() {
+        let name = bloomlink::synth::agency_name(i);
+        let sp = dir.join(format!("{name}.toml"));
+        std::fs::write(&sp, bloomlink::synth::profile(i).schema).unwrap();
+        let enc = Encoder::new(
+            Schema::load(&sp).unwrap(),
+            &Secret::from_bytes(b"scale-out key".to_vec()).unwrap(),
+        )
+        .unwrap();
+        let p = dir.join(format!("{name}.parquet"));
+        enc.encode_file(csv, &p, &EncodeOptions::new(&name))
+            .unwrap();
+        ex.push(p);
+    }
+    let job = dir.join("job.toml");
+    std::fs::write(
+        &job,
+        "[blocking]\nmethod = \"keys_and_lsh\"\nlsh_bands = 16\nlsh_bits = 18\nchunk_pairs = 20000\n",
+    )
+    .unwrap();
+    (ex, job)
+}
+
+fn run(args: &[&std::ffi::OsStr]) -> String {
+    let o = Command::new(bin())
+        .args(args)
+        .env("BLOOMLINK_JOB_KEY", "scale-out job key")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn link_args<'a>(ex: &'a [PathBuf], job: &'a Path) -> Vec<&'a std::ffi::OsStr> {
+    let mut v: Vec<&std::ffi::OsStr> = vec!["link".as_ref()];
+    for e in ex {
+        v.push("--extract".as_ref());
+        v.push(e.as_os_str());
+    }
+    v.push("--config".as_ref());
+    v.push(job.as_os_str());
+    v
+}
+
+fn units(plan: &Path) -> usize {
+    let p: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(plan.join("plan.json")).unwrap()).unwrap();
+    p["prepared"]["ranges"].as_array().unwrap().len()
+}
+
+/// The outputs equal the single run's: data files byte for byte, the
+/// report in every section but the run's own (command, timings).
+fn same_outputs(a: &Path, b: &Path) {
+    for f in ["links.parquet", "pairs.parquet"] {
+        assert!(
+            std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(),
+            "{f} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+    let ra: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("report.json")).unwrap()).unwrap();
+    let rb: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("report.json")).unwrap()).unwrap();
+    for (k, v) in ra.as_object().unwrap() {
+        if k != "run" {
+            assert_eq!(v, &rb[k], "report section {k} differs");
+        }
+    }
+}
+
+#[test]
+fn units_run_apart_and_merged_equal_the_single_run() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let (ex, job) = setup(dir);
+    let single = dir.join("single");
+    let mut a = link_args(&ex, &job);
+    a.extend(["--out".as_ref(), single.as_os_str()]);
+    run(&a);
+
+    // Units in reverse order, one process each.
+    let plan = dir.join("plan");
+    let mut a = link_args(&ex, &job);
+    a.extend(["--plan".as_ref(), plan.as_os_str()]);
+    run(&a);
+    let n = units(&plan);
+    assert!(n >= 3, "only {n} units");
+    // Merging before every unit ran says which are missing.
+    let o = Command::new(bin())
+        .args(["link", "--merge"])
+        .arg(&plan)
+        .arg("--out")
+        .arg(dir.join("early"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("{n} of {n} units")));
+    for i in (0..n).rev() {
+        let i = i.to_string();
+        run(&[
+            "-q".as_ref(),
+            "link".as_ref(),
+            "--plan".as_ref(),
+            plan.as_os_str(),
+            "--unit".as_ref(),
+            i.as_ref(),
+        ]);
+    }
+    let merged = dir.join("merged");
+    run(&[
+        "link".as_ref(),
+        "--merge".as_ref(),
+        plan.as_os_str(),
+        "--out".as_ref(),
+        merged.as_os_str(),
+    ]);
+    same_outputs(&single, &merged);
+
+    // The same plan's units as parallel processes give the same bytes again.
+    std::fs::remove_dir_all(plan.join("units")).unwrap();
+    std::fs::create_dir(plan.join("units")).unwrap();
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            Command::new(bin())
+                .args(["-q", "link", "--plan"])
+                .arg(&plan)
+                .args(["--unit", &i.to_string()])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let merged2 = dir.join("merged2");
+    run(&[
+        "-q".as_ref(),
+        "link".as_ref(),
+        "--merge".as_ref(),
+        plan.as_os_str(),
+        "--out".as_ref(),
+        merged2.as_os_str(),
+    ]);
+    same_outputs(&single, &merged2);
+
+    // A unit refuses an extract that changed after the plan.
+    std::fs::write(&ex[0], b"not the planned extract").unwrap();
+    let o = Command::new(bin())
+        .args(["link", "--plan"])
+        .arg(&plan)
+        .args(["--unit", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("changed since the plan was made"));
+}
+
+/// The units as Spark tasks: `tests/spark/run_units.py` pipes the unit list
+/// through a local-mode PySpark job. Runs when a Python with pyspark is
+/// given in BLOOMLINK_SPARK_PYTHON; says it was skipped otherwise, and fails
+/// under BLOOMLINK_REQUIRE_SPARK=1.
+#[test]
+fn units_as_spark_tasks_equal_the_single_run() {
+    let python = match std::env::var("BLOOMLINK_SPARK_PYTHON") {
+        Ok(p) => p,
+        Err(_) => {
+            assert!(
+                std::env::var_os("BLOOMLINK_REQUIRE_SPARK").is_none(),
+                "BLOOMLINK_REQUIRE_SPARK is set but BLOOMLINK_SPARK_PYTHON is not"
+            );
+            eprintln!(
+                "SKIPPED: units_as_spark_tasks_equal_the_single_run (set BLOOMLINK_SPARK_PYTHON to a Python with pyspark)"
+            );
+            return;
+        }
+    };
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let (ex, job) = setup(dir);
+    let single = dir.join("single");
+    let mut a = link_args(&ex, &job);
+    a.extend(["--out".as_ref(), single.as_os_str()]);
+    run(&a);
+    let plan = dir.join("plan");
+    let mut a = link_args(&ex, &job);
+    a.extend(["--plan".as_ref(), plan.as_os_str()]);
+    run(&a);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spark/run_units.py");
+    let o = Command::new(&python)
+        .arg(&script)
+        .arg(bin())
+        .arg(&plan)
+        .env("BLOOMLINK_JOB_KEY", "scale-out job key")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "spark: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains(&format!("ran {} units", units(&plan))),
+        "{stdout}"
+    );
+    let merged = dir.join("merged");
+    run(&[
+        "-q".as_ref(),
+        "link".as_ref(),
+        "--merge".as_ref(),
+        plan.as_os_str(),
+        "--out".as_ref(),
+        merged.as_os_str(),
+    ]);
+    same_outputs(&single, &merged);
+}

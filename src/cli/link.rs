@@ -50,13 +50,14 @@ pub fn link_and_report(
 
 /// Run `link`.
 pub fn run(a: LinkArgs, progress: bool) -> Result<()> {
-    if let (Some(dir), Some(i)) = (&a.plan, a.unit) {
-        let (candidates, kept) = link::unit(dir, i)?;
-        if progress {
-            eprintln!(
-                "unit {i}: compared {candidates} candidate pairs, kept {kept}; wrote {}",
-                dir.join("units").display()
-            );
+    if let (Some(dir), Some((first, last))) = (&a.plan, a.unit) {
+        for (i, (candidates, kept)) in link::units(dir, first, last)? {
+            if progress {
+                eprintln!(
+                    "unit {i}: compared {candidates} candidate pairs, kept {kept}; wrote {}",
+                    dir.join("units").display()
+                );
+            }
         }
         return Ok(());
     }

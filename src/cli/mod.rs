@@ -154,12 +154,32 @@ pub struct LinkArgs {
     /// (with --unit I: run unit I of the plan in DIR).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["merge", "previous", "truth", "out"])]
     pub plan: Option<PathBuf>,
-    /// Scale-out: the unit of --plan DIR to run.
-    #[arg(long, value_name = "I", requires = "plan")]
-    pub unit: Option<usize>,
+    /// Scale-out: the unit of --plan DIR to run, or a range I-J of units
+    /// (run one after another on one load of the extracts).
+    #[arg(long, value_name = "I[-J]", requires = "plan", value_parser = parse_units)]
+    pub unit: Option<(usize, usize)>,
     /// Scale-out: merge the units of the plan in DIR and write the outputs to --out.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["extract", "config", "dedup", "threshold", "model", "previous"])]
     pub merge: Option<PathBuf>,
+}
+
+/// `I` or `I-J` (inclusive).
+fn parse_units(s: &str) -> std::result::Result<(usize, usize), String> {
+    let num = |x: &str| {
+        x.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("`{s}`: give a unit number I or a range I-J"))
+    };
+    match s.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (num(a)?, num(b)?);
+            if a > b {
+                return Err(format!("`{s}`: the range is empty"));
+            }
+            Ok((a, b))
+        }
+        None => num(s).map(|i| (i, i)),
+    }
 }
 
 /// Arguments of `bloomlink evaluate`.

@@ -772,13 +772,14 @@ pub fn plan(opts: &LinkOptions, dir: &Path) -> Result<usize> {
     Ok(plan.units())
 }
 
-/// `link --plan DIR --unit I`: compare the candidate pairs of unit I and
-/// write its kept pairs and tally; returns (candidates, kept).
-pub fn unit(dir: &Path, i: usize) -> Result<(u64, u64)> {
+/// `link --plan DIR --unit I[-J]`: compare the candidate pairs of units
+/// `first..=last` (one load of the extracts) and write each unit's kept
+/// pairs and tally; returns (unit, candidates, kept) per unit.
+pub fn units(dir: &Path, first: usize, last: usize) -> Result<Vec<(usize, (u64, u64))>> {
     let plan = super::units::read_plan(dir)?;
-    if i >= plan.units() {
+    if last >= plan.units() {
         return Err(Error::Usage(format!(
-            "--unit {i}: the plan in {} has units 0 to {}",
+            "--unit {last}: the plan in {} has units 0 to {}",
             dir.display(),
             plan.units() - 1
         )));
@@ -792,17 +793,21 @@ pub fn unit(dir: &Path, i: usize) -> Result<(u64, u64)> {
         .scoring
         .tf_adjustment
         .then(|| value_frequencies(&ds));
-    let (kept, tally) = chunk(
-        &ds,
-        &grouped,
-        plan.dedup,
-        &cuts,
-        &plan.prepared,
-        tf.as_deref(),
-        i,
-    );
-    super::units::write_unit(dir, i, &kept, &tally)?.commit()?;
-    Ok((tally.candidates, kept.pairs.len() as u64))
+    let mut done = Vec::new();
+    for i in first..=last {
+        let (kept, tally) = chunk(
+            &ds,
+            &grouped,
+            plan.dedup,
+            &cuts,
+            &plan.prepared,
+            tf.as_deref(),
+            i,
+        );
+        super::units::write_unit(dir, i, &kept, &tally)?.commit()?;
+        done.push((i, (tally.candidates, kept.pairs.len() as u64)));
+    }
+    Ok(done)
 }
 
 /// Entity pseudonyms per record, from each cluster's sorted members.

@@ -367,6 +367,17 @@ pub(crate) fn prepare(
     if let Some(f) = &fit
         && f.trained.iter().any(|t| !t)
     {
+        let untrained: Vec<&str> = ds
+            .fields
+            .iter()
+            .zip(&f.trained)
+            .filter(|(_, t)| !**t)
+            .map(|(x, _)| x.name.as_str())
+            .collect();
+        tracing::info!(
+            "no training session covered {}: their m comes from a first pass over the candidates",
+            untrained.join(", ")
+        );
         let mut t = Tally::empty();
         for (i, &(lo, hi)) in ranges.iter().enumerate() {
             clock.2.set_message(format!(

@@ -125,7 +125,7 @@ fn main() {
             previous: None,
             full: false,
             model: None,
-        merge: None,
+            merge: None,
         };
         let o = bloomlink::cli::link::link_and_report(
             &opts,

@@ -198,7 +198,15 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
                 levels: Vec::new(),
                 fields: ds.fields.len(),
             };
-            (cands, comps, s.model, s.weight, s.probability, None, s.tally)
+            (
+                cands,
+                comps,
+                s.model,
+                s.weight,
+                s.probability,
+                None,
+                s.tally,
+            )
         }
         None => {
             let fixed = match &opts.model {

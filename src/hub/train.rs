@@ -231,13 +231,7 @@ pub struct MFit {
 }
 
 /// Fit m in training sessions over pairs sharing a blocking key.
-pub fn fit_m(
-    ds: &Dataset,
-    cuts: &[f32],
-    u: Vec<Vec<f64>>,
-    max_iter: usize,
-    dedup: bool,
-) -> MFit {
+pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedup: bool) -> MFit {
     let u_random = &u;
     let nf = ds.fields.len();
     let nl = n_levels(cuts);

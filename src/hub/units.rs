@@ -223,7 +223,8 @@ pub fn write_unit(dir: &Path, i: usize, kept: &Kept, tally: &Tally) -> Result<Pe
     let pending = Pending::create(&path)?;
     let mut w = ArrowWriter::try_new(pending.file()?, batch.schema(), Some(props))
         .map_err(|e| Error::parquet_write(&path, e))?;
-    w.write(&batch).map_err(|e| Error::parquet_write(&path, e))?;
+    w.write(&batch)
+        .map_err(|e| Error::parquet_write(&path, e))?;
     w.close().map_err(|e| Error::parquet_write(&path, e))?;
     Ok(pending)
 }

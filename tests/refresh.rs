@@ -1,6 +1,8 @@
-//! Monthly refresh with `link --previous`: pseudonyms stay stable for
-//! unchanged people, new people get new ones, a corrected record merges two
-//! entities, and the refreshed clusters equal a full rerun's.
+//! Monthly refresh with `link --previous` over three refreshes: pseudonyms
+//! stay stable for unchanged people, new people get new ones, a corrected
+//! record merges two entities, a corrupted one splits them again, people who
+//! left retire their ids, and each incremental refresh (comparing only what
+//! changed) equals a full rerun with the same model.
 
 mod common;
 
@@ -125,18 +127,27 @@ fn monthly_refresh_keeps_pseudonyms_stable() {
         let mut ex = Vec::new();
         for (i, text) in full.iter().enumerate() {
             let lines: Vec<&str> = text.lines().collect();
-            // Month 1 has the first 70% of rows; later months all of them.
-            let keep = if m == 1 {
-                lines.len() * 7 / 10
-            } else {
-                lines.len()
+            // Month 1 has the first 70% of rows; later months all of them,
+            // but month 4 loses the last 5% of the first agency's (people
+            // who left).
+            let keep = match (m, i) {
+                (1, _) => lines.len() * 7 / 10,
+                (4, 0) => lines.len() * 95 / 100,
+                _ => lines.len(),
             };
             let mut out = String::new();
             for l in &lines[..keep] {
-                if m == 2 && i == 1 && l.starts_with(&format!("{school_id},")) {
+                if (m == 2 || m == 4) && i == 1 && l.starts_with(&format!("{school_id},")) {
+                    // Month 2 corrupts one person's school record; month 3
+                    // corrects it; month 4 corrupts it differently.
+                    let (first, last, dob) = if m == 2 {
+                        ("Xavier", "Quintrell", "1901-01-01")
+                    } else {
+                        ("Yolanda", "Zephyrine", "1902-02-02")
+                    };
                     let f: Vec<&str> = l.split(',').collect();
                     out.push_str(&format!(
-                        "{},Xavier,Quintrell,1901-01-01,{},ZZ9 9ZZ,1 Nowhere,{}\n",
+                        "{},{first},{last},{dob},{},ZZ9 9ZZ,1 Nowhere,{}\n",
                         f[0],
                         f[4],
                         f[7..].join(",")
@@ -271,6 +282,55 @@ fn monthly_refresh_keeps_pseudonyms_stable() {
         differ * 100 <= p3.len(),
         "{differ} clusters differ from a refitted full run"
     );
+    // Month 4 (third refresh): people left, and the merged person's school
+    // record is corrupted again, so the entity splits.
+    let ex4 = month(4);
+    let r4m = dir.join("r4m");
+    let rep4m = link_with(&ex4, &r4m, Some(&r3), &cfg);
+    let w4 = &rep4m["changes"]["work"];
+    assert_eq!(w4["incremental"], true, "{w4}");
+    assert!(w4["records_removed"].as_u64().unwrap() > 10, "{w4}");
+    assert_eq!(w4["records_changed"], 1, "{w4}");
+    let c4 = &rep4m["changes"];
+    assert!(c4["split"].as_u64().unwrap() >= 1, "{c4}");
+    assert!(c4["retired"].as_u64().unwrap() >= 1, "{c4}");
+    let (l4m, _) = read_links(&r4m.join("links.parquet")).unwrap();
+    let b4 = by_record(&l4m);
+    assert_ne!(
+        b4[&k_school], b4[&k_other],
+        "month 4 should split the person"
+    );
+    assert!(
+        b4[&k_school] == b3[&k_school] || b4[&k_other] == b3[&k_other],
+        "one part of the split entity keeps its id"
+    );
+    // Unchanged entities keep their ids through the third refresh too.
+    let unchanged = b3
+        .iter()
+        .filter(|(k, _)| *k != &k_school && *k != &k_other)
+        .filter(|(k, v)| b4.get(*k) == Some(v))
+        .count();
+    assert!(
+        unchanged * 10 > b4.len() * 8,
+        "{unchanged} of {} kept",
+        b4.len()
+    );
+    let r4full = dir.join("r4full");
+    link_with(
+        &ex4,
+        &r4full,
+        Some(&r3),
+        &[
+            "--full",
+            "--model",
+            r3.to_str().unwrap(),
+            "--config",
+            cfg[1],
+        ],
+    );
+    let (l4f, _) = read_links(&r4full.join("links.parquet")).unwrap();
+    same_clusters(&l4m, &l4f);
+    assert_eq!(b4, by_record(&l4f));
     // Changing the job's settings makes the next refresh link everything.
     let r4 = dir.join("r4");
     let rep4 = link(&ex3, &r4, Some(&r3));

@@ -68,6 +68,17 @@ fn link_args<'a>(ex: &'a [PathBuf], job: &'a Path) -> Vec<&'a std::ffi::OsStr> {
     v
 }
 
+fn merge(plan: &Path, out: &Path) {
+    run(&[
+        "-q".as_ref(),
+        "link".as_ref(),
+        "--merge".as_ref(),
+        plan.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+}
+
 fn units(plan: &Path) -> usize {
     let p: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(plan.join("plan.json")).unwrap()).unwrap();
@@ -135,13 +146,7 @@ fn units_run_apart_and_merged_equal_the_single_run() {
         ]);
     }
     let merged = dir.join("merged");
-    run(&[
-        "link".as_ref(),
-        "--merge".as_ref(),
-        plan.as_os_str(),
-        "--out".as_ref(),
-        merged.as_os_str(),
-    ]);
+    merge(&plan, &merged);
     same_outputs(&single, &merged);
 
     // The same plan's units as two parallel processes, each running a range
@@ -164,14 +169,7 @@ fn units_run_apart_and_merged_equal_the_single_run() {
         assert!(c.wait().unwrap().success());
     }
     let merged2 = dir.join("merged2");
-    run(&[
-        "-q".as_ref(),
-        "link".as_ref(),
-        "--merge".as_ref(),
-        plan.as_os_str(),
-        "--out".as_ref(),
-        merged2.as_os_str(),
-    ]);
+    merge(&plan, &merged2);
     same_outputs(&single, &merged2);
 
     // A unit refuses an extract that changed after the plan.
@@ -236,13 +234,6 @@ fn units_as_spark_tasks_equal_the_single_run() {
         "{stdout}"
     );
     let merged = dir.join("merged");
-    run(&[
-        "-q".as_ref(),
-        "link".as_ref(),
-        "--merge".as_ref(),
-        plan.as_os_str(),
-        "--out".as_ref(),
-        merged.as_os_str(),
-    ]);
+    merge(&plan, &merged);
     same_outputs(&single, &merged);
 }

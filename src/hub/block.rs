@@ -47,17 +47,6 @@ pub struct Candidates {
     pub lsh_positions: Vec<Vec<u32>>,
 }
 
-/// What a run takes over from a previous one: for an incremental refresh,
-/// only pairs with at least one changed record; for a refresh or a fixed
-/// model, the LSH bands as the previous run drew them.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Only<'a> {
-    /// Per record: new or changed since the previous run.
-    pub changed: Option<&'a [bool]>,
-    /// The previous run's LSH band positions.
-    pub lsh_positions: Option<&'a [Vec<u32>]>,
-}
-
 /// Pack a pair.
 #[inline]
 pub fn pack(a: u32, b: u32) -> u64 {
@@ -93,141 +82,6 @@ pub fn eligible_pairs(ds: &Dataset, dedup: bool) -> u64 {
             .map(|n| n * n.saturating_sub(1) / 2)
             .sum::<u64>()
     }
-}
-
-/// Generate candidate pairs as configured; with `only.changed`, just the
-/// pairs an incremental run must compare.
-pub fn candidates(
-    ds: &Dataset,
-    cfg: &Blocking,
-    dedup: bool,
-    seed: u64,
-    only: Only,
-) -> Result<Candidates> {
-    let kernel = Kernel::detect();
-    let keys: Vec<usize> = ds
-        .blocks
-        .iter()
-        .enumerate()
-        .filter(|(_, (n, _))| cfg.passes.is_empty() || cfg.passes.contains(n))
-        .map(|(i, _)| i)
-        .collect();
-    let total = eligible_pairs(ds, dedup);
-    let (all, use_keys, lsh) = match cfg.method {
-        BlockingMethod::All => (true, false, false),
-        BlockingMethod::Keys => (false, true, false),
-        BlockingMethod::Lsh => (false, false, true),
-        BlockingMethod::KeysAndLsh => (false, true, true),
-        BlockingMethod::Auto => {
-            if total <= cfg.all_pairs_max {
-                (true, !keys.is_empty(), false)
-            } else {
-                // Keys alone lose matches whose keyed values are corrupted;
-                // LSH on the CLK catches most of them.
-                (false, !keys.is_empty(), true)
-            }
-        }
-    };
-    let mut method = Vec::new();
-    let mut pairs = Vec::new();
-    let mut passes = Vec::new();
-    if all && only.changed.is_some() {
-        return Err(Error::Usage(
-            "an incremental run cannot use blocking.method = \"all\" (nearest neighbours change as records arrive)".into(),
-        ));
-    }
-    let changed = only.changed;
-    let mut lsh_positions = Vec::new();
-    if all {
-        method.push("all pairs (nearest neighbours)");
-        passes.push(all_pairs(ds, cfg.neighbours, dedup, kernel, &mut pairs));
-    }
-    if use_keys {
-        method.push("blocking keys");
-        for &i in &keys {
-            let (name, k) = &ds.blocks[i];
-            passes.push(key_pass(
-                ds,
-                k,
-                name,
-                "key",
-                dedup,
-                cfg.max_block_pairs,
-                &mut pairs,
-                usize::MAX,
-                changed,
-            ));
-            guard(&mut pairs, &passes, cfg.max_candidates)?;
-        }
-    }
-    if lsh {
-        method.push("Hamming LSH");
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x4c5348);
-        let informative = match only.lsh_positions {
-            Some(_) => Vec::new(),
-            None => informative_bits(ds),
-        };
-        for band in 0..cfg.lsh_bands {
-            let pos: Vec<usize> = match only.lsh_positions {
-                Some(given) => match given.get(band) {
-                    Some(p) => p.iter().map(|&x| x as usize).collect(),
-                    None => break,
-                },
-                None => sample(
-                    &mut rng,
-                    informative.len(),
-                    cfg.lsh_bits.min(informative.len()),
-                )
-                .into_iter()
-                .map(|i| informative[i])
-                .collect(),
-            };
-            lsh_positions.push(pos.iter().map(|&p| p as u32).collect());
-            let k: Vec<Option<u128>> = (0..ds.len())
-                .into_par_iter()
-                .map(|g| {
-                    let w = ds.clk.get(g);
-                    let mut key = 0u128;
-                    for &p in &pos {
-                        key = key << 1 | ((w[p / 64] >> (p % 64)) & 1) as u128;
-                    }
-                    Some(key | (band as u128) << 100)
-                })
-                .collect();
-            passes.push(key_pass(
-                ds,
-                &k,
-                &format!("lsh{band}"),
-                "lsh",
-                dedup,
-                cfg.max_block_pairs,
-                &mut pairs,
-                usize::MAX,
-                changed,
-            ));
-            guard(&mut pairs, &passes, cfg.max_candidates)?;
-        }
-    }
-    pairs.par_sort_unstable();
-    pairs.dedup();
-    guard(&mut pairs, &passes, cfg.max_candidates)?;
-    for p in &passes {
-        tracing::info!(
-            "blocking pass {} ({}): {} pairs in {} blocks, {} oversized blocks skipped ({} pairs)",
-            p.name,
-            p.kind,
-            p.pairs,
-            p.blocks,
-            p.skipped_blocks,
-            p.skipped_pairs
-        );
-    }
-    Ok(Candidates {
-        pairs,
-        passes,
-        method: method.join(" + "),
-        lsh_positions,
-    })
 }
 
 /// The grouped blocking passes of a job, for streamed comparison.
@@ -376,30 +230,6 @@ pub fn group(
     })
 }
 
-/// Keep memory bounded: de-duplicate when the pair list is large, and stop
-/// with a clear error (instead of exhausting memory) past `max`.
-fn guard(pairs: &mut Vec<u64>, passes: &[PassStats], max: u64) -> Result<()> {
-    if pairs.len() as u64 <= max / 2 {
-        return Ok(());
-    }
-    pairs.par_sort_unstable();
-    pairs.dedup();
-    if pairs.len() as u64 > max {
-        let per: Vec<String> = passes
-            .iter()
-            .map(|p| format!("{} {}", p.name, p.pairs))
-            .collect();
-        return Err(Error::Runtime(format!(
-            "blocking produced more than {max} candidate pairs (passes so far: {}); this would exhaust memory. \
-             Use more selective blocking keys, fewer or longer LSH bands (blocking.lsh_bands / lsh_bits), \
-             a lower blocking.max_block_pairs, or raise blocking.max_candidates if the machine has the memory \
-             (about 40 bytes per pair)",
-            per.join(", ")
-        )));
-    }
-    Ok(())
-}
-
 /// CLK bit positions set in 25–75% of records (widened to 10–90% if too
 /// few): bits that are almost always or almost never set agree between
 /// unrelated records too often or too rarely to be useful for LSH.
@@ -442,9 +272,7 @@ fn informative_bits(ds: &Dataset) -> Vec<usize> {
 }
 
 /// Group records by key and emit eligible pairs of each group, stopping
-/// after the group that takes `out` to `limit` pairs. With `changed`, only
-/// pairs holding a changed record are emitted (block sizes, and so which
-/// blocks are skipped, still count every record).
+/// after the group that takes `out` to `limit` pairs (training sessions).
 #[allow(clippy::too_many_arguments)]
 pub fn key_pass(
     ds: &Dataset,
@@ -455,84 +283,23 @@ pub fn key_pass(
     max_block_pairs: u64,
     out: &mut Vec<u64>,
     limit: usize,
-    changed: Option<&[bool]>,
 ) -> PassStats {
-    let mut v: Vec<(u128, u32)> = keys
-        .iter()
-        .enumerate()
-        .filter_map(|(g, k)| k.map(|k| (k, g as u32)))
-        .collect();
-    v.par_sort_unstable();
-    let mut st = PassStats {
-        name: name.to_string(),
-        kind: kind.to_string(),
-        ..Default::default()
-    };
-    let mut per_agency = vec![0u64; ds.agencies.len()];
-    for group in v.chunk_by(|x, y| x.0 == y.0) {
-        let n = group.len() as u64;
-        if n < 2 {
-            continue;
-        }
-        let mut pairs = n * (n - 1) / 2;
-        if !dedup {
-            per_agency.iter_mut().for_each(|c| *c = 0);
-            for &(_, g) in group {
-                per_agency[ds.agency_of[g as usize] as usize] += 1;
-            }
-            pairs -= per_agency
-                .iter()
-                .map(|c| c * c.saturating_sub(1) / 2)
-                .sum::<u64>();
-        }
-        if pairs == 0 {
-            continue;
-        }
-        if pairs > max_block_pairs {
-            st.skipped_blocks += 1;
-            st.skipped_pairs += pairs;
-            continue;
-        }
-        st.blocks += 1;
-        st.largest_block_pairs = st.largest_block_pairs.max(pairs);
-        match changed {
-            None => {
-                st.pairs += pairs;
-                for (i, &(_, a)) in group.iter().enumerate() {
-                    let aa = ds.agency_of[a as usize];
-                    for &(_, b) in &group[i + 1..] {
-                        if dedup || ds.agency_of[b as usize] != aa {
-                            out.push(pack(a, b));
-                        }
-                    }
+    let p = super::stream::group_pass(ds, keys, name, kind, dedup, max_block_pairs);
+    for w in p.starts.windows(2) {
+        let m = &p.members[w[0] as usize..w[1] as usize];
+        for (i, &a) in m.iter().enumerate() {
+            let aa = ds.agency_of[a as usize];
+            for &b in &m[i + 1..] {
+                if dedup || ds.agency_of[b as usize] != aa {
+                    out.push(pack(a, b));
                 }
-            }
-            Some(ch) => {
-                // Only changed records pair up: work grows with them, not the block.
-                let before = out.len();
-                for (i, &(_, a)) in group.iter().enumerate() {
-                    if !ch[a as usize] {
-                        continue;
-                    }
-                    let aa = ds.agency_of[a as usize];
-                    for (j, &(_, b)) in group.iter().enumerate() {
-                        // A pair of two changed records once, from its first member.
-                        if j == i || (ch[b as usize] && j < i) {
-                            continue;
-                        }
-                        if dedup || ds.agency_of[b as usize] != aa {
-                            out.push(pack(a, b));
-                        }
-                    }
-                }
-                st.pairs += (out.len() - before) as u64;
             }
         }
         if out.len() >= limit {
             break;
         }
     }
-    st
+    p.stats
 }
 
 /// Compare all eligible pairs and keep, for every record, its `k` nearest

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::block::{Candidates, Grouped, Only, candidates, eligible_pairs, group, unpack};
+use super::block::{Candidates, Grouped, eligible_pairs, group, unpack};
 use super::config::{JobConfig, ScoringMode};
 use super::load::{Dataset, load};
 use super::output::{self, PairRow};
@@ -120,6 +120,20 @@ impl Clock {
     }
 }
 
+/// The scoring mode and the threshold it applies (`--threshold` overrides).
+fn mode_threshold(cfg: &JobConfig, threshold: Option<f64>) -> Result<(ScoringMode, f64)> {
+    let t = match cfg.scoring.mode {
+        ScoringMode::Probabilistic => threshold.unwrap_or(cfg.scoring.threshold),
+        ScoringMode::Dice => threshold.unwrap_or(cfg.scoring.dice_threshold),
+    };
+    if !(0.0..=1.0).contains(&t) {
+        return Err(Error::Usage(format!(
+            "--threshold {t} must be between 0 and 1"
+        )));
+    }
+    Ok((cfg.scoring.mode, t))
+}
+
 /// Run the link job in memory.
 pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
     let cfg = &opts.config;
@@ -135,21 +149,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
             "at most 64 extracts can be linked in one job".into(),
         ));
     }
-    let (mode, threshold) = match cfg.scoring.mode {
-        ScoringMode::Probabilistic => (
-            ScoringMode::Probabilistic,
-            opts.threshold.unwrap_or(cfg.scoring.threshold),
-        ),
-        ScoringMode::Dice => (
-            ScoringMode::Dice,
-            opts.threshold.unwrap_or(cfg.scoring.dice_threshold),
-        ),
-    };
-    if !(0.0..=1.0).contains(&threshold) {
-        return Err(Error::Usage(format!(
-            "--threshold {threshold} must be between 0 and 1"
-        )));
-    }
+    let (mode, threshold) = mode_threshold(cfg, opts.threshold)?;
     let spinner = crate::progress::spinner(opts.progress, "loading extracts");
     let mut clock = Clock(Instant::now(), Vec::new(), spinner);
     let ds = load(&opts.extracts)?;
@@ -187,25 +187,11 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
             let (kept, tally) = super::units::read_units(dir, &plan)?;
             clock.lap("compare");
             let s = conclude(&ds, cfg, &cuts, plan.prepared, kept, tally, eligible);
-            let cands = Candidates {
-                pairs: s.kept.pairs,
-                passes: plan.passes,
-                method: plan.method,
-                lsh_positions: plan.lsh_positions,
-            };
-            let comps = Comparisons {
-                dice: s.kept.dice,
-                levels: Vec::new(),
-                fields: ds.fields.len(),
-            };
-            (
-                cands,
-                comps,
-                s.model,
-                s.weight,
-                s.probability,
-                None,
-                s.tally,
+            s.into_run(
+                plan.passes,
+                plan.method,
+                plan.lsh_positions,
+                ds.fields.len(),
             )
         }
         None => {
@@ -231,25 +217,11 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
                 (mode, threshold),
                 &mut clock,
             )?;
-            let cands = Candidates {
-                pairs: s.kept.pairs,
-                passes: grouped.passes.into_iter().map(|p| p.stats).collect(),
-                method: grouped.method,
-                lsh_positions: grouped.lsh_positions,
-            };
-            let comps = Comparisons {
-                dice: s.kept.dice,
-                levels: Vec::new(),
-                fields: ds.fields.len(),
-            };
-            (
-                cands,
-                comps,
-                s.model,
-                s.weight,
-                s.probability,
-                None,
-                s.tally,
+            s.into_run(
+                grouped.passes.into_iter().map(|p| p.stats).collect(),
+                grouped.method,
+                grouped.lsh_positions,
+                ds.fields.len(),
             )
         }
         Some(prior) => incremental(&ds, cfg, dedup, prior, opts, &cuts, &mut clock)?,
@@ -316,6 +288,49 @@ pub(crate) struct Streamed {
     weight: Vec<f32>,
     probability: Vec<f32>,
     tally: Tally,
+}
+
+/// Scored pairs as `run` carries them on: candidates, comparisons, model,
+/// weights, probabilities, refresh work, tally.
+type Scored = (
+    Candidates,
+    Comparisons,
+    Model,
+    Vec<f32>,
+    Vec<f32>,
+    Option<super::refresh::Work>,
+    Tally,
+);
+
+impl Streamed {
+    fn into_run(
+        self,
+        passes: Vec<super::block::PassStats>,
+        method: String,
+        lsh_positions: Vec<Vec<u32>>,
+        fields: usize,
+    ) -> Scored {
+        let cands = Candidates {
+            pairs: self.kept.pairs,
+            passes,
+            method,
+            lsh_positions,
+        };
+        let comps = Comparisons {
+            dice: self.kept.dice,
+            levels: Vec::new(),
+            fields,
+        };
+        (
+            cands,
+            comps,
+            self.model,
+            self.weight,
+            self.probability,
+            None,
+            self.tally,
+        )
+    }
 }
 
 /// Everything a chunk needs besides the data: the chunk ranges, the model
@@ -631,15 +646,7 @@ fn incremental(
     opts: &LinkOptions,
     cuts: &[f32],
     clock: &mut Clock,
-) -> Result<(
-    Candidates,
-    Comparisons,
-    Model,
-    Vec<f32>,
-    Vec<f32>,
-    Option<super::refresh::Work>,
-    Tally,
-)> {
+) -> Result<Scored> {
     let prev = opts
         .previous
         .as_deref()
@@ -680,12 +687,19 @@ fn incremental(
         .filter(|(a, r)| !index.contains_key(&(a.as_str(), r.as_str())))
         .count() as u64;
     let carried = state::carried_pairs(prev, &changed, &index)?;
-    let only = Only {
-        changed: Some(&changed),
-        lsh_positions: Some(&prior.meta.lsh_positions),
+    let grouped = group(
+        ds,
+        &cfg.blocking,
+        dedup,
+        cfg.seed,
+        Some(&prior.meta.lsh_positions),
+    )?;
+    let mut cands = Candidates {
+        pairs: stream::emit_changed(ds, &grouped.passes, dedup, &changed),
+        passes: grouped.passes.into_iter().map(|p| p.stats).collect(),
+        method: grouped.method,
+        lsh_positions: prior.meta.lsh_positions.clone(),
     };
-    let mut cands = candidates(ds, &cfg.blocking, dedup, cfg.seed, only)?;
-    cands.lsh_positions = prior.meta.lsh_positions.clone();
     work.pairs_compared = cands.pairs.len() as u64;
     work.pairs_carried = carried.len() as u64;
     // The two sets are disjoint: every new pair holds a changed record, no
@@ -729,16 +743,7 @@ pub fn plan(opts: &LinkOptions, dir: &Path) -> Result<usize> {
             "a plan needs two or more extracts, or --dedup to deduplicate one".into(),
         ));
     }
-    let (mode, threshold) = match cfg.scoring.mode {
-        ScoringMode::Probabilistic => (
-            ScoringMode::Probabilistic,
-            opts.threshold.unwrap_or(cfg.scoring.threshold),
-        ),
-        ScoringMode::Dice => (
-            ScoringMode::Dice,
-            opts.threshold.unwrap_or(cfg.scoring.dice_threshold),
-        ),
-    };
+    let (mode, threshold) = mode_threshold(cfg, opts.threshold)?;
     let mut clock = Clock::new(opts.progress, "loading extracts");
     let ds = load(&opts.extracts)?;
     clock.lap("load");

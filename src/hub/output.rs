@@ -18,7 +18,12 @@ use super::load::Dataset;
 use crate::error::{Error, Result};
 use crate::io::Pending;
 
-fn write_batch(path: &Path, batch: RecordBatch, meta: Vec<(String, String)>) -> Result<Pending> {
+/// Write one batch with key-value metadata to a pending file (SNAPPY).
+pub(crate) fn write_batch(
+    path: &Path,
+    batch: RecordBatch,
+    meta: Vec<(String, String)>,
+) -> Result<Pending> {
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(256 * 1024))

@@ -20,11 +20,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::Compression;
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -152,19 +148,14 @@ pub fn write(path: &Path, ds: &Dataset, meta: &StateMeta) -> Result<Pending> {
         Arc::new(f.finish()),
     ];
     let batch = RecordBatch::try_new(schema, cols).map_err(|e| Error::parquet_write(path, e))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_key_value_metadata(Some(vec![KeyValue::new(
+    super::output::write_batch(
+        path,
+        batch,
+        vec![(
             META_KEY.to_string(),
-            Some(serde_json::to_string(meta).expect("json")),
-        )]))
-        .build();
-    let pending = Pending::create(path)?;
-    let mut w = ArrowWriter::try_new(pending.file()?, batch.schema(), Some(props))
-        .map_err(|e| Error::parquet_write(path, e))?;
-    w.write(&batch).map_err(|e| Error::parquet_write(path, e))?;
-    w.close().map_err(|e| Error::parquet_write(path, e))?;
-    Ok(pending)
+            serde_json::to_string(meta).expect("json"),
+        )],
+    )
 }
 
 /// Read a previous run's state; `Ok(None)` when it has none (older runs).

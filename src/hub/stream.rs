@@ -156,6 +156,42 @@ pub fn emit(ds: &Dataset, passes: &[Pass], dedup: bool, lo: u32, hi: u32) -> Vec
     out
 }
 
+/// Every candidate pair holding a changed record, once, sorted (an
+/// incremental refresh: work grows with the changed records, not the job).
+pub fn emit_changed(ds: &Dataset, passes: &[Pass], dedup: bool, changed: &[bool]) -> Vec<u64> {
+    let mut out: Vec<u64> = passes
+        .par_iter()
+        .flat_map_iter(|p| {
+            let mut v = Vec::new();
+            for w in p.starts.windows(2) {
+                let m = &p.members[w[0] as usize..w[1] as usize];
+                if !m.iter().any(|&g| changed[g as usize]) {
+                    continue;
+                }
+                for (i, &a) in m.iter().enumerate() {
+                    let aa = ds.agency_of[a as usize];
+                    for &b in &m[i + 1..] {
+                        if (changed[a as usize] || changed[b as usize])
+                            && (dedup || ds.agency_of[b as usize] != aa)
+                        {
+                            v.push(pack(a, b));
+                        }
+                    }
+                }
+            }
+            v.extend(
+                p.pairs
+                    .iter()
+                    .filter(|&&x| changed[(x >> 32) as usize] || changed[x as u32 as usize]),
+            );
+            v.into_iter()
+        })
+        .collect();
+    out.par_sort_unstable();
+    out.dedup();
+    out
+}
+
 /// Fine histogram bins of match weight (bits, before the prior) and Dice.
 pub const W_LO: f64 = -100.0;
 pub const W_HI: f64 = 150.0;

@@ -257,7 +257,7 @@ pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedu
         }
         let mut pairs = Vec::new();
         super::block::key_pass(
-            ds, keys, name, "training", dedup, 20_000, &mut pairs, 2_000_000, None,
+            ds, keys, name, "training", dedup, 20_000, &mut pairs, 2_000_000,
         );
         pairs.sort_unstable();
         pairs.dedup();

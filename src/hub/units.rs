@@ -22,10 +22,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt32Type};
 use arrow_array::{ArrayRef, Float32Array, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Field, Schema};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use super::block::{Grouped, PassStats};
@@ -214,19 +211,14 @@ pub fn write_unit(dir: &Path, i: usize, kept: &Kept, tally: &Tally) -> Result<Pe
         Arc::new(Float32Array::from(kept.raw_weight.clone())),
     ];
     let batch = RecordBatch::try_new(schema, cols).map_err(|e| Error::parquet_write(&path, e))?;
-    let props = WriterProperties::builder()
-        .set_key_value_metadata(Some(vec![KeyValue::new(
+    super::output::write_batch(
+        &path,
+        batch,
+        vec![(
             TALLY_KEY.to_string(),
-            Some(serde_json::to_string(tally).expect("json")),
-        )]))
-        .build();
-    let pending = Pending::create(&path)?;
-    let mut w = ArrowWriter::try_new(pending.file()?, batch.schema(), Some(props))
-        .map_err(|e| Error::parquet_write(&path, e))?;
-    w.write(&batch)
-        .map_err(|e| Error::parquet_write(&path, e))?;
-    w.close().map_err(|e| Error::parquet_write(&path, e))?;
-    Ok(pending)
+            serde_json::to_string(tally).expect("json"),
+        )],
+    )
 }
 
 /// Read every unit of a plan, in order: the kept pairs and the summed tally.

@@ -71,7 +71,7 @@ pub fn run_demo(
     }
     let out = dir.join("linked");
     eprintln!(
-        "3/4 linking {} extracts at the hub (no key) -> {}",
+        "3/5 linking {} extracts at the hub (no key) -> {}",
         extracts.len(),
         out.display()
     );

@@ -287,14 +287,7 @@ pub fn key_pass(
     let p = super::stream::group_pass(ds, keys, name, kind, dedup, max_block_pairs);
     for w in p.starts.windows(2) {
         let m = &p.members[w[0] as usize..w[1] as usize];
-        for (i, &a) in m.iter().enumerate() {
-            let aa = ds.agency_of[a as usize];
-            for &b in &m[i + 1..] {
-                if dedup || ds.agency_of[b as usize] != aa {
-                    out.push(pack(a, b));
-                }
-            }
-        }
+        super::stream::push_block_pairs(ds, m, (0, m.len()), dedup, |_, _| true, out);
         if out.len() >= limit {
             break;
         }

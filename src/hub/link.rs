@@ -195,16 +195,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
             )
         }
         None => {
-            let fixed = match &opts.model {
-                Some(dir) => Some(fixed_model(dir, &ds, cfg, dedup)?),
-                None => None,
-            };
-            // A model fitted without LSH leaves the bands to be drawn.
-            let positions = fixed
-                .as_ref()
-                .map(|f| f.lsh_positions.as_slice())
-                .filter(|p| !p.is_empty());
-            let grouped = group(&ds, &cfg.blocking, dedup, cfg.seed, positions)?;
+            let (grouped, fixed) = group_with_model(&ds, cfg, dedup, opts.model.as_deref())?;
             clock.lap("block");
             let s = streamed(
                 &ds,
@@ -212,7 +203,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
                 dedup,
                 &grouped,
                 &cuts,
-                fixed.map(|f| f.model),
+                fixed,
                 eligible,
                 (mode, threshold),
                 &mut clock,
@@ -595,6 +586,27 @@ fn streamed(
     Ok(conclude(ds, cfg, cuts, prep, kept, tally, eligible))
 }
 
+/// Group the blocking passes; with `--model DIR`, with that run's LSH bands,
+/// returning its model too.
+fn group_with_model(
+    ds: &Dataset,
+    cfg: &JobConfig,
+    dedup: bool,
+    model_dir: Option<&Path>,
+) -> Result<(Grouped, Option<Model>)> {
+    let fixed = match model_dir {
+        Some(dir) => Some(fixed_model(dir, ds, cfg, dedup)?),
+        None => None,
+    };
+    // A model fitted without LSH leaves the bands to be drawn.
+    let positions = fixed
+        .as_ref()
+        .map(|f| f.lsh_positions.as_slice())
+        .filter(|p| !p.is_empty());
+    let grouped = group(ds, &cfg.blocking, dedup, cfg.seed, positions)?;
+    Ok((grouped, fixed.map(|f| f.model)))
+}
+
 /// The model (and LSH bands) a previous run fitted, checked against this
 /// job's fields, levels and blocking.
 fn fixed_model(dir: &Path, ds: &Dataset, cfg: &JobConfig, dedup: bool) -> Result<state::StateMeta> {
@@ -748,15 +760,7 @@ pub fn plan(opts: &LinkOptions, dir: &Path) -> Result<usize> {
     let ds = load(&opts.extracts)?;
     clock.lap("load");
     let eligible = eligible_pairs(&ds, dedup);
-    let fixed = match &opts.model {
-        Some(d) => Some(fixed_model(d, &ds, cfg, dedup)?),
-        None => None,
-    };
-    let positions = fixed
-        .as_ref()
-        .map(|f| f.lsh_positions.as_slice())
-        .filter(|p| !p.is_empty());
-    let grouped = group(&ds, &cfg.blocking, dedup, cfg.seed, positions)?;
+    let (grouped, fixed) = group_with_model(&ds, cfg, dedup, opts.model.as_deref())?;
     clock.lap("block");
     let cuts = cuts32(&cfg.scoring.levels);
     let prepared = prepare(
@@ -765,7 +769,7 @@ pub fn plan(opts: &LinkOptions, dir: &Path) -> Result<usize> {
         dedup,
         &grouped,
         &cuts,
-        fixed.map(|f| f.model),
+        fixed,
         eligible,
         (mode, threshold),
         &mut clock,

@@ -90,6 +90,28 @@ pub fn group_pass(
     p
 }
 
+/// Push the eligible pairs of one block (`m`, sorted record indices) whose
+/// first member is at a position in `from..to` and that `keep` accepts.
+#[inline]
+pub fn push_block_pairs(
+    ds: &Dataset,
+    m: &[u32],
+    (from, to): (usize, usize),
+    dedup: bool,
+    keep: impl Fn(u32, u32) -> bool,
+    out: &mut Vec<u64>,
+) {
+    for i in from..to {
+        let a = m[i];
+        let aa = ds.agency_of[a as usize];
+        for &b in &m[i + 1..] {
+            if (dedup || ds.agency_of[b as usize] != aa) && keep(a, b) {
+                out.push(pack(a, b));
+            }
+        }
+    }
+}
+
 /// Upper bound of the pairs each record emits as the smaller index.
 pub fn emission_counts(passes: &[Pass], n: usize) -> Vec<u64> {
     let mut c = vec![0u64; n];
@@ -135,15 +157,7 @@ pub fn emit(ds: &Dataset, passes: &[Pass], dedup: bool, lo: u32, hi: u32) -> Vec
                 let m = &p.members[w[0] as usize..w[1] as usize];
                 let first = m.partition_point(|&g| g < lo);
                 let last = m.partition_point(|&g| g < hi);
-                for i in first..last {
-                    let a = m[i];
-                    let aa = ds.agency_of[a as usize];
-                    for &b in &m[i + 1..] {
-                        if dedup || ds.agency_of[b as usize] != aa {
-                            v.push(pack(a, b));
-                        }
-                    }
-                }
+                push_block_pairs(ds, m, (first, last), dedup, |_, _| true, &mut v);
             }
             let from = p.pairs.partition_point(|&x| (x >> 32) < lo as u64);
             let to = p.pairs.partition_point(|&x| (x >> 32) < hi as u64);
@@ -168,16 +182,8 @@ pub fn emit_changed(ds: &Dataset, passes: &[Pass], dedup: bool, changed: &[bool]
                 if !m.iter().any(|&g| changed[g as usize]) {
                     continue;
                 }
-                for (i, &a) in m.iter().enumerate() {
-                    let aa = ds.agency_of[a as usize];
-                    for &b in &m[i + 1..] {
-                        if (changed[a as usize] || changed[b as usize])
-                            && (dedup || ds.agency_of[b as usize] != aa)
-                        {
-                            v.push(pack(a, b));
-                        }
-                    }
-                }
+                let keep = |a: u32, b: u32| changed[a as usize] || changed[b as usize];
+                push_block_pairs(ds, m, (0, m.len()), dedup, keep, &mut v);
             }
             v.extend(
                 p.pairs

@@ -172,6 +172,18 @@ fn units_run_apart_and_merged_equal_the_single_run() {
     merge(&plan, &merged2);
     same_outputs(&single, &merged2);
 
+    // --unit needs --plan.
+    let o = Command::new(bin())
+        .args(["link", "--unit", "0", "--out"])
+        .arg(dir.join("nowhere"))
+        .arg("--extract")
+        .arg(&ex[0])
+        .arg("--extract")
+        .arg(&ex[1])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--plan DIR"));
     // A unit refuses an extract that changed after the plan.
     std::fs::write(&ex[0], b"not the planned extract").unwrap();
     let o = Command::new(bin())

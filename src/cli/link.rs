@@ -50,6 +50,11 @@ pub fn link_and_report(
 
 /// Run `link`.
 pub fn run(a: LinkArgs, progress: bool) -> Result<()> {
+    if a.unit.is_some() && a.plan.is_none() {
+        return Err(Error::Usage(
+            "--unit runs a unit of a plan: give the plan folder with --plan DIR".into(),
+        ));
+    }
     if let (Some(dir), Some((first, last))) = (&a.plan, a.unit) {
         for (i, (candidates, kept)) in link::units(dir, first, last)? {
             if progress {

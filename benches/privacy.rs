@@ -115,18 +115,11 @@ fn main() {
             ex.push(p);
         }
         let out = d.path().join("out");
-        let opts = bloomlink::hub::LinkOptions {
-            extracts: ex.clone(),
-            out: out.clone(),
-            config: bloomlink::hub::JobConfig::default(),
-            threshold: None,
-            dedup: false,
-            progress: false,
-            previous: None,
-            full: false,
-            model: None,
-            merge: None,
-        };
+        let opts = bloomlink::hub::LinkOptions::new(
+            ex.clone(),
+            out.clone(),
+            bloomlink::hub::JobConfig::default(),
+        );
         let o = bloomlink::cli::link::link_and_report(
             &opts,
             Some(&data.join("febrl4_truth.csv")),

@@ -52,18 +52,11 @@ fn fixture_extracts_encode_and_link() {
         assert_eq!(r.counts.rows_read, r.counts.encoded + r.counts.rejected);
         ex.push(out);
     }
-    let opts = bloomlink::hub::LinkOptions {
-        extracts: ex,
-        out: d.path().join("out"),
-        config: bloomlink::hub::JobConfig::default(),
-        threshold: None,
-        dedup: false,
-        progress: false,
-        previous: None,
-        full: false,
-        model: None,
-        merge: None,
-    };
+    let opts = bloomlink::hub::LinkOptions::new(
+        ex,
+        d.path().join("out"),
+        bloomlink::hub::JobConfig::default(),
+    );
     let o =
         bloomlink::cli::link::link_and_report(&opts, Some(&fx.join("truth.csv")), vec![]).unwrap();
     let e = o.evaluation.unwrap();

@@ -8,40 +8,7 @@ use std::process::Command;
 
 use bloomlink::agency::{EncodeOptions, Encoder, Schema, Secret};
 use bloomlink::hub::evaluate::read_links;
-use common::bin;
-
-/// Synthetic data for `agencies` agencies, encoded; returns (extracts, truth, csvs).
-fn synthetic(
-    dir: &Path,
-    people: usize,
-    agencies: usize,
-    seed: u64,
-    key: &[u8],
-) -> (Vec<PathBuf>, PathBuf, Vec<PathBuf>) {
-    let s = bloomlink::synth::generate(&bloomlink::synth::Params {
-        people,
-        agencies,
-        seed,
-        overlap: 0.7,
-    });
-    let csvs = bloomlink::synth::write(&s, &dir.join("data"), seed).unwrap();
-    let mut out = Vec::new();
-    for (i, csv) in csvs.iter().enumerate() {
-        let name = bloomlink::synth::agency_name(i);
-        let sp = dir.join(format!("{name}.toml"));
-        std::fs::write(&sp, bloomlink::synth::profile(i).schema).unwrap();
-        let enc = Encoder::new(
-            Schema::load(&sp).unwrap(),
-            &Secret::from_bytes(key.to_vec()).unwrap(),
-        )
-        .unwrap();
-        let p = dir.join(format!("{name}.parquet"));
-        enc.encode_file(csv, &p, &EncodeOptions::new(&name))
-            .unwrap();
-        out.push(p);
-    }
-    (out, dir.join("data/truth.csv"), csvs)
-}
+use common::{bin, synthetic};
 
 fn link(extracts: &[PathBuf], out: &Path, extra: &[&str]) -> std::process::Output {
     let mut c = Command::new(bin());

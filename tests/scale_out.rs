@@ -7,33 +7,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bloomlink::agency::{EncodeOptions, Encoder, Schema, Secret};
-use common::bin;
+use common::{bin, synthetic};
 
 /// Three synthetic agencies, encoded, and a job config that makes several units.
 fn setup(dir: &Path) -> (Vec<PathBuf>, PathBuf) {
-    let s = bloomlink::synth::generate(&bloomlink::synth::Params {
-        people: 3000,
-        agencies: 3,
-        seed: 31,
-        overlap: 0.7,
-    });
-    let csvs = bloomlink::synth::write(&s, &dir.join("data"), 31).unwrap();
-    let mut ex = Vec::new();
-    for (i, csv) in csvs.iter().enumerate() {
-        let name = bloomlink::synth::agency_name(i);
-        let sp = dir.join(format!("{name}.toml"));
-        std::fs::write(&sp, bloomlink::synth::profile(i).schema).unwrap();
-        let enc = Encoder::new(
-            Schema::load(&sp).unwrap(),
-            &Secret::from_bytes(b"scale-out key".to_vec()).unwrap(),
-        )
-        .unwrap();
-        let p = dir.join(format!("{name}.parquet"));
-        enc.encode_file(csv, &p, &EncodeOptions::new(&name))
-            .unwrap();
-        ex.push(p);
-    }
+    let (ex, _, _) = synthetic(dir, 3000, 3, 31, b"scale-out key");
     let job = dir.join("job.toml");
     std::fs::write(
         &job,
@@ -66,6 +44,19 @@ fn link_args<'a>(ex: &'a [PathBuf], job: &'a Path) -> Vec<&'a std::ffi::OsStr> {
     v.push("--config".as_ref());
     v.push(job.as_os_str());
     v
+}
+
+/// Set up, link in one run into `single/`, and plan the same job in `plan/`;
+/// returns (extracts, single, plan).
+fn single_run_and_plan(dir: &Path) -> (Vec<PathBuf>, PathBuf, PathBuf) {
+    let (ex, job) = setup(dir);
+    let (single, plan) = (dir.join("single"), dir.join("plan"));
+    for (flag, path) in [("--out", &single), ("--plan", &plan)] {
+        let mut a = link_args(&ex, &job);
+        a.extend([flag.as_ref(), path.as_os_str()]);
+        run(&a);
+    }
+    (ex, single, plan)
 }
 
 fn merge(plan: &Path, out: &Path) {
@@ -111,17 +102,9 @@ fn same_outputs(a: &Path, b: &Path) {
 fn units_run_apart_and_merged_equal_the_single_run() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    let (ex, job) = setup(dir);
-    let single = dir.join("single");
-    let mut a = link_args(&ex, &job);
-    a.extend(["--out".as_ref(), single.as_os_str()]);
-    run(&a);
+    let (ex, single, plan) = single_run_and_plan(dir);
 
     // Units in reverse order, one process each.
-    let plan = dir.join("plan");
-    let mut a = link_args(&ex, &job);
-    a.extend(["--plan".as_ref(), plan.as_os_str()]);
-    run(&a);
     let n = units(&plan);
     assert!(n >= 3, "only {n} units");
     // Merging before every unit ran says which are missing.
@@ -217,15 +200,7 @@ fn units_as_spark_tasks_equal_the_single_run() {
     };
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    let (ex, job) = setup(dir);
-    let single = dir.join("single");
-    let mut a = link_args(&ex, &job);
-    a.extend(["--out".as_ref(), single.as_os_str()]);
-    run(&a);
-    let plan = dir.join("plan");
-    let mut a = link_args(&ex, &job);
-    a.extend(["--plan".as_ref(), plan.as_os_str()]);
-    run(&a);
+    let (_, single, plan) = single_run_and_plan(dir);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spark/run_units.py");
     let o = Command::new(&python)
         .arg(&script)

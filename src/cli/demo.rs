@@ -80,18 +80,8 @@ pub fn run_demo(
     crate::io::write_atomic(&job_key, b"bloomlink demo hub job key - not secret")?;
     let mut config = JobConfig::default();
     config.output.job_key_file = Some(job_key);
-    let opts = LinkOptions {
-        extracts,
-        out: out.clone(),
-        config,
-        threshold: None,
-        dedup: false,
-        progress,
-        previous: None,
-        full: false,
-        model: None,
-        merge: None,
-    };
+    let mut opts = LinkOptions::new(extracts, out.clone(), config);
+    opts.progress = progress;
     let truth = dir.join("data").join("truth.csv");
     let o =
         super::link::link_and_report(&opts, Some(&truth), vec!["bloomlink".into(), "demo".into()])?;

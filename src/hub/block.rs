@@ -285,8 +285,7 @@ pub fn key_pass(
     limit: usize,
 ) -> PassStats {
     let p = super::stream::group_pass(ds, keys, name, kind, dedup, max_block_pairs);
-    for w in p.starts.windows(2) {
-        let m = &p.members[w[0] as usize..w[1] as usize];
+    for m in p.blocks() {
         super::stream::push_block_pairs(ds, m, (0, m.len()), dedup, |_, _| true, out);
         if out.len() >= limit {
             break;

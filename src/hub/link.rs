@@ -15,7 +15,9 @@ use super::load::{Dataset, load};
 use super::output::{self, PairRow};
 use super::pseudonym::JobKey;
 use super::resolve::{Resolution, resolve};
-use super::score::{Comparisons, Model, compare, cuts32, estimate_u, score, value_frequencies};
+use super::score::{
+    Comparisons, Model, compare, cuts32, estimate_u, probability, score, value_frequencies, weights,
+};
 use super::state;
 use super::stream::{self, Kept, Tally, tally_patterns};
 use super::train::{MFit, finish, fit_m};
@@ -40,6 +42,24 @@ pub struct LinkOptions {
     pub model: Option<PathBuf>,
     /// A plan folder whose units have all run: merge them instead of comparing.
     pub merge: Option<PathBuf>,
+}
+
+impl LinkOptions {
+    /// Link `extracts` into `out` with `config`; everything else off.
+    pub fn new(extracts: Vec<PathBuf>, out: PathBuf, config: JobConfig) -> Self {
+        LinkOptions {
+            extracts,
+            out,
+            config,
+            threshold: None,
+            dedup: false,
+            progress: false,
+            previous: None,
+            full: false,
+            model: None,
+            merge: None,
+        }
+    }
 }
 
 /// Seconds spent in one stage.
@@ -180,7 +200,15 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         }
     }
     let cuts = cuts32(&cfg.scoring.levels);
-    let (cands, comps, model, weight, probability, increment, tally) = match refresh {
+    let Scored {
+        cands,
+        comps,
+        model,
+        weight,
+        probability,
+        work: increment,
+        tally,
+    } = match refresh {
         None if opts.merge.is_some() => {
             let dir = opts.merge.as_deref().expect("merge");
             let plan = super::units::read_plan(dir)?;
@@ -281,17 +309,18 @@ pub(crate) struct Streamed {
     tally: Tally,
 }
 
-/// Scored pairs as `run` carries them on: candidates, comparisons, model,
-/// weights, probabilities, refresh work, tally.
-type Scored = (
-    Candidates,
-    Comparisons,
-    Model,
-    Vec<f32>,
-    Vec<f32>,
-    Option<super::refresh::Work>,
-    Tally,
-);
+/// The scored pairs a run resolves, however they were compared (in one
+/// process, from scale-out units, or as a refresh).
+struct Scored {
+    cands: Candidates,
+    comps: Comparisons,
+    model: Model,
+    weight: Vec<f32>,
+    probability: Vec<f32>,
+    /// What a refresh compared, when it was incremental.
+    work: Option<super::refresh::Work>,
+    tally: Tally,
+}
 
 impl Streamed {
     fn into_run(
@@ -301,26 +330,24 @@ impl Streamed {
         lsh_positions: Vec<Vec<u32>>,
         fields: usize,
     ) -> Scored {
-        let cands = Candidates {
-            pairs: self.kept.pairs,
-            passes,
-            method,
-            lsh_positions,
-        };
-        let comps = Comparisons {
-            dice: self.kept.dice,
-            levels: Vec::new(),
-            fields,
-        };
-        (
-            cands,
-            comps,
-            self.model,
-            self.weight,
-            self.probability,
-            None,
-            self.tally,
-        )
+        Scored {
+            cands: Candidates {
+                pairs: self.kept.pairs,
+                passes,
+                method,
+                lsh_positions,
+            },
+            comps: Comparisons {
+                dice: self.kept.dice,
+                levels: Vec::new(),
+                fields,
+            },
+            model: self.model,
+            weight: self.weight,
+            probability: self.probability,
+            work: None,
+            tally: self.tally,
+        }
     }
 }
 
@@ -477,7 +504,7 @@ pub(crate) fn chunk(
 ) -> (Kept, Tally) {
     let (lo, hi) = prep.ranges[i];
     let pairs = stream::emit(ds, &grouped.passes, dedup, lo, hi);
-    let raw = |comps: &Comparisons, pairs: &[u64]| score(&prep.raw_model, comps, pairs, tf).0;
+    let raw = |comps: &Comparisons, pairs: &[u64]| weights(&prep.raw_model, comps, pairs, tf);
     stream::process(ds, pairs, cuts, &raw, prep.floor, prep.dice_keep)
 }
 
@@ -525,10 +552,7 @@ pub(crate) fn conclude(
         .iter()
         .map(|&w| (w as f64 + prior) as f32)
         .collect();
-    let probability = weight
-        .iter()
-        .map(|&w| (1.0 / (1.0 + (-(w as f64)).exp2())) as f32)
-        .collect();
+    let probability = weight.iter().map(|&w| probability(w)).collect();
     Streamed {
         kept,
         model,
@@ -674,15 +698,12 @@ fn incremental(
     let changed: Vec<bool> = (0..ds.len())
         .map(|g| {
             index.insert((agency(g), ds.ids.get(g)), g as u32);
-            match prior
-                .fingerprints
-                .get(&(agency(g).to_string(), ds.ids.get(g).to_string()))
-            {
+            match prior.fingerprint(agency(g), ds.ids.get(g)) {
                 None => {
                     work.records_new += 1;
                     true
                 }
-                Some(&f) if f != fp[g] => {
+                Some(f) if f != fp[g] => {
                     work.records_changed += 1;
                     true
                 }
@@ -693,11 +714,8 @@ fn incremental(
             }
         })
         .collect();
-    work.records_removed = prior
-        .fingerprints
-        .keys()
-        .filter(|(a, r)| !index.contains_key(&(a.as_str(), r.as_str())))
-        .count() as u64;
+    // Every previous record still here is changed or unchanged.
+    work.records_removed = prior.records() - work.records_changed - work.records_unchanged;
     let carried = state::carried_pairs(prev, &changed, &index)?;
     let grouped = group(
         ds,
@@ -742,7 +760,15 @@ fn incremental(
     let mut pm: Vec<(u128, u64)> = tally_patterns(&comps).into_iter().collect();
     pm.sort_unstable();
     tally.patterns = pm;
-    Ok((cands, comps, model, weight, probability, Some(work), tally))
+    Ok(Scored {
+        cands,
+        comps,
+        model,
+        weight,
+        probability,
+        work: Some(work),
+        tally,
+    })
 }
 
 /// `link --plan DIR`: load, group, fit what precedes comparison, and write

@@ -228,13 +228,13 @@ pub fn value_frequencies(ds: &Dataset) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// Match weight and probability of each candidate pair.
-pub fn score(
+/// Match weight of each candidate pair (bits, the model's prior included).
+pub fn weights(
     model: &Model,
     comps: &Comparisons,
     pairs: &[u64],
     tf: Option<&[Vec<f32>]>,
-) -> (Vec<f32>, Vec<f32>) {
+) -> Vec<f32> {
     let nf = comps.fields;
     let prior = model.prior_weight();
     // Weight table per field and level.
@@ -247,30 +247,41 @@ pub fn score(
         .collect();
     // A valid value's frequency is at least 1/records; this only guards log(0).
     let min_freq = 1e-12;
-    // Written in place: no temporary per-pair tuple vector.
     let mut weight = vec![0f32; pairs.len()];
-    let mut prob = vec![0f32; pairs.len()];
-    weight
-        .par_iter_mut()
-        .zip(prob.par_iter_mut())
-        .enumerate()
-        .for_each(|(i, (wo, po))| {
-            let mut w = prior;
-            let lv = &comps.levels[i * nf..(i + 1) * nf];
-            for (f, &l) in lv.iter().enumerate() {
-                if l == 1
-                    && let Some(tf) = tf
-                {
-                    let (a, _) = unpack(pairs[i]);
-                    let freq = (tf[f][a] as f64).max(min_freq);
-                    w += (model.m[f][1] / freq).log2().max(0.0);
-                } else {
-                    w += table[f][l as usize];
-                }
+    weight.par_iter_mut().enumerate().for_each(|(i, wo)| {
+        let mut w = prior;
+        let lv = &comps.levels[i * nf..(i + 1) * nf];
+        for (f, &l) in lv.iter().enumerate() {
+            if l == 1
+                && let Some(tf) = tf
+            {
+                let (a, _) = unpack(pairs[i]);
+                let freq = (tf[f][a] as f64).max(min_freq);
+                w += (model.m[f][1] / freq).log2().max(0.0);
+            } else {
+                w += table[f][l as usize];
             }
-            *wo = w as f32;
-            *po = (1.0 / (1.0 + (-w).exp2())) as f32;
-        });
+        }
+        *wo = w as f32;
+    });
+    weight
+}
+
+/// The match probability of a weight (bits, prior included).
+#[inline]
+pub fn probability(w: f32) -> f32 {
+    (1.0 / (1.0 + (-(w as f64)).exp2())) as f32
+}
+
+/// Match weight and probability of each candidate pair.
+pub fn score(
+    model: &Model,
+    comps: &Comparisons,
+    pairs: &[u64],
+    tf: Option<&[Vec<f32>]>,
+) -> (Vec<f32>, Vec<f32>) {
+    let weight = weights(model, comps, pairs, tf);
+    let prob = weight.par_iter().map(|&w| probability(w)).collect();
     (weight, prob)
 }
 

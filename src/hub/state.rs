@@ -54,6 +54,18 @@ pub struct StateMeta {
     pub model: Model,
 }
 
+impl Prior {
+    /// The previous fingerprint of a record, if the previous run had it.
+    pub fn fingerprint(&self, agency: &str, record_id: &str) -> Option<u64> {
+        self.fingerprints.get(agency)?.get(record_id).copied()
+    }
+
+    /// Records the previous run had.
+    pub fn records(&self) -> u64 {
+        self.fingerprints.values().map(|m| m.len() as u64).sum()
+    }
+}
+
 impl StateMeta {
     pub fn new(run: &super::link::LinkRun) -> Self {
         StateMeta {
@@ -75,8 +87,9 @@ impl StateMeta {
 /// A previous run a refresh can extend.
 pub struct Prior {
     pub meta: StateMeta,
-    /// Fingerprint per `(agency, record_id)` of the previous run.
-    pub fingerprints: HashMap<(String, String), u64>,
+    /// Fingerprint per agency, then per record id, of the previous run
+    /// (nested so that lookups borrow `&str` without allocating).
+    pub fingerprints: HashMap<String, HashMap<String, u64>>,
 }
 
 #[inline]
@@ -176,7 +189,7 @@ pub fn read(dir: &Path) -> Result<Option<Prior>> {
         .ok_or_else(|| Error::input(&path, format!("not a refresh state: no `{META_KEY}`")))?;
     let meta: StateMeta = serde_json::from_str(&meta)
         .map_err(|e| Error::input(&path, format!("unreadable `{META_KEY}`: {e}")))?;
-    let mut fingerprints = HashMap::new();
+    let mut fingerprints: HashMap<String, HashMap<String, u64>> = HashMap::new();
     for batch in b.build().map_err(|e| Error::parquet_read(&path, e))? {
         let batch = batch.map_err(|e| Error::parquet_read(&path, e))?;
         let bad = |c: &str| Error::input(&path, format!("not a refresh state: bad column `{c}`"));
@@ -196,7 +209,10 @@ pub fn read(dir: &Path) -> Result<Option<Prior>> {
                 .ok_or_else(|| bad("fingerprint"))?,
         );
         for i in 0..batch.num_rows() {
-            fingerprints.insert((a.value(i).to_string(), r.value(i).to_string()), f.value(i));
+            fingerprints
+                .entry(a.value(i).to_string())
+                .or_default()
+                .insert(r.value(i).to_string(), f.value(i));
         }
     }
     Ok(Some(Prior { meta, fingerprints }))

@@ -32,6 +32,15 @@ pub struct Pass {
     pub pairs: Vec<u64>,
 }
 
+impl Pass {
+    /// The kept blocks, each its members in index order.
+    pub fn blocks(&self) -> impl Iterator<Item = &[u32]> {
+        self.starts
+            .windows(2)
+            .map(|w| &self.members[w[0] as usize..w[1] as usize])
+    }
+}
+
 /// Group `keys` into blocks, skipping oversized ones (counted in the stats).
 pub fn group_pass(
     ds: &Dataset,
@@ -116,8 +125,7 @@ pub fn push_block_pairs(
 pub fn emission_counts(passes: &[Pass], n: usize) -> Vec<u64> {
     let mut c = vec![0u64; n];
     for p in passes {
-        for w in p.starts.windows(2) {
-            let m = &p.members[w[0] as usize..w[1] as usize];
+        for m in p.blocks() {
             for (i, &a) in m.iter().enumerate() {
                 c[a as usize] += (m.len() - 1 - i) as u64;
             }
@@ -147,21 +155,13 @@ pub fn chunk_ranges(counts: &[u64], target: u64) -> Vec<(u32, u32)> {
     out
 }
 
-/// Every candidate pair whose smaller index is in `lo..hi`, once, sorted.
-pub fn emit(ds: &Dataset, passes: &[Pass], dedup: bool, lo: u32, hi: u32) -> Vec<u64> {
+/// The pairs `each` pushes for every pass (in parallel), sorted, once.
+fn collect_pairs(passes: &[Pass], each: impl Fn(&Pass, &mut Vec<u64>) + Sync) -> Vec<u64> {
     let mut out: Vec<u64> = passes
         .par_iter()
         .flat_map_iter(|p| {
             let mut v = Vec::new();
-            for w in p.starts.windows(2) {
-                let m = &p.members[w[0] as usize..w[1] as usize];
-                let first = m.partition_point(|&g| g < lo);
-                let last = m.partition_point(|&g| g < hi);
-                push_block_pairs(ds, m, (first, last), dedup, |_, _| true, &mut v);
-            }
-            let from = p.pairs.partition_point(|&x| (x >> 32) < lo as u64);
-            let to = p.pairs.partition_point(|&x| (x >> 32) < hi as u64);
-            v.extend_from_slice(&p.pairs[from..to]);
+            each(p, &mut v);
             v.into_iter()
         })
         .collect();
@@ -170,32 +170,40 @@ pub fn emit(ds: &Dataset, passes: &[Pass], dedup: bool, lo: u32, hi: u32) -> Vec
     out
 }
 
+/// Every candidate pair whose smaller index is in `lo..hi`, once, sorted.
+pub fn emit(ds: &Dataset, passes: &[Pass], dedup: bool, lo: u32, hi: u32) -> Vec<u64> {
+    collect_pairs(passes, |p, v| {
+        for m in p.blocks() {
+            // Most blocks lie wholly outside the chunk.
+            if m[0] >= hi || m[m.len() - 1] < lo {
+                continue;
+            }
+            let first = m.partition_point(|&g| g < lo);
+            let last = m.partition_point(|&g| g < hi);
+            push_block_pairs(ds, m, (first, last), dedup, |_, _| true, v);
+        }
+        let from = p.pairs.partition_point(|&x| (x >> 32) < lo as u64);
+        let to = p.pairs.partition_point(|&x| (x >> 32) < hi as u64);
+        v.extend_from_slice(&p.pairs[from..to]);
+    })
+}
+
 /// Every candidate pair holding a changed record, once, sorted (an
 /// incremental refresh: work grows with the changed records, not the job).
 pub fn emit_changed(ds: &Dataset, passes: &[Pass], dedup: bool, changed: &[bool]) -> Vec<u64> {
-    let mut out: Vec<u64> = passes
-        .par_iter()
-        .flat_map_iter(|p| {
-            let mut v = Vec::new();
-            for w in p.starts.windows(2) {
-                let m = &p.members[w[0] as usize..w[1] as usize];
-                if !m.iter().any(|&g| changed[g as usize]) {
-                    continue;
-                }
-                let keep = |a: u32, b: u32| changed[a as usize] || changed[b as usize];
-                push_block_pairs(ds, m, (0, m.len()), dedup, keep, &mut v);
+    let keep = |a: u32, b: u32| changed[a as usize] || changed[b as usize];
+    collect_pairs(passes, |p, v| {
+        for m in p.blocks() {
+            if m.iter().any(|&g| changed[g as usize]) {
+                push_block_pairs(ds, m, (0, m.len()), dedup, keep, v);
             }
-            v.extend(
-                p.pairs
-                    .iter()
-                    .filter(|&&x| changed[(x >> 32) as usize] || changed[x as u32 as usize]),
-            );
-            v.into_iter()
-        })
-        .collect();
-    out.par_sort_unstable();
-    out.dedup();
-    out
+        }
+        v.extend(
+            p.pairs
+                .iter()
+                .filter(|&&x| keep((x >> 32) as u32, x as u32)),
+        );
+    })
 }
 
 /// Fine histogram bins of match weight (bits, before the prior) and Dice.

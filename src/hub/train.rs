@@ -20,7 +20,7 @@ use rustc_hash::FxHashMap;
 
 use super::block::pack;
 use super::load::Dataset;
-use super::score::{Comparisons, Model, compare_fields, n_levels};
+use super::score::{Model, compare_fields, n_levels};
 
 /// Distinct level patterns with their counts.
 pub fn patterns_of(levels: &[u8], nf: usize) -> Vec<(Vec<u8>, f64)> {
@@ -191,32 +191,6 @@ pub struct Session {
     pub expected_matches: f64,
     pub iterations: usize,
     pub converged: bool,
-}
-
-/// Train the model on materialised candidates. `u_random` comes from random pairs.
-#[allow(clippy::too_many_arguments)]
-pub fn train(
-    ds: &Dataset,
-    comps: &Comparisons,
-    cuts: &[f32],
-    u_random: Vec<Vec<f64>>,
-    max_iter: usize,
-    eligible_pairs: u64,
-    dedup: bool,
-    u_pairs: usize,
-) -> Model {
-    let fit = fit_m(ds, cuts, u_random, max_iter, dedup);
-    let patterns = patterns_of(&comps.levels, ds.fields.len());
-    finish(
-        ds,
-        fit,
-        &patterns,
-        comps.dice.len() as u64,
-        cuts,
-        max_iter,
-        eligible_pairs,
-        u_pairs,
-    )
 }
 
 /// m from the training sessions (before any candidate is compared), with

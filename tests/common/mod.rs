@@ -95,3 +95,36 @@ pub fn encode(
         .output()
         .unwrap()
 }
+
+/// Synthetic data for `agencies` agencies, encoded; returns (extracts, truth, csvs).
+pub fn synthetic(
+    dir: &Path,
+    people: usize,
+    agencies: usize,
+    seed: u64,
+    key: &[u8],
+) -> (Vec<PathBuf>, PathBuf, Vec<PathBuf>) {
+    let s = bloomlink::synth::generate(&bloomlink::synth::Params {
+        people,
+        agencies,
+        seed,
+        overlap: 0.7,
+    });
+    let csvs = bloomlink::synth::write(&s, &dir.join("data"), seed).unwrap();
+    let mut out = Vec::new();
+    for (i, csv) in csvs.iter().enumerate() {
+        let name = bloomlink::synth::agency_name(i);
+        let sp = dir.join(format!("{name}.toml"));
+        std::fs::write(&sp, bloomlink::synth::profile(i).schema).unwrap();
+        let enc = bloomlink::agency::Encoder::new(
+            bloomlink::agency::Schema::load(&sp).unwrap(),
+            &bloomlink::agency::Secret::from_bytes(key.to_vec()).unwrap(),
+        )
+        .unwrap();
+        let p = dir.join(format!("{name}.parquet"));
+        enc.encode_file(csv, &p, &bloomlink::agency::EncodeOptions::new(&name))
+            .unwrap();
+        out.push(p);
+    }
+    (out, dir.join("data/truth.csv"), csvs)
+}

@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use hmac::{Hmac, KeyInit, Mac};
 use rayon::prelude::*;
 use rphonetic::Encoder as _;
-use rustc_hash::FxHashMap;
 use sha2::Sha256;
 
+use super::bytemap::ByteMap;
 use super::hash::{Hashed, TokenHasher, clkhash_keys, derive_key, key_check};
 use super::input::{Cell, Chunk, Input};
 use super::normalise::{Normalised, normalise};
@@ -94,29 +94,93 @@ struct FieldEnc {
     pattern: Option<regex::Regex>,
 }
 
-type TokenCache = FxHashMap<Vec<u8>, (Hashed, Option<Hashed>)>;
+type TokenCache = ByteMap<(Hashed, Option<Hashed>)>;
 
 /// One field value's encoding: what normalisation made of it and the bit
 /// positions its tokens set (in the CLK's hash space, and in the field
 /// filter for native schemas). Cached per thread by the raw cell text, so a
 /// repeated name costs one lookup.
+#[derive(Clone, Default)]
 struct ValueEnc {
     reject: Option<String>,
-    norm: Box<str>,
+    norm: String,
     /// Whether the value set any bit (else it counts as missing).
     present: bool,
-    /// The value's contribution to the CLK, as little-endian words of the
-    /// clkhash-ordered bytes, in the hash space (before folding).
-    clk: Box<[u64]>,
-    /// The value's field filter, final (folded when the schema folds).
-    ff: Box<[u8]>,
+    /// One buffer (one cache miss on a hit): first the value's
+    /// contribution to the CLK, in clkhash byte order, in the hash space
+    /// (before folding; `split` bytes), then the value's field filter, final
+    /// (folded when the schema folds).
+    data: Vec<u8>,
+    split: usize,
+}
+
+impl ValueEnc {
+    /// The CLK contribution as little-endian words.
+    #[inline]
+    fn clk_words(&self) -> impl Iterator<Item = u64> + '_ {
+        self.data[..self.split]
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+    }
+
+    /// The field filter's bytes.
+    #[inline]
+    fn ff(&self) -> &[u8] {
+        &self.data[self.split..]
+    }
 }
 
 #[derive(Default)]
 struct Cache {
-    values: Vec<FxHashMap<Box<[u8]>, Arc<ValueEnc>>>,
+    values: Vec<ByteMap<Arc<ValueEnc>>>,
+    /// Per field: how the value cache is doing (see [`CacheUse`]).
+    usage: Vec<CacheUse>,
     tokens: Vec<TokenCache>,
-    blocks: Vec<FxHashMap<Vec<u8>, Option<[u8; 16]>>>,
+    blocks: Vec<ByteMap<Option<[u8; 16]>>>,
+    /// Per blocking key: how its cache is doing.
+    block_usage: Vec<CacheUse>,
+}
+
+/// Whether a field's value cache pays. A field whose values rarely repeat
+/// (an id number, a date of birth early on) would fill the cache with
+/// entries that are never hit and cost an allocation each; such a field is
+/// encoded straight into reused buffers for [`BYPASS_SPAN`] values, then the
+/// cache is tried again. Only speed depends on this, never the output.
+#[derive(Default, Clone, Copy)]
+struct CacheUse {
+    lookups: u32,
+    hits: u32,
+    /// Values still to encode without the cache.
+    bypass: u32,
+}
+
+/// Lookups over which a field's hit rate is judged.
+const USE_WINDOW: u32 = 4096;
+/// Values encoded without the cache after a poor window.
+const BYPASS_SPAN: u32 = 64 * 1024;
+
+impl CacheUse {
+    /// Whether to use the cache for the next value.
+    fn cached(&mut self) -> bool {
+        if self.bypass > 0 {
+            self.bypass -= 1;
+            return false;
+        }
+        true
+    }
+
+    /// Record a lookup; after a window with under half hits, bypass.
+    fn record(&mut self, hit: bool) {
+        self.lookups += 1;
+        self.hits += u32::from(hit);
+        if self.lookups == USE_WINDOW {
+            if self.hits * 2 < self.lookups {
+                self.bypass = BYPASS_SPAN;
+            }
+            self.lookups = 0;
+            self.hits = 0;
+        }
+    }
 }
 
 /// Upper bound on token-cache entries per field before it is cleared.
@@ -167,6 +231,9 @@ struct Scratch {
     pos_clk: Vec<u32>,
     pos_ff: Vec<u32>,
     vals: Vec<Option<Arc<ValueEnc>>>,
+    /// Per field: a reused encoding for values that bypass the cache.
+    own: Vec<Arc<ValueEnc>>,
+    clk_bytes: Vec<u8>,
     tokens: TokenBuf,
     clk: Vec<u64>,
     key: Vec<u8>,
@@ -285,9 +352,11 @@ impl Encoder {
         let caches = (0..threads)
             .map(|_| {
                 Mutex::new(Cache {
-                    values: vec![FxHashMap::default(); schema.fields.len()],
+                    values: vec![ByteMap::default(); schema.fields.len()],
+                    usage: vec![CacheUse::default(); schema.fields.len()],
                     tokens: vec![TokenCache::default(); schema.fields.len()],
-                    blocks: vec![FxHashMap::default(); schema.blocking.len()],
+                    blocks: vec![ByteMap::default(); schema.blocking.len()],
+                    block_usage: vec![CacheUse::default(); schema.blocking.len()],
                 })
             })
             .collect();
@@ -409,6 +478,8 @@ impl Encoder {
             pos_clk: Vec::new(),
             pos_ff: Vec::new(),
             vals: vec![None; nf],
+            own: (0..nf).map(|_| Arc::default()).collect(),
+            clk_bytes: Vec::new(),
             tokens: TokenBuf::default(),
             clk: vec![0u64; (self.hash_bits / 64) as usize],
             key: Vec::new(),
@@ -466,7 +537,8 @@ impl Encoder {
         out
     }
 
-    /// Normalise, tokenise and hash one raw value of field `fi`.
+    /// Normalise, tokenise and hash one raw value of field `fi` into `v`
+    /// (its buffers are reused).
     fn encode_value(
         &self,
         fi: usize,
@@ -474,22 +546,21 @@ impl Encoder {
         salt: &[u8],
         sc: &mut Scratch,
         tcache: &mut TokenCache,
-    ) -> ValueEnc {
+        v: &mut ValueEnc,
+    ) {
         let f = &self.schema.fields[fi];
         let enc = &self.fields[fi];
-        let mut v = ValueEnc {
-            reject: None,
-            norm: "".into(),
-            present: false,
-            clk: Box::new([]),
-            ff: Box::new([]),
-        };
+        v.reject = None;
+        v.norm.clear();
+        v.present = false;
+        v.data.clear();
+        v.split = 0;
         match normalise(f, enc.pattern.as_ref(), Some(raw), &mut sc.norm) {
             Normalised::Reject(r) => {
                 v.reject = Some(r);
-                return v;
+                return;
             }
-            Normalised::Missing => return v,
+            Normalised::Missing => return,
             Normalised::Value => {}
         }
         sc.tokens.tokenise(&f.tokens, &sc.norm);
@@ -525,8 +596,7 @@ impl Encoder {
                 _ => {
                     let c = enc.clk.hash(tok, self.hash_bits, k);
                     let g = enc.ff.as_ref().map(|h| h.hash(tok, field_bits, k));
-                    tcache.insert(tok.to_vec(), (c, g));
-                    tcache.get(tok).expect("just inserted")
+                    tcache.insert(tok, (c, g))
                 }
             };
             for j in 0..k {
@@ -536,43 +606,48 @@ impl Encoder {
                 }
             }
         }
-        v.norm = sc.norm.as_str().into();
+        v.norm.push_str(&sc.norm);
         // A value with no tokens (or only k = 0 tokens) is missing.
         if clk.is_empty() {
             sc.pos_clk = clk;
             sc.pos_ff = ff;
-            return v;
+            return;
         }
         let s = &self.schema;
-        let mut clk_bytes = vec![0u8; (self.hash_bits / 8) as usize];
+        let clk_bytes = &mut sc.clk_bytes;
+        clk_bytes.clear();
+        clk_bytes.resize((self.hash_bits / 8) as usize, 0);
         for &p in &clk {
-            set_bit(&mut clk_bytes, p as usize);
+            set_bit(clk_bytes, p as usize);
         }
-        let ff_bytes = if s.mode == Mode::Clkhash {
+        v.data.extend_from_slice(clk_bytes);
+        v.split = clk_bytes.len();
+        if s.mode == Mode::Clkhash {
             // Field filter = the field's own CLK bits, folded like the CLK.
-            let mut b = clk_bytes.clone();
-            for _ in 0..s.xor_folds {
-                b = xor_fold(&b);
+            if s.xor_folds == 0 {
+                v.data.extend_from_slice(clk_bytes);
+            } else {
+                let mut b = xor_fold(clk_bytes);
+                for _ in 1..s.xor_folds {
+                    b = xor_fold(&b);
+                }
+                v.data.extend_from_slice(&b);
             }
-            b
         } else {
-            let mut b = vec![0u8; self.ff_hash_bits as usize / 8];
+            let start = v.data.len();
+            v.data.resize(start + self.ff_hash_bits as usize / 8, 0);
             for &p in &ff {
-                set_bit(&mut b, p as usize);
+                set_bit(&mut v.data[start..], p as usize);
             }
-            match &self.balance {
-                Some((_, perms)) => balanced(&b, &perms[fi]),
-                None => b,
+            if let Some((_, perms)) = &self.balance {
+                let b = balanced(&v.data[start..], &perms[fi]);
+                v.data.truncate(start);
+                v.data.extend_from_slice(&b);
             }
-        };
-        let mut words = Vec::with_capacity(clk_bytes.len() / 8);
-        crate::bloom::extend_words(&mut words, &clk_bytes);
+        }
         sc.pos_clk = clk;
         sc.pos_ff = ff;
         v.present = true;
-        v.clk = words.into();
-        v.ff = ff_bytes.into();
-        v
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -628,14 +703,25 @@ impl Encoder {
                 }
             };
             let vcache = &mut cache.values[fi];
+            let usage = &mut cache.usage[fi];
+            let cached = usage.cached();
             // Cache key: the raw text, prefixed by the salt when salted.
             sc.vkey.clear();
-            if salted {
-                sc.vkey.extend_from_slice(&sc.salt);
+            if cached {
+                if salted {
+                    sc.vkey.extend_from_slice(&sc.salt);
+                }
+                sc.vkey.extend_from_slice(raw.as_bytes());
             }
-            sc.vkey.extend_from_slice(raw.as_bytes());
-            let v = match vcache.get(sc.vkey.as_slice()) {
-                Some(v) => v.clone(),
+            let hit = if cached {
+                let h = vcache.get(sc.vkey.as_slice()).cloned();
+                usage.record(h.is_some());
+                h
+            } else {
+                None
+            };
+            let v = match hit {
+                Some(v) => v,
                 None => {
                     if vcache.len() > VALUE_CACHE_LIMIT {
                         vcache.clear();
@@ -645,12 +731,28 @@ impl Encoder {
                     } else {
                         Vec::new()
                     };
-                    let v = Arc::new(self.encode_value(fi, raw, &salt, sc, &mut cache.tokens[fi]));
+                    // Encode into this field's reused buffers (the row's
+                    // previous value for the field is dropped first, so the
+                    // buffers are not shared unless the cache holds them).
+                    sc.vals[fi] = None;
+                    let mut own = std::mem::take(&mut sc.own[fi]);
+                    if Arc::get_mut(&mut own).is_none() {
+                        own = Arc::default();
+                    }
+                    let ve = Arc::get_mut(&mut own).expect("unique");
+                    self.encode_value(fi, raw, &salt, sc, &mut cache.tokens[fi], ve);
                     if salted {
                         sc.salt = salt;
                     }
-                    vcache.insert(sc.vkey.as_slice().into(), v.clone());
-                    v
+                    if cached {
+                        let v = Arc::new(ve.clone());
+                        vcache.insert(&sc.vkey, v.clone());
+                        sc.own[fi] = own;
+                        v
+                    } else {
+                        sc.own[fi] = own.clone();
+                        own
+                    }
                 }
             };
             if let Some(r) = &v.reject {
@@ -669,10 +771,10 @@ impl Encoder {
                 ff_valid.push(false);
                 continue;
             };
-            for (w, x) in sc.clk.iter_mut().zip(v.clk.iter()) {
+            for (w, x) in sc.clk.iter_mut().zip(v.clk_words()) {
                 *w |= x;
             }
-            ff_bytes.extend_from_slice(&v.ff);
+            ff_bytes.extend_from_slice(v.ff());
             ff_valid.push(true);
         }
         let clk_start = out.batch.clk.len();
@@ -714,17 +816,24 @@ impl Encoder {
             }
             let key = if ok {
                 let bcache = &mut cache.blocks[bi];
-                match bcache.get(sc.key.as_slice()) {
-                    Some(k) => *k,
-                    None => {
-                        if bcache.len() > CACHE_LIMIT {
-                            bcache.clear();
+                let usage = &mut cache.block_usage[bi];
+                let hit = if usage.cached() {
+                    let h = bcache.get(&sc.key).copied();
+                    usage.record(h.is_some());
+                    match h {
+                        Some(k) => Some(k),
+                        None => {
+                            if bcache.len() > CACHE_LIMIT {
+                                bcache.clear();
+                            }
+                            let k = self.block_key(bi, &sc.key);
+                            Some(*bcache.insert(&sc.key, k))
                         }
-                        let k = self.block_key(bi, &sc.key);
-                        bcache.insert(sc.key.clone(), k);
-                        k
                     }
-                }
+                } else {
+                    None
+                };
+                hit.unwrap_or_else(|| self.block_key(bi, &sc.key))
             } else {
                 None
             };
@@ -960,7 +1069,16 @@ impl Encoder {
         // A reader thread parses the next chunk while this one is encoded.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk>>(1);
         let chunk_rows = opts.chunk_rows;
-        std::thread::scope(|scope| -> Result<()> {
+        let writer = std::thread::scope(|scope| -> Result<ExtractWriter> {
+            // A writer thread turns encoded batches into Parquet pages and
+            // writes them while the next slices are encoded.
+            let (wtx, wrx) = std::sync::mpsc::sync_channel::<OwnedBatch>(4);
+            let written = scope.spawn(move || -> Result<ExtractWriter> {
+                for batch in wrx {
+                    writer.write(batch)?;
+                }
+                Ok(writer)
+            });
             scope.spawn(move || {
                 loop {
                     let mut chunk = Chunk::Csv(Vec::new(), 0);
@@ -979,7 +1097,7 @@ impl Encoder {
                 }
             });
             let mut first_row = 1u64;
-            for chunk in rx {
+            'chunks: for chunk in rx {
                 let chunk = chunk?;
                 let n = chunk.len();
                 let ids = self.check_ids(&chunk, &cols, first_row, &mut seen, &mut counts);
@@ -1000,13 +1118,17 @@ impl Encoder {
                         p.write(&chunk, &cols.payload, &part.encoded_rows, &ids)?;
                     }
                     rejects.extend(part.rejects);
-                    writer.write(part.batch)?;
+                    if wtx.send(part.batch).is_err() {
+                        // The writer stopped on an error: report it.
+                        break 'chunks;
+                    }
                 }
                 counts.rows_read += n as u64;
                 first_row += n as u64;
                 bar.inc(n as u64);
             }
-            Ok(())
+            drop(wtx);
+            written.join().expect("the writer thread does not panic")
         })?;
         bar.finish_and_clear();
         counts.rejected = rejects.len() as u64;

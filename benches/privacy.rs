@@ -5,6 +5,8 @@
 //! public frequency list (B's plaintext names, a sample of the same
 //! population), counting correct re-identifications against A's plaintext;
 //! and the pattern-mining attack on the same filters and list.
+//! `BLOOMLINK_PRIVACY_OPTIONS=TEXT` runs only the options whose label
+//! contains TEXT.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -42,7 +44,7 @@ fn main() {
         .filter(|l| !l.starts_with("salt") && !l.starts_with("blip"))
         .map(|l| format!("{l}\n"))
         .collect();
-    let options: [(&str, &str); 16] = [
+    let options: [(&str, &str); 18] = [
         ("plain", ""),
         ("xor_folds = 1", "xor_folds = 1\n"),
         ("blip = 0.02", "blip = 0.02\n"),
@@ -74,6 +76,14 @@ fn main() {
         ("balance = true", "balance = true\n"),
         ("balance + blip = 0.05", "balance = true\nblip = 0.05\n"),
         (
+            "swap (names share a key)",
+            "swap = [\"given_name\", \"surname\"]\n",
+        ),
+        (
+            "salt names only + swap (shipped demo schemas)",
+            "salt = \"year(date_of_birth)\"\nsalted = [\"given_name\", \"surname\"]\nswap = [\"given_name\", \"surname\"]\n",
+        ),
+        (
             "balance + salt names only",
             "balance = true\nsalt = \"year(date_of_birth)\"\nsalted = [\"given_name\", \"surname\"]\n",
         ),
@@ -98,7 +108,13 @@ fn main() {
         "| option | FEBRL4 F1 | given_name: exact-match attack | given_name: clustering attack | given_name: pattern mining | given_name: pattern mining on the CLK | surname: exact | surname: clustering | surname: pattern mining | surname: pattern mining on the CLK |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
+    // `BLOOMLINK_PRIVACY_OPTIONS=swap` runs only the options whose label
+    // contains that text.
+    let only = std::env::var("BLOOMLINK_PRIVACY_OPTIONS").ok();
     for (label, extra) in options {
+        if only.as_deref().is_some_and(|o| !label.contains(o)) {
+            continue;
+        }
         let text = format!("{extra}{base}");
         let sp = d.path().join("s.toml");
         std::fs::write(&sp, text).unwrap();

@@ -140,10 +140,11 @@ fn incompatible_extracts_are_refused_before_any_work() {
     enc.encode_file(&csvs[1], &k2, &EncodeOptions::new("school"))
         .unwrap();
     refuse(&[ex[0].clone(), k2], "different secrets");
-    // A different schema (k changed).
+    // A different schema (k of both names changed: the swap pair must
+    // stay alike).
     let alt = std::fs::read_to_string(&sp)
         .unwrap()
-        .replacen("k = 20", "k = 21", 1);
+        .replacen("k = 20", "k = 21", 2);
     let asp = other.join("alt.toml");
     std::fs::write(&asp, alt).unwrap();
     let enc = Encoder::new(
@@ -166,15 +167,19 @@ fn incompatible_extracts_are_refused_before_any_work() {
 
 #[test]
 fn four_agencies_respect_one_record_per_agency_and_nothing_is_lost() {
-    nothing_lost(4);
+    nothing_lost(4, true);
 }
 
 #[test]
-fn two_agencies_lose_nothing() {
-    nothing_lost(2);
+fn two_agencies_lose_nothing_and_duplicates_attach() {
+    nothing_lost(2, false);
 }
 
-fn nothing_lost(agencies: usize) {
+/// `one_to_one`: link with `attach_duplicates = false`, and check that no
+/// entity holds two records of one agency. Otherwise (the default) an entity
+/// may, but only one that also holds another agency's record (attachment
+/// never makes a cluster of one agency alone).
+fn nothing_lost(agencies: usize, one_to_one: bool) {
     let d = tempfile::tempdir().unwrap();
     let (mut ex, truth, mut csvs) = synthetic(d.path(), 1500, agencies, 11, b"k");
     // Add bad rows to one agency's input and re-encode it: they must be rejects.
@@ -193,19 +198,48 @@ fn nothing_lost(agencies: usize) {
         .unwrap();
     assert_eq!(r.counts.rejected, 2);
     let out = d.path().join("out");
-    let o = link(&ex, &out, &["--truth", truth.to_str().unwrap()]);
+    let cfg = d.path().join("job.toml");
+    std::fs::write(
+        &cfg,
+        format!("[resolve]\nattach_duplicates = {}\n", !one_to_one),
+    )
+    .unwrap();
+    let o = link(
+        &ex,
+        &out,
+        &[
+            "--truth",
+            truth.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (rows, dedup) = read_links(&out.join("links.parquet")).unwrap();
     assert!(!dedup);
-    // One record per agency per entity.
     let mut seen: HashSet<(&str, &str)> = HashSet::new();
+    let mut agencies_of: HashMap<&str, HashSet<&str>> = HashMap::new();
+    let mut doubled: HashSet<&str> = HashSet::new();
     for r in &rows {
-        assert!(
-            seen.insert((&r.entity_id, &r.agency)),
-            "entity {} has two {} records",
-            r.entity_id,
-            r.agency
-        );
+        agencies_of
+            .entry(&r.entity_id)
+            .or_default()
+            .insert(&r.agency);
+        if !seen.insert((&r.entity_id, &r.agency)) {
+            assert!(
+                !one_to_one,
+                "entity {} has two {} records",
+                r.entity_id, r.agency
+            );
+            doubled.insert(&r.entity_id);
+        }
+    }
+    for e in &doubled {
+        assert!(agencies_of[e].len() >= 2, "entity {e}: one agency only");
+    }
+    if !one_to_one {
+        // The generator puts some people in an agency twice.
+        assert!(!doubled.is_empty(), "no duplicate was attached");
     }
     // Every input row is in links.parquet exactly once or in the rejects file.
     for (i, csv) in csvs.iter_mut().enumerate() {
@@ -335,4 +369,112 @@ fn report_has_every_section_and_rerenders() {
     let (rows, _) = read_links(&out.join("links.parquet")).unwrap();
     let json = std::fs::read_to_string(out.join("report.json")).unwrap();
     assert!(rows.iter().all(|r| !json.contains(&r.record_id)));
+}
+
+/// Fore- and surnames recorded in each other's place, with nothing else to
+/// go on but date of birth and sex: declaring `swap` in the schema lets the
+/// hub compare the names crossed, so such records link; without it most
+/// stay single.
+#[test]
+fn swapped_names_link_when_the_schema_declares_the_swap() {
+    let d = tempfile::tempdir().unwrap();
+    let (_, truth, csvs) = synthetic(d.path(), 1500, 2, 31, b"k");
+    // School (agency 1): in every third record swap the names and blank
+    // the postcode and address.
+    let mut rdr = csv::Reader::from_path(&csvs[1]).unwrap();
+    let header = rdr.headers().unwrap().clone();
+    let col = |n: &str| header.iter().position(|h| h == n).unwrap();
+    let (first, last, pc, addr) = (
+        col("LegalForename"),
+        col("LegalSurname"),
+        col("Postcode"),
+        col("AddressLine1"),
+    );
+    let swapped_csv = d.path().join("school_swapped.csv");
+    let mut w = csv::Writer::from_path(&swapped_csv).unwrap();
+    w.write_record(&header).unwrap();
+    let mut swapped: HashSet<String> = HashSet::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let mut r: Vec<String> = rec.unwrap().iter().map(str::to_string).collect();
+        if i % 3 == 0 && !r[first].is_empty() && !r[last].is_empty() {
+            r.swap(first, last);
+            r[pc].clear();
+            r[addr].clear();
+            swapped.insert(r[0].clone());
+        }
+        w.write_record(&r).unwrap();
+    }
+    w.flush().unwrap();
+    // Truth partners of the swapped records.
+    let mut entity: HashMap<(String, String), String> = HashMap::new();
+    for line in std::fs::read_to_string(&truth).unwrap().lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        entity.insert((f[0].into(), f[1].into()), f[2].into());
+    }
+    let recall = |declare: bool| -> f64 {
+        let dir = d.path().join(format!("swap_{declare}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ex = Vec::new();
+        for (i, input) in [&csvs[0], &swapped_csv].into_iter().enumerate() {
+            let name = bloomlink::synth::agency_name(i);
+            let mut text = bloomlink::synth::profile(i).schema.to_string();
+            assert!(text.contains("\nswap = "));
+            if !declare {
+                text = text.replace("\nswap = ", "\n# swap = ");
+            }
+            let sp = dir.join(format!("{name}.toml"));
+            std::fs::write(&sp, text).unwrap();
+            let enc = Encoder::new(
+                Schema::load(&sp).unwrap(),
+                &Secret::from_bytes(b"k".to_vec()).unwrap(),
+            )
+            .unwrap();
+            let p = dir.join(format!("{name}.parquet"));
+            enc.encode_file(input, &p, &EncodeOptions::new(&name))
+                .unwrap();
+            ex.push(p);
+        }
+        let out = dir.join("out");
+        let o = link(&ex, &out, &[]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let (rows, _) = read_links(&out.join("links.parquet")).unwrap();
+        let ent_of: HashMap<(&str, &str), &str> = rows
+            .iter()
+            .map(|r| {
+                (
+                    (r.agency.as_str(), r.record_id.as_str()),
+                    r.entity_id.as_str(),
+                )
+            })
+            .collect();
+        // Of the swapped school records with a social-care partner, the
+        // share linked to it.
+        let by_person: HashMap<&str, &str> = entity
+            .iter()
+            .filter(|((a, _), _)| a == "social_care")
+            .map(|((_, id), e)| (e.as_str(), id.as_str()))
+            .collect();
+        let (mut with_partner, mut linked) = (0, 0);
+        for id in &swapped {
+            let Some(p) = entity
+                .get(&("school".to_string(), id.clone()))
+                .and_then(|e| by_person.get(e.as_str()))
+            else {
+                continue;
+            };
+            with_partner += 1;
+            if ent_of.get(&("school", id.as_str())) == ent_of.get(&("social_care", *p)) {
+                linked += 1;
+            }
+        }
+        assert!(
+            with_partner > 100,
+            "{with_partner} swapped records with a partner"
+        );
+        linked as f64 / with_partner as f64
+    };
+    let (with, without) = (recall(true), recall(false));
+    eprintln!("swapped records linked: {with:.3} with `swap`, {without:.3} without");
+    assert!(with > 0.8, "with swap: {with}");
+    assert!(with > without + 0.3, "with {with}, without {without}");
 }

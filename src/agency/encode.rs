@@ -269,7 +269,12 @@ impl Encoder {
                 schema
                     .fields
                     .iter()
-                    .map(|f| perm(&format!("balance/ff/{}", f.name), schema.field_bits))
+                    .map(|f| {
+                        perm(
+                            &format!("balance/ff/{}", key_name(&schema, f)),
+                            schema.field_bits,
+                        )
+                    })
                     .collect(),
             )
         });
@@ -301,10 +306,10 @@ impl Encoder {
                 }
                 (None, _) => (
                     TokenHasher::native(
-                        derive_key(secret, &format!("clk/field/{}", f.name)).as_ref(),
+                        derive_key(secret, &format!("clk/field/{}", key_name(&schema, f))).as_ref(),
                     ),
                     Some(TokenHasher::native(
-                        derive_key(secret, &format!("ff/field/{}", f.name)).as_ref(),
+                        derive_key(secret, &format!("ff/field/{}", key_name(&schema, f))).as_ref(),
                     )),
                 ),
             };
@@ -1171,6 +1176,17 @@ impl Encoder {
             key_check: meta.key_check,
             fingerprint: meta.fingerprint,
         })
+    }
+}
+
+/// The name a field's keys are derived under: its own, or for the two
+/// `swap` fields one shared name (`first_name+last_name`), so their filters
+/// share a hash space and the hub can compare them crossed.
+fn key_name(schema: &Schema, f: &super::schema::Field) -> String {
+    if schema.swap.contains(&f.name) {
+        schema.swap.join("+")
+    } else {
+        f.name.clone()
     }
 }
 

@@ -216,6 +216,11 @@ pub struct Schema {
     /// Fields the salt applies to (empty = every field but the salt's own).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub salted: Vec<String>,
+    /// Two fields sometimes recorded in each other's place (a forename and
+    /// a surname): hashed under one key, so the hub can compare them
+    /// crossed. Empty when not declared.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub swap: Vec<String>,
     /// Input column holding the record id; `None` means the 1-based row
     /// number. Agency-local: not part of the fingerprint.
     #[serde(skip)]
@@ -304,6 +309,8 @@ struct NativeToml {
     salt: Option<String>,
     #[serde(default)]
     salted: Vec<String>,
+    #[serde(default)]
+    swap: Vec<String>,
     #[serde(rename = "field")]
     fields: Vec<FieldToml>,
     #[serde(default, rename = "blocking")]
@@ -608,6 +615,9 @@ impl NativeToml {
                 ));
             }
         }
+        if !self.swap.is_empty() {
+            check_swap(path, &self.swap, &fields, salt.is_some(), &self.salted)?;
+        }
         let mut blocking = Vec::new();
         for b in self.blocking {
             let at = format!("blocking `{}`", b.name);
@@ -713,6 +723,7 @@ impl NativeToml {
             balance: self.balance,
             salt,
             salted: self.salted,
+            swap: self.swap,
             record_id: Some(self.record_id),
             kdf: None,
             fields,
@@ -720,6 +731,53 @@ impl NativeToml {
             strata,
         })
     }
+}
+
+/// `swap` must name two declared fields that are hashed alike (same type,
+/// tokens and bits), so that one's filter can be compared with the other's,
+/// and salted alike.
+fn check_swap(
+    path: &Path,
+    swap: &[String],
+    fields: &[Field],
+    salt: bool,
+    salted: &[String],
+) -> Result<()> {
+    let [a, b] = swap else {
+        return Err(Error::config(
+            path,
+            format!(
+                "`swap` names {} fields: name exactly two, e.g. swap = [\"first_name\", \"last_name\"]",
+                swap.len()
+            ),
+        ));
+    };
+    if a == b {
+        return Err(Error::config(path, format!("`swap` names `{a}` twice")));
+    }
+    let find = |n: &String| {
+        fields
+            .iter()
+            .find(|f| &f.name == n)
+            .ok_or_else(|| Error::config(path, format!("`swap`: `{n}` is not a declared field")))
+    };
+    let (fa, fb) = (find(a)?, find(b)?);
+    if fa.kind != fb.kind || fa.tokens != fb.tokens || fa.strategy != fb.strategy {
+        return Err(Error::config(
+            path,
+            format!(
+                "`swap`: `{a}` and `{b}` must have the same type, tokens and k (or bits_per_field) to be compared crossed"
+            ),
+        ));
+    }
+    let is_salted = |n: &String| salt && (salted.is_empty() || salted.contains(n));
+    if is_salted(a) != is_salted(b) {
+        return Err(Error::config(
+            path,
+            format!("`swap`: `{a}` and `{b}` must be both salted or both not"),
+        ));
+    }
+    Ok(())
 }
 
 /// Check that a chrono/strftime date format has a year, a month and a day.
@@ -1032,6 +1090,7 @@ fn clkhash_schema(text: &str, path: &Path) -> Result<Schema> {
         balance: false,
         salt: None,
         salted: Vec::new(),
+        swap: Vec::new(),
         record_id,
         kdf: Some(Kdf {
             salt_hex: b64("salt")?,
@@ -1086,6 +1145,27 @@ key = ["soundex(surname)", "year(dob)"]
 
     fn err(s: &str) -> String {
         toml(s).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn swap_needs_two_alike_declared_fields() {
+        let names = "record_id = \"id\"\n[[field]]\nname = \"first\"\ntype = \"name\"\n[[field]]\nname = \"last\"\ntype = \"name\"\n";
+        let ok = toml(&format!("swap = [\"first\", \"last\"]\n{names}")).unwrap();
+        assert_eq!(ok.swap, ["first", "last"]);
+        // Declaring a swap changes the fingerprint; not declaring one
+        // leaves it as before (the key is omitted from the canonical JSON).
+        let plain = toml(names).unwrap();
+        assert_ne!(ok.fingerprint(), plain.fingerprint());
+        assert!(!plain.canonical_json().contains("swap"));
+        assert!(err(&format!("swap = [\"first\"]\n{names}")).contains("exactly two"));
+        assert!(err(&format!("swap = [\"first\", \"first\"]\n{names}")).contains("twice"));
+        assert!(err(&format!("swap = [\"first\", \"nope\"]\n{names}")).contains("`nope`"));
+        let other_k = names.replacen("type = \"name\"", "type = \"name\"\nk = 9", 1);
+        assert!(err(&format!("swap = [\"first\", \"last\"]\n{other_k}")).contains("same type"));
+        let one_salted = format!(
+            "swap = [\"first\", \"last\"]\nsalt = \"year(dob)\"\nsalted = [\"first\"]\n{names}[[field]]\nname = \"dob\"\ntype = \"date\"\nformats = [\"%Y-%m-%d\"]\n"
+        );
+        assert!(err(&one_salted).contains("both salted"));
     }
 
     #[test]

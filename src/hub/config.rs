@@ -108,11 +108,27 @@ impl Default for Blocking {
 }
 
 /// Resolution settings.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Resolve {
     /// Also link records within the same extract.
     pub dedup: bool,
+    /// Attach a record left single by one-to-one matching to the cluster
+    /// of its best refused link (a within-agency duplicate); see
+    /// `hub::resolve`. Probabilistic mode only.
+    pub attach_duplicates: bool,
+    /// Match probability an attaching link needs.
+    pub attach_min_probability: f64,
+}
+
+impl Default for Resolve {
+    fn default() -> Self {
+        Resolve {
+            dedup: false,
+            attach_duplicates: true,
+            attach_min_probability: 0.999,
+        }
+    }
 }
 
 /// Output settings.

@@ -253,7 +253,15 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         ScoringMode::Probabilistic => &probability,
         ScoringMode::Dice => &comps.dice,
     };
-    let resolution = resolve(&ds.agency_of, &cands.pairs, scores, threshold as f32, dedup);
+    let resolution = resolve(
+        &ds.agency_of,
+        &cands.pairs,
+        scores,
+        threshold as f32,
+        dedup,
+        (cfg.resolve.attach_duplicates && mode == ScoringMode::Probabilistic)
+            .then_some(cfg.resolve.attach_min_probability as f32),
+    );
     let linked: Vec<bool> = cands
         .pairs
         .iter()

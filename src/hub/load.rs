@@ -73,6 +73,9 @@ pub struct Dataset {
     pub fingerprint: String,
     pub key_check: String,
     pub schema_json: String,
+    /// Field indices of the schema's `swap` pair (two fields hashed under
+    /// one key, compared crossed as well as straight), if declared.
+    pub swap: Option<(usize, usize)>,
 }
 
 impl Dataset {
@@ -158,6 +161,21 @@ pub fn load(paths: &[PathBuf]) -> Result<Dataset> {
     assemble(extracts)
 }
 
+/// The field indices of the schema's `swap` pair, when it names two loaded
+/// fields.
+fn swap_fields(schema_json: &str, fields: &[Filters]) -> Option<(usize, usize)> {
+    let schema: serde_json::Value = serde_json::from_str(schema_json).ok()?;
+    let names = schema.get("swap")?.as_array()?;
+    let index = |v: &serde_json::Value| {
+        let n = v.as_str()?;
+        fields.iter().position(|f| f.name == n)
+    };
+    match names.as_slice() {
+        [a, b] => Some((index(a)?, index(b)?)),
+        _ => None,
+    }
+}
+
 fn assemble(extracts: Vec<Extract>) -> Result<Dataset> {
     if extracts.len() > u16::MAX as usize {
         return Err(Error::Usage("too many extracts".into()));
@@ -209,10 +227,12 @@ fn assemble(extracts: Vec<Extract>) -> Result<Dataset> {
                 codes: Vec::new(),
             })
             .collect(),
+        swap: None,
         fingerprint,
         key_check,
         schema_json,
     };
+    ds.swap = swap_fields(&ds.schema_json, &ds.fields);
     let mut clk_data: Vec<u64> = Vec::with_capacity(total * ds.clk.words);
     let mut field_data: Vec<u64> = Vec::with_capacity(total * field_stride);
     for (ai, mut e) in extracts.into_iter().enumerate() {

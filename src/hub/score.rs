@@ -47,6 +47,44 @@ fn field_level(f: &Filters, a: usize, b: usize, cuts: &[f32], kernel: Kernel) ->
     level_of(d, cuts)
 }
 
+/// Dice of record `a`'s filter in `x` against record `b`'s in `y`; `None`
+/// when either is missing.
+#[inline]
+fn dice_across(x: &Filters, y: &Filters, a: usize, b: usize, kernel: Kernel) -> Option<f32> {
+    (x.valid[a] && y.valid[b])
+        .then(|| dice32(kernel.and_popcount(x.get(a), y.get(b)), x.pop[a], y.pop[b]))
+}
+
+/// Every field's level for the pair `(a, b)` into `out`. For the schema's
+/// `swap` pair (a forename and a surname hashed under one key), the crossed
+/// comparison (a's forename with b's surname and the other way round) is
+/// taken instead of the straight one when it agrees more: names recorded in
+/// each other's place then count as agreeing.
+#[inline]
+pub fn pair_levels(ds: &Dataset, a: usize, b: usize, cuts: &[f32], kernel: Kernel, out: &mut [u8]) {
+    for (fi, f) in ds.fields.iter().enumerate() {
+        out[fi] = field_level(f, a, b, cuts, kernel);
+    }
+    if let Some((x, y)) = ds.swap
+        && !(out[x] == 1 && out[y] == 1)
+    {
+        let (fx, fy) = (&ds.fields[x], &ds.fields[y]);
+        let sum = |p: Option<f32>, q: Option<f32>| p.unwrap_or(0.0) + q.unwrap_or(0.0);
+        let straight = sum(
+            dice_across(fx, fx, a, b, kernel),
+            dice_across(fy, fy, a, b, kernel),
+        );
+        let (cx, cy) = (
+            dice_across(fx, fy, a, b, kernel),
+            dice_across(fy, fx, a, b, kernel),
+        );
+        if sum(cx, cy) > straight {
+            out[x] = cx.map_or(0, |d| level_of(d, cuts));
+            out[y] = cy.map_or(0, |d| level_of(d, cuts));
+        }
+    }
+}
+
 /// Cut-offs as `f32`, with exact agreement tolerant of rounding.
 pub fn cuts32(levels: &[f64]) -> Vec<f32> {
     levels
@@ -97,9 +135,7 @@ pub fn compare(ds: &Dataset, pairs: &[u64], cuts: &[f32]) -> Comparisons {
                     ds.clk.pop[a],
                     ds.clk.pop[b],
                 );
-                for (fi, f) in ds.fields.iter().enumerate() {
-                    l[i * nf + fi] = field_level(f, a, b, cuts, kernel);
-                }
+                pair_levels(ds, a, b, cuts, kernel, &mut l[i * nf..(i + 1) * nf]);
             }
         });
     Comparisons {
@@ -165,6 +201,7 @@ pub fn estimate_u(ds: &Dataset, cuts: &[f32], n: usize, dedup: bool, seed: u64) 
     let nl = n_levels(cuts);
     let total = ds.len();
     let mut counts = vec![vec![0u64; nl]; ds.fields.len()];
+    let mut lv = vec![0u8; ds.fields.len()];
     if total < 2 {
         return counts
             .iter()
@@ -183,8 +220,9 @@ pub fn estimate_u(ds: &Dataset, cuts: &[f32], n: usize, dedup: bool, seed: u64) 
             continue;
         }
         drawn += 1;
-        for (fi, f) in ds.fields.iter().enumerate() {
-            counts[fi][field_level(f, a, b, cuts, kernel) as usize] += 1;
+        pair_levels(ds, a, b, cuts, kernel, &mut lv);
+        for (fi, &l) in lv.iter().enumerate() {
+            counts[fi][l as usize] += 1;
         }
     }
     counts
@@ -255,8 +293,11 @@ pub fn weights(
             if l == 1
                 && let Some(tf) = tf
             {
-                let (a, _) = unpack(pairs[i]);
-                let freq = (tf[f][a] as f64).max(min_freq);
+                // Equal filters in one field hold one value, so a's and
+                // b's frequencies agree; for names compared crossed (the
+                // swap pair) they do not, and the commoner one is used.
+                let (a, b) = unpack(pairs[i]);
+                let freq = (tf[f][a].max(tf[f][b]) as f64).max(min_freq);
                 w += (model.m[f][1] / freq).log2().max(0.0);
             } else {
                 w += table[f][l as usize];

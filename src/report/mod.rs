@@ -248,9 +248,14 @@ pub struct InputQuality {
     /// Linked pairs whose declared strata disagree, per stratum.
     pub strata_disagreements: BTreeMap<String, u64>,
     pub linked_pairs: u64,
-    /// Clusters larger than one record per agency allows (dedup) or than 2× agencies.
+    /// Clusters larger than one record per agency allows or, with
+    /// deduplication or attached duplicates, than 2× agencies.
     pub large_clusters: u64,
     pub largest_cluster: u64,
+    /// Records attached to an entity that already held a record of their
+    /// agency (likely duplicates within that agency; docs/decisions.md §11).
+    #[serde(default)]
+    pub attached_duplicates: u64,
 }
 
 /// Privacy figures for one filter column.
@@ -487,6 +492,12 @@ fn summarise(
     if dis > 0 {
         checks.push(format!(
             "{dis} links join records whose declared strata disagree (for example sex or age band); they are a floor on false links and worth reviewing."
+        ));
+    }
+    if q.attached_duplicates > 0 {
+        checks.push(format!(
+            "{} records were attached to an entity that already holds a record of their agency: likely duplicates within that agency, worth passing back to its data team.",
+            q.attached_duplicates
         ));
     }
     if q.large_clusters > 0 {

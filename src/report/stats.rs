@@ -342,7 +342,7 @@ pub(super) fn input_quality(run: &LinkRun) -> InputQuality {
     for s in &ds.strata {
         disagreements.entry(s.name.clone()).or_insert(0);
     }
-    let limit = if run.dedup {
+    let limit = if run.dedup || run.resolution.attached > 0 {
         2 * ds.agencies.len() as u32
     } else {
         ds.agencies.len() as u32
@@ -357,6 +357,7 @@ pub(super) fn input_quality(run: &LinkRun) -> InputQuality {
         }
     }
     InputQuality {
+        attached_duplicates: run.resolution.attached,
         fields,
         duplicate_ids: ds
             .agencies

@@ -62,26 +62,36 @@ fn dice_across(x: &Filters, y: &Filters, a: usize, b: usize, kernel: Kernel) -> 
 /// each other's place then count as agreeing.
 #[inline]
 pub fn pair_levels(ds: &Dataset, a: usize, b: usize, cuts: &[f32], kernel: Kernel, out: &mut [u8]) {
-    for (fi, f) in ds.fields.iter().enumerate() {
-        out[fi] = field_level(f, a, b, cuts, kernel);
-    }
-    if let Some((x, y)) = ds.swap
-        && !(out[x] == 1 && out[y] == 1)
-    {
-        let (fx, fy) = (&ds.fields[x], &ds.fields[y]);
-        let sum = |p: Option<f32>, q: Option<f32>| p.unwrap_or(0.0) + q.unwrap_or(0.0);
-        let straight = sum(
-            dice_across(fx, fx, a, b, kernel),
-            dice_across(fy, fy, a, b, kernel),
-        );
-        let (cx, cy) = (
-            dice_across(fx, fy, a, b, kernel),
-            dice_across(fy, fx, a, b, kernel),
-        );
-        if sum(cx, cy) > straight {
-            out[x] = cx.map_or(0, |d| level_of(d, cuts));
-            out[y] = cy.map_or(0, |d| level_of(d, cuts));
+    let Some((x, y)) = ds.swap else {
+        for (fi, f) in ds.fields.iter().enumerate() {
+            out[fi] = field_level(f, a, b, cuts, kernel);
         }
+        return;
+    };
+    let (fx, fy) = (&ds.fields[x], &ds.fields[y]);
+    let (sx, sy) = (
+        dice_across(fx, fx, a, b, kernel),
+        dice_across(fy, fy, a, b, kernel),
+    );
+    let level = |d: Option<f32>| d.map_or(0, |d| level_of(d, cuts));
+    for (fi, f) in ds.fields.iter().enumerate() {
+        out[fi] = match fi {
+            _ if fi == x => level(sx),
+            _ if fi == y => level(sy),
+            _ => field_level(f, a, b, cuts, kernel),
+        };
+    }
+    if out[x] == 1 && out[y] == 1 {
+        return;
+    }
+    let sum = |p: Option<f32>, q: Option<f32>| p.unwrap_or(0.0) + q.unwrap_or(0.0);
+    let (cx, cy) = (
+        dice_across(fx, fy, a, b, kernel),
+        dice_across(fy, fx, a, b, kernel),
+    );
+    if sum(cx, cy) > sum(sx, sy) {
+        out[x] = level(cx);
+        out[y] = level(cy);
     }
 }
 

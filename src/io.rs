@@ -3,13 +3,50 @@
 //! Every output is written to a temporary file in the destination folder and
 //! renamed into place only when complete, so a crash never leaves a half
 //! written file under the real name. A group of outputs is committed together
-//! at the end of a command. This module never interprets what it writes.
+//! at the end of a command. Temporary names carry the writer's process id
+//! (`.bloomlink-PID-XXXXXX.tmp`); on Linux a later run removes those of
+//! processes that no longer exist (a crash or SIGKILL leaves them behind).
+//! This module never interprets what it writes.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+
+/// Remove `.bloomlink-PID-*.tmp` files in `dir` whose process is gone
+/// (Linux: no `/proc/PID`). Files of a live process, of this process and
+/// names not in that form are left alone; failures are ignored.
+fn remove_stale_temporaries(dir: &Path) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let me = std::process::id();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(pid) = name
+            .strip_prefix(".bloomlink-")
+            .filter(|_| name.ends_with(".tmp"))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != me
+            && !Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            tracing::info!(
+                "removed {name}, left in {} by an interrupted run",
+                dir.display()
+            );
+        }
+    }
+}
 
 /// A file being written; becomes visible under `path` on [`Pending::commit`].
 pub struct Pending {
@@ -25,8 +62,9 @@ impl Pending {
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
+        remove_stale_temporaries(&dir);
         let tmp = tempfile::Builder::new()
-            .prefix(".bloomlink-")
+            .prefix(&format!(".bloomlink-{}-", std::process::id()))
             .suffix(".tmp")
             .tempfile_in(&dir)
             .map_err(|e| Error::write(path, e))?;
@@ -110,6 +148,30 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         write_atomic(&path, b"whole").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"whole");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn temporaries_of_dead_processes_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let names = [
+            format!(".bloomlink-{dead}-abc123.tmp"),
+            format!(".bloomlink-{}-abc123.tmp", std::process::id()),
+            ".bloomlink-1-abc123.tmp".to_string(), // init: alive
+            ".bloomlink-abc123.tmp".to_string(),   // no pid: left alone
+            format!(".bloomlink-{dead}-abc123.part"),
+            "other.tmp".to_string(),
+        ];
+        for n in &names {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        let p = Pending::create(&dir.path().join("out.bin")).unwrap();
+        let left: Vec<bool> = names.iter().map(|n| dir.path().join(n).exists()).collect();
+        assert_eq!(left, [false, true, true, true, true, true]);
+        drop(p);
     }
 }
 

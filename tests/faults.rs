@@ -52,6 +52,21 @@ fn real_files(dir: &Path) -> Vec<String> {
     v
 }
 
+/// Temporary files in `dir`: none once a rerun has finished (on Linux it
+/// removes those the killed process left; elsewhere they stay).
+fn leftovers(dir: &Path) -> usize {
+    if !cfg!(target_os = "linux") {
+        return 0;
+    }
+    std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".bloomlink-"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 fn kill_after(mut cmd: Command, ms: u64) -> bool {
     let mut child = cmd.spawn().unwrap();
     std::thread::sleep(Duration::from_millis(ms));
@@ -126,6 +141,7 @@ fn killed_encode_and_link_leave_no_partial_outputs_and_reruns_match() {
                 .success()
         );
         assert_eq!(std::fs::read(&out).unwrap(), want_a, "rerun differs");
+        assert_eq!(leftovers(&out_dir), 0, "the rerun left temporaries");
         // Link.
         let lout = dir.join(format!("l{i}"));
         let finished = kill_after(link(&lout), ms);
@@ -150,6 +166,7 @@ fn killed_encode_and_link_leave_no_partial_outputs_and_reruns_match() {
             assert_eq!(r["report_version"], "1");
         }
         assert!(link(&lout).status().unwrap().success());
+        assert_eq!(leftovers(&lout), 0, "the link rerun left temporaries");
         for f in ["links.parquet", "pairs.parquet"] {
             assert_eq!(
                 std::fs::read(lout.join(f)).unwrap(),

@@ -546,3 +546,29 @@ fn target_weight_picks_k_so_filters_fill_to_it() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("target_weight"));
 }
+
+/// Field filters and blocking keys are written as dictionary pages
+/// (docs/decisions.md §13); the CLK and record ids are not.
+#[test]
+fn field_filters_and_blocking_keys_use_dictionary_pages() {
+    use parquet::basic::Encoding;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let d = tempfile::tempdir().unwrap();
+    let (schema, input, key) = setup(d.path());
+    let out = d.path().join("a.parquet");
+    assert!(encode(&schema, &input, &key, &out).status.success());
+    let r = SerializedFileReader::new(std::fs::File::open(&out).unwrap()).unwrap();
+    let rg = r.metadata().row_group(0);
+    let mut seen = 0;
+    for c in rg.columns() {
+        let name = c.column_path().string();
+        let dict = c.encodings().any(|e| e == Encoding::RLE_DICTIONARY);
+        if name.starts_with("f_") || name.starts_with("bk_") {
+            assert!(dict, "{name} is not dictionary-encoded");
+            seen += 1;
+        } else if name == "clk" {
+            assert!(!dict, "the CLK column is dictionary-encoded");
+        }
+    }
+    assert!(seen >= 2, "no field-filter or blocking-key column found");
+}

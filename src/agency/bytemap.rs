@@ -50,26 +50,8 @@ impl<V> ByteMap<V> {
     #[inline]
     pub fn insert(&mut self, key: &[u8], value: V) -> &V {
         match pack(key) {
-            Some(p) => {
-                use std::collections::hash_map::Entry;
-                match self.short.entry(p) {
-                    Entry::Occupied(mut e) => {
-                        e.insert(value);
-                        e.into_mut()
-                    }
-                    Entry::Vacant(e) => e.insert(value),
-                }
-            }
-            None => {
-                use std::collections::hash_map::Entry;
-                match self.long.entry(key.into()) {
-                    Entry::Occupied(mut e) => {
-                        e.insert(value);
-                        e.into_mut()
-                    }
-                    Entry::Vacant(e) => e.insert(value),
-                }
-            }
+            Some(p) => self.short.entry(p).insert_entry(value).into_mut(),
+            None => self.long.entry(key.into()).insert_entry(value).into_mut(),
         }
     }
 

@@ -132,20 +132,59 @@ impl ValueEnc {
 
 #[derive(Default)]
 struct Cache {
-    values: Vec<ByteMap<Arc<ValueEnc>>>,
-    /// Per field: how the value cache is doing (see [`CacheUse`]).
-    usage: Vec<CacheUse>,
+    /// Per field: raw value → its encoding.
+    values: Vec<Memo<Arc<ValueEnc>>>,
     tokens: Vec<TokenCache>,
-    blocks: Vec<ByteMap<Option<[u8; 16]>>>,
-    /// Per blocking key: how its cache is doing.
-    block_usage: Vec<CacheUse>,
+    /// Per blocking key: normalised parts → keyed blocking key.
+    blocks: Vec<Memo<Option<[u8; 16]>>>,
 }
 
-/// Whether a field's value cache pays. A field whose values rarely repeat
-/// (an id number, a date of birth early on) would fill the cache with
-/// entries that are never hit and cost an allocation each; such a field is
-/// encoded straight into reused buffers for [`BYPASS_SPAN`] values, then the
-/// cache is tried again. Only speed depends on this, never the output.
+/// A per-thread cache that steps aside when it does not pay, and is
+/// cleared when it outgrows `limit` entries.
+#[derive(Clone)]
+struct Memo<V> {
+    map: ByteMap<V>,
+    usage: CacheUse,
+    limit: usize,
+}
+
+impl<V: Clone> Memo<V> {
+    fn new(limit: usize) -> Self {
+        Memo {
+            map: ByteMap::default(),
+            usage: CacheUse::default(),
+            limit,
+        }
+    }
+
+    /// Whether to use the cache for the next value (false while it is
+    /// bypassed).
+    fn in_use(&mut self) -> bool {
+        self.usage.cached()
+    }
+
+    /// The value under `key`, counting the hit or miss.
+    fn get(&mut self, key: &[u8]) -> Option<V> {
+        let hit = self.map.get(key).cloned();
+        self.usage.record(hit.is_some());
+        hit
+    }
+
+    /// Store `value` under `key` (clearing a full cache first).
+    fn store(&mut self, key: &[u8], value: V) -> &V {
+        if self.map.len() > self.limit {
+            self.map.clear();
+        }
+        self.map.insert(key, value)
+    }
+}
+
+/// Whether a cache pays. A field whose values rarely repeat (an id number,
+/// a date of birth early on) or a blocking key that rarely repeats would
+/// fill its cache with entries that are never hit and cost an allocation
+/// each; such a cache is bypassed for [`BYPASS_SPAN`] values (the field is
+/// encoded straight into reused buffers), then tried again. Only speed
+/// depends on this, never the output.
 #[derive(Default, Clone, Copy)]
 struct CacheUse {
     lookups: u32,
@@ -357,11 +396,9 @@ impl Encoder {
         let caches = (0..threads)
             .map(|_| {
                 Mutex::new(Cache {
-                    values: vec![ByteMap::default(); schema.fields.len()],
-                    usage: vec![CacheUse::default(); schema.fields.len()],
+                    values: vec![Memo::new(VALUE_CACHE_LIMIT); schema.fields.len()],
                     tokens: vec![TokenCache::default(); schema.fields.len()],
-                    blocks: vec![ByteMap::default(); schema.blocking.len()],
-                    block_usage: vec![CacheUse::default(); schema.blocking.len()],
+                    blocks: vec![Memo::new(CACHE_LIMIT); schema.blocking.len()],
                 })
             })
             .collect();
@@ -708,8 +745,7 @@ impl Encoder {
                 }
             };
             let vcache = &mut cache.values[fi];
-            let usage = &mut cache.usage[fi];
-            let cached = usage.cached();
+            let cached = vcache.in_use();
             // Cache key: the raw text, prefixed by the salt when salted.
             sc.vkey.clear();
             if cached {
@@ -718,19 +754,10 @@ impl Encoder {
                 }
                 sc.vkey.extend_from_slice(raw.as_bytes());
             }
-            let hit = if cached {
-                let h = vcache.get(sc.vkey.as_slice()).cloned();
-                usage.record(h.is_some());
-                h
-            } else {
-                None
-            };
+            let hit = if cached { vcache.get(&sc.vkey) } else { None };
             let v = match hit {
                 Some(v) => v,
                 None => {
-                    if vcache.len() > VALUE_CACHE_LIMIT {
-                        vcache.clear();
-                    }
                     let salt = if salted {
                         std::mem::take(&mut sc.salt)
                     } else {
@@ -751,7 +778,7 @@ impl Encoder {
                     }
                     if cached {
                         let v = Arc::new(ve.clone());
-                        vcache.insert(&sc.vkey, v.clone());
+                        vcache.store(&sc.vkey, v.clone());
                         sc.own[fi] = own;
                         v
                     } else {
@@ -821,24 +848,14 @@ impl Encoder {
             }
             let key = if ok {
                 let bcache = &mut cache.blocks[bi];
-                let usage = &mut cache.block_usage[bi];
-                let hit = if usage.cached() {
-                    let h = bcache.get(&sc.key).copied();
-                    usage.record(h.is_some());
-                    match h {
-                        Some(k) => Some(k),
-                        None => {
-                            if bcache.len() > CACHE_LIMIT {
-                                bcache.clear();
-                            }
-                            let k = self.block_key(bi, &sc.key);
-                            Some(*bcache.insert(&sc.key, k))
-                        }
+                if bcache.in_use() {
+                    match bcache.get(&sc.key) {
+                        Some(k) => k,
+                        None => *bcache.store(&sc.key, self.block_key(bi, &sc.key)),
                     }
                 } else {
-                    None
-                };
-                hit.unwrap_or_else(|| self.block_key(bi, &sc.key))
+                    self.block_key(bi, &sc.key)
+                }
             } else {
                 None
             };

@@ -66,6 +66,9 @@ pub struct SchemaSummary {
     pub blocking: Vec<Named>,
     #[serde(default)]
     pub strata: Vec<Named>,
+    /// The two fields hashed under one key (`swap` in the schema), if any.
+    #[serde(default)]
+    pub swap: Vec<String>,
 }
 
 /// Anything with a name in the schema JSON.

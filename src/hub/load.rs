@@ -163,14 +163,9 @@ pub fn load(paths: &[PathBuf]) -> Result<Dataset> {
 
 /// The field indices of the schema's `swap` pair, when it names two loaded
 /// fields.
-fn swap_fields(schema_json: &str, fields: &[Filters]) -> Option<(usize, usize)> {
-    let schema: serde_json::Value = serde_json::from_str(schema_json).ok()?;
-    let names = schema.get("swap")?.as_array()?;
-    let index = |v: &serde_json::Value| {
-        let n = v.as_str()?;
-        fields.iter().position(|f| f.name == n)
-    };
-    match names.as_slice() {
+fn swap_fields(swap: &[String], fields: &[Filters]) -> Option<(usize, usize)> {
+    let index = |n: &String| fields.iter().position(|f| &f.name == n);
+    match swap {
         [a, b] => Some((index(a)?, index(b)?)),
         _ => None,
     }
@@ -184,6 +179,7 @@ fn assemble(extracts: Vec<Extract>) -> Result<Dataset> {
     let fingerprint = first.meta.fingerprint.clone();
     let key_check = first.meta.key_check.clone();
     let schema_json = first.meta.schema_json.clone();
+    let swap = first.meta.schema.swap.clone();
     let block_names: Vec<String> = first.blocks.iter().map(|b| b.name.clone()).collect();
     let strata_names: Vec<String> = first.strata.iter().map(|s| s.name.clone()).collect();
     let total: usize = extracts.iter().map(|e| e.len).sum();
@@ -232,7 +228,7 @@ fn assemble(extracts: Vec<Extract>) -> Result<Dataset> {
         key_check,
         schema_json,
     };
-    ds.swap = swap_fields(&ds.schema_json, &ds.fields);
+    ds.swap = swap_fields(&swap, &ds.fields);
     let mut clk_data: Vec<u64> = Vec::with_capacity(total * ds.clk.words);
     let mut field_data: Vec<u64> = Vec::with_capacity(total * field_stride);
     for (ai, mut e) in extracts.into_iter().enumerate() {

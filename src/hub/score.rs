@@ -38,13 +38,15 @@ pub fn level_of(d: f32, cuts: &[f32]) -> u8 {
     cuts.len() as u8 + 1
 }
 
+/// The level of a Dice value, 0 (null) when either side is missing.
+#[inline]
+fn level_or_null(d: Option<f32>, cuts: &[f32]) -> u8 {
+    d.map_or(0, |d| level_of(d, cuts))
+}
+
 #[inline]
 fn field_level(f: &Filters, a: usize, b: usize, cuts: &[f32], kernel: Kernel) -> u8 {
-    if !f.valid[a] || !f.valid[b] {
-        return 0;
-    }
-    let d = dice32(kernel.and_popcount(f.get(a), f.get(b)), f.pop[a], f.pop[b]);
-    level_of(d, cuts)
+    level_or_null(dice_across(f, f, a, b, kernel), cuts)
 }
 
 /// Dice of record `a`'s filter in `x` against record `b`'s in `y`; `None`
@@ -73,12 +75,14 @@ pub fn pair_levels(ds: &Dataset, a: usize, b: usize, cuts: &[f32], kernel: Kerne
         dice_across(fx, fx, a, b, kernel),
         dice_across(fy, fy, a, b, kernel),
     );
-    let level = |d: Option<f32>| d.map_or(0, |d| level_of(d, cuts));
+    let level = |d: Option<f32>| level_or_null(d, cuts);
     for (fi, f) in ds.fields.iter().enumerate() {
-        out[fi] = match fi {
-            _ if fi == x => level(sx),
-            _ if fi == y => level(sy),
-            _ => field_level(f, a, b, cuts, kernel),
+        out[fi] = if fi == x {
+            level(sx)
+        } else if fi == y {
+            level(sy)
+        } else {
+            field_level(f, a, b, cuts, kernel)
         };
     }
     if out[x] == 1 && out[y] == 1 {

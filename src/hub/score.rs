@@ -177,7 +177,8 @@ pub struct Model {
     pub lambda: f64,
     /// Share of matches among candidate pairs (from EM).
     pub candidate_lambda: f64,
-    /// Expected matches among candidate pairs.
+    /// Estimated matches among all eligible pairs (λ × eligible pairs; see
+    /// `train::tail_matches`).
     pub expected_matches: f64,
     /// EM training sessions that estimated m.
     pub sessions: Vec<super::train::Session>,

@@ -6,12 +6,17 @@
 //!   value); among those, non-matches agree on the *other* fields about as
 //!   often as random pairs do, so EM with u fixed to the random-pair u is
 //!   well posed for the other fields. Each field's m is the average over the
-//!   sessions that did not block on it, weighted by their expected matches.
+//!   sessions that did not block on it, weighted by their expected matches,
+//!   leaving out sessions whose key goes wrong together with the field
+//!   ([`combine_sessions`]).
 //!   (EM on the candidate pairs themselves is unreliable: candidates were
 //!   chosen for being similar, so their non-matches agree far more than u says.)
-//! * λ: the expected number of matches among candidates (EM on λ alone, m and
-//!   u fixed) divided by all eligible pairs: the chance that two random
-//!   records match, so probabilities do not depend on the blocking.
+//! * λ: the number of matches among all eligible pairs, estimated from the
+//!   upper tail of the candidates' weights ([`tail_matches`]), divided by the
+//!   eligible pairs: the chance that two random records match, so
+//!   probabilities do not depend on the blocking. (EM on the candidates,
+//!   m and u fixed, counts their selected-for partial agreements as matches:
+//!   10× too many at a million records. It remains the fallback.)
 //!
 //! Hub side: works on field filters and levels only.
 
@@ -247,8 +252,8 @@ pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedu
             plans.push((format!("`{}`", names[f]), pairs, vec![f]));
         }
     }
-    let mut msum = vec![vec![0.0f64; nl]; nf];
-    let mut wsum = vec![0.0f64; nf];
+    // Per field: (expected matches, m, session) of each session that fitted it.
+    let mut per_field: Vec<Vec<(f64, Vec<f64>, String)>> = vec![Vec::new(); nf];
     let mut sessions = Vec::new();
     for (label, pairs, blocked) in &plans {
         if pairs.len() < 50 {
@@ -322,22 +327,16 @@ pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedu
             r.iterations
         );
         for g in 0..nf {
-            if ignore[g] {
-                continue;
+            if !ignore[g] {
+                per_field[g].push((r.expected_matches, r.m[g].clone(), label.clone()));
             }
-            for (acc, m) in msum[g].iter_mut().zip(&r.m[g]).skip(1) {
-                *acc += m * r.expected_matches;
-            }
-            wsum[g] += r.expected_matches;
         }
     }
-    let trained: Vec<bool> = wsum.iter().map(|&w| w > 0.0).collect();
+    let trained: Vec<bool> = per_field.iter().map(|v| !v.is_empty()).collect();
     let m: Vec<Vec<f64>> = (0..nf)
         .map(|g| {
             if trained[g] {
-                let mut v: Vec<f64> = msum[g].iter().map(|x| x / wsum[g]).collect();
-                v[0] = 0.0;
-                v
+                combine_sessions(&names[g], &per_field[g])
             } else {
                 initial_m(1, nl).remove(0)
             }
@@ -349,6 +348,57 @@ pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedu
         trained,
         sessions,
     }
+}
+
+/// Expected matches a session needs for its m to count (see
+/// [`combine_sessions`]).
+const SESSION_MIN_MATCHES: f64 = 200.0;
+
+/// A field's m from the sessions that fitted it.
+///
+/// Sessions should agree: among matches, a field's agreement should not
+/// depend on which other field the session's pairs share. It does when the
+/// two fields go wrong together: a person who moved changes postcode and
+/// address at once, so the matches of a session blocked on postcode nearly
+/// all agree on address too (0.99 at a million records, against 0.72 over
+/// all matches). Conditioning on one agreement only ever raises another
+/// when errors go together, so the session with the lowest exact agreement
+/// is the least affected: m is the average, weighted by expected matches, of
+/// the sessions within 0.02 of that lowest agreement. Sessions with under
+/// [`SESSION_MIN_MATCHES`] expected matches (standard error above about
+/// 0.03) neither set the bar nor count, unless no session has that many.
+fn combine_sessions(field: &str, fits: &[(f64, Vec<f64>, String)]) -> Vec<f64> {
+    let most = fits.iter().map(|f| f.0).fold(0.0, f64::max);
+    let enough = SESSION_MIN_MATCHES.min(most);
+    let exact = |f: &(f64, Vec<f64>, String)| f.1.get(1).copied().unwrap_or(0.0);
+    let bar = fits
+        .iter()
+        .filter(|f| f.0 >= enough)
+        .map(exact)
+        .fold(f64::INFINITY, f64::min);
+    let nl = fits[0].1.len();
+    let (mut v, mut w) = (vec![0.0; nl], 0.0);
+    let mut aside = Vec::new();
+    for f in fits.iter().filter(|f| f.0 >= enough) {
+        if exact(f) <= bar + 0.02 {
+            for (acc, x) in v.iter_mut().zip(&f.1).skip(1) {
+                *acc += x * f.0;
+            }
+            w += f.0;
+        } else {
+            aside.push(format!("{} ({:.3})", f.2, exact(f)));
+        }
+    }
+    if !aside.is_empty() {
+        tracing::info!(
+            "m of `{field}`: set aside {}, whose exact agreement exceeds the lowest session's {:.3}: their key goes wrong together with this field",
+            aside.join(", "),
+            bar
+        );
+    }
+    v.iter_mut().for_each(|x| *x /= w.max(f64::MIN_POSITIVE));
+    v[0] = 0.0;
+    v
 }
 
 /// Complete the model from the candidates' level patterns: m of untrained
@@ -402,6 +452,35 @@ pub fn finish(
         max_iter,
     );
     let eligible = eligible_pairs.max(1) as f64;
+    let null = pair_null_rates(ds);
+    let tail = tail_matches(
+        &m,
+        &u_random,
+        &null,
+        cand_patterns,
+        eligible,
+        lam.expected_matches,
+    );
+    let matches = match tail {
+        Some(t) => {
+            tracing::info!(
+                "prior: {:.0} matches estimated from the {:.0} candidates at or above weight {:.1} ({:.1}% of matches reach it); EM on the candidates would say {:.0}",
+                t.matches,
+                t.candidates_above,
+                t.bar,
+                100.0 * t.match_share_above,
+                lam.expected_matches
+            );
+            t.matches
+        }
+        None => {
+            tracing::info!(
+                "prior: too few candidates far above chance to estimate it from the tail; using EM on the candidates ({:.0} expected matches)",
+                lam.expected_matches
+            );
+            lam.expected_matches
+        }
+    };
     Model {
         fields: names,
         cuts: cuts
@@ -410,12 +489,339 @@ pub fn finish(
             .collect(),
         m,
         u: u_random,
-        lambda: (lam.expected_matches / eligible).clamp(1e-12, 0.5),
+        lambda: (matches / eligible).clamp(1e-12, 0.5),
         candidate_lambda: lam.lambda,
-        expected_matches: lam.expected_matches,
+        expected_matches: matches,
         sessions,
         iterations: lam.iterations,
         converged: lam.converged,
         u_pairs,
+    }
+}
+
+/// Per field, the share of eligible pairs with the field missing on either
+/// side (no evidence).
+pub fn pair_null_rates(ds: &Dataset) -> Vec<f64> {
+    let sizes: Vec<f64> = ds.agencies.iter().map(|a| a.len as f64).collect();
+    let single = ds.agencies.len() < 2;
+    ds.fields
+        .iter()
+        .map(|f| {
+            let present: Vec<f64> = ds
+                .agencies
+                .iter()
+                .map(|a| {
+                    let v = &f.valid[a.start..a.start + a.len];
+                    v.iter().filter(|x| **x).count() as f64 / a.len.max(1) as f64
+                })
+                .collect();
+            let (mut both, mut all) = (0.0, 0.0);
+            for i in 0..sizes.len() {
+                for j in i..sizes.len() {
+                    let w = if i == j {
+                        if !single {
+                            continue;
+                        }
+                        sizes[i] * (sizes[i] - 1.0) / 2.0
+                    } else {
+                        sizes[i] * sizes[j]
+                    };
+                    both += w * present[i] * present[j];
+                    all += w;
+                }
+            }
+            if all > 0.0 { 1.0 - both / all } else { 0.0 }
+        })
+        .collect()
+}
+
+/// Width of the weight grid of [`tail_matches`], in bits.
+const TAIL_STEP: f64 = 0.05;
+
+/// Posterior odds (bits) at the bar of [`tail_matches`]: 2^10, so a pair at
+/// the bar is a match with probability 0.999 under the model.
+const TAIL_ODDS_BITS: f64 = 10.0;
+
+/// The number of matches among all eligible pairs, estimated from the upper
+/// tail of the match-weight distribution (docs/decisions.md §14).
+///
+/// Above a high weight `B` nearly every pair is a match, and blocking keeps
+/// nearly every such pair: the candidates above `B` are the matches above
+/// `B` plus a few non-matches. The model gives both shares: a match reaches
+/// `B` with probability `P_m(B)` and a random pair with `P_u(B)` (the fields'
+/// level distributions convolved, nulls at weight 0). So
+///
+/// `N = (C(B) − E·P_u(B)) / (P_m(B) − P_u(B))`,
+///
+/// with `C(B)` the candidates at or above `B` and `E` the eligible pairs. `B`
+/// is where the posterior odds reach 2^10 under the estimated prior (found by
+/// iterating from `start` matches): above it the model itself calls nearly
+/// every pair a match. Unlike EM on the candidates, this does not count the
+/// candidates' partial agreements (which blocking selected for) as matches.
+/// `None` when the tail holds too few candidates or too little of the match
+/// distribution to extrapolate from.
+pub fn tail_matches(
+    m: &[Vec<f64>],
+    u: &[Vec<f64>],
+    null: &[f64],
+    cand_patterns: &[(Vec<u8>, f64)],
+    eligible: f64,
+    start: f64,
+) -> Option<TailEstimate> {
+    let nf = m.len();
+    if nf == 0 || cand_patterns.is_empty() {
+        return None;
+    }
+    // Each level's weight as a whole number of grid steps.
+    let steps: Vec<Vec<i64>> = (0..nf)
+        .map(|f| {
+            m[f].iter()
+                .zip(&u[f])
+                .enumerate()
+                .map(|(l, (&mv, &uv))| {
+                    if l == 0 || mv <= 0.0 || uv <= 0.0 {
+                        0
+                    } else {
+                        ((mv / uv).log2() / TAIL_STEP).round() as i64
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let lo: i64 = steps
+        .iter()
+        .map(|s| s.iter().copied().min().unwrap_or(0).min(0))
+        .sum();
+    let hi: i64 = steps
+        .iter()
+        .map(|s| s.iter().copied().max().unwrap_or(0).max(0))
+        .sum();
+    let width = (hi - lo + 1) as usize;
+    // Distribution of the total weight under m and under u.
+    let convolve = |dist: &[Vec<f64>]| -> Vec<f64> {
+        let mut acc = vec![0.0f64; width];
+        acc[(-lo) as usize] = 1.0;
+        for f in 0..nf {
+            let q = null.get(f).copied().unwrap_or(0.0).clamp(0.0, 1.0);
+            let nonnull: f64 = dist[f].iter().skip(1).sum();
+            let mut next = vec![0.0f64; width];
+            for (k, &a) in acc.iter().enumerate() {
+                if a == 0.0 {
+                    continue;
+                }
+                next[k] += a * q;
+                if nonnull > 0.0 {
+                    for (l, &p) in dist[f].iter().enumerate().skip(1) {
+                        let j = (k as i64 + steps[f][l]) as usize;
+                        next[j] += a * (1.0 - q) * p / nonnull;
+                    }
+                }
+            }
+            acc = next;
+        }
+        acc
+    };
+    let tail = |d: Vec<f64>| -> Vec<f64> {
+        let mut t = d;
+        for k in (0..width.saturating_sub(1)).rev() {
+            t[k] += t[k + 1];
+        }
+        t
+    };
+    let pm = tail(convolve(m));
+    let pu = tail(convolve(u));
+    let mut counts = vec![0.0f64; width];
+    for (levels, c) in cand_patterns {
+        let k: i64 = levels
+            .iter()
+            .enumerate()
+            .map(|(f, &l)| steps[f].get(l as usize).copied().unwrap_or(0))
+            .sum();
+        counts[(k - lo) as usize] += c;
+    }
+    let cm = tail(counts);
+    let estimate = |k: usize| (cm[k] - eligible * pu[k]) / (pm[k] - pu[k]);
+    let index_of = |bar: f64| -> usize {
+        ((bar / TAIL_STEP).ceil() as i64 - lo).clamp(0, width as i64 - 1) as usize
+    };
+    // The bar: where the model's posterior odds reach 2^TAIL_ODDS_BITS, so
+    // the pairs above it are matches by the model's own reckoning. It
+    // depends on the prior, hence on the estimate: iterate from a start.
+    // The estimate at every whole 2 bits, for -vv.
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        for k in (0..width).rev().step_by((2.0 / TAIL_STEP) as usize) {
+            if cm[k] >= 1.0 && pm[k] > pu[k] {
+                tracing::debug!(
+                    "prior from the tail at {:.1} bits: {:.0} candidates, {:.4} of matches, {:.1} non-matches expected: {:.0} matches",
+                    (k as i64 + lo) as f64 * TAIL_STEP,
+                    cm[k],
+                    pm[k],
+                    eligible * pu[k],
+                    estimate(k)
+                );
+            }
+        }
+    }
+    let mut n = start.max(1.0);
+    let mut k = index_of(TAIL_ODDS_BITS + (eligible / n).log2());
+    for _ in 0..20 {
+        if cm[k] < 30.0 || pm[k] < 0.05 || pm[k] <= pu[k] {
+            return None;
+        }
+        let next = estimate(k);
+        if next <= 0.0 {
+            return None;
+        }
+        let moved = (next - n).abs() / n;
+        n = next;
+        k = index_of(TAIL_ODDS_BITS + (eligible / n).log2());
+        if moved < 1e-3 {
+            break;
+        }
+    }
+    if cm[k] < 30.0 || pm[k] < 0.05 || pm[k] <= pu[k] {
+        return None;
+    }
+    Some(TailEstimate {
+        matches: estimate(k),
+        bar: (k as i64 + lo) as f64 * TAIL_STEP,
+        candidates_above: cm[k],
+        match_share_above: pm[k],
+    })
+}
+
+/// What [`tail_matches`] found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TailEstimate {
+    /// Estimated matches among all eligible pairs.
+    pub matches: f64,
+    /// The weight bar `B` (bits, before the prior).
+    pub bar: f64,
+    /// Candidates at or above the bar.
+    pub candidates_above: f64,
+    /// Share of matches the model puts at or above the bar.
+    pub match_share_above: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every level pattern of the fields (level 0 = null), with its
+    /// probability under per-field distributions `p` and null rate `q`.
+    fn patterns(p: &[Vec<f64>], q: f64) -> Vec<(Vec<u8>, f64)> {
+        let mut out = vec![(Vec::new(), 1.0)];
+        for field in p {
+            let mut next = Vec::new();
+            for (levels, pr) in &out {
+                for (l, &pf) in field.iter().enumerate() {
+                    let pl = if l == 0 { q } else { (1.0 - q) * pf };
+                    let mut v: Vec<u8> = levels.clone();
+                    v.push(l as u8);
+                    next.push((v, pr * pl));
+                }
+            }
+            out = next;
+        }
+        out
+    }
+
+    fn model() -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+        let m = vec![vec![0.0, 0.8, 0.15, 0.05]; 4];
+        let u = vec![vec![0.0, 0.001, 0.02, 0.979]; 4];
+        (m, u)
+    }
+
+    #[test]
+    fn tail_estimate_recovers_the_matches_that_em_on_candidates_overcounts() {
+        let (m, u) = model();
+        let q = 0.05;
+        let (n, e) = (1_000.0, 1e9);
+        let pm = patterns(&m, q);
+        let pu = patterns(&u, q);
+        // Blocking keeps pairs agreeing exactly on field 0 or 1, and its
+        // non-matches agree more than random pairs on the rest (they were
+        // selected for being similar): half of them also agree on field 2.
+        let mut cand = Vec::new();
+        for ((l, a), (_, b)) in pm.iter().zip(&pu) {
+            if l[0] == 1 || l[1] == 1 {
+                let mut c = n * a + (e - n) * b;
+                if l[2] == 1 {
+                    c += 0.5 * (e - n) * b * 50.0;
+                }
+                cand.push((l.clone(), c));
+            }
+        }
+        let null = vec![q; 4];
+        let t = tail_matches(&m, &u, &null, &cand, e, 1e5).expect("an estimate");
+        // Blocking keeps only the matches agreeing on field 0 or 1 (0.96 of
+        // those above the bar); the tail above the bar is nearly all there.
+        assert!(
+            (t.matches - n).abs() < 0.05 * n,
+            "tail estimate {} for {n} matches (bar {})",
+            t.matches,
+            t.bar
+        );
+        // The bar is where the posterior odds reach 2^10 under the estimate.
+        let odds = t.bar + (t.matches / e).log2();
+        assert!((odds - TAIL_ODDS_BITS).abs() < 0.2, "odds at bar {odds}");
+        // EM on the same candidates counts the selected non-matches too.
+        let lam = em(
+            &cand,
+            m.clone(),
+            &u,
+            0.01,
+            Free::Lambda,
+            &[false; 4],
+            &[false; 4],
+            200,
+        );
+        assert!(
+            lam.expected_matches > 1.5 * n,
+            "EM {}",
+            lam.expected_matches
+        );
+    }
+
+    #[test]
+    fn tail_estimate_declines_without_a_tail() {
+        let (m, u) = model();
+        assert!(tail_matches(&m, &u, &[0.0; 4], &[], 1e6, 10.0).is_none());
+        // Only weak agreements among the candidates: nothing far above chance.
+        let weak = vec![(vec![2, 2, 3, 3], 5_000.0), (vec![3, 3, 3, 3], 90_000.0)];
+        assert!(tail_matches(&m, &u, &[0.0; 4], &weak, 1e8, 100.0).is_none());
+    }
+
+    #[test]
+    fn sessions_whose_key_goes_wrong_with_the_field_are_set_aside() {
+        let fits = vec![
+            (1_000.0, vec![0.0, 0.72, 0.03, 0.25], "names".to_string()),
+            (
+                600_000.0,
+                vec![0.0, 0.99, 0.005, 0.005],
+                "postcode".to_string(),
+            ),
+            (2_000.0, vec![0.0, 0.73, 0.02, 0.25], "dob".to_string()),
+            // Too small to set the bar, though its agreement is lowest.
+            (5.0, vec![0.0, 0.40, 0.10, 0.50], "tiny".to_string()),
+        ];
+        let m = combine_sessions("address", &fits);
+        let want = (0.72 * 1_000.0 + 0.73 * 2_000.0) / 3_000.0;
+        assert!((m[1] - want).abs() < 1e-12, "{m:?}");
+        assert_eq!(m[0], 0.0);
+        assert!((m.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        // Sessions that agree are all averaged.
+        let same = vec![
+            (1_000.0, vec![0.0, 0.8, 0.2], "a".to_string()),
+            (3_000.0, vec![0.0, 0.81, 0.19], "b".to_string()),
+        ];
+        let m = combine_sessions("x", &same);
+        assert!((m[1] - (0.8 * 1_000.0 + 0.81 * 3_000.0) / 4_000.0).abs() < 1e-12);
+        // With no session large enough, the largest sets the bar.
+        let small = vec![
+            (50.0, vec![0.0, 0.9, 0.1], "a".to_string()),
+            (80.0, vec![0.0, 0.7, 0.3], "b".to_string()),
+        ];
+        assert!((combine_sessions("x", &small)[1] - 0.7).abs() < 1e-12);
     }
 }

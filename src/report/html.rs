@@ -428,7 +428,7 @@ pub fn render(r: &Report) -> String {
     );
     let _ = write!(
         s,
-        "<p>Prior probability that two random records match: {:.3e} ({:.1} bits); expected matches among candidates: {:.0}. Comparison levels by per-field Dice: {:?} (level 0 = missing, no evidence).</p>",
+        "<p>Prior probability that two random records match: {:.3e} ({:.1} bits), from an estimated {:.0} matches among all eligible pairs. Comparison levels by per-field Dice: {:?} (level 0 = missing, no evidence).</p>",
         r.model.prior, r.model.prior_weight, r.model.expected_matches, r.model.level_cutoffs
     );
     table(

@@ -132,6 +132,7 @@ pub fn render(r: &Report) -> String {
         &[
             "threshold",
             "pairs at or above",
+            "linked after resolution",
             "est. precision",
             "est. recall",
         ],
@@ -142,6 +143,7 @@ pub fn render(r: &Report) -> String {
                 vec![
                     format!("{}", t.threshold),
                     t.pairs_above.to_string(),
+                    t.linked_pairs.to_string(),
                     pct(t.est_precision),
                     pct(t.est_recall),
                 ]

@@ -149,7 +149,11 @@ pub struct Histogram {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ThresholdRow {
     pub threshold: f64,
+    /// Candidate pairs scoring at or above the threshold.
     pub pairs_above: u64,
+    /// Pairs linked when resolving at this threshold.
+    #[serde(default)]
+    pub linked_pairs: u64,
     pub est_precision: f64,
     pub est_recall: f64,
 }

@@ -2,6 +2,8 @@
 
 use bloomlink::synth::{Params, RATES, generate, rate, write};
 
+mod common;
+
 fn params(seed: u64) -> Params {
     Params {
         people: 20_000,
@@ -118,32 +120,10 @@ fn report_estimates_are_close_to_the_truth_at_20k_people() {
     // 0.83 here (0.60 against 0.95 at a million records): the alternatives
     // to accepted links counted as missed matches.
     let d = tempfile::tempdir().unwrap();
-    let s = bloomlink::synth::generate(&bloomlink::synth::Params {
-        people: 20_000,
-        agencies: 2,
-        seed: 3,
-        overlap: 1.0,
-    });
-    let csvs = bloomlink::synth::write(&s, &d.path().join("data"), 3).unwrap();
-    let mut ex = Vec::new();
-    for (i, csv) in csvs.iter().enumerate() {
-        let name = bloomlink::synth::agency_name(i);
-        let sp = d.path().join(format!("{name}.toml"));
-        std::fs::write(&sp, bloomlink::synth::profile(i).schema).unwrap();
-        let enc = bloomlink::agency::Encoder::new(
-            bloomlink::agency::Schema::load(&sp).unwrap(),
-            &bloomlink::agency::Secret::from_bytes(b"estimates".to_vec()).unwrap(),
-        )
-        .unwrap();
-        let p = d.path().join(format!("{name}.parquet"));
-        enc.encode_file(csv, &p, &bloomlink::agency::EncodeOptions::new(&name))
-            .unwrap();
-        ex.push(p);
-    }
+    let (ex, truth, _) = common::synthetic_with_overlap(d.path(), 20_000, 2, 3, 1.0, b"estimates");
     let out = d.path().join("out");
     let opts =
         bloomlink::hub::LinkOptions::new(ex, out.clone(), bloomlink::hub::JobConfig::default());
-    let truth = d.path().join("data/truth.csv");
     bloomlink::cli::link::link_and_report(&opts, Some(&truth), vec![]).unwrap();
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();

@@ -136,6 +136,7 @@ fn missed(
 
 /// Expected true links, their variance, links made, and expected missed
 /// matches with their variance, for one resolution.
+#[derive(Clone, Copy)]
 struct Expected {
     links: u64,
     true_links: f64,
@@ -267,7 +268,7 @@ pub(super) fn scores_and_estimates(run: &LinkRun) -> (Scores, Estimates) {
                 .sum::<u64>();
             above += (0..np).filter(|&i| run.score_of(i) as f64 >= t).count() as u64;
             let e = if t == run.threshold {
-                Expected::of(run, &run.resolution, &run.linked, &rest)
+                now
             } else {
                 let (res, linked) = resolve_at(run, t);
                 Expected::of(run, &res, &linked, &rest)

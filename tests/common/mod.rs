@@ -104,11 +104,23 @@ pub fn synthetic(
     seed: u64,
     key: &[u8],
 ) -> (Vec<PathBuf>, PathBuf, Vec<PathBuf>) {
+    synthetic_with_overlap(dir, people, agencies, seed, 0.7, key)
+}
+
+/// [`synthetic`] with the share of people each agency holds.
+pub fn synthetic_with_overlap(
+    dir: &Path,
+    people: usize,
+    agencies: usize,
+    seed: u64,
+    overlap: f64,
+    key: &[u8],
+) -> (Vec<PathBuf>, PathBuf, Vec<PathBuf>) {
     let s = bloomlink::synth::generate(&bloomlink::synth::Params {
         people,
         agencies,
         seed,
-        overlap: 0.7,
+        overlap,
     });
     let csvs = bloomlink::synth::write(&s, &dir.join("data"), seed).unwrap();
     let mut out = Vec::new();

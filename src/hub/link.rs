@@ -104,6 +104,36 @@ impl LinkRun {
     }
 }
 
+/// Resolve `pairs` at `threshold` under the job's rules (duplicates attach
+/// in probabilistic mode only), and whether each pair ended in one entity.
+pub(crate) fn resolve_job(
+    agency_of: &[u16],
+    cfg: &JobConfig,
+    mode: ScoringMode,
+    dedup: bool,
+    pairs: &[u64],
+    scores: &[f32],
+    threshold: f64,
+) -> (Resolution, Vec<bool>) {
+    let resolution = resolve(
+        agency_of,
+        pairs,
+        scores,
+        threshold as f32,
+        dedup,
+        (cfg.resolve.attach_duplicates && mode == ScoringMode::Probabilistic)
+            .then_some(cfg.resolve.attach_min_probability as f32),
+    );
+    let linked = pairs
+        .iter()
+        .map(|&p| {
+            let (a, b) = unpack(p);
+            resolution.root[a] == resolution.root[b]
+        })
+        .collect();
+    (resolution, linked)
+}
+
 /// Stage timer; also drives a spinner on stderr naming the next stage.
 pub(crate) struct Clock(Instant, Vec<Timing>, indicatif::ProgressBar);
 
@@ -253,23 +283,15 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         ScoringMode::Probabilistic => &probability,
         ScoringMode::Dice => &comps.dice,
     };
-    let resolution = resolve(
+    let (resolution, linked) = resolve_job(
         &ds.agency_of,
+        cfg,
+        mode,
+        dedup,
         &cands.pairs,
         scores,
-        threshold as f32,
-        dedup,
-        (cfg.resolve.attach_duplicates && mode == ScoringMode::Probabilistic)
-            .then_some(cfg.resolve.attach_min_probability as f32),
+        threshold,
     );
-    let linked: Vec<bool> = cands
-        .pairs
-        .iter()
-        .map(|&p| {
-            let (a, b) = unpack(p);
-            resolution.root[a] == resolution.root[b]
-        })
-        .collect();
     clock.lap("resolve");
     let key = JobKey::load(cfg.output.job_key_file.as_deref(), &opts.out)?;
     let mut entity = name_entities(&ds, &resolution, &key);

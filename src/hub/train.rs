@@ -721,9 +721,6 @@ pub fn tail_matches(
     let index_of = |bar: f64| -> usize {
         ((bar / TAIL_STEP).ceil() as i64 - lo).clamp(0, width as i64 - 1) as usize
     };
-    // The bar: where the model's posterior odds reach 2^TAIL_ODDS_BITS, so
-    // the pairs above it are matches by the model's own reckoning. It
-    // depends on the prior, hence on the estimate: iterate from a start.
     // The estimate at every whole 2 bits, for -vv.
     if tracing::enabled!(tracing::Level::DEBUG) {
         for k in (0..width).rev().step_by((2.0 / TAIL_STEP) as usize) {
@@ -739,10 +736,15 @@ pub fn tail_matches(
             }
         }
     }
+    // The bar: where the model's posterior odds reach 2^TAIL_ODDS_BITS, so
+    // the pairs above it are matches by the model's own reckoning. It
+    // depends on the prior, hence on the estimate: iterate from a start.
+    // A bar needs candidates and match mass above it to extrapolate from.
+    let usable = |k: usize| cm[k] >= 30.0 && pm[k] >= 0.05 && pm[k] > pu[k];
     let mut n = start.max(1.0);
     let mut k = index_of(TAIL_ODDS_BITS + (eligible / n).log2());
     for _ in 0..20 {
-        if cm[k] < 30.0 || pm[k] < 0.05 || pm[k] <= pu[k] {
+        if !usable(k) {
             return None;
         }
         let next = estimate(k);
@@ -756,7 +758,7 @@ pub fn tail_matches(
             break;
         }
     }
-    if cm[k] < 30.0 || pm[k] < 0.05 || pm[k] <= pu[k] {
+    if !usable(k) {
         return None;
     }
     Some(TailEstimate {

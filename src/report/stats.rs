@@ -90,16 +90,16 @@ fn missed(
     rest: &[(f64, f64, u64)],
 ) -> (f64, f64) {
     let ds = &run.ds;
-    // Agencies present in each cluster (by its root).
-    let mut present: FxHashMap<u32, u64> = FxHashMap::default();
+    // Agencies present in each cluster, indexed by its root record.
+    let mut present = vec![0u64; res.root.len()];
     for (g, &root) in res.root.iter().enumerate() {
-        *present.entry(root).or_default() |= 1u64 << (ds.agency_of[g] as u32 % 64);
+        present[root as usize] |= 1u64 << (ds.agency_of[g] % 64);
     }
     let partnered = |g: usize, agency: u16| -> bool {
         if ds.agency_of[g] == agency {
             res.cluster_size[g] > 1
         } else {
-            present[&res.root[g]] & (1u64 << (agency as u32 % 64)) != 0
+            present[res.root[g] as usize] & (1u64 << (agency % 64)) != 0
         }
     };
     // Per (record, other agency) left without a partner: summed probability.
@@ -182,34 +182,6 @@ impl Expected {
     }
 }
 
-/// The run's candidates resolved again at threshold `t` (same rules), and
-/// which kept pairs that links.
-fn resolve_at(run: &LinkRun, t: f64) -> (Resolution, Vec<bool>) {
-    let scores: Vec<f32> = (0..run.candidates.pairs.len())
-        .map(|i| run.score_of(i))
-        .collect();
-    let attach = (run.config.resolve.attach_duplicates && run.mode == ScoringMode::Probabilistic)
-        .then_some(run.config.resolve.attach_min_probability as f32);
-    let res = crate::hub::resolve::resolve(
-        &run.ds.agency_of,
-        &run.candidates.pairs,
-        &scores,
-        t as f32,
-        run.dedup,
-        attach,
-    );
-    let linked = run
-        .candidates
-        .pairs
-        .iter()
-        .map(|&p| {
-            let (a, b) = crate::hub::block::unpack(p);
-            res.root[a] == res.root[b]
-        })
-        .collect();
-    (res, linked)
-}
-
 pub(super) fn scores_and_estimates(run: &LinkRun) -> (Scores, Estimates) {
     let np = run.candidates.pairs.len();
     let (what, lo, hi, width, thr_axis) = match run.mode {
@@ -255,6 +227,7 @@ pub(super) fn scores_and_estimates(run: &LinkRun) -> (Scores, Estimates) {
     };
     // Each threshold: pairs at or above it, and the links and estimates
     // after resolving at it (the run's own threshold is the run itself).
+    let scores: Vec<f32> = (0..np).map(|i| run.score_of(i)).collect();
     let sensitivity = thresholds
         .par_iter()
         .map(|&t| {
@@ -266,11 +239,19 @@ pub(super) fn scores_and_estimates(run: &LinkRun) -> (Scores, Estimates) {
                 })
                 .map(|r| r.2)
                 .sum::<u64>();
-            above += (0..np).filter(|&i| run.score_of(i) as f64 >= t).count() as u64;
+            above += scores.iter().filter(|&&x| x as f64 >= t).count() as u64;
             let e = if t == run.threshold {
                 now
             } else {
-                let (res, linked) = resolve_at(run, t);
+                let (res, linked) = crate::hub::link::resolve_job(
+                    &run.ds.agency_of,
+                    &run.config,
+                    run.mode,
+                    run.dedup,
+                    &run.candidates.pairs,
+                    &scores,
+                    t,
+                );
                 Expected::of(run, &res, &linked, &rest)
             };
             ThresholdRow {

@@ -76,6 +76,48 @@ pub struct Dataset {
     /// Field indices of the schema's `swap` pair (two fields hashed under
     /// one key, compared crossed as well as straight), if declared.
     pub swap: Option<(usize, usize)>,
+    /// The schema's per-record salt, if it salts loaded fields.
+    pub salt: Option<Salt>,
+}
+
+/// A per-record salt (such as the year of birth): salted fields' filters
+/// can only agree when the two records' salts do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Salt {
+    /// The field the salt is taken from.
+    pub source: usize,
+    /// The fields hashed with the salt (never the source itself).
+    pub salted: Vec<usize>,
+}
+
+impl Salt {
+    /// Whether records `a` and `b` surely have different salts: the source
+    /// is missing on exactly one side (a missing source gives the empty
+    /// salt, which no present value gives). Their salted filters then
+    /// carry no evidence either way.
+    #[inline]
+    pub fn differs(&self, fields: &[Filters], a: usize, b: usize) -> bool {
+        let v = &fields[self.source].valid;
+        v[a] != v[b]
+    }
+}
+
+/// The schema's salt (from its JSON as written in the extract metadata),
+/// with field indices into `fields`; `None` without a salt or when its
+/// source field is not loaded.
+pub fn salt_of(schema_json: &str, fields: &[Filters]) -> Option<Salt> {
+    let schema: serde_json::Value = serde_json::from_str(schema_json).ok()?;
+    let index = |n: &str| fields.iter().position(|f| f.name == n);
+    let source = index(schema["salt"]["field"].as_str()?)?;
+    let salted: Vec<usize> = match schema["salted"].as_array() {
+        Some(list) if !list.is_empty() => list
+            .iter()
+            .filter_map(|f| index(f.as_str()?))
+            .filter(|&f| f != source)
+            .collect(),
+        _ => (0..fields.len()).filter(|&f| f != source).collect(),
+    };
+    (!salted.is_empty()).then_some(Salt { source, salted })
 }
 
 impl Dataset {
@@ -224,11 +266,13 @@ fn assemble(extracts: Vec<Extract>) -> Result<Dataset> {
             })
             .collect(),
         swap: None,
+        salt: None,
         fingerprint,
         key_check,
         schema_json,
     };
     ds.swap = swap_fields(&swap, &ds.fields);
+    ds.salt = salt_of(&ds.schema_json, &ds.fields);
     let mut clk_data: Vec<u64> = Vec::with_capacity(total * ds.clk.words);
     let mut field_data: Vec<u64> = Vec::with_capacity(total * field_stride);
     for (ai, mut e) in extracts.into_iter().enumerate() {

@@ -62,8 +62,25 @@ fn dice_across(x: &Filters, y: &Filters, a: usize, b: usize, kernel: Kernel) -> 
 /// comparison (a's forename with b's surname and the other way round) is
 /// taken instead of the straight one when it agrees more: names recorded in
 /// each other's place then count as agreeing.
+///
+/// Salted fields are null (no evidence) when the two records' salts surely
+/// differ ([`Salt::differs`](super::load::Salt::differs)): their filters are then unrelated whether or
+/// not the values agree, and counting them as disagreeing would punish a
+/// match for a missing date of birth three times over.
 #[inline]
 pub fn pair_levels(ds: &Dataset, a: usize, b: usize, cuts: &[f32], kernel: Kernel, out: &mut [u8]) {
+    raw_pair_levels(ds, a, b, cuts, kernel, out);
+    if let Some(salt) = &ds.salt
+        && salt.differs(&ds.fields, a, b)
+    {
+        for &f in &salt.salted {
+            out[f] = 0;
+        }
+    }
+}
+
+#[inline]
+fn raw_pair_levels(ds: &Dataset, a: usize, b: usize, cuts: &[f32], kernel: Kernel, out: &mut [u8]) {
     let Some((x, y)) = ds.swap else {
         for (fi, f) in ds.fields.iter().enumerate() {
             out[fi] = field_level(f, a, b, cuts, kernel);

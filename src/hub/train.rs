@@ -259,19 +259,8 @@ pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedu
     // (the u that EM holds fixed): EM would count them as matches (11 k
     // "matches" among 7.5 k true ones in a 20k-person test). Such sessions
     // leave the salted fields alone.
-    let salt_source = schema["salt"]["field"]
-        .as_str()
-        .and_then(|f| names.iter().position(|n| n == f));
-    let salted: Vec<usize> = match (salt_source, schema["salted"].as_array()) {
-        (None, _) => Vec::new(),
-        (Some(src), Some(list)) if !list.is_empty() => list
-            .iter()
-            .filter_map(|f| f.as_str())
-            .filter_map(|f| names.iter().position(|n| n == f))
-            .filter(|&f| f != src)
-            .collect(),
-        (Some(src), _) => (0..nf).filter(|&f| f != src).collect(),
-    };
+    let salt_source = ds.salt.as_ref().map(|s| s.source);
+    let salted: Vec<usize> = ds.salt.as_ref().map_or(Vec::new(), |s| s.salted.clone());
     if plans.iter().filter(|p| p.1.len() >= 50).count() < 2 {
         let mut order: Vec<usize> = (0..nf).filter(|&f| u_random[f][1] < 0.02).collect();
         order.sort_by(|&a, &b| u_random[a][1].total_cmp(&u_random[b][1]));
@@ -577,21 +566,31 @@ pub fn finish(
 }
 
 /// Per field, the share of eligible pairs with the field missing on either
-/// side (no evidence).
+/// side, or salted with surely different salts (no evidence; see
+/// [`Salt::differs`](super::load::Salt::differs)).
 pub fn pair_null_rates(ds: &Dataset) -> Vec<f64> {
     let sizes: Vec<f64> = ds.agencies.iter().map(|a| a.len as f64).collect();
     let single = ds.agencies.len() < 2;
-    ds.fields
-        .iter()
+    let present = |f: usize| -> Vec<f64> {
+        ds.agencies
+            .iter()
+            .map(|a| {
+                let v = &ds.fields[f].valid[a.start..a.start + a.len];
+                v.iter().filter(|x| **x).count() as f64 / a.len.max(1) as f64
+            })
+            .collect()
+    };
+    let source = ds.salt.as_ref().map(|s| present(s.source));
+    (0..ds.fields.len())
         .map(|f| {
-            let present: Vec<f64> = ds
-                .agencies
-                .iter()
-                .map(|a| {
-                    let v = &f.valid[a.start..a.start + a.len];
-                    v.iter().filter(|x| **x).count() as f64 / a.len.max(1) as f64
-                })
-                .collect();
+            let present = present(f);
+            // Both salts present or both missing (independent of the field).
+            let same_salt = |i: usize, j: usize| match (&source, &ds.salt) {
+                (Some(s), Some(salt)) if salt.salted.contains(&f) => {
+                    s[i] * s[j] + (1.0 - s[i]) * (1.0 - s[j])
+                }
+                _ => 1.0,
+            };
             let (mut both, mut all) = (0.0, 0.0);
             for i in 0..sizes.len() {
                 for j in i..sizes.len() {
@@ -603,7 +602,7 @@ pub fn pair_null_rates(ds: &Dataset) -> Vec<f64> {
                     } else {
                         sizes[i] * sizes[j]
                     };
-                    both += w * present[i] * present[j];
+                    both += w * present[i] * present[j] * same_salt(i, j);
                     all += w;
                 }
             }

@@ -140,3 +140,44 @@ pub fn synthetic_with_overlap(
     }
     (out, dir.join("data/truth.csv"), csvs)
 }
+
+/// The links of a `pairs.parquet`: `(agency_a, record_id_a, agency_b,
+/// record_id_b)` → match probability, for the pairs flagged `linked`.
+pub fn linked_pairs(path: &Path) -> std::collections::HashMap<[String; 4], f64> {
+    use arrow_array::types::Float64Type;
+    use arrow_array::{Array, cast::AsArray};
+    let file = std::fs::File::open(path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut out = std::collections::HashMap::new();
+    for batch in reader {
+        let b = batch.unwrap();
+        let col = |n: &str| b.column_by_name(n).unwrap().clone();
+        let text = |n: &str| {
+            let c = col(n);
+            let c = c.as_string::<i32>();
+            (0..c.len())
+                .map(|i| c.value(i).to_string())
+                .collect::<Vec<_>>()
+        };
+        let (aa, ra, ab, rb) = (
+            text("agency_a"),
+            text("record_id_a"),
+            text("agency_b"),
+            text("record_id_b"),
+        );
+        let p = col("match_probability");
+        let p = p.as_primitive::<Float64Type>();
+        let linked = col("linked");
+        let linked = linked.as_boolean();
+        for i in 0..b.num_rows() {
+            if linked.value(i) {
+                let key = [aa[i].clone(), ra[i].clone(), ab[i].clone(), rb[i].clone()];
+                out.insert(key, if p.is_null(i) { 1.0 } else { p.value(i) });
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,81 @@
+//! Salted fields at the hub: when exactly one record lacks the salt's source
+//! (the date of birth in the demo schemas), the two records' salted name
+//! filters are unrelated, and the hub must compare them as missing, not as
+//! disagreeing.
+
+mod common;
+
+use bloomlink::hub::compare::Kernel;
+use bloomlink::hub::load::load;
+use bloomlink::hub::score::{cuts32, pair_levels};
+use common::{encode, secret_file};
+
+const SOCIAL_CARE: &str =
+    "child_id,forename,surname,dob,gender,postcode,address,ethnicity,imd_decile,category
+SC1,Amelia,Jones,01/02/2010,F,LS1 1AA,1 High Street,white,3,CP
+SC2,Amelia,Jones,,F,LS1 1AA,1 High Street,white,3,CP
+SC3,Oliver,Smith,,M,LS2 2BB,2 Low Street,white,4,CIN
+";
+
+const SCHOOL: &str = "UPN,LegalForename,LegalSurname,DOB,Sex,Postcode,AddressLine1,EthnicGroup,IDACIDecile,SENProvision
+U1,Amelia,Jones,2010-02-01,F,LS1 1AA,1 High Street,white,3,N
+U2,Oliver,Smith,,M,LS2 2BB,2 Low Street,white,4,N
+";
+
+#[test]
+fn salted_fields_are_missing_when_one_salt_is() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let key = secret_file(dir, b"salt test key");
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo");
+    let mut extracts = Vec::new();
+    for (agency, csv) in [("social_care", SOCIAL_CARE), ("school", SCHOOL)] {
+        let input = dir.join(format!("{agency}.csv"));
+        std::fs::write(&input, csv).unwrap();
+        let out = dir.join(format!("{agency}.parquet"));
+        let o = encode(
+            &demo.join(format!("{agency}.toml")),
+            &key,
+            &input,
+            &out,
+            agency,
+            &[],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        extracts.push(out);
+    }
+    let ds = load(&extracts).unwrap();
+    assert_eq!((ds.agencies[0].len, ds.agencies[1].len), (3, 2));
+    let field = |n: &str| ds.fields.iter().position(|f| f.name == n).unwrap();
+    let (first, last, dob) = (field("first_name"), field("last_name"), field("dob"));
+    let salt = ds.salt.as_ref().expect("the demo schemas salt names");
+    assert_eq!(salt.source, dob);
+    assert!(salt.salted.contains(&first) && salt.salted.contains(&last));
+    let (sc1, sc2, sc3, u1, u2) = (0, 1, 2, 3, 4);
+    // The same name under a present and a missing salt: unrelated filters.
+    assert_ne!(ds.fields[first].get(sc1), ds.fields[first].get(sc2));
+    assert_eq!(ds.fields[first].get(sc1), ds.fields[first].get(u1));
+
+    let cuts = cuts32(&[1.0, 0.85, 0.7, 0.55, 0.4]);
+    let kernel = Kernel::detect();
+    let levels = |a: usize, b: usize| {
+        let mut out = vec![0u8; ds.fields.len()];
+        pair_levels(&ds, a, b, &cuts, kernel, &mut out);
+        out
+    };
+    // Both salts present and equal: names agree exactly.
+    let l = levels(sc1, u1);
+    assert_eq!((l[first], l[last], l[dob]), (1, 1, 1), "{l:?}");
+    // Date of birth missing on one side: names (and the date) carry no
+    // evidence, while the unsalted postcode still agrees.
+    let l = levels(sc2, u1);
+    assert_eq!((l[first], l[last], l[dob]), (0, 0, 0), "{l:?}");
+    assert_eq!(l[field("postcode")], 1, "{l:?}");
+    // Missing on both sides: both have the same (empty) salt, so the names
+    // compare as usual.
+    let l = levels(sc3, u2);
+    assert_eq!((l[first], l[last], l[dob]), (1, 1, 0), "{l:?}");
+    // Different people, one salt missing: no evidence either way.
+    let l = levels(sc3, u1);
+    assert_eq!((l[first], l[last]), (0, 0), "{l:?}");
+}

@@ -51,6 +51,11 @@ pub struct Scoring {
     pub em_max_iterations: usize,
     /// Frequency adjustment for exact field-filter matches.
     pub tf_adjustment: bool,
+    /// Count a shared salt (year of birth) once, not once per salted field
+    /// (docs/decisions.md §16): better-calibrated probabilities and fewer
+    /// false links where many records have no partner; lower recall where
+    /// nearly every record has one.
+    pub salt_correction: bool,
 }
 
 impl Default for Scoring {
@@ -63,6 +68,7 @@ impl Default for Scoring {
             u_sample_pairs: 200_000,
             em_max_iterations: 100,
             tf_adjustment: true,
+            salt_correction: false,
         }
     }
 }

@@ -20,7 +20,7 @@ use super::score::{
 };
 use super::state;
 use super::stream::{self, Kept, Tally, tally_patterns};
-use super::train::{MFit, finish, fit_m};
+use super::train::{MFit, finish, fit_m, fit_salt_weights};
 use crate::error::{Error, Result};
 use crate::io::Pending;
 
@@ -429,7 +429,10 @@ pub(crate) fn prepare(
         Some(m) => (Some(m), None),
         None => {
             let u = estimate_u(ds, cuts, u_pairs, dedup, cfg.seed);
-            let fit = fit_m(ds, cuts, u, cfg.scoring.em_max_iterations, dedup);
+            let mut fit = fit_m(ds, cuts, u, cfg.scoring.em_max_iterations, dedup);
+            if cfg.scoring.salt_correction {
+                fit.salt = fit_salt_weights(ds, cuts, &fit.u, dedup);
+            }
             (None, Some(fit))
         }
     };
@@ -490,6 +493,7 @@ pub(crate) fn prepare(
             iterations: 0,
             converged: true,
             u_pairs,
+            salt: f.salt.clone(),
         },
         (None, None) => unreachable!("a model or its fit"),
     };

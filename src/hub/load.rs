@@ -88,6 +88,9 @@ pub struct Salt {
     pub source: usize,
     /// The fields hashed with the salt (never the source itself).
     pub salted: Vec<usize>,
+    /// The salt is the year of a date field (which lets the hub estimate
+    /// how often random records share it; docs/decisions.md §16).
+    pub year_of_date: bool,
 }
 
 impl Salt {
@@ -117,7 +120,19 @@ pub fn salt_of(schema_json: &str, fields: &[Filters]) -> Option<Salt> {
             .collect(),
         _ => (0..fields.len()).filter(|&f| f != source).collect(),
     };
-    (!salted.is_empty()).then_some(Salt { source, salted })
+    let year_of_date = schema["salt"]["function"]["fn"] == "year"
+        && schema["fields"]
+            .as_array()
+            .and_then(|fs| {
+                fs.iter()
+                    .find(|f| f["name"] == fields[source].name.as_str())
+            })
+            .is_some_and(|f| f["kind"] == "date");
+    (!salted.is_empty()).then_some(Salt {
+        source,
+        salted,
+        year_of_date,
+    })
 }
 
 impl Dataset {

@@ -203,6 +203,58 @@ pub struct Model {
     pub converged: bool,
     /// Random pairs used for u.
     pub u_pairs: usize,
+    /// Weights of pairs whose salts surely agree, when the schema salts by
+    /// a year of birth (docs/decisions.md §16).
+    #[serde(default)]
+    pub salt: Option<SaltWeights>,
+}
+
+/// The correction for pairs whose salts surely agree.
+///
+/// A salted field's random-pair u already holds the chance that two records
+/// share the salt (`p`): names salted by year of birth agree only within a
+/// year. Each salted field that agrees, and a date of birth that agrees,
+/// then counts the same year agreement again: per pair, `P(γ | non-match)`
+/// is `p · Π P(γ_f | equal salts)` but the independent model says
+/// `Π u_f = p^k · …`. When `k ≥ 1` salted fields agree (or the source
+/// agrees exactly) the weight drops by `(k − 1)·log2(1/p)` plus the
+/// source's shift: `log2(P(source level | non-match, equal salts) /
+/// u(level))`, between 0 and `log2(1/p)` (an exact date is `log2(1/p)`).
+/// The correction never raises a weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SaltWeights {
+    /// Field index of the salt's source.
+    pub source: usize,
+    /// Salted field indices.
+    pub salted: Vec<usize>,
+    /// Salted-field levels `1..=agree_levels` imply equal salts.
+    pub agree_levels: u8,
+    /// `log2(1 / P(equal salts | random pair))`.
+    pub salt_bits: f64,
+    /// Per level of the source field (index 0, null, is 0).
+    pub source_shift: Vec<f64>,
+}
+
+impl SaltWeights {
+    /// The weight correction (bits, ≤ 0) for a pair's levels.
+    #[inline]
+    pub fn correction(&self, levels: &[u8]) -> f64 {
+        let k = self
+            .salted
+            .iter()
+            .filter(|&&f| (1..=self.agree_levels).contains(&levels[f]))
+            .count();
+        let source = levels[self.source];
+        if k == 0 && source != 1 {
+            return 0.0;
+        }
+        let shift = self
+            .source_shift
+            .get(source as usize)
+            .copied()
+            .unwrap_or(0.0);
+        (-(k as f64 - 1.0) * self.salt_bits - shift).min(0.0)
+    }
 }
 
 impl Model {
@@ -335,6 +387,9 @@ pub fn weights(
                 w += table[f][l as usize];
             }
         }
+        if let Some(salt) = &model.salt {
+            w += salt.correction(lv);
+        }
         *wo = w as f32;
     });
     weight
@@ -369,6 +424,31 @@ mod tests {
         assert_eq!(level_of(0.95, &c), 2);
         assert_eq!(level_of(0.7, &c), 3);
         assert_eq!(level_of(0.2, &c), 4);
+    }
+
+    #[test]
+    fn salt_correction_counts_a_shared_salt_once() {
+        // Fields: 0 first name, 1 last name (salted), 2 date (the source),
+        // 3 sex. Levels 1..=4 of a salted field imply equal salts.
+        let s = SaltWeights {
+            source: 2,
+            salted: vec![0, 1],
+            agree_levels: 4,
+            salt_bits: 5.0,
+            source_shift: vec![0.0, 5.0, 4.0, 3.0, 2.0, 0.5, 0.0],
+        };
+        // Both names and the date agree: the year was counted three times.
+        assert_eq!(s.correction(&[1, 1, 1, 1]), -10.0);
+        // One name agrees, a partial date: once for the name, plus the
+        // date's shift given the same year.
+        assert_eq!(s.correction(&[6, 1, 3, 1]), -3.0);
+        // Two names, no date: one extra year.
+        assert_eq!(s.correction(&[2, 4, 0, 0]), -5.0);
+        // Only the date agrees: counted once already.
+        assert_eq!(s.correction(&[6, 6, 1, 1]), 0.0);
+        // Nothing implies equal salts (level 5 may be chance).
+        assert_eq!(s.correction(&[5, 6, 4, 1]), 0.0);
+        assert_eq!(s.correction(&[0, 0, 5, 1]), 0.0);
     }
 
     #[test]
@@ -411,6 +491,7 @@ mod tests {
             iterations: r.iterations,
             converged: r.converged,
             u_pairs: 0,
+            salt: None,
         };
         let comps = Comparisons {
             dice: vec![0.0; 1000],

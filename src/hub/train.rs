@@ -25,7 +25,7 @@ use rustc_hash::FxHashMap;
 
 use super::block::pack;
 use super::load::Dataset;
-use super::score::{Model, compare_fields, n_levels};
+use super::score::{Model, SaltWeights, compare_fields, n_levels};
 
 /// Distinct level patterns with their counts.
 pub fn patterns_of(levels: &[u8], nf: usize) -> Vec<(Vec<u8>, f64)> {
@@ -216,6 +216,10 @@ pub struct MFit {
     /// Fields some session trained; the others need the candidates.
     pub trained: Vec<bool>,
     pub sessions: Vec<Session>,
+    /// The correction for pairs whose salts surely agree, if asked for
+    /// (`scoring.salt_correction`) and the schema salts by a year of birth.
+    #[serde(default)]
+    pub salt: Option<SaltWeights>,
 }
 
 /// Fit m in training sessions over pairs sharing a blocking key.
@@ -413,7 +417,95 @@ pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedu
         u,
         trained,
         sessions,
+        salt: None,
     }
+}
+
+/// Non-matches with equal salts needed to measure the source's levels.
+const SALT_SAMPLE_MIN: usize = 200;
+
+/// The correction for pairs whose salts surely agree
+/// ([`SaltWeights`]), when the schema salts by the year of a date field.
+///
+/// `P(equal salts | random pair)` is `P(same date) × 365.25` (birthdays
+/// spread evenly over the year; the same date implies the same year). The
+/// source's levels among non-matches with equal salts are counted over
+/// pairs with identical filters in one salted field whose other salted
+/// fields disagree outright (same surname and birth year, different first
+/// name: nearly all non-matches). `None` without such a salt, when the
+/// date never agrees among the random pairs, or when fewer than
+/// [`SALT_SAMPLE_MIN`] such pairs exist.
+pub fn fit_salt_weights(
+    ds: &Dataset,
+    cuts: &[f32],
+    u: &[Vec<f64>],
+    dedup: bool,
+) -> Option<SaltWeights> {
+    let salt = ds
+        .salt
+        .as_ref()
+        .filter(|s| s.year_of_date && s.salted.len() >= 2)?;
+    let nl = n_levels(cuts);
+    let src = salt.source;
+    let same = (u[src][1] * 365.25).min(1.0);
+    if same <= 0.0 {
+        tracing::info!("salt: no two random records share a date of birth; weights left as fitted");
+        return None;
+    }
+    let salt_bits = -same.log2();
+    let last = (nl - 1) as u8;
+    let nf = ds.fields.len();
+    let mut counts = vec![0u64; nl];
+    for &f in &salt.salted {
+        let pairs = agreeing_pairs(ds, f, dedup, 20_000, 1_000_000);
+        let levels = compare_fields(ds, &pairs, cuts);
+        for p in levels.chunks_exact(nf) {
+            let others_disagree = salt.salted.iter().all(|&g| g == f || p[g] == last);
+            if others_disagree && p[src] > 0 {
+                counts[p[src] as usize] += 1;
+            }
+        }
+    }
+    let n: u64 = counts.iter().sum();
+    if (n as usize) < SALT_SAMPLE_MIN {
+        tracing::info!(
+            "salt: {n} non-matching pairs with equal salts found, {SALT_SAMPLE_MIN} needed; weights left as fitted"
+        );
+        return None;
+    }
+    let source_shift: Vec<f64> = (0..nl)
+        .map(|l| {
+            if l == 0 {
+                0.0
+            } else if l == 1 {
+                salt_bits
+            } else {
+                let q = counts[l] as f64 / n as f64;
+                if q <= 0.0 || u[src][l] <= 0.0 {
+                    0.0
+                } else {
+                    (q / u[src][l]).log2().clamp(0.0, salt_bits)
+                }
+            }
+        })
+        .collect();
+    tracing::info!(
+        "salt: random records share the year of `{}` with probability {:.4} ({:.1} bits counted once, not per salted field); its levels among {n} non-matches with equal salts shift weights by {:?} bits",
+        ds.fields[src].name,
+        same,
+        salt_bits,
+        source_shift
+            .iter()
+            .map(|x| (x * 100.0).round() / 100.0)
+            .collect::<Vec<_>>()
+    );
+    Some(SaltWeights {
+        source: src,
+        salted: salt.salted.clone(),
+        agree_levels: (nl - 3) as u8,
+        salt_bits,
+        source_shift,
+    })
 }
 
 /// Expected matches a session needs for its m to count (see
@@ -487,6 +579,7 @@ pub fn finish(
         u: u_random,
         trained,
         sessions,
+        salt,
     } = fit;
     let smallest = ds.agencies.iter().map(|a| a.len).min().unwrap_or(1).max(1);
     let lambda0 = (smallest as f64 / candidates.max(1) as f64).clamp(1e-6, 0.5);
@@ -562,6 +655,7 @@ pub fn finish(
         iterations: lam.iterations,
         converged: lam.converged,
         u_pairs,
+        salt,
     }
 }
 

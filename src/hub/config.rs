@@ -18,6 +18,28 @@ pub enum ScoringMode {
     Dice,
 }
 
+/// Whether a shared salt is counted once (docs/decisions.md §16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SaltCorrection {
+    /// On when deduplicating (no one-to-one rule holds the surplus in
+    /// check), off when linking agencies one to one (default).
+    Auto,
+    On,
+    Off,
+}
+
+impl SaltCorrection {
+    /// Whether it applies to a run.
+    pub fn applies(self, dedup: bool) -> bool {
+        match self {
+            SaltCorrection::Auto => dedup,
+            SaltCorrection::On => true,
+            SaltCorrection::Off => false,
+        }
+    }
+}
+
 /// How candidate pairs are generated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -53,9 +75,10 @@ pub struct Scoring {
     pub tf_adjustment: bool,
     /// Count a shared salt (year of birth) once, not once per salted field
     /// (docs/decisions.md §16): better-calibrated probabilities and fewer
-    /// false links where many records have no partner; lower recall where
-    /// nearly every record has one.
-    pub salt_correction: bool,
+    /// false links where many records have no partner or when
+    /// deduplicating; lower recall in one-to-one linkage where nearly every
+    /// record has a partner.
+    pub salt_correction: SaltCorrection,
 }
 
 impl Default for Scoring {
@@ -68,7 +91,7 @@ impl Default for Scoring {
             u_sample_pairs: 200_000,
             em_max_iterations: 100,
             tf_adjustment: true,
-            salt_correction: false,
+            salt_correction: SaltCorrection::Auto,
         }
     }
 }

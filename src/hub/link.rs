@@ -430,7 +430,7 @@ pub(crate) fn prepare(
         None => {
             let u = estimate_u(ds, cuts, u_pairs, dedup, cfg.seed);
             let mut fit = fit_m(ds, cuts, u, cfg.scoring.em_max_iterations, dedup);
-            if cfg.scoring.salt_correction {
+            if cfg.scoring.salt_correction.applies(dedup) {
                 fit.salt = fit_salt_weights(ds, cuts, &fit.u, dedup);
             }
             (None, Some(fit))

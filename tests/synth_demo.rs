@@ -129,6 +129,8 @@ fn report_estimates_are_close_to_the_truth_at_20k_people() {
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     let (est, truth) = (&r["estimates"], &r["truth"]["evaluation"]);
     eprintln!("estimates {est}\ntruth {truth}");
+    // Nearly every record has a partner: no advice to change the model.
+    assert!(!advises_salt_correction(&r), "{}", r["summary"]["checks"]);
     for k in ["precision", "recall"] {
         let (e, t) = (est[k].as_f64().unwrap(), truth[k].as_f64().unwrap());
         assert!((e - t).abs() < 0.03, "{k}: estimated {e}, true {t}");
@@ -160,7 +162,7 @@ fn salt_run(
     truth: &std::path::Path,
     correction: bloomlink::hub::config::SaltCorrection,
     dedup: bool,
-) -> (f64, f64, f64, serde_json::Value) {
+) -> (f64, f64, f64, serde_json::Value, bool) {
     let out = dir.join(format!("out-{correction:?}-{dedup}"));
     let mut cfg = bloomlink::hub::JobConfig::default();
     cfg.scoring.salt_correction = correction;
@@ -176,7 +178,17 @@ fn salt_run(
         get(t, "f1"),
         get(est, "precision"),
         r["model"]["em"]["salt"].clone(),
+        advises_salt_correction(&r),
     )
+}
+
+/// Whether the report's checks advise the salt correction.
+fn advises_salt_correction(report: &serde_json::Value) -> bool {
+    report["summary"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c.as_str().unwrap().contains("salt_correction"))
 }
 
 /// Where many records have no partner, names salted by year of birth make
@@ -191,8 +203,11 @@ fn salt_correction_trims_false_links_where_partners_are_few() {
     let d = tempfile::tempdir().unwrap();
     let (ex, truth, _) = common::synthetic_with_overlap(d.path(), 8_000, 2, 11, 0.6, b"salt");
     // One-to-one linkage: "auto" leaves it off.
-    let (p0, f0, e0, s0) = salt_run(d.path(), &ex, &truth, SaltCorrection::Auto, false);
-    let (p1, f1, e1, s1) = salt_run(d.path(), &ex, &truth, SaltCorrection::On, false);
+    let (p0, f0, e0, s0, advice0) = salt_run(d.path(), &ex, &truth, SaltCorrection::Auto, false);
+    let (p1, f1, e1, s1, advice1) = salt_run(d.path(), &ex, &truth, SaltCorrection::On, false);
+    // The report of the plain run advises the correction; the corrected
+    // run's does not.
+    assert!(advice0 && !advice1);
     eprintln!("plain: P {p0} F1 {f0} est P {e0}; corrected: P {p1} F1 {f1} est P {e1} ({s1})");
     assert!(s0.is_null(), "{s0}");
     let bits = s1["salt_bits"].as_f64().expect("a fitted salt correction");
@@ -216,8 +231,8 @@ fn dedup_counts_a_shared_salt_once_by_default() {
     use bloomlink::hub::config::SaltCorrection;
     let d = tempfile::tempdir().unwrap();
     let (ex, truth, _) = common::synthetic_with_overlap(d.path(), 6_000, 2, 12, 1.0, b"dedup");
-    let (p0, f0, _, s0) = salt_run(d.path(), &ex, &truth, SaltCorrection::Off, true);
-    let (p1, f1, _, s1) = salt_run(d.path(), &ex, &truth, SaltCorrection::Auto, true);
+    let (p0, f0, _, s0, _) = salt_run(d.path(), &ex, &truth, SaltCorrection::Off, true);
+    let (p1, f1, _, s1, _) = salt_run(d.path(), &ex, &truth, SaltCorrection::Auto, true);
     eprintln!("dedup plain: P {p0} F1 {f0}; auto: P {p1} F1 {f1}");
     assert!(s0.is_null() && !s1.is_null(), "{s0} / {s1}");
     assert!(p1 > p0 + 0.1, "precision {p0} -> {p1}");

@@ -510,6 +510,9 @@ fn summarise(
             q.large_clusters, q.largest_cluster
         ));
     }
+    if let Some(note) = salt_advice(rec, run) {
+        checks.push(note);
+    }
     if run.candidates.passes.iter().any(|p| p.skipped_blocks > 0) {
         checks.push("Some very large blocks were skipped to bound the work; matches found only through them may be missed (see Blocking).".into());
     }
@@ -518,6 +521,38 @@ fn summarise(
         points,
         checks,
     }
+}
+
+/// Share of an agency's records below which a one-to-one linkage without
+/// the salt correction is flagged.
+const SALT_ADVICE_LINKED_SHARE: f64 = 0.8;
+
+/// Advice to count a shared salt once (docs/decisions.md §16), when names
+/// are salted by year of birth, the run links one to one without the
+/// correction, and some agency has most of its records left without a
+/// partner: there the model overstates match probabilities.
+fn salt_advice(rec: &Reconciliation, run: &LinkRun) -> Option<String> {
+    let salted = run.ds.salt.as_ref().is_some_and(|s| s.year_of_date);
+    if !salted
+        || run.dedup
+        || run.mode != crate::hub::config::ScoringMode::Probabilistic
+        || run.model.salt.is_some()
+    {
+        return None;
+    }
+    let (agency, share) = rec
+        .agencies
+        .iter()
+        .filter(|a| a.in_extract > 0)
+        .map(|a| (a, a.linked as f64 / a.in_extract as f64))
+        .min_by(|x, y| x.1.total_cmp(&y.1))?;
+    (share < SALT_ADVICE_LINKED_SHARE).then(|| {
+        format!(
+            "Only {} of {}'s records were linked. Where many records have no partner, names salted by year of birth make the model overstate match probabilities (the shared year counts more than once), so false links and the estimated precision both run high. Consider linking again with salt_correction = \"on\" in the job config's [scoring] section (docs/decisions.md §16) and comparing.",
+            pct(share),
+            agency.agency
+        )
+    })
 }
 
 /// Write report.json and report.html into `dir`; the caller commits them.

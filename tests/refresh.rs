@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bloomlink::hub::evaluate::{LinkRow, read_links};
-use common::{bin, linked_pairs, secret_file};
+use common::{bin, secret_file};
 
 fn encode(dir: &Path, csv: &Path, i: usize, out: &Path) {
     let name = bloomlink::synth::agency_name(i);
@@ -272,37 +272,16 @@ fn monthly_refresh_keeps_pseudonyms_stable() {
     );
     // Pseudonyms equal too: the refresh carried the same ids over.
     assert_eq!(by_record(&l3), by_record(&lf));
-    // A full rerun that fits its own model differs at most at the margin:
-    // every link one run makes and the other does not is a near call (match
-    // probability under 0.65) in the run that makes it, and few clusters
-    // change.
+    // A full rerun that fits its own model differs at most at the margin.
     let refit = dir.join("r3refit");
     link_with(&ex3, &refit, None, &cfg);
     let (lr, _) = read_links(&refit.join("links.parquet")).unwrap();
     let (p3, pr) = (partition(&l3), partition(&lr));
     let differ = p3.symmetric_difference(&pr).count();
     assert!(
-        differ * 50 <= p3.len(),
-        "{differ} clusters differ from a refitted full run (of {})",
-        p3.len()
+        differ * 100 <= p3.len(),
+        "{differ} clusters differ from a refitted full run"
     );
-    let (kept, refitted) = (
-        linked_pairs(&r3full.join("pairs.parquet")),
-        linked_pairs(&refit.join("pairs.parquet")),
-    );
-    for (mine, theirs, run) in [
-        (&kept, &refitted, "kept model"),
-        (&refitted, &kept, "refit"),
-    ] {
-        for (pair, p) in mine {
-            if !theirs.contains_key(pair) {
-                assert!(
-                    *p < 0.65,
-                    "the {run} run alone links {pair:?} at probability {p}"
-                );
-            }
-        }
-    }
     // Month 4 (third refresh): people left, and the merged person's school
     // record is corrupted again, so the entity splits.
     let ex4 = month(4);

@@ -22,8 +22,10 @@ pub enum ScoringMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SaltCorrection {
-    /// On when deduplicating (no one-to-one rule holds the surplus in
-    /// check), off when linking agencies one to one (default).
+    /// On when deduplicating or with record-level probabilities; off for
+    /// one-to-one linkage with pairwise probabilities, where the plain
+    /// model's surplus stands in for the missing record-level view
+    /// (default).
     Auto,
     On,
     Off,
@@ -31,9 +33,9 @@ pub enum SaltCorrection {
 
 impl SaltCorrection {
     /// Whether it applies to a run.
-    pub fn applies(self, dedup: bool) -> bool {
+    pub fn applies(self, dedup: bool, record_prior: bool) -> bool {
         match self {
-            SaltCorrection::Auto => dedup,
+            SaltCorrection::Auto => dedup || record_prior,
             SaltCorrection::On => true,
             SaltCorrection::Off => false,
         }
@@ -79,6 +81,11 @@ pub struct Scoring {
     /// deduplicating; lower recall in one-to-one linkage where nearly every
     /// record has a partner.
     pub salt_correction: SaltCorrection,
+    /// Record-level probabilities in one-to-one linkage: a pair is as
+    /// likely as its record's share of all its candidates' evidence, given
+    /// the chance that the record has a partner at all (docs/decisions.md
+    /// §17). Off in dedup.
+    pub record_prior: bool,
 }
 
 impl Default for Scoring {
@@ -92,6 +99,7 @@ impl Default for Scoring {
             em_max_iterations: 100,
             tf_adjustment: true,
             salt_correction: SaltCorrection::Auto,
+            record_prior: true,
         }
     }
 }

@@ -85,6 +85,9 @@ pub struct LinkRun {
     pub model: Model,
     pub weight: Vec<f32>,
     pub probability: Vec<f32>,
+    /// The pairwise probabilities, when `probability` holds record-level
+    /// ones (`scoring.record_prior`): they decide which pairs are written.
+    pub pair_probability: Option<Vec<f32>>,
     /// Per candidate pair: both records ended in the same entity.
     pub linked: Vec<bool>,
     pub resolution: Resolution,
@@ -278,6 +281,27 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
     // Field levels are not needed past scoring; free them before resolving.
     let mut comps = comps;
     comps.levels = Vec::new();
+    let (weight, probability, pair_probability) = match (mode, dedup, cfg.scoring.record_prior) {
+        (ScoringMode::Probabilistic, false, true) => match super::posterior::record_level(
+            &ds.agency_of,
+            &ds.agencies.iter().map(|a| a.len).collect::<Vec<_>>(),
+            &cands.pairs,
+            &weight,
+            &probability,
+            model.lambda,
+            cfg.output.pairs_min_probability as f32,
+        ) {
+            Some((w, p)) => (w, p, Some(probability)),
+            None => {
+                tracing::warn!(
+                    "record-level probabilities need 2 to {} agencies and no within-agency pairs; pairwise probabilities kept",
+                    super::posterior::MAX_AGENCIES
+                );
+                (weight, probability, None)
+            }
+        },
+        _ => (weight, probability, None),
+    };
     clock.lap("score");
     let scores: &[f32] = match mode {
         ScoringMode::Probabilistic => &probability,
@@ -322,6 +346,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         model,
         weight,
         probability,
+        pair_probability,
         linked,
         resolution,
         entity,
@@ -430,7 +455,11 @@ pub(crate) fn prepare(
         None => {
             let u = estimate_u(ds, cuts, u_pairs, dedup, cfg.seed);
             let mut fit = fit_m(ds, cuts, u, cfg.scoring.em_max_iterations, dedup);
-            if cfg.scoring.salt_correction.applies(dedup) {
+            if cfg
+                .scoring
+                .salt_correction
+                .applies(dedup, cfg.scoring.record_prior)
+            {
                 fit.salt = fit_salt_weights(ds, cuts, &fit.u, dedup);
             }
             (None, Some(fit))
@@ -958,10 +987,11 @@ pub fn write_outputs(run: &LinkRun, out: &Path) -> Result<Vec<Pending>> {
     )?;
     let min_p = run.config.output.pairs_min_probability as f32;
     let dice_floor = (run.threshold as f32) * 0.75;
+    let written = run.pair_probability.as_ref().unwrap_or(&run.probability);
     let rows: Vec<PairRow> = (0..run.candidates.pairs.len())
         .filter(|&i| {
             run.linked[i]
-                || run.probability[i] >= min_p
+                || written[i] >= min_p
                 || (run.mode == ScoringMode::Dice && run.comparisons.dice[i] >= dice_floor)
         })
         .map(|i| PairRow {

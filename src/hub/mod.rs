@@ -12,6 +12,7 @@ pub mod evaluate;
 pub mod link;
 pub mod load;
 pub mod output;
+pub mod posterior;
 pub mod pseudonym;
 pub mod refresh;
 pub mod resolve;

@@ -548,7 +548,7 @@ fn salt_advice(rec: &Reconciliation, run: &LinkRun) -> Option<String> {
         .min_by(|x, y| x.1.total_cmp(&y.1))?;
     (share < SALT_ADVICE_LINKED_SHARE).then(|| {
         format!(
-            "Only {} of {}'s records were linked. Where many records have no partner, names salted by year of birth make the model overstate match probabilities (the shared year counts more than once), so false links and the estimated precision both run high. Consider linking again with salt_correction = \"on\" in the job config's [scoring] section (docs/decisions.md §16) and comparing.",
+            "Only {} of {}'s records were linked. Where many records have no partner, names salted by year of birth make the model overstate match probabilities (the shared year counts more than once), so false links and the estimated precision both run high. Consider linking again with the defaults of the job config's [scoring] section (salt_correction = \"auto\", record_prior = true; docs/decisions.md §16–17) and comparing.",
             pct(share),
             agency.agency
         )

@@ -1,0 +1,138 @@
+//! Record-level match probabilities for one-to-one linkage
+//! (`scoring.record_prior`; docs/decisions.md §17).
+//!
+//! Fellegi–Sunter scores each pair on its own: prior λ, likelihood ratio of
+//! the pair's agreement pattern. In one-to-one linkage a record has at most
+//! one partner in each other agency, and whether it has one at all is known
+//! in aggregate: record `a` of agency A has a partner in B with probability
+//! `π = λ·|B|`. Given every comparison of `a` with B, the chance that the
+//! partner is `b` is then
+//!
+//! `x_ab / ((1 − π) + Σ_j x_aj)`, with `x = 2^weight` (posterior odds),
+//!
+//! the sum running over `a`'s scored pairs with B (pairs never compared
+//! carry next to nothing). A pair is taken from the view of whichever of
+//! its two records is less contested; one-to-one resolution settles the
+//! rest. Where nearly every record has a partner, `1 − π` is small and a
+//! pair without competitors is likely even when its own evidence is modest;
+//! where few do, it stays near the pairwise figure. Hub side: weights and
+//! indices only.
+
+use super::block::unpack;
+
+/// Sums are kept per record and other agency up to this many agencies.
+pub const MAX_AGENCIES: usize = 16;
+
+/// Record-level probabilities and weights for `pairs`, from their pairwise
+/// `weight` (bits, prior included) and `probability`, under prior `lambda`.
+/// Only pairs with pairwise probability at least `min_p` enter the sums
+/// (the pairs a run writes, which a refresh carries over: so a refresh sums
+/// the same pairs as a full run). `None` for deduplication or more than
+/// [`MAX_AGENCIES`] agencies.
+pub fn record_level(
+    agency_of: &[u16],
+    agency_len: &[usize],
+    pairs: &[u64],
+    weight: &[f32],
+    probability: &[f32],
+    lambda: f64,
+    min_p: f32,
+) -> Option<(Vec<f32>, Vec<f32>)> {
+    let na = agency_len.len();
+    if !(2..=MAX_AGENCIES).contains(&na) {
+        return None;
+    }
+    let slot = |r: usize, other: usize| r * na + other;
+    let mut sums = vec![0f64; agency_of.len() * na];
+    for (i, &p) in pairs.iter().enumerate() {
+        if probability[i] < min_p {
+            continue;
+        }
+        let (a, b) = unpack(p);
+        let (ga, gb) = (agency_of[a] as usize, agency_of[b] as usize);
+        if ga == gb {
+            return None;
+        }
+        let x = (weight[i] as f64).exp2();
+        sums[slot(a, gb)] += x;
+        sums[slot(b, ga)] += x;
+    }
+    // 1 − π per (agency, other agency): the chance a record of the first
+    // has no partner in the second.
+    let none: Vec<f64> = (0..na * na)
+        .map(|k| {
+            let other = agency_len[k % na] as f64;
+            (1.0 - lambda * other).clamp(1e-6, 1.0)
+        })
+        .collect();
+    // Posterior odds from one record's view: x / ((1 − π) + the others' x),
+    // taken in bits so that strong pairs keep their order.
+    let mut w_out = Vec::with_capacity(pairs.len());
+    let mut p_out = Vec::with_capacity(pairs.len());
+    for (i, &p) in pairs.iter().enumerate() {
+        let (a, b) = unpack(p);
+        let (ga, gb) = (agency_of[a] as usize, agency_of[b] as usize);
+        let w = weight[i] as f64;
+        let x = w.exp2();
+        // The pair's own x is in the sums when it entered them.
+        let own = if probability[i] < min_p { 0.0 } else { x };
+        let others = |s: f64| (s - own).max(0.0);
+        let view_a = w - (none[ga * na + gb] + others(sums[slot(a, gb)])).log2();
+        let view_b = w - (none[gb * na + ga] + others(sums[slot(b, ga)])).log2();
+        let w2 = view_a.max(view_b) as f32;
+        w_out.push(w2);
+        p_out.push(super::score::probability(w2));
+    }
+    Some((w_out, p_out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::block::pack;
+
+    #[test]
+    fn a_pair_is_as_likely_as_its_least_contested_record_makes_it() {
+        // Agencies of 3 records each; λ = 0.3, so a record has a partner
+        // in the other agency with probability 0.9 (1 − π = 0.1).
+        let agency_of = [0u16, 0, 0, 1, 1, 1];
+        let pairs = [pack(0, 3), pack(1, 4), pack(1, 5), pack(2, 5)];
+        // Pairwise: even odds for the first three, long odds for the last.
+        let weight = [0.0f32, 0.0, 0.0, -10.0];
+        let prob: Vec<f32> = weight
+            .iter()
+            .map(|&w| crate::hub::score::probability(w))
+            .collect();
+        let (w, p) = record_level(&agency_of, &[3, 3], &pairs, &weight, &prob, 0.3, 1e-4).unwrap();
+        // (0, 3): no competitor on either side: odds 1 / 0.1.
+        assert!((w[0] - 0.1f32.recip().log2()).abs() < 1e-4, "{w:?}");
+        assert!(p[0] > 0.9);
+        // (1, 4) and (1, 5): record 1 has two even-odds candidates (odds
+        // 1 / 1.1 from its side), but record 4 has only one.
+        assert!((w[1] - w[0]).abs() < 1e-4, "{w:?}");
+        // (1, 5) from record 5's side: (2, 5) adds little: 2^-10.
+        let view_5 = -(0.1f64 + (-10f64).exp2()).log2();
+        assert!((w[2] as f64 - view_5).abs() < 1e-4, "{w:?}");
+        // (2, 5): record 2 has no other candidate, so 2^-10 / 0.1 from its
+        // side; record 5's side is far lower.
+        assert!(
+            (w[3] as f64 - (-10.0 - 0.1f64.log2())).abs() < 1e-4,
+            "{w:?}"
+        );
+        // With a floor above (2, 5)'s probability it leaves the sums, and
+        // (1, 5) is uncontested from record 5's side; (2, 5) still gets a
+        // record-level figure.
+        let (w2, _) = record_level(&agency_of, &[3, 3], &pairs, &weight, &prob, 0.3, 0.01).unwrap();
+        assert!((w2[2] - w[0]).abs() < 1e-4, "{w2:?}");
+        assert!((w2[3] - w[3]).abs() < 1e-4, "{w2:?}");
+    }
+
+    #[test]
+    fn within_agency_pairs_and_single_extracts_keep_pairwise_figures() {
+        let p = [pack(0, 1)];
+        let w = [1.0f32];
+        let q = [0.6f32];
+        assert!(record_level(&[0, 0], &[2], &p, &w, &q, 0.1, 0.01).is_none());
+        assert!(record_level(&[0, 0, 1], &[2, 1], &p, &w, &q, 0.1, 0.01).is_none());
+    }
+}

@@ -23,6 +23,12 @@ use super::block::unpack;
 /// Sums are kept per record and other agency up to this many agencies.
 pub const MAX_AGENCIES: usize = 16;
 
+/// The least chance kept for "the partner is none of the compared
+/// records": blocking misses some partners, and the estimated number of
+/// matches may exceed a small agency's size (duplicates). Caps what having
+/// no competitor adds at log2(100) ≈ 6.6 bits.
+pub const NONE_MIN: f64 = 0.01;
+
 /// Record-level probabilities and weights for `pairs`, from their pairwise
 /// `weight` (bits, prior included) and `probability`, under prior `lambda`.
 /// Only pairs with pairwise probability at least `min_p` enter the sums
@@ -58,11 +64,11 @@ pub fn record_level(
         sums[slot(b, ga)] += x;
     }
     // 1 − π per (agency, other agency): the chance a record of the first
-    // has no partner in the second.
+    // has no partner among the compared records of the second.
     let none: Vec<f64> = (0..na * na)
         .map(|k| {
             let other = agency_len[k % na] as f64;
-            (1.0 - lambda * other).clamp(1e-6, 1.0)
+            (1.0 - lambda * other).clamp(NONE_MIN, 1.0)
         })
         .collect();
     // Posterior odds from one record's view: x / ((1 − π) + the others' x),

@@ -174,6 +174,9 @@ fn salt_run(
     bloomlink::cli::link::link_and_report(&opts, Some(truth), vec![]).unwrap();
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    // Record-level probabilities apply to one-to-one linkage only, and the
+    // report says which kind it holds.
+    assert_eq!(r["model"]["record_level"], record_prior && !dedup);
     let get = |x: &serde_json::Value, k: &str| x[k].as_f64().unwrap();
     let (est, t) = (&r["estimates"], &r["truth"]["evaluation"]);
     (

@@ -433,6 +433,16 @@ pub fn render(r: &Report) -> String {
         "<p>Prior probability that two random records match: {:.3e} ({:.1} bits), from an estimated {:.0} matches among all eligible pairs. Comparison levels by per-field Dice: {:?} (level 0 = missing, no evidence).</p>",
         r.model.prior, r.model.prior_weight, r.model.expected_matches, r.model.level_cutoffs
     );
+    if let Some(salt) = &r.model.em.salt {
+        let _ = write!(
+            s,
+            "<p>Names are salted by year of birth: a pair whose salts agree has its shared year counted once, not once per salted field and again in the date ({:.1} bits per extra count; docs/decisions.md §16).</p>",
+            salt.salt_bits
+        );
+    }
+    if r.model.record_level {
+        s.push_str("<p>Match probabilities are record-level: each pair is weighed against its records' other candidates and the chance that a record has a partner in the other agency at all (docs/decisions.md §17).</p>");
+    }
     table(
         &mut s,
         "Match weights (log2 m/u) per field and level",

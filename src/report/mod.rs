@@ -132,6 +132,10 @@ pub struct ModelSection {
     pub expected_matches: f64,
     pub fields: Vec<FieldModel>,
     pub em: Model,
+    /// Match probabilities are record-level (docs/decisions.md §17), not
+    /// pairwise.
+    #[serde(default)]
+    pub record_level: bool,
 }
 
 /// A histogram of candidate-pair scores.
@@ -370,6 +374,7 @@ pub fn build(
             })
             .collect(),
         em: m.clone(),
+        record_level: run.pair_probability.is_some(),
     };
     let (scores, estimates) = stats::scores_and_estimates(run);
     let match_rates = stats::match_rates(run, &linked_rec);

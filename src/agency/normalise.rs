@@ -71,10 +71,14 @@ pub fn is_missing(field: &Field, raw: &str) -> bool {
             if t.is_empty() {
                 return true;
             }
-            field
-                .missing
-                .iter()
-                .any(|m| m.eq_ignore_ascii_case(t) || *m == t.to_lowercase())
+            // Native markers are stored lower-cased. ASCII text compares
+            // without allocating; other text is lower-cased once (rare).
+            let markers = &field.missing;
+            markers.iter().any(|m| m.eq_ignore_ascii_case(t))
+                || (!t.is_ascii() && {
+                    let lower = t.to_lowercase();
+                    markers.iter().any(|m| *m == lower)
+                })
         }
     }
 }
@@ -295,6 +299,37 @@ mod tests {
         assert_eq!(clean("𝒢ary İlhan"), "gary ilhan");
         assert_eq!(clean("St. Mary's   Rd"), "st marys rd");
         assert_eq!(clean("..."), "");
+    }
+
+    #[test]
+    fn missing_markers_compare_trimmed_and_case_folded() {
+        let schema = crate::agency::schema::Schema::from_toml(
+            r#"
+version = 1
+record_id = "id"
+[[field]]
+name = "town"
+type = "string"
+missing = ["Unknown", "Ÿ-INCONNU", "n/a"]
+"#,
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        let f = &schema.fields[0];
+        for raw in [
+            "unknown",
+            " UNKNOWN ",
+            "N/A",
+            "",
+            "   ",
+            "ÿ-inconnu",
+            "Ÿ-Inconnu",
+        ] {
+            assert!(is_missing(f, raw), "{raw:?} is a marker");
+        }
+        for raw in ["unknow", "n/a/", "ÿ-inconnue", "Leeds"] {
+            assert!(!is_missing(f, raw), "{raw:?} is not a marker");
+        }
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub fn is_missing(field: &Field, raw: &str) -> bool {
             markers.iter().any(|m| m.eq_ignore_ascii_case(t))
                 || (!t.is_ascii() && {
                     let lower = t.to_lowercase();
-                    markers.iter().any(|m| *m == lower)
+                    markers.contains(&lower)
                 })
         }
     }

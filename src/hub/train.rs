@@ -502,7 +502,7 @@ pub fn fit_salt_weights(
     Some(SaltWeights {
         source: src,
         salted: salt.salted.clone(),
-        agree_levels: (nl - 3) as u8,
+        agree_levels: (nl - 2) as u8,
         salt_bits,
         source_shift,
     })

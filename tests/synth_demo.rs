@@ -243,3 +243,19 @@ fn dedup_counts_a_shared_salt_once_by_default() {
     assert!(p1 > p0 + 0.1, "precision {p0} -> {p1}");
     assert!(f1 > f0 + 0.05, "F1 {f0} -> {f1}");
 }
+
+/// Small jobs have too few same-salt strangers to fit the correction; the
+/// report then does not advise settings that are already the defaults, but
+/// still warns when the job's settings turned the correction off.
+#[test]
+fn salt_advice_only_when_settings_turned_the_correction_off() {
+    use bloomlink::hub::config::SaltCorrection;
+    let d = tempfile::tempdir().unwrap();
+    let (ex, truth, _) = common::synthetic_with_overlap(d.path(), 600, 2, 13, 0.5, b"small");
+    let (_, _, _, salt, advice) =
+        salt_run(d.path(), &ex, &truth, SaltCorrection::Auto, true, false);
+    assert!(salt.is_null(), "too small to fit: {salt}");
+    assert!(!advice);
+    let (_, _, _, _, advice) = salt_run(d.path(), &ex, &truth, SaltCorrection::Off, true, false);
+    assert!(advice);
+}

@@ -533,15 +533,21 @@ fn summarise(
 const SALT_ADVICE_LINKED_SHARE: f64 = 0.8;
 
 /// Advice to count a shared salt once (docs/decisions.md §16), when names
-/// are salted by year of birth, the run links one to one without the
-/// correction, and some agency has most of its records left without a
-/// partner: there the model overstates match probabilities.
+/// are salted by year of birth, the job's settings left the correction off
+/// in one-to-one linkage, and some agency has most of its records left
+/// without a partner: there the model overstates match probabilities.
 fn salt_advice(rec: &Reconciliation, run: &LinkRun) -> Option<String> {
     let salted = run.ds.salt.as_ref().is_some_and(|s| s.year_of_date);
+    // Only when the job's settings turned it off (with the defaults, small
+    // data can leave it unfitted; changing settings would not help there).
+    let scoring = &run.config.scoring;
+    let defaults =
+        scoring.record_prior && scoring.salt_correction != crate::hub::config::SaltCorrection::Off;
     if !salted
         || run.dedup
         || run.mode != crate::hub::config::ScoringMode::Probabilistic
         || run.model.salt.is_some()
+        || defaults
     {
         return None;
     }

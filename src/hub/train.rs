@@ -428,7 +428,10 @@ const SALT_SAMPLE_MIN: usize = 200;
 /// ([`SaltWeights`]), when the schema salts by the year of a date field.
 ///
 /// `P(equal salts | random pair)` is `P(same date) × 365.25` (birthdays
-/// spread evenly over the year; the same date implies the same year). The
+/// spread evenly over the year; the same date implies the same year), with
+/// `P(same date)` the u of an exact date (random pairs across agencies:
+/// at small scale they include matches, which raises it; see
+/// docs/decisions.md §16 for the within-agency estimate tried). The
 /// source's levels among non-matches with equal salts are counted over
 /// pairs with identical filters in one salted field whose other salted
 /// fields disagree outright (same surname and birth year, different first

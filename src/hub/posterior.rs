@@ -18,6 +18,8 @@
 //! where few do, it stays near the pairwise figure. Hub side: weights and
 //! indices only.
 
+use rayon::prelude::*;
+
 use super::block::unpack;
 
 /// Sums are kept per record and other agency up to this many agencies.
@@ -73,22 +75,26 @@ pub fn record_level(
         .collect();
     // Posterior odds from one record's view: x / ((1 − π) + the others' x),
     // taken in bits so that strong pairs keep their order.
-    let mut w_out = Vec::with_capacity(pairs.len());
-    let mut p_out = Vec::with_capacity(pairs.len());
-    for (i, &p) in pairs.iter().enumerate() {
-        let (a, b) = unpack(p);
-        let (ga, gb) = (agency_of[a] as usize, agency_of[b] as usize);
-        let w = weight[i] as f64;
-        let x = w.exp2();
-        // The pair's own x is in the sums when it entered them.
-        let own = if probability[i] < min_p { 0.0 } else { x };
-        let others = |s: f64| (s - own).max(0.0);
-        let view_a = w - (none[ga * na + gb] + others(sums[slot(a, gb)])).log2();
-        let view_b = w - (none[gb * na + ga] + others(sums[slot(b, ga)])).log2();
-        let w2 = view_a.max(view_b) as f32;
-        w_out.push(w2);
-        p_out.push(super::score::probability(w2));
-    }
+    let w_out: Vec<f32> = pairs
+        .par_iter()
+        .zip(weight.par_iter().zip(probability.par_iter()))
+        .map(|(&p, (&w, &prob))| {
+            let (a, b) = unpack(p);
+            let (ga, gb) = (agency_of[a] as usize, agency_of[b] as usize);
+            let w = w as f64;
+            let x = w.exp2();
+            // The pair's own x is in the sums when it entered them.
+            let own = if prob < min_p { 0.0 } else { x };
+            let others = |s: f64| (s - own).max(0.0);
+            let view_a = w - (none[ga * na + gb] + others(sums[slot(a, gb)])).log2();
+            let view_b = w - (none[gb * na + ga] + others(sums[slot(b, ga)])).log2();
+            view_a.max(view_b) as f32
+        })
+        .collect();
+    let p_out = w_out
+        .par_iter()
+        .map(|&w| super::score::probability(w))
+        .collect();
     Some((w_out, p_out))
 }
 

@@ -281,27 +281,12 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
     // Field levels are not needed past scoring; free them before resolving.
     let mut comps = comps;
     comps.levels = Vec::new();
-    let (weight, probability, pair_probability) = match (mode, dedup, cfg.scoring.record_prior) {
-        (ScoringMode::Probabilistic, false, true) => match super::posterior::record_level(
-            &ds.agency_of,
-            &ds.agencies.iter().map(|a| a.len).collect::<Vec<_>>(),
-            &cands.pairs,
-            &weight,
-            &probability,
-            model.lambda,
-            cfg.output.pairs_min_probability as f32,
-        ) {
-            Some((w, p)) => (w, p, Some(probability)),
-            None => {
-                tracing::warn!(
-                    "record-level probabilities need 2 to {} agencies and no within-agency pairs; pairwise probabilities kept",
-                    super::posterior::MAX_AGENCIES
-                );
-                (weight, probability, None)
-            }
-        },
-        _ => (weight, probability, None),
-    };
+    let (weight, probability, pair_probability) =
+        if mode == ScoringMode::Probabilistic && !dedup && cfg.scoring.record_prior {
+            super::posterior::apply(&ds, &cands.pairs, weight, probability, &model, cfg)
+        } else {
+            (weight, probability, None)
+        };
     clock.lap("score");
     let scores: &[f32] = match mode {
         ScoringMode::Probabilistic => &probability,

@@ -21,6 +21,9 @@
 use rayon::prelude::*;
 
 use super::block::unpack;
+use super::config::JobConfig;
+use super::load::Dataset;
+use super::score::Model;
 
 /// Sums are kept per record and other agency up to this many agencies.
 pub const MAX_AGENCIES: usize = 16;
@@ -30,6 +33,38 @@ pub const MAX_AGENCIES: usize = 16;
 /// matches may exceed a small agency's size (duplicates). Caps what having
 /// no competitor adds at log2(100) ≈ 6.6 bits.
 pub const NONE_MIN: f64 = 0.01;
+
+/// The run's weights and probabilities made record-level, with the pairwise
+/// probabilities kept (they decide which pairs are written); unchanged,
+/// with a warning, where [`record_level`] does not apply.
+pub fn apply(
+    ds: &Dataset,
+    pairs: &[u64],
+    weight: Vec<f32>,
+    probability: Vec<f32>,
+    model: &Model,
+    cfg: &JobConfig,
+) -> (Vec<f32>, Vec<f32>, Option<Vec<f32>>) {
+    let lens: Vec<usize> = ds.agencies.iter().map(|a| a.len).collect();
+    let min_p = cfg.output.pairs_min_probability as f32;
+    match record_level(
+        &ds.agency_of,
+        &lens,
+        pairs,
+        &weight,
+        &probability,
+        model.lambda,
+        min_p,
+    ) {
+        Some((w, p)) => (w, p, Some(probability)),
+        None => {
+            tracing::warn!(
+                "record-level probabilities need 2 to {MAX_AGENCIES} agencies and no within-agency pairs; pairwise probabilities kept"
+            );
+            (weight, probability, None)
+        }
+    }
+}
 
 /// Record-level probabilities and weights for `pairs`, from their pairwise
 /// `weight` (bits, prior included) and `probability`, under prior `lambda`.

@@ -64,9 +64,10 @@ fn dice_across(x: &Filters, y: &Filters, a: usize, b: usize, kernel: Kernel) -> 
 /// each other's place then count as agreeing.
 ///
 /// Salted fields are null (no evidence) when the two records' salts surely
-/// differ ([`Salt::differs`](super::load::Salt::differs)): their filters are then unrelated whether or
-/// not the values agree, and counting them as disagreeing would punish a
-/// match for a missing date of birth three times over.
+/// differ ([`Salt::differs`](super::load::Salt::differs)): their filters
+/// are then unrelated whether or not the values agree, and counting them as
+/// disagreeing would punish a match for a missing date of birth three times
+/// over.
 #[inline]
 pub fn pair_levels(ds: &Dataset, a: usize, b: usize, cuts: &[f32], kernel: Kernel, out: &mut [u8]) {
     raw_pair_levels(ds, a, b, cuts, kernel, out);
@@ -446,7 +447,8 @@ mod tests {
         assert_eq!(s.correction(&[2, 4, 0, 0]), -5.0);
         // Only the date agrees: counted once already.
         assert_eq!(s.correction(&[6, 6, 1, 1]), 0.0);
-        // Nothing implies equal salts (level 5 may be chance).
+        // Nothing implies equal salts (level 5 is beyond `agree_levels`
+        // here; the fitted correction counts every level but the last).
         assert_eq!(s.correction(&[5, 6, 4, 1]), 0.0);
         assert_eq!(s.correction(&[0, 0, 5, 1]), 0.0);
     }

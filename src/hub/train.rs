@@ -264,7 +264,7 @@ pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedu
     // "matches" among 7.5 k true ones in a 20k-person test). Such sessions
     // leave the salted fields alone.
     let salt_source = ds.salt.as_ref().map(|s| s.source);
-    let salted: Vec<usize> = ds.salt.as_ref().map_or(Vec::new(), |s| s.salted.clone());
+    let salted: &[usize] = ds.salt.as_ref().map_or(&[], |s| &s.salted);
     if plans.iter().filter(|p| p.1.len() >= 50).count() < 2 {
         let mut order: Vec<usize> = (0..nf).filter(|&f| u_random[f][1] < 0.02).collect();
         order.sort_by(|&a, &b| u_random[a][1].total_cmp(&u_random[b][1]));
@@ -332,7 +332,7 @@ pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedu
     } in prepared
     {
         if salt_blocked(blocked) {
-            for &f in &salted {
+            for &f in salted {
                 if covered[f] {
                     ignore[f] = true;
                 }

@@ -156,6 +156,11 @@ pub struct Resolve {
     pub attach_duplicates: bool,
     /// Match probability an attaching link needs.
     pub attach_min_probability: f64,
+    /// A refused link above the threshold but below
+    /// `attach_min_probability` also attaches when its single record and
+    /// the cluster's record of the same agency score at least
+    /// `attach_min_probability` as one person (docs/decisions.md §18).
+    pub confirm_duplicates: bool,
 }
 
 impl Default for Resolve {
@@ -164,6 +169,7 @@ impl Default for Resolve {
             dedup: false,
             attach_duplicates: true,
             attach_min_probability: 0.999,
+            confirm_duplicates: true,
         }
     }
 }

@@ -91,6 +91,9 @@ pub struct LinkRun {
     /// Per candidate pair: both records ended in the same entity.
     pub linked: Vec<bool>,
     pub resolution: Resolution,
+    /// Per field and record, the frequency of the record's value, when
+    /// duplicates were confirmed with term-frequency adjustment.
+    pub value_freq: Option<Vec<Vec<f32>>>,
     pub entity: Vec<String>,
     /// Changes since `--previous`, when given.
     pub changes: Option<super::refresh::Changes>,
@@ -108,24 +111,39 @@ impl LinkRun {
 }
 
 /// Resolve `pairs` at `threshold` under the job's rules (duplicates attach
-/// in probabilistic mode only), and whether each pair ended in one entity.
+/// in probabilistic mode only, confirmed by comparing the two records of
+/// one agency under `model`, with value frequencies `tf` when the job
+/// adjusts for them), and whether each pair ended in one entity.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn resolve_job(
-    agency_of: &[u16],
+    ds: &Dataset,
     cfg: &JobConfig,
+    model: &Model,
+    tf: Option<&[Vec<f32>]>,
     mode: ScoringMode,
     dedup: bool,
     pairs: &[u64],
     scores: &[f32],
     threshold: f64,
 ) -> (Resolution, Vec<bool>) {
+    let cuts = cuts32(&cfg.scoring.levels);
+    let confirm = |within: &[u64]| -> Vec<f32> {
+        let comps = super::score::compare(ds, within, &cuts);
+        super::score::score(model, &comps, within, tf).1
+    };
+    let attach = (cfg.resolve.attach_duplicates && mode == ScoringMode::Probabilistic).then_some(
+        super::resolve::Attach {
+            min: cfg.resolve.attach_min_probability as f32,
+            confirm: cfg.resolve.confirm_duplicates.then_some(&confirm as _),
+        },
+    );
     let resolution = resolve(
-        agency_of,
+        &ds.agency_of,
         pairs,
         scores,
         threshold as f32,
         dedup,
-        (cfg.resolve.attach_duplicates && mode == ScoringMode::Probabilistic)
-            .then_some(cfg.resolve.attach_min_probability as f32),
+        attach,
     );
     let linked = pairs
         .iter()
@@ -292,15 +310,73 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         ScoringMode::Probabilistic => &probability,
         ScoringMode::Dice => &comps.dice,
     };
-    let (resolution, linked) = resolve_job(
-        &ds.agency_of,
+    // Value frequencies for confirming duplicates (kept for the report's
+    // re-resolutions at other thresholds).
+    let value_freq = (mode == ScoringMode::Probabilistic
+        && !dedup
+        && cfg.resolve.attach_duplicates
+        && cfg.resolve.confirm_duplicates
+        && cfg.scoring.tf_adjustment)
+        .then(|| value_frequencies(&ds));
+    let (mut resolution, mut linked) = resolve_job(
+        &ds,
         cfg,
+        &model,
+        value_freq.as_deref(),
         mode,
         dedup,
         &cands.pairs,
         scores,
         threshold,
     );
+    // Records left single: their pairs again, with the taken records out
+    // of the sums (docs/decisions.md §19).
+    let (mut weight, mut probability) = (weight, probability);
+    if let Some(pairwise) = &pair_probability {
+        let lens: Vec<usize> = ds.agencies.iter().map(|a| a.len).collect();
+        let again = super::posterior::among_singles(
+            &ds.agency_of,
+            &lens,
+            &cands.pairs,
+            pairwise,
+            &linked,
+            &resolution.cluster_size,
+            model.lambda,
+            cfg.output.pairs_min_probability as f32,
+        )
+        .unwrap_or_default();
+        let mut raised = 0usize;
+        for (i, w, p) in again {
+            if p > probability[i] {
+                raised += usize::from(p as f64 >= threshold);
+                weight[i] = w;
+                probability[i] = p;
+            }
+        }
+        if raised > 0 {
+            tracing::info!(
+                "{raised} pairs of records left single reach the threshold once the records taken elsewhere leave their sums"
+            );
+            (resolution, linked) = resolve_job(
+                &ds,
+                cfg,
+                &model,
+                value_freq.as_deref(),
+                mode,
+                dedup,
+                &cands.pairs,
+                &probability,
+                threshold,
+            );
+        }
+    }
+    if resolution.attached > 0 {
+        tracing::info!(
+            "attached {} records to a cluster holding another record of their agency ({} confirmed by comparing the two)",
+            resolution.attached,
+            resolution.confirmed
+        );
+    }
     clock.lap("resolve");
     let key = JobKey::load(cfg.output.job_key_file.as_deref(), &opts.out)?;
     let mut entity = name_entities(&ds, &resolution, &key);
@@ -334,6 +410,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         pair_probability,
         linked,
         resolution,
+        value_freq,
         entity,
         changes,
         timings: clock.1,

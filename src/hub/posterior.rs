@@ -82,6 +82,29 @@ pub fn record_level(
     min_p: f32,
 ) -> Option<(Vec<f32>, Vec<f32>)> {
     let na = agency_len.len();
+    // 1 − π per (agency, other agency): the chance a record of the first
+    // has no partner among the compared records of the second.
+    let none: Vec<f64> = (0..na * na)
+        .map(|k| {
+            let other = agency_len[k % na] as f64;
+            (1.0 - lambda * other).clamp(NONE_MIN, 1.0)
+        })
+        .collect();
+    with_none(agency_of, na, pairs, weight, probability, &none, min_p)
+}
+
+/// [`record_level`] with `none[a·n + b]`, the chance that a record of
+/// agency `a` has no partner among the compared records of agency `b`,
+/// given (`n` agencies).
+pub fn with_none(
+    agency_of: &[u16],
+    na: usize,
+    pairs: &[u64],
+    weight: &[f32],
+    probability: &[f32],
+    none: &[f64],
+    min_p: f32,
+) -> Option<(Vec<f32>, Vec<f32>)> {
     if !(2..=MAX_AGENCIES).contains(&na) {
         return None;
     }
@@ -100,14 +123,6 @@ pub fn record_level(
         sums[slot(a, gb)] += x;
         sums[slot(b, ga)] += x;
     }
-    // 1 − π per (agency, other agency): the chance a record of the first
-    // has no partner among the compared records of the second.
-    let none: Vec<f64> = (0..na * na)
-        .map(|k| {
-            let other = agency_len[k % na] as f64;
-            (1.0 - lambda * other).clamp(NONE_MIN, 1.0)
-        })
-        .collect();
     // Posterior odds from one record's view: x / ((1 − π) + the others' x),
     // taken in bits so that strong pairs keep their order.
     let w_out: Vec<f32> = pairs
@@ -131,6 +146,81 @@ pub fn record_level(
         .map(|&w| super::score::probability(w))
         .collect();
     Some((w_out, p_out))
+}
+
+/// Record-level probabilities of the pairs between records that
+/// resolution left single, recomputed now that every other record is
+/// taken (docs/decisions.md §19): a record's competitors that linked
+/// elsewhere leave its sum, and `1 − π` becomes the chance that a single
+/// record's partner is not among the other agency's single records, from
+/// the estimated matches `λ·|A|·|B|` less the links made. Returns (pair
+/// index, weight, probability) of each such pair whose pairwise
+/// probability is at least `min_p`; `None` where [`record_level`] does
+/// not apply.
+#[allow(clippy::too_many_arguments)]
+pub fn among_singles(
+    agency_of: &[u16],
+    agency_len: &[usize],
+    pairs: &[u64],
+    pairwise: &[f32],
+    linked: &[bool],
+    cluster_size: &[u32],
+    lambda: f64,
+    min_p: f32,
+) -> Option<Vec<(usize, f32, f32)>> {
+    let na = agency_len.len();
+    if !(2..=MAX_AGENCIES).contains(&na) {
+        return None;
+    }
+    let mut singles = vec![0f64; na];
+    for (r, &c) in cluster_size.iter().enumerate() {
+        if c == 1 {
+            singles[agency_of[r] as usize] += 1.0;
+        }
+    }
+    let mut links = vec![0f64; na * na];
+    let mut subset = Vec::new();
+    for (i, &p) in pairs.iter().enumerate() {
+        let (a, b) = unpack(p);
+        let (ga, gb) = (agency_of[a] as usize, agency_of[b] as usize);
+        if linked[i] {
+            links[ga * na + gb] += 1.0;
+            links[gb * na + ga] += 1.0;
+        } else if pairwise[i] >= min_p && cluster_size[a] == 1 && cluster_size[b] == 1 {
+            subset.push(i);
+        }
+    }
+    let none: Vec<f64> = (0..na * na)
+        .map(|k| {
+            let (g, h) = (k / na, k % na);
+            let left = (lambda * agency_len[g] as f64 * agency_len[h] as f64 - links[k]).max(0.0);
+            let pi = if singles[g] > 0.0 {
+                left / singles[g]
+            } else {
+                0.0
+            };
+            (1.0 - pi).clamp(NONE_MIN, 1.0)
+        })
+        .collect();
+    let sub_pairs: Vec<u64> = subset.iter().map(|&i| pairs[i]).collect();
+    let sub_p: Vec<f32> = subset.iter().map(|&i| pairwise[i]).collect();
+    // Pairwise weights back from the probabilities (the pairs are far from
+    // certain: both records stayed single).
+    let sub_w: Vec<f32> = sub_p
+        .iter()
+        .map(|&p| {
+            let p = p as f64;
+            (p.log2() - (1.0 - p).max(1e-18).log2()) as f32
+        })
+        .collect();
+    let (w, p) = with_none(agency_of, na, &sub_pairs, &sub_w, &sub_p, &none, min_p)?;
+    Some(
+        subset
+            .into_iter()
+            .zip(w.into_iter().zip(p))
+            .map(|(i, (w, p))| (i, w, p))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -181,5 +271,62 @@ mod tests {
         let q = [0.6f32];
         assert!(record_level(&[0, 0], &[2], &p, &w, &q, 0.1, 0.01).is_none());
         assert!(record_level(&[0, 0, 1], &[2, 1], &p, &w, &q, 0.1, 0.01).is_none());
+    }
+
+    #[test]
+    fn records_left_single_lose_the_competitors_taken_elsewhere() {
+        // Agency A: 0, 1; agency B: 2, 3. 0–2 is linked; 1 and 3 each also
+        // compete for a taken record at even odds x = 2.
+        let agency_of = [0u16, 0, 1, 1];
+        let pairs = [pack(0, 2), pack(1, 2), pack(0, 3), pack(1, 3)];
+        let x = 2f64;
+        let p_even = (x / (1.0 + x)) as f32;
+        let pairwise = [0.999f32, p_even, p_even, p_even];
+        let linked = [true, false, false, false];
+        let cluster_size = [2u32, 1, 2, 1];
+        // λ·|A|·|B| = 2 matches expected, 1 made: the one left is surely
+        // between the single records 1 and 3 (1 − π at its floor).
+        let r = among_singles(
+            &agency_of,
+            &[2, 2],
+            &pairs,
+            &pairwise,
+            &linked,
+            &cluster_size,
+            0.5,
+            0.01,
+        )
+        .unwrap();
+        assert_eq!(r.len(), 1, "only the pair of two single records: {r:?}");
+        assert_eq!(r[0].0, 3);
+        let want = x / (NONE_MIN + x);
+        assert!((r[0].2 as f64 - want).abs() < 1e-4, "{r:?}");
+        // λ·|A|·|B| = 1: the match expected is made, so a single record
+        // has no partner left by the estimate: the pair keeps its own odds.
+        let r = among_singles(
+            &agency_of,
+            &[2, 2],
+            &pairs,
+            &pairwise,
+            &linked,
+            &cluster_size,
+            0.25,
+            0.01,
+        )
+        .unwrap();
+        assert!((r[0].2 as f64 - x / (1.0 + x)).abs() < 1e-4, "{r:?}");
+        // Below the pairs' floor nothing is asked.
+        let r = among_singles(
+            &agency_of,
+            &[2, 2],
+            &pairs,
+            &pairwise,
+            &linked,
+            &cluster_size,
+            0.5,
+            0.9,
+        )
+        .unwrap();
+        assert!(r.is_empty());
     }
 }

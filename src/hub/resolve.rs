@@ -15,9 +15,40 @@
 //! evidence than a first link), best first, and attaches a record that is
 //! still single to the cluster it links to. An entity may then hold two
 //! records of one agency, but two clusters are never merged through a
-//! refused link (docs/decisions.md §11). Hub side: works on indices only.
+//! refused link (docs/decisions.md §11).
+//!
+//! A refused link that clears the threshold but not the attachment score
+//! may still attach when the caller *confirms* it: the single record and
+//! the cluster's record of the same agency, compared with each other, score
+//! at least the attachment score as one person (docs/decisions.md §18). A
+//! second record of a person usually resembles the first more than either
+//! resembles the person's record elsewhere. Hub side: works on indices
+//! only; the confirming comparison is the caller's.
 
-use super::block::unpack;
+use std::collections::HashMap;
+
+use super::block::{pack, unpack};
+
+/// Scores pairs of records of one agency ([`pack`]ed) as one person:
+/// a probability per pair.
+pub type Confirm<'a> = dyn Fn(&[u64]) -> Vec<f32> + Sync + 'a;
+
+/// How the second pass attaches duplicates.
+#[derive(Clone, Copy)]
+pub struct Attach<'a> {
+    /// A refused link scoring at least this attaches on its own.
+    pub min: f32,
+    /// Optional confirmation: given pairs of records of one agency
+    /// ([`pack`]ed), the probability that each pair is one person.
+    pub confirm: Option<&'a Confirm<'a>>,
+}
+
+impl Attach<'_> {
+    /// Attachment by the link's own score only.
+    pub fn alone(min: f32) -> Attach<'static> {
+        Attach { min, confirm: None }
+    }
+}
 
 /// Disjoint sets with an agency bitmask per set.
 struct Sets {
@@ -67,18 +98,21 @@ pub struct Resolution {
     /// cluster already holding a record of its agency (a within-agency
     /// duplicate).
     pub attached: u64,
+    /// Of those, the ones attached through confirmation (the link alone
+    /// scored below the attachment score).
+    pub confirmed: u64,
 }
 
 /// Resolve `pairs` whose `score` ≥ `threshold`. `agency_of` must hold at
 /// most 64 agencies. `attach`: attach single records through refused links
-/// scoring at least this (see the module docs); no effect with `dedup`.
+/// (see the module docs); no effect with `dedup`.
 pub fn resolve(
     agency_of: &[u16],
     pairs: &[u64],
     score: &[f32],
     threshold: f32,
     dedup: bool,
-    attach: Option<f32>,
+    attach: Option<Attach>,
 ) -> Resolution {
     let n = agency_of.len();
     let mut sets = Sets {
@@ -107,9 +141,16 @@ pub fn resolve(
     }
     // Second pass: a record left single by the first pass joins the cluster
     // of its best refused link.
-    let mut attached = 0;
-    if let Some(min) = attach.filter(|_| !dedup) {
-        for &i in refused.iter().filter(|&&i| score[i] >= min) {
+    let (mut attached, mut confirmed) = (0, 0);
+    if let Some(att) = attach.filter(|_| !dedup) {
+        let confirm = att
+            .confirm
+            .map(|f| confirmations(&mut sets, agency_of, pairs, score, &refused, att.min, f));
+        for (j, &i) in refused.iter().enumerate() {
+            let alone = score[i] >= att.min;
+            if !alone && !confirm.as_ref().is_some_and(|c| c[j] >= att.min) {
+                continue;
+            }
             let (a, b) = unpack(pairs[i]);
             let (ra, rb) = (sets.find(a as u32), sets.find(b as u32));
             if ra == rb || (sets.size[ra as usize] > 1 && sets.size[rb as usize] > 1) {
@@ -118,6 +159,7 @@ pub fn resolve(
             sets.union(ra, rb);
             merges += 1;
             attached += 1;
+            confirmed += u64::from(!alone);
         }
     }
     let root: Vec<u32> = (0..n as u32).map(|x| sets.find(x)).collect();
@@ -128,20 +170,81 @@ pub fn resolve(
         merges,
         refused: refused.len() as u64,
         attached,
+        confirmed,
     }
+}
+
+/// Per refused link (after the first pass): the confirming probability
+/// when the link alone falls short of `min`, one record is single and the
+/// other's cluster holds a record of the single one's agency; else 0.
+fn confirmations(
+    sets: &mut Sets,
+    agency_of: &[u16],
+    pairs: &[u64],
+    score: &[f32],
+    refused: &[usize],
+    min: f32,
+    confirm: &Confirm<'_>,
+) -> Vec<f32> {
+    // The single record of each such link and the root of the other's cluster.
+    let mut ask: Vec<(usize, u32, u32)> = Vec::new();
+    for (j, &i) in refused.iter().enumerate() {
+        if score[i] >= min {
+            continue;
+        }
+        let (a, b) = unpack(pairs[i]);
+        let (ra, rb) = (sets.find(a as u32), sets.find(b as u32));
+        match (sets.size[ra as usize] == 1, sets.size[rb as usize] == 1) {
+            (true, false) => ask.push((j, a as u32, rb)),
+            (false, true) => ask.push((j, b as u32, ra)),
+            _ => {}
+        }
+    }
+    let mut out = vec![0f32; refused.len()];
+    if ask.is_empty() {
+        return out;
+    }
+    // The record of each wanted (cluster, agency).
+    let mut member: HashMap<(u32, u16), u32> = ask
+        .iter()
+        .map(|&(_, s, root)| ((root, agency_of[s as usize]), u32::MAX))
+        .collect();
+    for r in 0..agency_of.len() as u32 {
+        let root = sets.find(r);
+        if let Some(m) = member.get_mut(&(root, agency_of[r as usize])) {
+            *m = (*m).min(r);
+        }
+    }
+    let (slots, within): (Vec<usize>, Vec<u64>) = ask
+        .iter()
+        .filter_map(|&(j, s, root)| {
+            let d = member[&(root, agency_of[s as usize])];
+            (d != u32::MAX).then(|| (j, pack(s, d)))
+        })
+        .unzip();
+    for (j, p) in slots.into_iter().zip(confirm(&within)) {
+        out[j] = p;
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::block::pack;
 
     #[test]
     fn one_to_one_takes_the_best_link() {
         // Records 0,1 in agency 0; 2,3 in agency 1. 0-2 is best; 1-2 must be refused.
         let agency = [0u16, 0, 1, 1];
         let pairs = [pack(0, 2), pack(1, 2), pack(1, 3)];
-        let r = resolve(&agency, &pairs, &[0.9, 0.8, 0.7], 0.5, false, Some(0.5));
+        let r = resolve(
+            &agency,
+            &pairs,
+            &[0.9, 0.8, 0.7],
+            0.5,
+            false,
+            Some(Attach::alone(0.5)),
+        );
         assert_eq!(r.root[0], r.root[2]);
         assert_eq!(r.root[1], r.root[3]);
         assert_ne!(r.root[0], r.root[1]);
@@ -161,7 +264,14 @@ mod tests {
 
     #[test]
     fn below_threshold_stays_single() {
-        let r = resolve(&[0, 1], &[pack(0, 1)], &[0.4], 0.5, false, Some(0.5));
+        let r = resolve(
+            &[0, 1],
+            &[pack(0, 1)],
+            &[0.4],
+            0.5,
+            false,
+            Some(Attach::alone(0.5)),
+        );
         assert_eq!(r.cluster_size, vec![1, 1]);
     }
 
@@ -178,7 +288,14 @@ mod tests {
             "one-to-one leaves the duplicate single"
         );
         assert_eq!((one.refused, one.attached), (2, 0));
-        let r = resolve(&agency, &pairs, &score, 0.5, false, Some(0.5));
+        let r = resolve(
+            &agency,
+            &pairs,
+            &score,
+            0.5,
+            false,
+            Some(Attach::alone(0.5)),
+        );
         assert_eq!(r.root[1], r.root[2], "the duplicate joins its person");
         assert_eq!(r.cluster_size[0], 3);
         // 1-3 was refused too, but 1 is no longer single: nothing chains.
@@ -186,7 +303,14 @@ mod tests {
         assert_eq!(r.cluster_size[3], 2);
         assert_eq!((r.refused, r.attached), (2, 1));
         // Attachment asks for its own, higher score.
-        let strict = resolve(&agency, &pairs, &score, 0.5, false, Some(0.985));
+        let strict = resolve(
+            &agency,
+            &pairs,
+            &score,
+            0.5,
+            false,
+            Some(Attach::alone(0.985)),
+        );
         assert_eq!(strict.cluster_size[1], 1);
         assert_eq!(strict.attached, 0);
     }
@@ -196,7 +320,14 @@ mod tests {
         // 0-2 and 1-3 are pairs; 1-2 (refused) joins two clusters of two.
         let agency = [0u16, 0, 1, 1];
         let pairs = [pack(0, 2), pack(1, 3), pack(1, 2)];
-        let r = resolve(&agency, &pairs, &[0.9, 0.9, 0.8], 0.5, false, Some(0.5));
+        let r = resolve(
+            &agency,
+            &pairs,
+            &[0.9, 0.9, 0.8],
+            0.5,
+            false,
+            Some(Attach::alone(0.5)),
+        );
         assert_ne!(r.root[0], r.root[1]);
         assert_eq!(r.attached, 0);
     }
@@ -207,9 +338,60 @@ mod tests {
         // 2 scores higher: attachment only takes records left single.
         let agency = [0u16, 0, 1, 1];
         let pairs = [pack(0, 2), pack(1, 2), pack(1, 3)];
-        let r = resolve(&agency, &pairs, &[0.9, 0.8, 0.7], 0.5, false, Some(0.5));
+        let r = resolve(
+            &agency,
+            &pairs,
+            &[0.9, 0.8, 0.7],
+            0.5,
+            false,
+            Some(Attach::alone(0.5)),
+        );
         assert_eq!(r.root[1], r.root[3]);
         assert_eq!(r.cluster_size[0], 2);
         assert_eq!(r.attached, 0);
+    }
+
+    #[test]
+    fn a_confirmed_duplicate_attaches_below_the_attachment_score() {
+        // Agency 0 holds one person twice (0, 1); agency 1 once (2). 1-2 is
+        // refused and short of the attachment score; 3 (agency 0, single)
+        // has a refused link to 2 as strong as 1's.
+        let agency = [0u16, 0, 1, 0];
+        let pairs = [pack(0, 2), pack(1, 2), pack(2, 3)];
+        let score = [0.99, 0.8, 0.8];
+        let asked = std::sync::Mutex::new(Vec::new());
+        // Records 0 and 1 are one person; 0 and 3 are not.
+        let confirm = |within: &[u64]| -> Vec<f32> {
+            asked.lock().unwrap().extend_from_slice(within);
+            within
+                .iter()
+                .map(|&p| if p == pack(0, 1) { 0.9999 } else { 0.2 })
+                .collect()
+        };
+        let att = Attach {
+            min: 0.999,
+            confirm: Some(&confirm),
+        };
+        let r = resolve(&agency, &pairs, &score, 0.5, false, Some(att));
+        assert_eq!(r.root[1], r.root[0], "the confirmed duplicate attaches");
+        assert_eq!(r.cluster_size[3], 1, "the unconfirmed record stays single");
+        assert_eq!((r.refused, r.attached, r.confirmed), (2, 1, 1));
+        let mut asked = asked.into_inner().unwrap();
+        asked.sort_unstable();
+        assert_eq!(
+            asked,
+            vec![pack(0, 1), pack(0, 3)],
+            "each single record is compared with the cluster's record of its own agency"
+        );
+        // Without confirmation neither attaches.
+        let alone = resolve(
+            &agency,
+            &pairs,
+            &score,
+            0.5,
+            false,
+            Some(Attach::alone(0.999)),
+        );
+        assert_eq!((alone.attached, alone.confirmed), (0, 0));
     }
 }

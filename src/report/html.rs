@@ -327,8 +327,8 @@ pub fn render(r: &Report) -> String {
     );
     let _ = write!(
         s,
-        "<p>Implausibly large entities: {} (largest entity: {} records). Records attached to an entity already holding a record of their agency (likely duplicates in that agency): {}.</p></section>",
-        q.large_clusters, q.largest_cluster, q.attached_duplicates
+        "<p>Implausibly large entities: {} (largest entity: {} records). Records attached to an entity already holding a record of their agency (likely duplicates in that agency): {}, of which {} were confirmed by comparing the record with the entity's other record of its agency.</p></section>",
+        q.large_clusters, q.largest_cluster, q.attached_duplicates, q.confirmed_duplicates
     );
     // 7. Privacy.
     s.push_str("<section aria-labelledby=\"h-privacy\"><h2 id=\"h-privacy\">Privacy audit of the encodings</h2>");

@@ -264,6 +264,11 @@ pub struct InputQuality {
     /// agency (likely duplicates within that agency; docs/decisions.md §11).
     #[serde(default)]
     pub attached_duplicates: u64,
+    /// Of those, the ones whose link alone fell short of the attachment
+    /// probability and that were confirmed by comparing the record with the
+    /// entity's record of the same agency.
+    #[serde(default)]
+    pub confirmed_duplicates: u64,
 }
 
 /// Privacy figures for one filter column.

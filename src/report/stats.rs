@@ -244,8 +244,10 @@ pub(super) fn scores_and_estimates(run: &LinkRun) -> (Scores, Estimates) {
                 now
             } else {
                 let (res, linked) = crate::hub::link::resolve_job(
-                    &run.ds.agency_of,
+                    &run.ds,
                     &run.config,
+                    &run.model,
+                    run.value_freq.as_deref(),
                     run.mode,
                     run.dedup,
                     &run.candidates.pairs,
@@ -464,6 +466,7 @@ pub(super) fn input_quality(run: &LinkRun) -> InputQuality {
     }
     InputQuality {
         attached_duplicates: run.resolution.attached,
+        confirmed_duplicates: run.resolution.confirmed,
         fields,
         duplicate_ids: ds
             .agencies

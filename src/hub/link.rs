@@ -318,17 +318,20 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         && cfg.resolve.confirm_duplicates
         && cfg.scoring.tf_adjustment)
         .then(|| value_frequencies(&ds));
-    let (mut resolution, mut linked) = resolve_job(
-        &ds,
-        cfg,
-        &model,
-        value_freq.as_deref(),
-        mode,
-        dedup,
-        &cands.pairs,
-        scores,
-        threshold,
-    );
+    let resolve_at = |scores: &[f32]| {
+        resolve_job(
+            &ds,
+            cfg,
+            &model,
+            value_freq.as_deref(),
+            mode,
+            dedup,
+            &cands.pairs,
+            scores,
+            threshold,
+        )
+    };
+    let (mut resolution, mut linked) = resolve_at(scores);
     // Records left single: their pairs again, with the taken records out
     // of the sums (docs/decisions.md §19).
     let (mut weight, mut probability) = (weight, probability);
@@ -357,17 +360,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
             tracing::info!(
                 "{raised} pairs of records left single reach the threshold once the records taken elsewhere leave their sums"
             );
-            (resolution, linked) = resolve_job(
-                &ds,
-                cfg,
-                &model,
-                value_freq.as_deref(),
-                mode,
-                dedup,
-                &cands.pairs,
-                &probability,
-                threshold,
-            );
+            (resolution, linked) = resolve_at(&probability);
         }
     }
     if resolution.attached > 0 {

@@ -284,49 +284,32 @@ mod tests {
         let pairwise = [0.999f32, p_even, p_even, p_even];
         let linked = [true, false, false, false];
         let cluster_size = [2u32, 1, 2, 1];
+        let singles = |lambda: f64, min_p: f32| {
+            among_singles(
+                &agency_of,
+                &[2, 2],
+                &pairs,
+                &pairwise,
+                &linked,
+                &cluster_size,
+                lambda,
+                min_p,
+            )
+            .unwrap()
+        };
         // λ·|A|·|B| = 2 matches expected, 1 made: the one left is surely
         // between the single records 1 and 3 (1 − π at its floor).
-        let r = among_singles(
-            &agency_of,
-            &[2, 2],
-            &pairs,
-            &pairwise,
-            &linked,
-            &cluster_size,
-            0.5,
-            0.01,
-        )
-        .unwrap();
+        let r = singles(0.5, 0.01);
         assert_eq!(r.len(), 1, "only the pair of two single records: {r:?}");
         assert_eq!(r[0].0, 3);
         let want = x / (NONE_MIN + x);
         assert!((r[0].2 as f64 - want).abs() < 1e-4, "{r:?}");
         // λ·|A|·|B| = 1: the match expected is made, so a single record
         // has no partner left by the estimate: the pair keeps its own odds.
-        let r = among_singles(
-            &agency_of,
-            &[2, 2],
-            &pairs,
-            &pairwise,
-            &linked,
-            &cluster_size,
-            0.25,
-            0.01,
-        )
-        .unwrap();
+        let r = singles(0.25, 0.01);
         assert!((r[0].2 as f64 - x / (1.0 + x)).abs() < 1e-4, "{r:?}");
         // Below the pairs' floor nothing is asked.
-        let r = among_singles(
-            &agency_of,
-            &[2, 2],
-            &pairs,
-            &pairwise,
-            &linked,
-            &cluster_size,
-            0.5,
-            0.9,
-        )
-        .unwrap();
+        let r = singles(0.5, 0.9);
         assert!(r.is_empty());
     }
 }

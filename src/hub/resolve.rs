@@ -232,19 +232,17 @@ fn confirmations(
 mod tests {
     use super::*;
 
+    /// Resolution at threshold 0.5, one-to-one, attaching at `min`.
+    fn one_to_one(agency: &[u16], pairs: &[u64], score: &[f32], min: f32) -> Resolution {
+        resolve(agency, pairs, score, 0.5, false, Some(Attach::alone(min)))
+    }
+
     #[test]
     fn one_to_one_takes_the_best_link() {
         // Records 0,1 in agency 0; 2,3 in agency 1. 0-2 is best; 1-2 must be refused.
         let agency = [0u16, 0, 1, 1];
         let pairs = [pack(0, 2), pack(1, 2), pack(1, 3)];
-        let r = resolve(
-            &agency,
-            &pairs,
-            &[0.9, 0.8, 0.7],
-            0.5,
-            false,
-            Some(Attach::alone(0.5)),
-        );
+        let r = one_to_one(&agency, &pairs, &[0.9, 0.8, 0.7], 0.5);
         assert_eq!(r.root[0], r.root[2]);
         assert_eq!(r.root[1], r.root[3]);
         assert_ne!(r.root[0], r.root[1]);
@@ -288,14 +286,7 @@ mod tests {
             "one-to-one leaves the duplicate single"
         );
         assert_eq!((one.refused, one.attached), (2, 0));
-        let r = resolve(
-            &agency,
-            &pairs,
-            &score,
-            0.5,
-            false,
-            Some(Attach::alone(0.5)),
-        );
+        let r = one_to_one(&agency, &pairs, &score, 0.5);
         assert_eq!(r.root[1], r.root[2], "the duplicate joins its person");
         assert_eq!(r.cluster_size[0], 3);
         // 1-3 was refused too, but 1 is no longer single: nothing chains.
@@ -303,14 +294,7 @@ mod tests {
         assert_eq!(r.cluster_size[3], 2);
         assert_eq!((r.refused, r.attached), (2, 1));
         // Attachment asks for its own, higher score.
-        let strict = resolve(
-            &agency,
-            &pairs,
-            &score,
-            0.5,
-            false,
-            Some(Attach::alone(0.985)),
-        );
+        let strict = one_to_one(&agency, &pairs, &score, 0.985);
         assert_eq!(strict.cluster_size[1], 1);
         assert_eq!(strict.attached, 0);
     }
@@ -320,14 +304,7 @@ mod tests {
         // 0-2 and 1-3 are pairs; 1-2 (refused) joins two clusters of two.
         let agency = [0u16, 0, 1, 1];
         let pairs = [pack(0, 2), pack(1, 3), pack(1, 2)];
-        let r = resolve(
-            &agency,
-            &pairs,
-            &[0.9, 0.9, 0.8],
-            0.5,
-            false,
-            Some(Attach::alone(0.5)),
-        );
+        let r = one_to_one(&agency, &pairs, &[0.9, 0.9, 0.8], 0.5);
         assert_ne!(r.root[0], r.root[1]);
         assert_eq!(r.attached, 0);
     }
@@ -338,14 +315,7 @@ mod tests {
         // 2 scores higher: attachment only takes records left single.
         let agency = [0u16, 0, 1, 1];
         let pairs = [pack(0, 2), pack(1, 2), pack(1, 3)];
-        let r = resolve(
-            &agency,
-            &pairs,
-            &[0.9, 0.8, 0.7],
-            0.5,
-            false,
-            Some(Attach::alone(0.5)),
-        );
+        let r = one_to_one(&agency, &pairs, &[0.9, 0.8, 0.7], 0.5);
         assert_eq!(r.root[1], r.root[3]);
         assert_eq!(r.cluster_size[0], 2);
         assert_eq!(r.attached, 0);
@@ -384,14 +354,7 @@ mod tests {
             "each single record is compared with the cluster's record of its own agency"
         );
         // Without confirmation neither attaches.
-        let alone = resolve(
-            &agency,
-            &pairs,
-            &score,
-            0.5,
-            false,
-            Some(Attach::alone(0.999)),
-        );
+        let alone = one_to_one(&agency, &pairs, &score, 0.999);
         assert_eq!((alone.attached, alone.confirmed), (0, 0));
     }
 }

@@ -259,6 +259,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         probability,
         work: increment,
         tally,
+        tf,
     } = match refresh {
         None if opts.merge.is_some() => {
             let dir = opts.merge.as_deref().expect("merge");
@@ -311,13 +312,14 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         ScoringMode::Dice => &comps.dice,
     };
     // Value frequencies for confirming duplicates (kept for the report's
-    // re-resolutions at other thresholds).
+    // re-resolutions at other thresholds): those comparison used, when it
+    // ran in this process.
     let value_freq = (mode == ScoringMode::Probabilistic
         && !dedup
         && cfg.resolve.attach_duplicates
         && cfg.resolve.confirm_duplicates
         && cfg.scoring.tf_adjustment)
-        .then(|| value_frequencies(&ds));
+        .then(|| tf.unwrap_or_else(|| value_frequencies(&ds)));
     let resolve_at = |scores: &[f32]| {
         resolve_job(
             &ds,
@@ -417,6 +419,8 @@ pub(crate) struct Streamed {
     weight: Vec<f32>,
     probability: Vec<f32>,
     tally: Tally,
+    /// Value frequencies, when comparison adjusted for them.
+    tf: Option<Vec<Vec<f32>>>,
 }
 
 /// The scored pairs a run resolves, however they were compared (in one
@@ -430,6 +434,9 @@ struct Scored {
     /// What a refresh compared, when it was incremental.
     work: Option<super::refresh::Work>,
     tally: Tally,
+    /// Value frequencies, when comparison adjusted for them here (not in
+    /// scale-out units).
+    tf: Option<Vec<Vec<f32>>>,
 }
 
 impl Streamed {
@@ -457,6 +464,7 @@ impl Streamed {
             probability: self.probability,
             work: None,
             tally: self.tally,
+            tf: self.tf,
         }
     }
 }
@@ -677,6 +685,7 @@ pub(crate) fn conclude(
         weight,
         probability,
         tally,
+        tf: None,
     }
 }
 
@@ -725,7 +734,9 @@ fn streamed(
         kept.pairs.len()
     );
     clock.lap("compare");
-    Ok(conclude(ds, cfg, cuts, prep, kept, tally, eligible))
+    let mut s = conclude(ds, cfg, cuts, prep, kept, tally, eligible);
+    s.tf = tf;
+    Ok(s)
 }
 
 /// Group the blocking passes; with `--model DIR`, with that run's LSH bands,
@@ -886,6 +897,7 @@ fn incremental(
         probability,
         work: Some(work),
         tally,
+        tf,
     })
 }
 

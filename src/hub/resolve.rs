@@ -43,13 +43,6 @@ pub struct Attach<'a> {
     pub confirm: Option<&'a Confirm<'a>>,
 }
 
-impl Attach<'_> {
-    /// Attachment by the link's own score only.
-    pub fn alone(min: f32) -> Attach<'static> {
-        Attach { min, confirm: None }
-    }
-}
-
 /// Disjoint sets with an agency bitmask per set.
 struct Sets {
     parent: Vec<u32>,
@@ -234,7 +227,8 @@ mod tests {
 
     /// Resolution at threshold 0.5, one-to-one, attaching at `min`.
     fn one_to_one(agency: &[u16], pairs: &[u64], score: &[f32], min: f32) -> Resolution {
-        resolve(agency, pairs, score, 0.5, false, Some(Attach::alone(min)))
+        let attach = Attach { min, confirm: None };
+        resolve(agency, pairs, score, 0.5, false, Some(attach))
     }
 
     #[test]
@@ -262,14 +256,7 @@ mod tests {
 
     #[test]
     fn below_threshold_stays_single() {
-        let r = resolve(
-            &[0, 1],
-            &[pack(0, 1)],
-            &[0.4],
-            0.5,
-            false,
-            Some(Attach::alone(0.5)),
-        );
+        let r = one_to_one(&[0, 1], &[pack(0, 1)], &[0.4], 0.5);
         assert_eq!(r.cluster_size, vec![1, 1]);
     }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use bloomlink::hub::compare::Kernel;
-use bloomlink::hub::load::load;
+use bloomlink::hub::load::{Dataset, load, salt_free_keys};
 use bloomlink::hub::score::{cuts32, pair_levels};
 use common::{encode, secret_file};
 
@@ -15,6 +15,9 @@ const SOCIAL_CARE: &str =
 SC1,Amelia,Jones,01/02/2010,F,LS1 1AA,1 High Street,white,3,CP
 SC2,Amelia,Jones,,F,LS1 1AA,1 High Street,white,3,CP
 SC3,Oliver,Smith,,M,LS2 2BB,2 Low Street,white,4,CIN
+SC4,Amelia,Jones,01/02/2011,F,M1 4CC,4 New Road,white,3,CP
+SC5,Olivia,Brown,01/02/2011,F,M1 4CC,4 New Road,white,3,CP
+SC6,Olivia,Jones,15/03/2011,F,M1 4CC,4 New Road,white,3,CP
 ";
 
 const SCHOOL: &str = "UPN,LegalForename,LegalSurname,DOB,Sex,Postcode,AddressLine1,EthnicGroup,IDACIDecile,SENProvision
@@ -22,8 +25,9 @@ U1,Amelia,Jones,2010-02-01,F,LS1 1AA,1 High Street,white,3,N
 U2,Oliver,Smith,,M,LS2 2BB,2 Low Street,white,4,N
 ";
 
-#[test]
-fn salted_fields_are_missing_when_one_salt_is() {
+/// The two demo extracts above, encoded and loaded (the temporary folder
+/// is kept alive with them).
+fn demo_dataset() -> (tempfile::TempDir, Dataset) {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     let key = secret_file(dir, b"salt test key");
@@ -45,18 +49,26 @@ fn salted_fields_are_missing_when_one_salt_is() {
         extracts.push(out);
     }
     let ds = load(&extracts).unwrap();
-    assert_eq!((ds.agencies[0].len, ds.agencies[1].len), (3, 2));
+    (d, ds)
+}
+
+const CUTS: [f64; 5] = [1.0, 0.85, 0.7, 0.55, 0.4];
+
+#[test]
+fn salted_fields_are_missing_when_one_salt_is() {
+    let (_d, ds) = demo_dataset();
+    assert_eq!((ds.agencies[0].len, ds.agencies[1].len), (6, 2));
     let field = |n: &str| ds.fields.iter().position(|f| f.name == n).unwrap();
     let (first, last, dob) = (field("first_name"), field("last_name"), field("dob"));
     let salt = ds.salt.as_ref().expect("the demo schemas salt names");
     assert_eq!(salt.source, dob);
     assert!(salt.salted.contains(&first) && salt.salted.contains(&last));
-    let (sc1, sc2, sc3, u1, u2) = (0, 1, 2, 3, 4);
+    let (sc1, sc2, sc3, u1, u2) = (0, 1, 2, 6, 7);
     // The same name under a present and a missing salt: unrelated filters.
     assert_ne!(ds.fields[first].get(sc1), ds.fields[first].get(sc2));
     assert_eq!(ds.fields[first].get(sc1), ds.fields[first].get(u1));
 
-    let cuts = cuts32(&[1.0, 0.85, 0.7, 0.55, 0.4]);
+    let cuts = cuts32(&CUTS);
     let kernel = Kernel::detect();
     let levels = |a: usize, b: usize| {
         let mut out = vec![0u8; ds.fields.len()];
@@ -78,4 +90,57 @@ fn salted_fields_are_missing_when_one_salt_is() {
     // Different people, one salt missing: no evidence either way.
     let l = levels(sc3, u1);
     assert_eq!((l[first], l[last]), (0, 0), "{l:?}");
+}
+
+#[test]
+fn the_name_key_speaks_only_where_the_salted_names_cannot() {
+    let (_d, mut ds) = demo_dataset();
+    // The demo schemas' `names` key (soundex of both names) is built from
+    // salted fields only; `last_yob` holds the salt's source and is not.
+    let keys = salt_free_keys(&ds);
+    assert_eq!(keys, vec!["names".to_string()]);
+    ds.compare_keys(&keys).unwrap();
+    let field = |n: &str| ds.fields.iter().position(|f| f.name == n).unwrap();
+    let (first, last, dob, key) = (
+        field("first_name"),
+        field("last_name"),
+        field("dob"),
+        field("bk_names"),
+    );
+    assert!(ds.fields[key].exact && !ds.fields[first].exact);
+    let cuts = cuts32(&CUTS);
+    let disagree = cuts.len() as u8 + 1;
+    let kernel = Kernel::detect();
+    let levels = |a: usize, b: usize| {
+        let mut out = vec![0u8; ds.fields.len()];
+        pair_levels(&ds, a, b, &cuts, kernel, &mut out);
+        out
+    };
+    let (sc1, sc2, sc4, sc5, sc6, u1) = (0, 1, 3, 4, 5, 6);
+    // Same date of birth: the names' filters speak, the key stays silent.
+    let l = levels(sc1, u1);
+    assert_eq!((l[first], l[last], l[dob], l[key]), (1, 1, 1, 0), "{l:?}");
+    // The year of birth mistyped: the same names under different salts
+    // look unrelated, and the key says they agree.
+    let l = levels(sc4, u1);
+    assert_eq!((l[first], l[last]), (disagree, disagree), "{l:?}");
+    assert_ne!(l[dob], 1, "{l:?}");
+    assert_eq!(l[key], 1, "{l:?}");
+    // A different person with the same mistyped date: the key disagrees.
+    let l = levels(sc5, u1);
+    assert_eq!(l[key], disagree, "{l:?}");
+    // The date missing on one side: names are null and the key agrees.
+    let l = levels(sc2, u1);
+    assert_eq!((l[first], l[last], l[key]), (0, 0, 1), "{l:?}");
+    // Same year, another day, the surname agreeing: the key is null
+    // although it differs (the surname's filter has counted the names).
+    let l = levels(sc4, sc6);
+    assert_eq!((l[last], l[key]), (1, 0), "{l:?}");
+    assert_ne!(l[dob], 1, "{l:?}");
+    // Unknown keys are refused with the keys the extracts have.
+    let err = ds
+        .compare_keys(&["nope".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`nope`") && err.contains("names"), "{err}");
 }

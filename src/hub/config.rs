@@ -86,6 +86,10 @@ pub struct Scoring {
     /// the chance that the record has a partner at all (docs/decisions.md
     /// §17). Off in dedup.
     pub record_prior: bool,
+    /// Blocking keys compared as evidence where the salted fields give none
+    /// (docs/decisions.md §20): `["auto"]` takes every key built only from
+    /// salted fields (the demo schemas' `names`); `[]` takes none.
+    pub key_evidence: Vec<String>,
 }
 
 impl Default for Scoring {
@@ -100,6 +104,7 @@ impl Default for Scoring {
             tf_adjustment: true,
             salt_correction: SaltCorrection::Auto,
             record_prior: true,
+            key_evidence: vec!["auto".into()],
         }
     }
 }

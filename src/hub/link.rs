@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::block::{Candidates, Grouped, eligible_pairs, group, unpack};
 use super::config::{JobConfig, ScoringMode};
-use super::load::{Dataset, load};
+use super::load::{Dataset, load, salt_free_keys};
 use super::output::{self, PairRow};
 use super::pseudonym::JobKey;
 use super::resolve::{Resolution, resolve};
@@ -192,6 +192,24 @@ impl Clock {
 }
 
 /// The scoring mode and the threshold it applies (`--threshold` overrides).
+/// Load the extracts and add the blocking keys the job compares as
+/// evidence (`scoring.key_evidence`, docs/decisions.md §20).
+pub fn load_job(paths: &[PathBuf], cfg: &JobConfig) -> Result<Dataset> {
+    let mut ds = load(paths)?;
+    let keys = match cfg.scoring.key_evidence.as_slice() {
+        [auto] if auto == "auto" => salt_free_keys(&ds),
+        list => list.to_vec(),
+    };
+    if cfg.scoring.mode == ScoringMode::Probabilistic && !keys.is_empty() {
+        tracing::info!(
+            "comparing blocking key(s) {} as evidence where the salted fields give none",
+            keys.join(", ")
+        );
+        ds.compare_keys(&keys)?;
+    }
+    Ok(ds)
+}
+
 fn mode_threshold(cfg: &JobConfig, threshold: Option<f64>) -> Result<(ScoringMode, f64)> {
     let t = match cfg.scoring.mode {
         ScoringMode::Probabilistic => threshold.unwrap_or(cfg.scoring.threshold),
@@ -223,7 +241,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
     let (mode, threshold) = mode_threshold(cfg, opts.threshold)?;
     let spinner = crate::progress::spinner(opts.progress, "loading extracts");
     let mut clock = Clock(Instant::now(), Vec::new(), spinner);
-    let ds = load(&opts.extracts)?;
+    let ds = load_job(&opts.extracts, cfg)?;
     clock.lap("load");
     let eligible = eligible_pairs(&ds, dedup);
     // A refresh compares only what changed when the previous run allows it.
@@ -913,7 +931,7 @@ pub fn plan(opts: &LinkOptions, dir: &Path) -> Result<usize> {
     }
     let (mode, threshold) = mode_threshold(cfg, opts.threshold)?;
     let mut clock = Clock::new(opts.progress, "loading extracts");
-    let ds = load(&opts.extracts)?;
+    let ds = load_job(&opts.extracts, cfg)?;
     clock.lap("load");
     let eligible = eligible_pairs(&ds, dedup);
     let (grouped, fixed) = group_with_model(&ds, cfg, dedup, opts.model.as_deref())?;
@@ -969,7 +987,7 @@ pub fn units(dir: &Path, first: usize, last: usize) -> Result<Vec<(usize, (u64, 
         )));
     }
     let inputs = super::units::check_inputs(&plan)?;
-    let ds = load(&inputs)?;
+    let ds = load_job(&inputs, &plan.config)?;
     let grouped = super::units::read_groups(dir, &plan)?;
     let cuts = cuts32(&plan.config.scoring.levels);
     let tf = plan

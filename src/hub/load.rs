@@ -28,6 +28,9 @@ pub struct Filters {
     pub data: Arc<Vec<u64>>,
     pub pop: Vec<u32>,
     pub valid: Vec<bool>,
+    /// A keyed blocking key compared as evidence (docs/decisions.md §20):
+    /// its level is exact agreement or none, never a Dice level.
+    pub exact: bool,
 }
 
 impl Filters {
@@ -135,6 +138,48 @@ pub fn salt_of(schema_json: &str, fields: &[Filters]) -> Option<Salt> {
     })
 }
 
+/// Blocking keys worth comparing as evidence: those built only from salted
+/// fields (such as `names`, the soundex codes of a forename and a surname).
+/// Their keyed values do not depend on the salt, so they still agree for
+/// a person whose salts differ (a mistyped or missing year of birth),
+/// where the salted filters say nothing (docs/decisions.md §20). Empty
+/// when the schema salts nothing.
+pub fn salt_free_keys(ds: &Dataset) -> Vec<String> {
+    let Some(salt) = &ds.salt else {
+        return Vec::new();
+    };
+    let salted: Vec<&str> = salt
+        .salted
+        .iter()
+        .map(|&f| ds.fields[f].name.as_str())
+        .collect();
+    ds.blocks
+        .iter()
+        .map(|(name, _)| name)
+        .filter(|name| {
+            let parts = key_fields(&ds.schema_json, name);
+            !parts.is_empty() && parts.iter().all(|p| salted.contains(&p.as_str()))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The fields a blocking key is built from, by name (from the schema JSON
+/// in the extract metadata).
+pub fn key_fields(schema_json: &str, key: &str) -> Vec<String> {
+    let schema: serde_json::Value = serde_json::from_str(schema_json).unwrap_or_default();
+    schema["blocking"]
+        .as_array()
+        .and_then(|b| b.iter().find(|x| x["name"] == key))
+        .and_then(|b| b["parts"].as_array())
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p["field"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl Dataset {
     /// Number of records.
     pub fn len(&self) -> usize {
@@ -146,15 +191,54 @@ impl Dataset {
         self.agency_of.is_empty()
     }
 
-    /// All field filters of record `g`, side by side (the record-major arena).
+    /// All field filters of record `g`, side by side (the record-major
+    /// arena; blocking keys compared as evidence have their own).
     pub fn field_filters(&self, g: usize) -> &[u64] {
-        match (self.fields.first(), self.fields.last()) {
+        match (
+            self.fields.first(),
+            self.fields.iter().rev().find(|f| !f.exact),
+        ) {
             (Some(first), Some(last)) => {
                 &first.data
                     [g * first.stride + first.offset..g * last.stride + last.offset + last.words]
             }
             _ => &[],
         }
+    }
+
+    /// Compare the blocking keys `keys` as evidence: each becomes a field
+    /// named `bk_KEY` at the end of `fields` whose level is exact agreement
+    /// or none (docs/decisions.md §20). Unknown key names are errors.
+    pub fn compare_keys(&mut self, keys: &[String]) -> Result<()> {
+        for key in keys {
+            let Some((_, values)) = self.blocks.iter().find(|(n, _)| n == key) else {
+                let known: Vec<&str> = self.blocks.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(Error::Usage(format!(
+                    "scoring.key_evidence names blocking key `{key}`, which the extracts do not have (they have: {})",
+                    known.join(", ")
+                )));
+            };
+            let mut data = Vec::with_capacity(values.len() * 2);
+            let mut valid = Vec::with_capacity(values.len());
+            for v in values {
+                let k = v.unwrap_or(0);
+                data.extend([k as u64, (k >> 64) as u64]);
+                valid.push(v.is_some());
+            }
+            let mut f = Filters {
+                name: format!("bk_{key}"),
+                words: 2,
+                stride: 2,
+                offset: 0,
+                data: Arc::new(data),
+                pop: Vec::new(),
+                valid,
+                exact: true,
+            };
+            f.pop = pops(&f, self.len());
+            self.fields.push(f);
+        }
+        Ok(())
     }
 
     /// Encode-time counts per agency.

@@ -46,6 +46,14 @@ fn level_or_null(d: Option<f32>, cuts: &[f32]) -> u8 {
 
 #[inline]
 fn field_level(f: &Filters, a: usize, b: usize, cuts: &[f32], kernel: Kernel) -> u8 {
+    if f.exact {
+        // A blocking key: agreement or none.
+        return match (f.valid[a] && f.valid[b], f.get(a) == f.get(b)) {
+            (false, _) => 0,
+            (true, true) => 1,
+            (true, false) => cuts.len() as u8 + 1,
+        };
+    }
     level_or_null(dice_across(f, f, a, b, kernel), cuts)
 }
 
@@ -67,15 +75,34 @@ fn dice_across(x: &Filters, y: &Filters, a: usize, b: usize, kernel: Kernel) -> 
 /// differ ([`Salt::differs`](super::load::Salt::differs)): their filters
 /// are then unrelated whether or not the values agree, and counting them as
 /// disagreeing would punish a match for a missing date of birth three times
-/// over.
+/// over. Blocking keys compared as evidence (`exact` fields) are null when
+/// the salt's source agrees exactly or a salted field agrees at any level
+/// (docs/decisions.md §20).
 #[inline]
 pub fn pair_levels(ds: &Dataset, a: usize, b: usize, cuts: &[f32], kernel: Kernel, out: &mut [u8]) {
     raw_pair_levels(ds, a, b, cuts, kernel, out);
-    if let Some(salt) = &ds.salt
-        && salt.differs(&ds.fields, a, b)
-    {
-        for &f in &salt.salted {
-            out[f] = 0;
+    if let Some(salt) = &ds.salt {
+        if salt.differs(&ds.fields, a, b) {
+            for &f in &salt.salted {
+                out[f] = 0;
+            }
+        }
+        // Blocking keys compared as evidence count only when the salts may
+        // differ (the source does not agree exactly) and no salted field
+        // agrees at any level. Otherwise the names' filters have spoken,
+        // and the key would count the same names twice.
+        let disagree = cuts.len() as u8 + 1;
+        if out[salt.source] == 1
+            || salt
+                .salted
+                .iter()
+                .any(|&f| out[f] != 0 && out[f] != disagree)
+        {
+            for (f, field) in ds.fields.iter().enumerate() {
+                if field.exact {
+                    out[f] = 0;
+                }
+            }
         }
     }
 }
@@ -139,6 +166,9 @@ fn prefetch_record(ds: &Dataset, g: usize) {
         };
         lines(ds.clk.get(g));
         lines(ds.field_filters(g));
+        for f in ds.fields.iter().filter(|f| f.exact) {
+            lines(f.get(g));
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (ds, g);

@@ -301,6 +301,18 @@ pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedu
                 if nonnull > 0 && agree as f64 / nonnull as f64 > 0.8 {
                     *ig = true;
                 }
+                // A blocking key compared as evidence counts only where the
+                // salted names disagree. A session blocked on the salt's
+                // source or on a salted field selects those pairs by what
+                // they share (same year, different names: few matches),
+                // which biases the key's m; such sessions leave it out.
+                if ds.fields[g].exact
+                    && blocked
+                        .iter()
+                        .any(|&b| salt_source == Some(b) || salted.contains(&b))
+                {
+                    *ig = true;
+                }
             }
             Prepared {
                 label,
@@ -312,7 +324,16 @@ pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedu
         })
         .collect();
     let salt_blocked = |blocked: &Vec<usize>| salt_source.is_some_and(|src| blocked.contains(&src));
-    let identified = |ignore: &[bool]| ignore.iter().filter(|&&x| !x).count() >= 3;
+    // Fields that identify a mixture: blocking keys compared as evidence
+    // are null in most pairs and do not count.
+    let free_fields = |ignore: &[bool]| {
+        ignore
+            .iter()
+            .zip(&ds.fields)
+            .filter(|(x, f)| !**x && !f.exact)
+            .count()
+    };
+    let identified = |ignore: &[bool]| free_fields(ignore) >= 3;
     // A salted field is left out of salt-blocked sessions when some other
     // session can train it (else the biased session is better than none:
     // on small data the bias is small beside the matches).
@@ -343,7 +364,7 @@ pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedu
         // fields to be identified; with two (postcode and address, say, which
         // go wrong together) EM calls "both agree" a match and every mover a
         // non-match.
-        let free = ignore.iter().filter(|&&x| !x).count();
+        let free = free_fields(&ignore);
         if free < 3 {
             tracing::info!(
                 "training session on {label} skipped: {free} field(s) left to train, at least 3 needed"
@@ -615,8 +636,20 @@ pub fn finish(
     );
     let eligible = eligible_pairs.max(1) as f64;
     let null = pair_null_rates(ds);
+    // Blocking keys compared as evidence count only where the salted names
+    // disagree, which the tail's independent convolution cannot express
+    // (it would give most matches the key's weight): they are left out.
+    let m_tail: Vec<Vec<f64>> = (0..nf)
+        .map(|f| {
+            if ds.fields[f].exact {
+                u_random[f].clone()
+            } else {
+                m[f].clone()
+            }
+        })
+        .collect();
     let tail = tail_matches(
-        &m,
+        &m_tail,
         &u_random,
         &null,
         cand_patterns,

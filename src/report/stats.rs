@@ -402,7 +402,7 @@ pub(super) fn input_quality(run: &LinkRun) -> InputQuality {
     let mut fields = Vec::new();
     for a in &ds.agencies {
         let r = a.start..a.start + a.len;
-        for f in &ds.fields {
+        for f in ds.fields.iter().filter(|f| !f.exact) {
             let (m, valid) = value_counts(f, r.clone());
             let unique = m.values().filter(|&&c| c == 1).count() as u64;
             let top = m.values().copied().max().unwrap_or(0);
@@ -521,7 +521,7 @@ fn filter_privacy(f: &Filters) -> FilterPrivacy {
 
 pub(super) fn privacy(ds: &Dataset) -> Privacy {
     let mut filters = vec![filter_privacy(&ds.clk)];
-    filters.extend(ds.fields.iter().map(filter_privacy));
+    filters.extend(ds.fields.iter().filter(|f| !f.exact).map(filter_privacy));
     let mut frequency_attack = Vec::new();
     for f in &ds.fields {
         let n = f.name.to_lowercase();

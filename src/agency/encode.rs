@@ -803,8 +803,12 @@ impl Encoder {
                 ff_valid.push(false);
                 continue;
             };
-            for (w, x) in sc.clk.iter_mut().zip(v.clk_words()) {
-                *w |= x;
+            // A fallback repeats its field's value in another form: it has
+            // a filter of its own but adds nothing to the CLK.
+            if s.fields[fi].fallback_for.is_none() {
+                for (w, x) in sc.clk.iter_mut().zip(v.clk_words()) {
+                    *w |= x;
+                }
             }
             ff_bytes.extend_from_slice(v.ff());
             ff_valid.push(true);

@@ -8,6 +8,7 @@ pub mod bytemap;
 pub mod encode;
 pub mod hash;
 pub mod input;
+pub mod nicknames;
 pub mod normalise;
 pub mod payload;
 pub mod schema;

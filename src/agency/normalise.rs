@@ -118,8 +118,14 @@ pub fn normalise(
         };
     }
     match field.kind {
-        Kind::String | Kind::Name => {
+        Kind::String | Kind::Name | Kind::Forename => {
             clean_text(raw, out);
+            if field.kind == Kind::Forename
+                && let Some(formal) = super::nicknames::formal(out)
+            {
+                out.clear();
+                out.push_str(formal);
+            }
             if out.is_empty() {
                 Normalised::Missing
             } else {

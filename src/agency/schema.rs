@@ -43,6 +43,11 @@ pub enum Kind {
     String,
     /// A person's name: as `String`, hyphens become spaces.
     Name,
+    /// A forename as `Name`, then a diminutive or spelling replaced by its
+    /// group's formal name ([`super::nicknames`]): "Bill" becomes
+    /// "william". Meant for a second filter beside the plain forename,
+    /// compared only where that one disagrees (`fallback_for`).
+    Forename,
     /// A date, parsed with the field's formats into `YYYYMMDD`.
     Date,
     /// A whole number, written without sign or leading zeros.
@@ -127,6 +132,10 @@ pub struct Field {
     pub validate: Option<Validate>,
     /// Position among the schema's features (clkhash derives key pairs by it).
     pub key_index: usize,
+    /// The field this one stands in for: the hub compares this field only
+    /// where that one disagrees outright (docs/decisions.md §21).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_for: Option<String>,
 }
 
 /// One part of a blocking key.
@@ -345,6 +354,8 @@ struct FieldToml {
     missing: Option<Vec<String>>,
     #[serde(default)]
     formats: Option<Vec<String>>,
+    #[serde(default)]
+    fallback_for: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -427,6 +438,7 @@ impl NativeToml {
             let kind = match f.kind.as_str() {
                 "string" => Kind::String,
                 "name" => Kind::Name,
+                "forename" => Kind::Forename,
                 "date" => Kind::Date,
                 "integer" => Kind::Integer,
                 "postcode" => Kind::Postcode,
@@ -435,7 +447,7 @@ impl NativeToml {
                     return Err(Error::config(
                         path,
                         format!(
-                            "{at}: unknown `type` = \"{other}\"; use string, name, date, integer, postcode or sex"
+                            "{at}: unknown `type` = \"{other}\"; use string, name, forename, date, integer, postcode or sex"
                         ),
                     ));
                 }
@@ -588,7 +600,21 @@ impl NativeToml {
                 formats,
                 validate: None,
                 key_index: i,
+                fallback_for: f.fallback_for,
             });
+        }
+        for f in &fields {
+            if let Some(p) = &f.fallback_for
+                && (p == &f.name || !fields.iter().any(|g| &g.name == p))
+            {
+                return Err(Error::config(
+                    path,
+                    format!(
+                        "field `{}`: `fallback_for` = \"{p}\" must name another field of this schema",
+                        f.name
+                    ),
+                ));
+            }
         }
         let salt = match &self.salt {
             None => None,
@@ -1076,6 +1102,7 @@ fn clkhash_schema(text: &str, path: &Path) -> Result<Schema> {
             formats,
             validate: Some(validate),
             key_index: i,
+            fallback_for: None,
         });
     }
     if fields.is_empty() {
@@ -1180,6 +1207,34 @@ key = ["soundex(surname)", "year(dob)"]
         assert!(err(&OK.replace("formats = [\"%Y-%m-%d\"]", "")).contains("formats"));
         assert!(err(&OK.replace("\"name\"", "\"nom\"")).contains("unknown `type`"));
         assert!(err("record_id = \"x\"\nfield = []").contains("no [[field]]"));
+    }
+
+    #[test]
+    fn a_fallback_names_another_field_and_is_fingerprinted() {
+        let names = "record_id = \"id\"\n[[field]]\nname = \"first\"\ntype = \"name\"\n";
+        let with = format!(
+            "{names}[[field]]\nname = \"formal\"\ncolumn = \"first\"\ntype = \"forename\"\nfallback_for = \"first\"\n"
+        );
+        let s = toml(&with).unwrap();
+        assert_eq!(s.fields[1].kind, Kind::Forename);
+        assert_eq!(s.fields[1].fallback_for.as_deref(), Some("first"));
+        assert!(s.canonical_json().contains("\"fallback_for\":\"first\""));
+        // Schemas without a fallback keep their canonical JSON (and so
+        // their fingerprint) as before.
+        assert!(
+            !toml(names)
+                .unwrap()
+                .canonical_json()
+                .contains("fallback_for")
+        );
+        assert!(
+            err(&with.replace("fallback_for = \"first\"", "fallback_for = \"nope\""))
+                .contains("`fallback_for` = \"nope\"")
+        );
+        assert!(
+            err(&with.replace("fallback_for = \"first\"", "fallback_for = \"formal\""))
+                .contains("another field")
+        );
     }
 
     #[test]

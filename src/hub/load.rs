@@ -31,6 +31,19 @@ pub struct Filters {
     /// A keyed blocking key compared as evidence (docs/decisions.md §20):
     /// its level is exact agreement or none, never a Dice level.
     pub exact: bool,
+    /// The field this one stands in for (the schema's `fallback_for`,
+    /// docs/decisions.md §21): compared only where that one disagrees.
+    pub fallback_for: Option<usize>,
+}
+
+impl Filters {
+    /// Whether the field speaks only where others are silent (a blocking
+    /// key compared as evidence, or a fallback): it is null in most pairs,
+    /// so it cannot identify a mixture and sessions that select its pairs
+    /// by the fields it depends on leave it out.
+    pub fn conditional(&self) -> bool {
+        self.exact || self.fallback_for.is_some()
+    }
 }
 
 impl Filters {
@@ -164,6 +177,26 @@ pub fn salt_free_keys(ds: &Dataset) -> Vec<String> {
         .collect()
 }
 
+/// `(field, the field it stands in for)` by index, from the schema JSON's
+/// `fallback_for` (fields not loaded are skipped).
+fn fallbacks_of(schema_json: &str, fields: &[Filters]) -> Vec<(usize, usize)> {
+    let schema: serde_json::Value = serde_json::from_str(schema_json).unwrap_or_default();
+    let index = |n: &str| fields.iter().position(|f| f.name == n);
+    schema["fields"]
+        .as_array()
+        .map(|fs| {
+            fs.iter()
+                .filter_map(|f| {
+                    Some((
+                        index(f["name"].as_str()?)?,
+                        index(f["fallback_for"].as_str()?)?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The fields a blocking key is built from, by name (from the schema JSON
 /// in the extract metadata).
 pub fn key_fields(schema_json: &str, key: &str) -> Vec<String> {
@@ -234,6 +267,7 @@ impl Dataset {
                 pop: Vec::new(),
                 valid,
                 exact: true,
+                fallback_for: None,
             };
             f.pop = pops(&f, self.len());
             self.fields.push(f);
@@ -371,6 +405,10 @@ fn assemble(extracts: Vec<Extract>) -> Result<Dataset> {
         schema_json,
     };
     ds.swap = swap_fields(&swap, &ds.fields);
+    let fallbacks = fallbacks_of(&ds.schema_json, &ds.fields);
+    for (f, p) in fallbacks {
+        ds.fields[f].fallback_for = Some(p);
+    }
     ds.salt = salt_of(&ds.schema_json, &ds.fields);
     let mut clk_data: Vec<u64> = Vec::with_capacity(total * ds.clk.words);
     let mut field_data: Vec<u64> = Vec::with_capacity(total * field_stride);

@@ -75,12 +75,31 @@ fn dice_across(x: &Filters, y: &Filters, a: usize, b: usize, kernel: Kernel) -> 
 /// differ ([`Salt::differs`](super::load::Salt::differs)): their filters
 /// are then unrelated whether or not the values agree, and counting them as
 /// disagreeing would punish a match for a missing date of birth three times
-/// over. Blocking keys compared as evidence (`exact` fields) are null when
+/// over. A fallback field (the schema's `fallback_for`) is null unless the
+/// field it stands in for is present and not exactly equal, and then
+/// either agrees exactly or disagrees (docs/decisions.md §21).
+/// Blocking keys compared as evidence (`exact` fields) are null when
 /// the salt's source agrees exactly or a salted field agrees at any level
 /// (docs/decisions.md §20).
 #[inline]
 pub fn pair_levels(ds: &Dataset, a: usize, b: usize, cuts: &[f32], kernel: Kernel, out: &mut [u8]) {
     raw_pair_levels(ds, a, b, cuts, kernel, out);
+    let disagree = cuts.len() as u8 + 1;
+    // A fallback (a forename reduced to its formal name, say) speaks only
+    // where the field it stands in for does not agree exactly, and only as
+    // "the same value" or not: Billy and William are partly alike as
+    // written (a level the forename itself counts) and equal as formal
+    // names, while a typo leaves the formal name as unequal as the
+    // forename.
+    for (f, field) in ds.fields.iter().enumerate() {
+        if let Some(p) = field.fallback_for {
+            if out[p] == 0 || out[p] == 1 {
+                out[f] = 0;
+            } else if out[f] > 1 {
+                out[f] = disagree;
+            }
+        }
+    }
     if let Some(salt) = &ds.salt {
         if salt.differs(&ds.fields, a, b) {
             for &f in &salt.salted {
@@ -91,7 +110,6 @@ pub fn pair_levels(ds: &Dataset, a: usize, b: usize, cuts: &[f32], kernel: Kerne
         // differ (the source does not agree exactly) and no salted field
         // agrees at any level. Otherwise the names' filters have spoken,
         // and the key would count the same names twice.
-        let disagree = cuts.len() as u8 + 1;
         if out[salt.source] == 1
             || salt
                 .salted

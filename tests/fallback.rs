@@ -8,7 +8,7 @@ mod common;
 use bloomlink::hub::compare::Kernel;
 use bloomlink::hub::load::load;
 use bloomlink::hub::score::{cuts32, pair_levels};
-use common::{encode, secret_file};
+use common::{encode, encode_demo, secret_file};
 
 const SOCIAL_CARE: &str =
     "child_id,forename,surname,dob,gender,postcode,address,ethnicity,imd_decile,category
@@ -41,22 +41,11 @@ fn the_formal_forename_speaks_only_where_the_forename_does_not_agree() {
     assert!(!without.contains("formal\""), "{without}");
     let plain_schema = dir.join("plain.toml");
     std::fs::write(&plain_schema, without).unwrap();
-    let mut extracts = Vec::new();
-    for (agency, csv) in [("social_care", SOCIAL_CARE), ("school", SCHOOL)] {
-        let input = dir.join(format!("{agency}.csv"));
-        std::fs::write(&input, csv).unwrap();
-        let out = dir.join(format!("{agency}.parquet"));
-        let o = encode(
-            &demo.join(format!("{agency}.toml")),
-            &key,
-            &input,
-            &out,
-            agency,
-            &[],
-        );
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        extracts.push(out);
-    }
+    let extracts = encode_demo(
+        dir,
+        &key,
+        &[("social_care", SOCIAL_CARE), ("school", SCHOOL)],
+    );
     let plain = dir.join("plain.parquet");
     let input = dir.join("social_care.csv");
     let o = encode(&plain_schema, &key, &input, &plain, "social_care", &[]);

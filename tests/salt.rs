@@ -8,7 +8,7 @@ mod common;
 use bloomlink::hub::compare::Kernel;
 use bloomlink::hub::load::{Dataset, load, salt_free_keys};
 use bloomlink::hub::score::{cuts32, pair_levels};
-use common::{encode, secret_file};
+use common::{encode_demo, secret_file};
 
 const SOCIAL_CARE: &str =
     "child_id,forename,surname,dob,gender,postcode,address,ethnicity,imd_decile,category
@@ -31,23 +31,11 @@ fn demo_dataset() -> (tempfile::TempDir, Dataset) {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     let key = secret_file(dir, b"salt test key");
-    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo");
-    let mut extracts = Vec::new();
-    for (agency, csv) in [("social_care", SOCIAL_CARE), ("school", SCHOOL)] {
-        let input = dir.join(format!("{agency}.csv"));
-        std::fs::write(&input, csv).unwrap();
-        let out = dir.join(format!("{agency}.parquet"));
-        let o = encode(
-            &demo.join(format!("{agency}.toml")),
-            &key,
-            &input,
-            &out,
-            agency,
-            &[],
-        );
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        extracts.push(out);
-    }
+    let extracts = encode_demo(
+        dir,
+        &key,
+        &[("social_care", SOCIAL_CARE), ("school", SCHOOL)],
+    );
     let ds = load(&extracts).unwrap();
     (d, ds)
 }

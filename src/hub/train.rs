@@ -231,19 +231,11 @@ pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedu
     // Sessions: pairs sharing a keyed blocking key (its fields are ignored in
     // that session), else pairs with identical filters on one selective field.
     let mut plans: Vec<(String, Vec<u64>, Vec<usize>)> = Vec::new();
-    let schema: serde_json::Value = serde_json::from_str(&ds.schema_json).unwrap_or_default();
     for (name, keys) in &ds.blocks {
-        let parts: Vec<usize> = schema["blocking"]
-            .as_array()
-            .and_then(|b| b.iter().find(|x| x["name"] == name.as_str()))
-            .and_then(|b| b["parts"].as_array())
-            .map(|ps| {
-                ps.iter()
-                    .filter_map(|p| p["field"].as_str())
-                    .filter_map(|f| names.iter().position(|n| n == f))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let parts: Vec<usize> = super::load::key_fields(&ds.schema_json, name)
+            .iter()
+            .filter_map(|f| names.iter().position(|n| n == f))
+            .collect();
         if parts.is_empty() || parts.len() == nf {
             continue;
         }

@@ -96,6 +96,25 @@ pub fn encode(
         .unwrap()
 }
 
+/// Encode `(agency, csv)` inputs with the demo schema of each agency
+/// (`config/demo/AGENCY.toml`) and the key file `key`, into `dir`; returns
+/// the extracts in the order given.
+pub fn encode_demo(dir: &Path, key: &Path, inputs: &[(&str, &str)]) -> Vec<PathBuf> {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo");
+    inputs
+        .iter()
+        .map(|(agency, csv)| {
+            let input = dir.join(format!("{agency}.csv"));
+            std::fs::write(&input, csv).unwrap();
+            let out = dir.join(format!("{agency}.parquet"));
+            let schema = demo.join(format!("{agency}.toml"));
+            let o = encode(&schema, key, &input, &out, agency, &[]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            out
+        })
+        .collect()
+}
+
 /// Synthetic data for `agencies` agencies, encoded; returns (extracts, truth, csvs).
 pub fn synthetic(
     dir: &Path,

@@ -13,7 +13,9 @@
 //! would make unrelated people agree.
 
 /// `(name, formal name of its group)`, sorted by name; lower case ASCII,
-/// as the `name` normalisation leaves them.
+/// as the `name` normalisation leaves them. A merged group is named by
+/// its alphabetically first formal name (Christopher and Christine share
+/// "christine"): the name is only a label that the two sides must agree on.
 const TABLE: &[(&str, &str)] = &[
     ("abbie", "abigail"),
     ("abby", "abigail"),

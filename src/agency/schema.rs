@@ -46,7 +46,7 @@ pub enum Kind {
     /// A forename as `Name`, then a diminutive or spelling replaced by its
     /// group's formal name ([`super::nicknames`]): "Bill" becomes
     /// "william". Meant for a second filter beside the plain forename,
-    /// compared only where that one disagrees (`fallback_for`).
+    /// compared only where that one is not exactly equal (`fallback_for`).
     Forename,
     /// A date, parsed with the field's formats into `YYYYMMDD`.
     Date,
@@ -133,7 +133,8 @@ pub struct Field {
     /// Position among the schema's features (clkhash derives key pairs by it).
     pub key_index: usize,
     /// The field this one stands in for: the hub compares this field only
-    /// where that one disagrees outright (docs/decisions.md §21).
+    /// where that one is present and not exactly equal, as equal or not
+    /// (docs/decisions.md §21).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_for: Option<String>,
 }

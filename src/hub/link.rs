@@ -191,7 +191,6 @@ impl Clock {
     }
 }
 
-/// The scoring mode and the threshold it applies (`--threshold` overrides).
 /// Load the extracts and add the blocking keys the job compares as
 /// evidence (`scoring.key_evidence`, docs/decisions.md §20).
 pub fn load_job(paths: &[PathBuf], cfg: &JobConfig) -> Result<Dataset> {
@@ -210,6 +209,7 @@ pub fn load_job(paths: &[PathBuf], cfg: &JobConfig) -> Result<Dataset> {
     Ok(ds)
 }
 
+/// The scoring mode and the threshold it applies (`--threshold` overrides).
 fn mode_threshold(cfg: &JobConfig, threshold: Option<f64>) -> Result<(ScoringMode, f64)> {
     let t = match cfg.scoring.mode {
         ScoringMode::Probabilistic => threshold.unwrap_or(cfg.scoring.threshold),

@@ -32,7 +32,8 @@ pub struct Filters {
     /// its level is exact agreement or none, never a Dice level.
     pub exact: bool,
     /// The field this one stands in for (the schema's `fallback_for`,
-    /// docs/decisions.md §21): compared only where that one disagrees.
+    /// docs/decisions.md §21): compared only where that one is present and
+    /// not exactly equal.
     pub fallback_for: Option<usize>,
 }
 
@@ -44,9 +45,7 @@ impl Filters {
     pub fn conditional(&self) -> bool {
         self.exact || self.fallback_for.is_some()
     }
-}
 
-impl Filters {
     /// Filter `g`.
     #[inline]
     pub fn get(&self, g: usize) -> &[u64] {

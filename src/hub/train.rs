@@ -94,10 +94,6 @@ pub fn em(
     let mut iterations = 0;
     let mut converged = false;
     let mut expected = 0.0;
-    let smooth = |sum: &[f64], l: usize| {
-        let nonnull: f64 = sum[1..].iter().sum();
-        (sum[l] + 1e-3) / (nonnull + 1e-3 * (nl - 1) as f64)
-    };
     while iterations < max_iter && total > 0.0 {
         iterations += 1;
         let mut msum = vec![vec![0.0f64; nl]; nf];
@@ -125,7 +121,7 @@ pub fn em(
                     continue;
                 }
                 for (l, ml) in m[f].iter_mut().enumerate().skip(1) {
-                    let mv = smooth(&msum[f], l);
+                    let mv = smoothed(&msum[f], l);
                     delta = delta.max((mv - *ml).abs());
                     *ml = mv;
                 }
@@ -293,11 +289,12 @@ pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedu
                 if nonnull > 0 && agree as f64 / nonnull as f64 > 0.8 {
                     *ig = true;
                 }
-                // A blocking key compared as evidence counts only where the
-                // salted names disagree. A session blocked on the salt's
-                // source or on a salted field selects those pairs by what
-                // they share (same year, different names: few matches),
-                // which biases the key's m; such sessions leave it out.
+                // A conditional field (a blocking key compared as evidence,
+                // a fallback) counts only where the salted names do not
+                // agree. A session blocked on the salt's source or on a
+                // salted field selects those pairs by what they share (same
+                // year, different names: few matches), which biases the
+                // field's m; such sessions leave it out.
                 if ds.fields[g].conditional()
                     && blocked
                         .iter()
@@ -316,8 +313,8 @@ pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedu
         })
         .collect();
     let salt_blocked = |blocked: &Vec<usize>| salt_source.is_some_and(|src| blocked.contains(&src));
-    // Fields that identify a mixture: blocking keys compared as evidence
-    // are null in most pairs and do not count.
+    // Fields that identify a mixture: conditional fields are null in most
+    // pairs and do not count.
     let free_fields = |ignore: &[bool]| {
         ignore
             .iter()
@@ -600,9 +597,9 @@ pub fn finish(
     let smallest = ds.agencies.iter().map(|a| a.len).min().unwrap_or(1).max(1);
     let lambda0 = (smallest as f64 / candidates.max(1) as f64).clamp(1e-6, 0.5);
     // Fields no session could train: EM on the candidates for those fields'
-    // m alone, trained fields' m and every u held fixed.
-    // Conditional fields (blocking keys compared as evidence, fallbacks)
-    // that no session trained are fitted last, from the candidates that
+    // m alone, trained fields' m and every u held fixed. Conditional fields
+    // (blocking keys compared as evidence, fallbacks) that no session
+    // trained are left out of that EM and fitted last, from the candidates that
     // the other fields alone make near-certain matches ([`confident_m`]).
     // EM on the candidates does badly here: it calls several times too
     // many pairs matches (partial agreements that blocking selected), and a
@@ -702,6 +699,13 @@ pub fn finish(
     }
 }
 
+/// The share of level `l` among the non-null levels of `counts`, smoothed
+/// so that no level has probability 0 (EM's m and [`confident_m`]).
+fn smoothed(counts: &[f64], l: usize) -> f64 {
+    let nonnull: f64 = counts[1..].iter().sum();
+    (counts[l] + 1e-3) / (nonnull + 1e-3 * (counts.len() - 1) as f64)
+}
+
 /// Posterior probability of a match that makes a candidate pattern count
 /// towards a conditional field's m in [`confident_m`].
 const CONFIDENT: f64 = 0.99;
@@ -755,8 +759,8 @@ pub fn confident_m(
             m[f] = u[f].to_vec();
             continue;
         }
-        for l in 1..nl {
-            m[f][l] = (c[l] + 1e-3) / (n + 1e-3 * (nl - 1) as f64);
+        for (l, x) in m[f].iter_mut().enumerate().skip(1) {
+            *x = smoothed(c, l);
         }
     }
     m
@@ -1008,6 +1012,7 @@ mod tests {
         let got = confident_m(&few, m, &u, 0.03, &late, &names);
         assert_eq!(got[1], u[1]);
     }
+
     /// Every level pattern of the fields (level 0 = null), with its
     /// probability under per-field distributions `p` and null rate `q`.
     fn patterns(p: &[Vec<f64>], q: f64) -> Vec<(Vec<u8>, f64)> {

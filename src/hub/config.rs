@@ -166,6 +166,10 @@ pub struct Resolve {
     /// the cluster's record of the same agency score at least
     /// `attach_min_probability` as one person (docs/decisions.md §18).
     pub confirm_duplicates: bool,
+    /// A refused link also attaches when its probability, weighed by the
+    /// single record's agency's estimated duplicate rate, clears the
+    /// threshold (docs/decisions.md §22).
+    pub duplicate_prior: bool,
 }
 
 impl Default for Resolve {
@@ -175,6 +179,7 @@ impl Default for Resolve {
             attach_duplicates: true,
             attach_min_probability: 0.999,
             confirm_duplicates: true,
+            duplicate_prior: true,
         }
     }
 }

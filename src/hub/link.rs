@@ -134,6 +134,7 @@ pub(crate) fn resolve_job(
     let attach = (cfg.resolve.attach_duplicates && mode == ScoringMode::Probabilistic).then_some(
         super::resolve::Attach {
             min: cfg.resolve.attach_min_probability as f32,
+            prior: cfg.resolve.duplicate_prior,
             confirm: cfg.resolve.confirm_duplicates.then_some(&confirm as _),
         },
     );
@@ -385,9 +386,11 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
     }
     if resolution.attached > 0 {
         tracing::info!(
-            "attached {} records to a cluster holding another record of their agency ({} confirmed by comparing the two)",
+            "attached {} records to a cluster holding another record of their agency ({} confirmed by comparing the two, {} on the estimated duplicate rates {:?})",
             resolution.attached,
-            resolution.confirmed
+            resolution.confirmed,
+            resolution.by_rate,
+            resolution.duplicate_rate
         );
     }
     clock.lap("resolve");

@@ -38,6 +38,10 @@ pub type Confirm<'a> = dyn Fn(&[u64]) -> Vec<f32> + Sync + 'a;
 pub struct Attach<'a> {
     /// A refused link scoring at least this attaches on its own.
     pub min: f32,
+    /// Weigh each refused link by its agency's estimated duplicate rate
+    /// ([`duplicate_rates`]) and attach when that probability clears the
+    /// threshold (docs/decisions.md §22).
+    pub prior: bool,
     /// Optional confirmation: given pairs of records of one agency
     /// ([`pack`]ed), the probability that each pair is one person.
     pub confirm: Option<&'a Confirm<'a>>,
@@ -94,6 +98,12 @@ pub struct Resolution {
     /// Of those, the ones attached through confirmation (the link alone
     /// scored below the attachment score).
     pub confirmed: u64,
+    /// Of those, the ones attached through the duplicate rate (neither the
+    /// link alone nor a confirmation reached the attachment score).
+    pub by_rate: u64,
+    /// Estimated share of each agency's records that are a second record
+    /// of a person (empty without [`Attach::prior`]).
+    pub duplicate_rate: Vec<f64>,
 }
 
 /// Resolve `pairs` whose `score` ≥ `threshold`. `agency_of` must hold at
@@ -134,14 +144,35 @@ pub fn resolve(
     }
     // Second pass: a record left single by the first pass joins the cluster
     // of its best refused link.
-    let (mut attached, mut confirmed) = (0, 0);
+    let (mut attached, mut confirmed, mut by_rate) = (0, 0, 0);
+    let mut duplicate_rate = Vec::new();
     if let Some(att) = attach.filter(|_| !dedup) {
         let confirm = att
             .confirm
             .map(|f| confirmations(&mut sets, agency_of, pairs, score, &refused, att.min, f));
+        // The odds factor per agency: a refused link's record-level odds
+        // treat its cluster's record as free, but that record already has
+        // its partner in the single record's agency; a second one is
+        // there with the agency's duplicate rate.
+        let rated = att.prior.then(|| {
+            duplicate_rate = duplicate_rates(&mut sets, agency_of, pairs, score, &refused);
+            let t = threshold.clamp(1e-6, 1.0 - 1e-6) as f64;
+            let need = t / (1.0 - t);
+            refused
+                .iter()
+                .map(|&i| {
+                    let (a, b) = unpack(pairs[i]);
+                    let ra = sets.find(a as u32) as usize;
+                    let single = if sets.size[ra] == 1 { a } else { b };
+                    odds(score[i]) * duplicate_rate[agency_of[single] as usize] >= need
+                })
+                .collect::<Vec<bool>>()
+        });
         for (j, &i) in refused.iter().enumerate() {
             let alone = score[i] >= att.min;
-            if !alone && !confirm.as_ref().is_some_and(|c| c[j] >= att.min) {
+            let confirmed_here = !alone && confirm.as_ref().is_some_and(|c| c[j] >= att.min);
+            let rate_here = rated.as_ref().is_some_and(|r| r[j]);
+            if !alone && !confirmed_here && !rate_here {
                 continue;
             }
             let (a, b) = unpack(pairs[i]);
@@ -152,7 +183,8 @@ pub fn resolve(
             sets.union(ra, rb);
             merges += 1;
             attached += 1;
-            confirmed += u64::from(!alone);
+            confirmed += u64::from(confirmed_here);
+            by_rate += u64::from(!alone && !confirmed_here);
         }
     }
     let root: Vec<u32> = (0..n as u32).map(|x| sets.find(x)).collect();
@@ -164,7 +196,73 @@ pub fn resolve(
         refused: refused.len() as u64,
         attached,
         confirmed,
+        by_rate,
+        duplicate_rate,
     }
+}
+
+/// Odds of a probability (capped so that 1 stays finite).
+fn odds(p: f32) -> f64 {
+    let p = (p as f64).clamp(0.0, 1.0 - 1e-9);
+    p / (1.0 - p)
+}
+
+/// Each agency's estimated duplicate rate `d`: the share of its records
+/// that are a second record of a person, from the links the one-to-one
+/// pass refused (after it). A record left single whose best refused link
+/// (odds `o`, record-level) goes to a cluster holding a record of its own
+/// agency is that cluster's person's second record with probability
+/// `d·o / (1 + d·o)`; `d` is the fixed point of "expected second records
+/// over the agency's records", found by iterating down from 0.5 (0 is a
+/// fixed point too, and the wrong one). Agencies without such links get 0.
+fn duplicate_rates(
+    sets_in: &mut Sets,
+    agency_of: &[u16],
+    pairs: &[u64],
+    score: &[f32],
+    refused: &[usize],
+) -> Vec<f64> {
+    let na = agency_of.iter().map(|&a| a as usize + 1).max().unwrap_or(0);
+    let mut records = vec![0usize; na];
+    for &a in agency_of {
+        records[a as usize] += 1;
+    }
+    // Best refused link per single record (`refused` is best first).
+    let mut seen = std::collections::HashSet::new();
+    let mut by_agency: Vec<Vec<f64>> = vec![Vec::new(); na];
+    for &i in refused {
+        let (a, b) = unpack(pairs[i]);
+        let (ra, rb) = (sets_in.find(a as u32), sets_in.find(b as u32));
+        let (single, other) = match (sets_in.size[ra as usize] == 1, sets_in.size[rb as usize] == 1) {
+            (true, false) => (a, rb),
+            (false, true) => (b, ra),
+            _ => continue,
+        };
+        let g = agency_of[single];
+        if sets_in.mask[other as usize] & (1u64 << (g % 64)) == 0 || !seen.insert(single) {
+            continue;
+        }
+        by_agency[g as usize].push(odds(score[i]));
+    }
+    by_agency
+        .iter()
+        .zip(&records)
+        .map(|(o, &n)| {
+            if o.is_empty() || n == 0 {
+                return 0.0;
+            }
+            let mut d = 0.5f64;
+            for _ in 0..200 {
+                let next = o.iter().map(|&x| d * x / (1.0 + d * x)).sum::<f64>() / n as f64;
+                if (next - d).abs() < 1e-9 {
+                    d = next;
+                    break;
+                }
+                d = next;
+            }
+            d
+        })
+        .collect()
 }
 
 /// Per refused link (after the first pass): the confirming probability
@@ -227,7 +325,11 @@ mod tests {
 
     /// Resolution at threshold 0.5, one-to-one, attaching at `min`.
     fn one_to_one(agency: &[u16], pairs: &[u64], score: &[f32], min: f32) -> Resolution {
-        let attach = Attach { min, confirm: None };
+        let attach = Attach {
+            min,
+            prior: false,
+            confirm: None,
+        };
         resolve(agency, pairs, score, 0.5, false, Some(attach))
     }
 
@@ -308,6 +410,64 @@ mod tests {
         assert_eq!(r.attached, 0);
     }
 
+    /// Agency 0 holds records 0..n, agency 1 records n..2n, linked one to
+    /// one at 0.99; agency 1 holds `dups` more records (2n..2n+dups), each
+    /// a refused link to record `i` of agency 0 at `p`.
+    fn with_duplicates(n: u32, dups: u32, p: f32) -> Resolution {
+        let mut agency = vec![0u16; n as usize];
+        agency.extend(std::iter::repeat_n(1u16, (n + dups) as usize));
+        let mut pairs: Vec<u64> = (0..n).map(|i| pack(i, n + i)).collect();
+        let mut score = vec![0.99f32; n as usize];
+        pairs.extend((0..dups).map(|i| pack(i, 2 * n + i)));
+        score.extend(std::iter::repeat_n(p, dups as usize));
+        let att = Attach {
+            min: 0.999,
+            prior: true,
+            confirm: None,
+        };
+        resolve(&agency, &pairs, &score, 0.5, false, Some(att))
+    }
+
+    #[test]
+    fn duplicates_attach_on_their_agencys_estimated_duplicate_rate() {
+        // 2 of agency 1's 12 records are second records whose links score
+        // 0.99 (odds 99): the fixed point d = (2·99d / (1 + 99d)) / 12 is
+        // d ≈ 0.158, and 99·d ≈ 15.7 clears even odds.
+        let r = with_duplicates(10, 2, 0.99);
+        assert!(
+            (r.duplicate_rate[1] - (2.0 * 99.0 / 12.0 - 1.0) / 99.0).abs() < 1e-6,
+            "{:?}",
+            r.duplicate_rate
+        );
+        assert_eq!(r.duplicate_rate[0], 0.0, "agency 0 has no single records");
+        assert_eq!((r.refused, r.attached, r.by_rate), (2, 2, 2));
+        assert_eq!(r.root[20], r.root[0]);
+        assert_eq!(r.cluster_size[0], 3);
+        // Without the rate, 0.99 falls short of the attachment score.
+        let mut agency = vec![0u16; 10];
+        agency.extend(std::iter::repeat_n(1u16, 12));
+        let r0 = one_to_one(
+            &agency,
+            &(0..10)
+                .map(|i| pack(i, 10 + i))
+                .chain((0..2).map(|i| pack(i, 20 + i)))
+                .collect::<Vec<_>>(),
+            &[[0.99f32; 10].as_slice(), &[0.99; 2]].concat(),
+            0.999,
+        );
+        assert_eq!(r0.attached, 0);
+    }
+
+    #[test]
+    fn a_lone_weak_duplicate_claim_does_not_attach() {
+        // One refused link at 0.9 (odds 9) among 101 records of agency 1:
+        // d = (9d / (1 + 9d)) / 101 has no positive solution, so d → 0.
+        let r = with_duplicates(100, 1, 0.9);
+        assert!(r.duplicate_rate[1] < 1e-6, "{:?}", r.duplicate_rate);
+        assert_eq!((r.refused, r.attached, r.by_rate), (1, 0, 0));
+        assert_eq!(r.cluster_size[200], 1);
+    }
+
     #[test]
     fn a_confirmed_duplicate_attaches_below_the_attachment_score() {
         // Agency 0 holds one person twice (0, 1); agency 1 once (2). 1-2 is
@@ -327,6 +487,7 @@ mod tests {
         };
         let att = Attach {
             min: 0.999,
+            prior: false,
             confirm: Some(&confirm),
         };
         let r = resolve(&agency, &pairs, &score, 0.5, false, Some(att));

@@ -327,9 +327,21 @@ pub fn render(r: &Report) -> String {
     );
     let _ = write!(
         s,
-        "<p>Implausibly large entities: {} (largest entity: {} records). Records attached to an entity already holding a record of their agency (likely duplicates in that agency): {}, of which {} were confirmed by comparing the record with the entity's other record of its agency.</p></section>",
-        q.large_clusters, q.largest_cluster, q.attached_duplicates, q.confirmed_duplicates
+        "<p>Implausibly large entities: {} (largest entity: {} records). Records attached to an entity already holding a record of their agency (likely duplicates in that agency): {}, of which {} were confirmed by comparing the record with the entity's other record of its agency and {} attached on the agency's estimated duplicate rate.</p>",
+        q.large_clusters, q.largest_cluster, q.attached_duplicates, q.confirmed_duplicates, q.rate_duplicates
     );
+    if !q.estimated_duplicate_rate.is_empty() {
+        table(
+            &mut s,
+            "Estimated share of each agency's records that are a second record of a person (from the links one-to-one matching refused)",
+            &["agency", "estimated duplicate rate"],
+            q.estimated_duplicate_rate
+                .iter()
+                .map(|(k, v)| vec![k.clone(), format!("{:.2}%", 100.0 * v)])
+                .collect(),
+        );
+    }
+    s.push_str("</section>");
     // 7. Privacy.
     s.push_str("<section aria-labelledby=\"h-privacy\"><h2 id=\"h-privacy\">Privacy audit of the encodings</h2>");
     table(

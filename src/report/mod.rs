@@ -269,6 +269,15 @@ pub struct InputQuality {
     /// entity's record of the same agency.
     #[serde(default)]
     pub confirmed_duplicates: u64,
+    /// Of those, the ones attached because their link, weighed by the
+    /// agency's estimated duplicate rate, cleared the threshold
+    /// (docs/decisions.md §22).
+    #[serde(default)]
+    pub rate_duplicates: u64,
+    /// Per agency: the estimated share of its records that are a second
+    /// record of a person (docs/decisions.md §22); empty when not estimated.
+    #[serde(default)]
+    pub estimated_duplicate_rate: BTreeMap<String, f64>,
 }
 
 /// Privacy figures for one filter column.

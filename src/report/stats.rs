@@ -467,6 +467,14 @@ pub(super) fn input_quality(run: &LinkRun) -> InputQuality {
     InputQuality {
         attached_duplicates: run.resolution.attached,
         confirmed_duplicates: run.resolution.confirmed,
+        rate_duplicates: run.resolution.by_rate,
+        estimated_duplicate_rate: run
+            .resolution
+            .duplicate_rate
+            .iter()
+            .zip(&ds.agencies)
+            .map(|(&d, a)| (a.name.clone(), d))
+            .collect(),
         fields,
         duplicate_ids: ds
             .agencies

@@ -132,3 +132,57 @@ fn the_name_key_speaks_only_where_the_salted_names_cannot() {
         .to_string();
     assert!(err.contains("`nope`") && err.contains("names"), "{err}");
 }
+
+/// The cross-agency pairs of the key passes `passes` (packed, sorted).
+fn key_pairs(ds: &Dataset, passes: &[&str]) -> bloomlink::Result<Vec<(u32, u32)>> {
+    use bloomlink::hub::block::group;
+    use bloomlink::hub::config::{Blocking, BlockingMethod};
+    let cfg = Blocking {
+        method: BlockingMethod::Keys,
+        passes: passes.iter().map(|p| p.to_string()).collect(),
+        ..Default::default()
+    };
+    let grouped = group(ds, &cfg, false, 1, None)?;
+    let mut out = Vec::new();
+    for pass in &grouped.passes {
+        for block in pass.blocks() {
+            for (i, &a) in block.iter().enumerate() {
+                for &b in &block[i + 1..] {
+                    if ds.agency_of[a as usize] != ds.agency_of[b as usize] {
+                        out.push((a, b));
+                    }
+                }
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+#[test]
+fn a_compound_pass_blocks_on_both_keys_and_unknown_passes_are_errors() {
+    let (_d, ds) = demo_dataset();
+    let (sc1, sc2, sc3, sc4, u1, u2) = (0, 1, 2, 3, 6, 7);
+    // Amelia Jones: born 2010, no date, born 2011 in social care; 2010 at
+    // school. The soundex codes of both names put all four in one block,
+    // and Oliver Smith (no date on either side) in another.
+    assert_eq!(
+        key_pairs(&ds, &["names"]).unwrap(),
+        vec![(sc1, u1), (sc2, u1), (sc3, u2), (sc4, u1)]
+    );
+    // With the surname code and year of birth as well, only the record born
+    // in the same year remains; records without a date have no key.
+    assert_eq!(
+        key_pairs(&ds, &["names+last_yob"]).unwrap(),
+        vec![(sc1, u1)]
+    );
+    for bad in ["nmes", "names+year"] {
+        let e = key_pairs(&ds, &[bad]).unwrap_err().to_string();
+        let unknown = bad.split('+').find(|p| *p != "names").unwrap();
+        assert!(
+            e.contains(&format!("`{unknown}`")) && e.contains("last_yob"),
+            "{e}"
+        );
+    }
+}

@@ -111,6 +111,7 @@ pub fn group(
         .filter(|(_, (n, _))| cfg.passes.is_empty() || cfg.passes.contains(n))
         .map(|(i, _)| i)
         .collect();
+    let compound = compound_keys(ds, &cfg.passes)?;
     let total = eligible_pairs(ds, dedup);
     let (all, use_keys, lsh) = match cfg.method {
         BlockingMethod::All => (true, false, false),
@@ -162,6 +163,10 @@ pub fn group(
         method.push("blocking keys");
         for &i in &keys {
             let (name, k) = &ds.blocks[i];
+            passes.push(group_pass(ds, k, name, "key", dedup, cfg.max_block_pairs));
+            check(&passes)?;
+        }
+        for (name, k) in &compound {
             passes.push(group_pass(ds, k, name, "key", dedup, cfg.max_block_pairs));
             check(&passes)?;
         }
@@ -228,6 +233,48 @@ pub fn group(
         method: method.join(" + "),
         lsh_positions: positions,
     })
+}
+
+/// The passes named `a+b` in `passes`: records grouped by their keys `a`
+/// and `b` together (a record lacking either has no key), so that a key
+/// whose common values make oversized blocks (soundex codes of both names)
+/// can be narrowed by another (a surname code with the year of birth).
+/// Every name in `passes`, plain or in a compound, must be a key of the
+/// extracts.
+fn compound_keys(ds: &Dataset, passes: &[String]) -> Result<Vec<(String, Vec<Option<u128>>)>> {
+    let find = |n: &str| -> Result<&Vec<Option<u128>>> {
+        ds.blocks
+            .iter()
+            .find(|(name, _)| name == n)
+            .map(|(_, k)| k)
+            .ok_or_else(|| {
+                let known: Vec<&str> = ds.blocks.iter().map(|(n, _)| n.as_str()).collect();
+                Error::Runtime(format!(
+                    "blocking.passes names `{n}`, which is not a blocking key of these extracts (they have: {}); \
+                     use one of those, or two joined by `+`",
+                    known.join(", ")
+                ))
+            })
+    };
+    let mut out = Vec::new();
+    for name in passes {
+        let parts: Vec<&str> = name.split('+').collect();
+        let keys = parts.iter().map(|p| find(p)).collect::<Result<Vec<_>>>()?;
+        if parts.len() < 2 {
+            continue;
+        }
+        let joined = (0..ds.len())
+            .map(|g| {
+                keys.iter().try_fold(0u128, |acc, k| {
+                    // Keyed hashes look random: rotate-and-xor keeps the
+                    // tuple's order and collides with chance 2^-128.
+                    k[g].map(|v| acc.rotate_left(17) ^ v)
+                })
+            })
+            .collect();
+        out.push((name.clone(), joined));
+    }
+    Ok(out)
 }
 
 /// CLK bit positions set in 25–75% of records (widened to 10–90% if too

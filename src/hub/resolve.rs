@@ -233,7 +233,10 @@ fn duplicate_rates(
     for &i in refused {
         let (a, b) = unpack(pairs[i]);
         let (ra, rb) = (sets_in.find(a as u32), sets_in.find(b as u32));
-        let (single, other) = match (sets_in.size[ra as usize] == 1, sets_in.size[rb as usize] == 1) {
+        let (single, other) = match (
+            sets_in.size[ra as usize] == 1,
+            sets_in.size[rb as usize] == 1,
+        ) {
             (true, false) => (a, rb),
             (false, true) => (b, ra),
             _ => continue,

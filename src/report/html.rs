@@ -328,7 +328,11 @@ pub fn render(r: &Report) -> String {
     let _ = write!(
         s,
         "<p>Implausibly large entities: {} (largest entity: {} records). Records attached to an entity already holding a record of their agency (likely duplicates in that agency): {}, of which {} were confirmed by comparing the record with the entity's other record of its agency and {} attached on the agency's estimated duplicate rate.</p>",
-        q.large_clusters, q.largest_cluster, q.attached_duplicates, q.confirmed_duplicates, q.rate_duplicates
+        q.large_clusters,
+        q.largest_cluster,
+        q.attached_duplicates,
+        q.confirmed_duplicates,
+        q.rate_duplicates
     );
     if !q.estimated_duplicate_rate.is_empty() {
         table(

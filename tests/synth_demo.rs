@@ -146,6 +146,21 @@ fn report_estimates_are_close_to_the_truth_at_20k_people() {
     let own = rows.iter().find(|x| x["threshold"] == 0.5).unwrap();
     assert_eq!(own["linked_pairs"], est["linked_pairs"]);
     assert_eq!(own["est_recall"], est["recall"]);
+    // Each agency's duplicate rate, estimated from the refused links alone
+    // (docs/decisions.md §22), is near the generator's 2%, and records
+    // attached on it are counted.
+    let q = &r["input_quality"];
+    let rates = q["estimated_duplicate_rate"].as_object().unwrap();
+    eprintln!(
+        "duplicate rates {rates:?}, attached on them {}",
+        q["rate_duplicates"]
+    );
+    assert_eq!(rates.len(), 2);
+    for (agency, d) in rates {
+        let d = d.as_f64().unwrap();
+        assert!((0.012..0.028).contains(&d), "{agency}: {d}");
+    }
+    assert!(q["rate_duplicates"].as_u64().unwrap() > 0);
 }
 
 /// Where many records have no partner, names salted by year of birth make

@@ -22,8 +22,16 @@
 //! the cluster's record of the same agency, compared with each other, score
 //! at least the attachment score as one person (docs/decisions.md §18). A
 //! second record of a person usually resembles the first more than either
-//! resembles the person's record elsewhere. Hub side: works on indices
-//! only; the confirming comparison is the caller's.
+//! resembles the person's record elsewhere.
+//!
+//! With `prior`, a refused link also attaches when its odds, multiplied by
+//! the single record's agency's estimated duplicate rate, clear the
+//! threshold: the link's record-level odds treat the cluster's record as
+//! free, though it already has its partner in that agency, and a second
+//! one is there only at the agency's duplicate rate, estimated from the
+//! refused links themselves (`duplicate_rates`, docs/decisions.md §22).
+//! Hub side: works on indices only; the confirming comparison is the
+//! caller's.
 
 use std::collections::HashMap;
 
@@ -210,13 +218,14 @@ fn odds(p: f32) -> f64 {
 /// Each agency's estimated duplicate rate `d`: the share of its records
 /// that are a second record of a person, from the links the one-to-one
 /// pass refused (after it). A record left single whose best refused link
-/// (odds `o`, record-level) goes to a cluster holding a record of its own
+/// (odds `o`, record-level: usually the single record's own view, its
+/// other candidates and the chance of no partner included) goes to a cluster holding a record of its own
 /// agency is that cluster's person's second record with probability
 /// `d·o / (1 + d·o)`; `d` is the fixed point of "expected second records
 /// over the agency's records", found by iterating down from 0.5 (0 is a
 /// fixed point too, and the wrong one). Agencies without such links get 0.
 fn duplicate_rates(
-    sets_in: &mut Sets,
+    sets: &mut Sets,
     agency_of: &[u16],
     pairs: &[u64],
     score: &[f32],
@@ -232,17 +241,14 @@ fn duplicate_rates(
     let mut by_agency: Vec<Vec<f64>> = vec![Vec::new(); na];
     for &i in refused {
         let (a, b) = unpack(pairs[i]);
-        let (ra, rb) = (sets_in.find(a as u32), sets_in.find(b as u32));
-        let (single, other) = match (
-            sets_in.size[ra as usize] == 1,
-            sets_in.size[rb as usize] == 1,
-        ) {
+        let (ra, rb) = (sets.find(a as u32), sets.find(b as u32));
+        let (single, other) = match (sets.size[ra as usize] == 1, sets.size[rb as usize] == 1) {
             (true, false) => (a, rb),
             (false, true) => (b, ra),
             _ => continue,
         };
         let g = agency_of[single];
-        if sets_in.mask[other as usize] & (1u64 << (g % 64)) == 0 || !seen.insert(single) {
+        if sets.mask[other as usize] & (1u64 << (g % 64)) == 0 || !seen.insert(single) {
             continue;
         }
         by_agency[g as usize].push(odds(score[i]));

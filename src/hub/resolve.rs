@@ -78,6 +78,17 @@ impl Sets {
         self.mask[big as usize] |= self.mask[small as usize];
     }
 
+    /// For a link between `a` and `b`: when exactly one of them is single,
+    /// that record and the root of the other's cluster.
+    fn single_side(&mut self, a: usize, b: usize) -> Option<(usize, u32)> {
+        let (ra, rb) = (self.find(a as u32), self.find(b as u32));
+        match (self.size[ra as usize] == 1, self.size[rb as usize] == 1) {
+            (true, false) => Some((a, rb)),
+            (false, true) => Some((b, ra)),
+            _ => None,
+        }
+    }
+
     fn find(&mut self, mut x: u32) -> u32 {
         while self.parent[x as usize] != x {
             let p = self.parent[x as usize];
@@ -162,19 +173,20 @@ pub fn resolve(
         // treat its cluster's record as free, but that record already has
         // its partner in the single record's agency; a second one is
         // there with the agency's duplicate rate.
-        let rated = att.prior.then(|| {
+        if att.prior {
             duplicate_rate = duplicate_rates(&mut sets, agency_of, pairs, score, &refused);
-            let t = threshold.clamp(1e-6, 1.0 - 1e-6) as f64;
-            let need = t / (1.0 - t);
+        }
+        let need = odds(threshold.clamp(1e-6, 1.0 - 1e-6));
+        let rated: Option<Vec<bool>> = att.prior.then(|| {
             refused
                 .iter()
                 .map(|&i| {
                     let (a, b) = unpack(pairs[i]);
-                    let ra = sets.find(a as u32) as usize;
-                    let single = if sets.size[ra] == 1 { a } else { b };
-                    odds(score[i]) * duplicate_rate[agency_of[single] as usize] >= need
+                    sets.single_side(a, b).is_some_and(|(single, _)| {
+                        odds(score[i]) * duplicate_rate[agency_of[single] as usize] >= need
+                    })
                 })
-                .collect::<Vec<bool>>()
+                .collect()
         });
         for (j, &i) in refused.iter().enumerate() {
             let alone = score[i] >= att.min;
@@ -219,8 +231,9 @@ fn odds(p: f32) -> f64 {
 /// that are a second record of a person, from the links the one-to-one
 /// pass refused (after it). A record left single whose best refused link
 /// (odds `o`, record-level: usually the single record's own view, its
-/// other candidates and the chance of no partner included) goes to a cluster holding a record of its own
-/// agency is that cluster's person's second record with probability
+/// other candidates and the chance of no partner included) goes to a
+/// cluster holding a record of its own agency is that cluster's person's
+/// second record with probability
 /// `d·o / (1 + d·o)`; `d` is the fixed point of "expected second records
 /// over the agency's records", found by iterating down from 0.5 (0 is a
 /// fixed point too, and the wrong one). Agencies without such links get 0.
@@ -241,11 +254,8 @@ fn duplicate_rates(
     let mut by_agency: Vec<Vec<f64>> = vec![Vec::new(); na];
     for &i in refused {
         let (a, b) = unpack(pairs[i]);
-        let (ra, rb) = (sets.find(a as u32), sets.find(b as u32));
-        let (single, other) = match (sets.size[ra as usize] == 1, sets.size[rb as usize] == 1) {
-            (true, false) => (a, rb),
-            (false, true) => (b, ra),
-            _ => continue,
+        let Some((single, other)) = sets.single_side(a, b) else {
+            continue;
         };
         let g = agency_of[single];
         if sets.mask[other as usize] & (1u64 << (g % 64)) == 0 || !seen.insert(single) {
@@ -293,11 +303,8 @@ fn confirmations(
             continue;
         }
         let (a, b) = unpack(pairs[i]);
-        let (ra, rb) = (sets.find(a as u32), sets.find(b as u32));
-        match (sets.size[ra as usize] == 1, sets.size[rb as usize] == 1) {
-            (true, false) => ask.push((j, a as u32, rb)),
-            (false, true) => ask.push((j, b as u32, ra)),
-            _ => {}
+        if let Some((single, other)) = sets.single_side(a, b) {
+            ask.push((j, single as u32, other));
         }
     }
     let mut out = vec![0f32; refused.len()];

@@ -186,3 +186,89 @@ fn a_compound_pass_blocks_on_both_keys_and_unknown_passes_are_errors() {
         );
     }
 }
+
+const SOCIAL_CARE_DATES: &str =
+    "child_id,forename,surname,dob,gender,postcode,address,ethnicity,imd_decile,category
+S1,Amelia,Jones,02/01/2010,F,LS1 1AA,1 High Street,white,3,CP
+S2,Amelia,Jones,01/02/2011,F,LS1 1AA,1 High Street,white,3,CP
+S3,Amelia,Jones,01/02/2012,F,LS1 1AA,1 High Street,white,3,CP
+S4,Amelia,Jones,01/02/2009,F,LS1 1AA,1 High Street,white,3,CP
+S5,Amelia,Jones,05/02/2010,F,LS1 1AA,1 High Street,white,3,CP
+S6,Amelia,Jones,01/02/2010,F,LS1 1AA,1 High Street,white,3,CP
+S7,Amelia,Jones,,F,LS1 1AA,1 High Street,white,3,CP
+";
+
+const SCHOOL_DATES: &str = "UPN,LegalForename,LegalSurname,DOB,Sex,Postcode,AddressLine1,EthnicGroup,IDACIDecile,SENProvision
+V1,Amelia,Jones,2010-02-01,F,LS1 1AA,1 High Street,white,3,N
+";
+
+#[test]
+fn date_variants_tell_swapped_days_and_years_one_off_from_other_dates() {
+    use bloomlink::hub::load::{DATE_SAME_MONTH, DATE_SWAPPED, DATE_YEAR_OFF};
+    let d = tempfile::tempdir().unwrap();
+    let key = secret_file(d.path(), b"date variants key");
+    let extracts = encode_demo(
+        d.path(),
+        &key,
+        &[("social_care", SOCIAL_CARE_DATES), ("school", SCHOOL_DATES)],
+    );
+    let mut ds = load(&extracts).unwrap();
+    let field = |ds: &Dataset, n: &str| ds.fields.iter().position(|f| f.name == n).unwrap();
+    let (first, last, dob) = (
+        field(&ds, "first_name"),
+        field(&ds, "last_name"),
+        field(&ds, "dob"),
+    );
+    let cuts = cuts32(&CUTS);
+    let disagree = cuts.len() as u8 + 1;
+    let kernel = Kernel::detect();
+    let levels = |ds: &Dataset, a: usize| {
+        let mut out = vec![0u8; ds.fields.len()];
+        pair_levels(ds, a, 7, &cuts, kernel, &mut out);
+        (out[first], out[last], out[dob])
+    };
+    // Without the variants, 1 Feb 2011 against 1 Feb 2010 is a middling
+    // date and two disagreeing names (salted by different years).
+    let (f, l, date) = levels(&ds, 1);
+    assert_eq!((f, l), (disagree, disagree));
+    assert!(date > 1 && date < disagree, "{date}");
+    let before: Vec<_> = (0..7).map(|a| levels(&ds, a)).collect();
+    {
+        let key = |n: &str| &ds.blocks.iter().find(|b| b.0 == n).unwrap().1;
+        let (swap, even, odd) = (key("dob_swap"), key("dob_year_even"), key("dob_year_odd"));
+        // 2011 and 2010 round down to the even 2010, 2009 and 2010 to the
+        // odd 2009; 2012 and 2010 share neither.
+        assert!(even[1] == even[7] && odd[1] != odd[7]);
+        assert!(odd[3] == odd[7] && even[3] != even[7]);
+        assert!(even[2] != even[7] && odd[2] != odd[7]);
+        // Day and month as an unordered pair, with the year.
+        assert!(swap[0] == swap[7] && swap[5] == swap[7]);
+        assert!(swap[1] != swap[7] && swap[4] != swap[7]);
+        let month = key("dob_month");
+        assert!(month[4] == month[7] && month[5] == month[7]);
+        assert!(month[0] != month[7] && month[1] != month[7]);
+        assert!(swap[6].is_none() && even[6].is_none() && odd[6].is_none());
+    }
+
+    assert_eq!(
+        ds.compare_date_variants(),
+        vec!["dob (dob_swap, dob_year_even, dob_year_odd, dob_month)".to_string()]
+    );
+    // 2 Jan 2010: day and month swapped, same year, so the names agree.
+    assert_eq!(levels(&ds, 0), (1, 1, DATE_SWAPPED));
+    // 1 Feb 2011 and 1 Feb 2009: a year off either way; the names, salted
+    // by another year, say nothing.
+    assert_eq!(levels(&ds, 1), (0, 0, DATE_YEAR_OFF));
+    assert_eq!(levels(&ds, 3), (0, 0, DATE_YEAR_OFF));
+    // Two years off: no variant, a Dice level below them; the names look
+    // unrelated as before.
+    let (f, l, date) = levels(&ds, 2);
+    assert_eq!((f, l), (disagree, disagree));
+    assert!(date > DATE_SAME_MONTH, "{date}");
+    // Another day of the same month.
+    assert_eq!(levels(&ds, 4), (1, 1, DATE_SAME_MONTH));
+    // Exact and missing dates are unchanged.
+    assert_eq!(levels(&ds, 5), (1, 1, 1));
+    assert_eq!(levels(&ds, 6), before[6]);
+    assert_eq!(levels(&ds, 6).2, 0);
+}

@@ -950,6 +950,27 @@ impl Encoder {
                 };
                 key.extend_from_slice(&norm.as_bytes()[r]);
             }
+            BlockFn::DayMonth | BlockFn::EvenYear | BlockFn::OddYear => {
+                if norm.len() != 8 || !norm.bytes().all(|b| b.is_ascii_digit()) {
+                    return false;
+                }
+                let d = norm.as_bytes();
+                match f {
+                    BlockFn::DayMonth => {
+                        let (m, day) = (&d[4..6], &d[6..8]);
+                        let (lo, hi) = if m <= day { (m, day) } else { (day, m) };
+                        key.extend_from_slice(lo);
+                        key.extend_from_slice(hi);
+                    }
+                    _ => {
+                        let y: u32 = norm[..4].parse().expect("four digits");
+                        let odd = u32::from(f == BlockFn::OddYear);
+                        // Round down to the nearest year of the wanted parity.
+                        let r = if y % 2 == odd { y } else { y.saturating_sub(1) };
+                        key.extend_from_slice(format!("{r:04}").as_bytes());
+                    }
+                }
+            }
             BlockFn::PostcodeDistrict => {
                 let p: String = norm.chars().filter(|c| *c != ' ').collect();
                 let cut = if p.len() >= 5 { p.len() - 3 } else { p.len() };

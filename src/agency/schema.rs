@@ -157,6 +157,14 @@ pub enum BlockFn {
     Year,
     Month,
     Day,
+    /// A date's day and month as an unordered pair: equal for a date and the
+    /// same date with day and month swapped.
+    DayMonth,
+    /// A date's year rounded down to an even year.
+    EvenYear,
+    /// A date's year rounded down to an odd year. Two years one apart share
+    /// exactly one of `even_year` and `odd_year`.
+    OddYear,
     PostcodeDistrict,
 }
 
@@ -851,6 +859,9 @@ pub fn parse_block_part(expr: &str) -> std::result::Result<BlockPart, String> {
         "year" => one(BlockFn::Year)?,
         "month" => one(BlockFn::Month)?,
         "day" => one(BlockFn::Day)?,
+        "day_month" => one(BlockFn::DayMonth)?,
+        "even_year" => one(BlockFn::EvenYear)?,
+        "odd_year" => one(BlockFn::OddYear)?,
         "postcode_district" => one(BlockFn::PostcodeDistrict)?,
         "initial" => one(BlockFn::First(1))?,
         "first" => match args.get(1).map(|n| n.parse::<u32>()) {
@@ -859,7 +870,7 @@ pub fn parse_block_part(expr: &str) -> std::result::Result<BlockPart, String> {
         },
         other => {
             return Err(format!(
-                "unknown function `{other}`; use value, soundex, metaphone, first, initial, year, month, day or postcode_district"
+                "unknown function `{other}`; use value, soundex, metaphone, first, initial, year, month, day, day_month, even_year, odd_year or postcode_district"
             ));
         }
     };
@@ -1245,6 +1256,15 @@ key = ["soundex(surname)", "year(dob)"]
             BlockFn::First(3)
         );
         assert_eq!(parse_block_part("given").unwrap().function, BlockFn::Value);
+        for (f, want) in [
+            ("day_month(dob)", BlockFn::DayMonth),
+            ("even_year(dob)", BlockFn::EvenYear),
+            ("odd_year(dob)", BlockFn::OddYear),
+        ] {
+            assert_eq!(parse_block_part(f).unwrap().function, want);
+        }
+        let e = parse_block_part("odd_year(dob, 2)").unwrap_err();
+        assert!(e.contains("one argument"), "{e}");
         assert!(parse_block_part("first(given)").is_err());
         assert!(parse_block_part("soundex(a, b)").is_err());
     }

@@ -90,6 +90,12 @@ pub struct Scoring {
     /// (docs/decisions.md §20): `["auto"]` takes every key built only from
     /// salted fields (the demo schemas' `names`); `[]` takes none.
     pub key_evidence: Vec<String>,
+    /// Compare a date field at finer levels when the extracts carry its
+    /// keyed variants (`year + day_month`, `month + day + even_year` /
+    /// `odd_year`): a day and month swapped, or a year one off, count as
+    /// such instead of as a middling Dice, and a year one off tells the hub
+    /// that names salted by it cannot agree (docs/decisions.md §24).
+    pub date_variants: bool,
 }
 
 impl Default for Scoring {
@@ -105,6 +111,7 @@ impl Default for Scoring {
             salt_correction: SaltCorrection::Auto,
             record_prior: true,
             key_evidence: vec!["auto".into()],
+            date_variants: true,
         }
     }
 }

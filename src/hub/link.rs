@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::block::{Candidates, Grouped, eligible_pairs, group, unpack};
 use super::config::{JobConfig, ScoringMode};
-use super::load::{Dataset, load, salt_free_keys};
+use super::load::{DATE_MIN_CUTS, Dataset, load, salt_free_keys};
 use super::output::{self, PairRow};
 use super::pseudonym::JobKey;
 use super::resolve::{Resolution, resolve};
@@ -206,6 +206,18 @@ pub fn load_job(paths: &[PathBuf], cfg: &JobConfig) -> Result<Dataset> {
             keys.join(", ")
         );
         ds.compare_keys(&keys)?;
+    }
+    if cfg.scoring.mode == ScoringMode::Probabilistic && cfg.scoring.date_variants {
+        if cfg.scoring.levels.len() < DATE_MIN_CUTS {
+            tracing::warn!(
+                "scoring.levels has {} cut-offs; date variants need {DATE_MIN_CUTS} or more and are not compared",
+                cfg.scoring.levels.len()
+            );
+        } else {
+            for d in ds.compare_date_variants() {
+                tracing::info!("comparing date variants of {d}");
+            }
+        }
     }
     Ok(ds)
 }

@@ -35,6 +35,64 @@ pub struct Filters {
     /// docs/decisions.md §21): compared only where that one is present and
     /// not exactly equal.
     pub fallback_for: Option<usize>,
+    /// Keyed variants of a date field's value, when the job compares them
+    /// (docs/decisions.md §24): they split the date's partial agreement
+    /// into "day and month swapped" and "year one off".
+    pub date: Option<Arc<DateVariants>>,
+}
+
+/// The level of a date field whose day and month are swapped (equal
+/// `year + day_month` keys, not an exact date) when it has [`DateVariants`].
+pub const DATE_SWAPPED: u8 = 2;
+/// The level of a date field one year off (equal `month + day + even_year`
+/// or `odd_year` keys, not an exact date): the years surely differ.
+pub const DATE_YEAR_OFF: u8 = 3;
+/// The level of a date field in the same year and month, another day
+/// (equal `year + month` keys, not an exact date).
+pub const DATE_SAME_MONTH: u8 = 4;
+/// Dice cut-offs a job needs for date variants: exact, the three variant
+/// levels, and a Dice level below them.
+pub const DATE_MIN_CUTS: usize = 4;
+
+/// Keyed variants of one date field, per record (64 bits of each keyed
+/// blocking key; 0 = missing).
+#[derive(Debug, Default)]
+pub struct DateVariants {
+    /// `year + day_month` keys: equal for a date and its day/month swap.
+    pub swapped: Vec<Vec<u64>>,
+    /// `month + day + even_year` and `… + odd_year` keys: one of them is
+    /// equal for two dates one year apart on the same day.
+    pub year_off: Vec<Vec<u64>>,
+    /// `year + month` keys: equal for two days of one month.
+    pub same_month: Vec<Vec<u64>>,
+    /// The blocking keys used, for the log and the report.
+    pub keys: Vec<String>,
+}
+
+impl DateVariants {
+    #[inline]
+    fn any_equal(keys: &[Vec<u64>], a: usize, b: usize) -> bool {
+        keys.iter().any(|k| k[a] != 0 && k[a] == k[b])
+    }
+
+    /// Whether records `a` and `b` have the same date up to a day/month swap.
+    #[inline]
+    pub fn swapped(&self, a: usize, b: usize) -> bool {
+        Self::any_equal(&self.swapped, a, b)
+    }
+
+    /// Whether records `a` and `b` have the same day and month and years at
+    /// most one apart.
+    #[inline]
+    pub fn year_off(&self, a: usize, b: usize) -> bool {
+        Self::any_equal(&self.year_off, a, b)
+    }
+
+    /// Whether records `a` and `b` have dates in the same month of one year.
+    #[inline]
+    pub fn same_month(&self, a: usize, b: usize) -> bool {
+        Self::any_equal(&self.same_month, a, b)
+    }
 }
 
 impl Filters {
@@ -118,6 +176,15 @@ impl Salt {
         let v = &fields[self.source].valid;
         v[a] != v[b]
     }
+
+    /// Whether the source's level says the salts differ: a year of birth
+    /// one off ([`DATE_YEAR_OFF`], only when the source has date variants).
+    #[inline]
+    pub fn differs_by_level(&self, fields: &[Filters], levels: &[u8]) -> bool {
+        self.year_of_date
+            && fields[self.source].date.is_some()
+            && levels[self.source] == DATE_YEAR_OFF
+    }
 }
 
 /// The schema's salt (from its JSON as written in the extract metadata),
@@ -174,6 +241,46 @@ pub fn salt_free_keys(ds: &Dataset) -> Vec<String> {
         })
         .cloned()
         .collect()
+}
+
+/// The kinds of keyed date variant (docs/decisions.md §24).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Swapped,
+    YearOff,
+    SameMonth,
+}
+
+/// Which date variant a blocking key is, from its parts: `year + day_month`
+/// of one date field is a swap key, `month + day + even_year` (or
+/// `odd_year`) a year-off key, `year + month` a same-month key. `None` for
+/// any other key.
+fn date_variant(schema_json: &serde_json::Value, key: &str) -> Option<(String, Variant)> {
+    let parts = schema_json["blocking"]
+        .as_array()?
+        .iter()
+        .find(|x| x["name"] == key)?["parts"]
+        .as_array()?;
+    let field = parts.first()?["field"].as_str()?;
+    if parts.iter().any(|p| p["field"] != field) {
+        return None;
+    }
+    let mut fns: Vec<&str> = parts
+        .iter()
+        .filter_map(|p| p["function"]["fn"].as_str())
+        .collect();
+    if fns.len() != parts.len() {
+        return None;
+    }
+    fns.sort_unstable();
+    match fns.as_slice() {
+        ["day_month", "year"] => Some((field.to_string(), Variant::Swapped)),
+        ["day", "even_year", "month"] | ["day", "month", "odd_year"] => {
+            Some((field.to_string(), Variant::YearOff))
+        }
+        ["month", "year"] => Some((field.to_string(), Variant::SameMonth)),
+        _ => None,
+    }
 }
 
 /// `(field, the field it stands in for)` by index, from the schema JSON's
@@ -267,11 +374,60 @@ impl Dataset {
                 valid,
                 exact: true,
                 fallback_for: None,
+                date: None,
             };
             f.pop = pops(&f, self.len());
             self.fields.push(f);
         }
         Ok(())
+    }
+
+    /// Attach the extracts' keyed date variants (docs/decisions.md §24) to
+    /// their date fields, which then compare at finer levels: exact, day and
+    /// month swapped ([`DATE_SWAPPED`]), a year one off ([`DATE_YEAR_OFF`]),
+    /// another day of the same month ([`DATE_SAME_MONTH`]), then Dice. Returns the date fields given variants.
+    pub fn compare_date_variants(&mut self) -> Vec<String> {
+        let schema: serde_json::Value = serde_json::from_str(&self.schema_json).unwrap_or_default();
+        let mut found: Vec<(usize, DateVariants)> = Vec::new();
+        for (name, values) in &self.blocks {
+            let Some((field, kind)) = date_variant(&schema, name) else {
+                continue;
+            };
+            let is_date = schema["fields"].as_array().is_some_and(|fs| {
+                fs.iter()
+                    .any(|f| f["name"] == field.as_str() && f["kind"] == "date")
+            });
+            let Some(fi) = self.fields.iter().position(|f| f.name == field && !f.exact) else {
+                continue;
+            };
+            if !is_date {
+                continue;
+            }
+            let keys: Vec<u64> = values
+                .iter()
+                .map(|v| v.map_or(0, |k| ((k as u64) ^ ((k >> 64) as u64)).max(1)))
+                .collect();
+            let slot = match found.iter().position(|(f, _)| *f == fi) {
+                Some(i) => i,
+                None => {
+                    found.push((fi, DateVariants::default()));
+                    found.len() - 1
+                }
+            };
+            let dv = &mut found[slot].1;
+            match kind {
+                Variant::Swapped => dv.swapped.push(keys),
+                Variant::YearOff => dv.year_off.push(keys),
+                Variant::SameMonth => dv.same_month.push(keys),
+            }
+            dv.keys.push(name.clone());
+        }
+        let mut names = Vec::new();
+        for (fi, dv) in found {
+            names.push(format!("{} ({})", self.fields[fi].name, dv.keys.join(", ")));
+            self.fields[fi].date = Some(Arc::new(dv));
+        }
+        names
     }
 
     /// Encode-time counts per agency.

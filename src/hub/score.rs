@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::block::unpack;
 use super::compare::{Kernel, dice32};
-use super::load::{Dataset, Filters};
+use super::load::{DATE_SAME_MONTH, DATE_SWAPPED, DATE_YEAR_OFF, Dataset, DateVariants, Filters};
 
 /// Comparison results for candidate pairs.
 #[derive(Debug, Clone, Default)]
@@ -54,7 +54,30 @@ fn field_level(f: &Filters, a: usize, b: usize, cuts: &[f32], kernel: Kernel) ->
             (true, false) => cuts.len() as u8 + 1,
         };
     }
-    level_or_null(dice_across(f, f, a, b, kernel), cuts)
+    let d = dice_across(f, f, a, b, kernel);
+    match (&f.date, d) {
+        (Some(dv), Some(d)) => date_level(dv, d, a, b, cuts),
+        _ => level_or_null(d, cuts),
+    }
+}
+
+/// The level of a date field with keyed variants (docs/decisions.md §24):
+/// 1 exact, [`DATE_SWAPPED`], [`DATE_YEAR_OFF`], [`DATE_SAME_MONTH`], then
+/// the Dice cut-offs from the third on (the last level also takes what
+/// falls below them). A level whose key the extracts lack never occurs.
+#[inline]
+fn date_level(dv: &DateVariants, d: f32, a: usize, b: usize, cuts: &[f32]) -> u8 {
+    if d >= cuts[0] {
+        1
+    } else if dv.swapped(a, b) {
+        DATE_SWAPPED
+    } else if dv.year_off(a, b) {
+        DATE_YEAR_OFF
+    } else if dv.same_month(a, b) {
+        DATE_SAME_MONTH
+    } else {
+        (DATE_SAME_MONTH + level_of(d, &cuts[2..])).min(cuts.len() as u8 + 1)
+    }
 }
 
 /// Dice of record `a`'s filter in `x` against record `b`'s in `y`; `None`
@@ -101,7 +124,7 @@ pub fn pair_levels(ds: &Dataset, a: usize, b: usize, cuts: &[f32], kernel: Kerne
         }
     }
     if let Some(salt) = &ds.salt {
-        if salt.differs(&ds.fields, a, b) {
+        if salt.differs(&ds.fields, a, b) || salt.differs_by_level(&ds.fields, out) {
             for &f in &salt.salted {
                 out[f] = 0;
             }

@@ -462,7 +462,7 @@ pub fn render(r: &Report) -> String {
     table(
         &mut s,
         "Match weights (log2 m/u) per field and level",
-        &["field", "weights by level 1..n", "m", "u"],
+        &["field", "levels 1..n", "weights by level 1..n", "m", "u"],
         r.model
             .fields
             .iter()
@@ -476,6 +476,7 @@ pub fn render(r: &Report) -> String {
                 };
                 vec![
                     f.field.clone(),
+                    f.levels.join(" / "),
                     fmt(&f.weights, 1),
                     fmt(&f.m, 3),
                     fmt(&f.u, 4),

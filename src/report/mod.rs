@@ -119,6 +119,11 @@ pub struct FieldModel {
     pub u: Vec<f64>,
     /// log2(m/u) per level (level 0, null, is 0).
     pub weights: Vec<f64>,
+    /// What each level 1..n means: Dice ranges, or for a date compared by
+    /// its keyed variants the variants (docs/decisions.md §24). Absent in
+    /// older reports.
+    #[serde(default)]
+    pub levels: Vec<String>,
 }
 
 /// The scoring model.
@@ -385,6 +390,7 @@ pub fn build(
                 weights: (0..m.m[f].len())
                     .map(|l| m.field_weight(f, l as u8))
                     .collect(),
+                levels: level_names(ds.fields.get(f), &m.cuts),
             })
             .collect(),
         em: m.clone(),
@@ -620,4 +626,40 @@ pub(crate) fn linked_pairs(run: &LinkRun) -> impl Iterator<Item = (usize, usize)
         .zip(&run.linked)
         .filter(|(_, l)| **l)
         .map(|(&p, _)| unpack(p))
+}
+
+/// What a field's levels 1..n mean (see [`FieldModel::levels`]).
+fn level_names(f: Option<&crate::hub::load::Filters>, cuts: &[f64]) -> Vec<String> {
+    use crate::hub::load::{DATE_SAME_MONTH, DATE_SWAPPED, DATE_YEAR_OFF};
+    let dice = |i: usize| {
+        if i == 0 {
+            "exact".to_string()
+        } else if i < cuts.len() {
+            format!("Dice {} to {}", cuts[i], cuts[i - 1])
+        } else {
+            format!("Dice below {}", cuts[cuts.len() - 1])
+        }
+    };
+    let n = cuts.len() + 1;
+    match f {
+        Some(f) if f.exact => (0..n)
+            .map(|l| match l {
+                0 => "equal".to_string(),
+                l if l + 1 == n => "different".to_string(),
+                _ => "(unused)".to_string(),
+            })
+            .collect(),
+        Some(f) if f.date.is_some() => (1..=n as u8)
+            .map(|l| match l {
+                1 => "exact".to_string(),
+                DATE_SWAPPED => "day and month swapped".to_string(),
+                DATE_YEAR_OFF => "same day and month, a year off".to_string(),
+                DATE_SAME_MONTH => "same month, another day".to_string(),
+                l if n == DATE_SAME_MONTH as usize + 1 && l as usize == n => "other".to_string(),
+                l if (l as usize) < n => format!("other, Dice {} or more", cuts[2]),
+                _ => format!("other, Dice below {}", cuts[2]),
+            })
+            .collect(),
+        _ => (0..n).map(dice).collect(),
+    }
 }

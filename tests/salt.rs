@@ -267,6 +267,25 @@ fn date_variants_tell_swapped_days_and_years_one_off_from_other_dates() {
     assert!(date > DATE_SAME_MONTH, "{date}");
     // Another day of the same month.
     assert_eq!(levels(&ds, 4), (1, 1, DATE_SAME_MONTH));
+    // Date variants are evidence, not default passes: `passes = []` blocks
+    // on every other key; a compound pass may still name them.
+    {
+        use bloomlink::hub::block::group;
+        use bloomlink::hub::config::{Blocking, BlockingMethod};
+        let names = |passes: &[&str]| -> Vec<String> {
+            let cfg = Blocking {
+                method: BlockingMethod::Keys,
+                passes: passes.iter().map(|p| p.to_string()).collect(),
+                ..Default::default()
+            };
+            let g = group(&ds, &cfg, false, 1, None).unwrap();
+            g.passes.iter().map(|p| p.stats.name.clone()).collect()
+        };
+        let all = names(&[]);
+        assert!(all.contains(&"dob".to_string()), "{all:?}");
+        assert!(!all.iter().any(|p| p.starts_with("dob_")), "{all:?}");
+        assert_eq!(names(&["names+dob_year_even"]), ["names+dob_year_even"]);
+    }
     // Exact and missing dates are unchanged.
     assert_eq!(levels(&ds, 5), (1, 1, 1));
     assert_eq!(levels(&ds, 6), before[6]);

@@ -108,7 +108,13 @@ pub fn group(
         .blocks
         .iter()
         .enumerate()
-        .filter(|(_, (n, _))| cfg.passes.is_empty() || cfg.passes.contains(n))
+        .filter(|(_, (n, _))| {
+            if cfg.passes.is_empty() {
+                !super::load::is_date_variant(&ds.schema_json, n)
+            } else {
+                cfg.passes.contains(n)
+            }
+        })
         .map(|(i, _)| i)
         .collect();
     let compound = compound_keys(ds, &cfg.passes)?;

@@ -121,7 +121,8 @@ impl Default for Scoring {
 #[serde(deny_unknown_fields, default)]
 pub struct Blocking {
     pub method: BlockingMethod,
-    /// Blocking-key passes to use (`bk_` names without the prefix); empty = all.
+    /// Blocking-key passes to use (`bk_` names without the prefix); empty =
+    /// all but keyed date variants (docs/decisions.md §24).
     pub passes: Vec<String>,
     /// Blocks producing more pairs than this are skipped (and reported).
     pub max_block_pairs: u64,

@@ -283,6 +283,15 @@ fn date_variant(schema_json: &serde_json::Value, key: &str) -> Option<(String, V
     }
 }
 
+/// Whether blocking key `key` is a keyed date variant (docs/decisions.md
+/// §24). Such keys are comparison evidence: `blocking.passes = []` ("all")
+/// leaves them out, as their blocks are large (all of a month's births);
+/// a compound pass such as `names+dob_year_even` blocks on them.
+pub fn is_date_variant(schema_json: &str, key: &str) -> bool {
+    let schema: serde_json::Value = serde_json::from_str(schema_json).unwrap_or_default();
+    date_variant(&schema, key).is_some()
+}
+
 /// `(field, the field it stands in for)` by index, from the schema JSON's
 /// `fallback_for` (fields not loaded are skipped).
 fn fallbacks_of(schema_json: &str, fields: &[Filters]) -> Vec<(usize, usize)> {

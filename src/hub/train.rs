@@ -228,6 +228,11 @@ pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedu
     // that session), else pairs with identical filters on one selective field.
     let mut plans: Vec<(String, Vec<u64>, Vec<usize>)> = Vec::new();
     for (name, keys) in &ds.blocks {
+        // Keyed date variants select what the date's own key does, with
+        // more non-matches (docs/decisions.md §24).
+        if super::load::is_date_variant(&ds.schema_json, name) {
+            continue;
+        }
         let parts: Vec<usize> = super::load::key_fields(&ds.schema_json, name)
             .iter()
             .filter_map(|f| names.iter().position(|n| n == f))

@@ -631,6 +631,8 @@ pub(crate) fn linked_pairs(run: &LinkRun) -> impl Iterator<Item = (usize, usize)
 /// What a field's levels 1..n mean (see [`FieldModel::levels`]).
 fn level_names(f: Option<&crate::hub::load::Filters>, cuts: &[f64]) -> Vec<String> {
     use crate::hub::load::{DATE_SAME_MONTH, DATE_SWAPPED, DATE_YEAR_OFF};
+    // Cut-offs as configured (the model holds them as f32 values widened).
+    let cuts: Vec<f64> = cuts.iter().map(|c| (c * 1e4).round() / 1e4).collect();
     let dice = |i: usize| {
         if i == 0 {
             "exact".to_string()
@@ -661,5 +663,55 @@ fn level_names(f: Option<&crate::hub::load::Filters>, cuts: &[f64]) -> Vec<Strin
             })
             .collect(),
         _ => (0..n).map(dice).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::level_names;
+    use crate::hub::load::{DateVariants, Filters};
+    use std::sync::Arc;
+
+    #[test]
+    fn levels_are_named_by_what_they_compare() {
+        let cuts = [1.0, 0.85f32 as f64, 0.7f32 as f64, 0.55, 0.4];
+        let plain = Filters::default();
+        assert_eq!(
+            level_names(Some(&plain), &cuts),
+            [
+                "exact",
+                "Dice 0.85 to 1",
+                "Dice 0.7 to 0.85",
+                "Dice 0.55 to 0.7",
+                "Dice 0.4 to 0.55",
+                "Dice below 0.4"
+            ]
+        );
+        let date = Filters {
+            date: Some(Arc::new(DateVariants::default())),
+            ..Default::default()
+        };
+        assert_eq!(
+            level_names(Some(&date), &cuts),
+            [
+                "exact",
+                "day and month swapped",
+                "same day and month, a year off",
+                "same month, another day",
+                "other, Dice 0.7 or more",
+                "other, Dice below 0.7"
+            ]
+        );
+        // With four cut-offs the last level takes every other date.
+        assert_eq!(level_names(Some(&date), &cuts[..4])[4], "other");
+        let key = Filters {
+            exact: true,
+            ..Default::default()
+        };
+        let names = level_names(Some(&key), &cuts);
+        assert_eq!(
+            (names[0].as_str(), names[5].as_str()),
+            ("equal", "different")
+        );
     }
 }

@@ -939,35 +939,43 @@ impl Encoder {
                     key.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
                 }
             }
-            BlockFn::Year | BlockFn::Month | BlockFn::Day => {
-                if norm.len() != 8 || !norm.bytes().all(|b| b.is_ascii_digit()) {
-                    return false;
-                }
-                let r = match f {
-                    BlockFn::Year => 0..4,
-                    BlockFn::Month => 4..6,
-                    _ => 6..8,
-                };
-                key.extend_from_slice(&norm.as_bytes()[r]);
-            }
-            BlockFn::DayMonth | BlockFn::EvenYear | BlockFn::OddYear => {
-                if norm.len() != 8 || !norm.bytes().all(|b| b.is_ascii_digit()) {
-                    return false;
-                }
+            BlockFn::Year
+            | BlockFn::Month
+            | BlockFn::Day
+            | BlockFn::DayMonth
+            | BlockFn::EvenYear
+            | BlockFn::OddYear => {
+                // A date normalises to `YYYYMMDD`.
                 let d = norm.as_bytes();
+                if d.len() != 8 || !d.iter().all(u8::is_ascii_digit) {
+                    return false;
+                }
+                let (year, month, day) = (&d[0..4], &d[4..6], &d[6..8]);
                 match f {
+                    BlockFn::Year => key.extend_from_slice(year),
+                    BlockFn::Month => key.extend_from_slice(month),
+                    BlockFn::Day => key.extend_from_slice(day),
                     BlockFn::DayMonth => {
-                        let (m, day) = (&d[4..6], &d[6..8]);
-                        let (lo, hi) = if m <= day { (m, day) } else { (day, m) };
+                        // Day and month as an unordered pair.
+                        let (lo, hi) = if month <= day {
+                            (month, day)
+                        } else {
+                            (day, month)
+                        };
                         key.extend_from_slice(lo);
                         key.extend_from_slice(hi);
                     }
                     _ => {
-                        let y: u32 = norm[..4].parse().expect("four digits");
+                        // The year rounded down to the wanted parity.
+                        let y = year.iter().fold(0u32, |y, b| y * 10 + u32::from(b - b'0'));
                         let odd = u32::from(f == BlockFn::OddYear);
-                        // Round down to the nearest year of the wanted parity.
                         let r = if y % 2 == odd { y } else { y.saturating_sub(1) };
-                        key.extend_from_slice(format!("{r:04}").as_bytes());
+                        key.extend_from_slice(&[
+                            b'0' + (r / 1000 % 10) as u8,
+                            b'0' + (r / 100 % 10) as u8,
+                            b'0' + (r / 10 % 10) as u8,
+                            b'0' + (r % 10) as u8,
+                        ]);
                     }
                 }
             }

@@ -394,35 +394,33 @@ impl Dataset {
     /// Attach the extracts' keyed date variants (docs/decisions.md §24) to
     /// their date fields, which then compare at finer levels: exact, day and
     /// month swapped ([`DATE_SWAPPED`]), a year one off ([`DATE_YEAR_OFF`]),
-    /// another day of the same month ([`DATE_SAME_MONTH`]), then Dice. Returns the date fields given variants.
+    /// another day of the same month ([`DATE_SAME_MONTH`]), then Dice.
+    /// Returns the date fields given variants, with their keys.
     pub fn compare_date_variants(&mut self) -> Vec<String> {
         let schema: serde_json::Value = serde_json::from_str(&self.schema_json).unwrap_or_default();
+        let is_date = |field: &str| {
+            schema["fields"]
+                .as_array()
+                .is_some_and(|fs| fs.iter().any(|f| f["name"] == field && f["kind"] == "date"))
+        };
         let mut found: Vec<(usize, DateVariants)> = Vec::new();
         for (name, values) in &self.blocks {
-            let Some((field, kind)) = date_variant(&schema, name) else {
+            let Some((field, kind)) = date_variant(&schema, name).filter(|(f, _)| is_date(f))
+            else {
                 continue;
             };
-            let is_date = schema["fields"].as_array().is_some_and(|fs| {
-                fs.iter()
-                    .any(|f| f["name"] == field.as_str() && f["kind"] == "date")
-            });
             let Some(fi) = self.fields.iter().position(|f| f.name == field && !f.exact) else {
                 continue;
             };
-            if !is_date {
-                continue;
-            }
+            let slot = found.iter().position(|(f, _)| *f == fi).unwrap_or_else(|| {
+                found.push((fi, DateVariants::default()));
+                found.len() - 1
+            });
+            // 64 bits of each 128-bit keyed value; 0 marks a missing one.
             let keys: Vec<u64> = values
                 .iter()
                 .map(|v| v.map_or(0, |k| ((k as u64) ^ ((k >> 64) as u64)).max(1)))
                 .collect();
-            let slot = match found.iter().position(|(f, _)| *f == fi) {
-                Some(i) => i,
-                None => {
-                    found.push((fi, DateVariants::default()));
-                    found.len() - 1
-                }
-            };
             let dv = &mut found[slot].1;
             match kind {
                 Variant::Swapped => dv.swapped.push(keys),
@@ -431,12 +429,14 @@ impl Dataset {
             }
             dv.keys.push(name.clone());
         }
-        let mut names = Vec::new();
-        for (fi, dv) in found {
-            names.push(format!("{} ({})", self.fields[fi].name, dv.keys.join(", ")));
-            self.fields[fi].date = Some(Arc::new(dv));
-        }
-        names
+        found
+            .into_iter()
+            .map(|(fi, dv)| {
+                let name = format!("{} ({})", self.fields[fi].name, dv.keys.join(", "));
+                self.fields[fi].date = Some(Arc::new(dv));
+                name
+            })
+            .collect()
     }
 
     /// Encode-time counts per agency.

@@ -205,10 +205,26 @@ fn prefetch_record(ds: &Dataset, g: usize) {
                 unsafe { _mm_prefetch(line.as_ptr() as *const i8, _MM_HINT_T0) };
             }
         };
+        let one = |p: *const i8| {
+            // SAFETY: as above; `p` points into a live vector.
+            unsafe { _mm_prefetch(p, _MM_HINT_T0) };
+        };
         lines(ds.clk.get(g));
         lines(ds.field_filters(g));
-        for f in ds.fields.iter().filter(|f| f.exact) {
-            lines(f.get(g));
+        one(ds.clk.pop[g..].as_ptr() as *const i8);
+        for f in &ds.fields {
+            if f.exact {
+                lines(f.get(g));
+            }
+            // Each field's popcount and presence live in arrays of their
+            // own: a cache miss each per pair unless loaded ahead too.
+            one(f.pop[g..].as_ptr() as *const i8);
+            one(f.valid[g..].as_ptr() as *const i8);
+            if let Some(dv) = &f.date {
+                for k in dv.swapped.iter().chain(&dv.year_off).chain(&dv.same_month) {
+                    one(k[g..].as_ptr() as *const i8);
+                }
+            }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

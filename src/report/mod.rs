@@ -644,7 +644,9 @@ fn level_names(f: Option<&crate::hub::load::Filters>, cuts: &[f64]) -> Vec<Strin
     };
     let n = cuts.len() + 1;
     match f {
-        Some(f) if f.exact => (0..n)
+        // Keys compared as evidence and fallbacks (§20–21) either agree
+        // exactly or not.
+        Some(f) if f.exact || f.fallback_for.is_some() => (0..n)
             .map(|l| match l {
                 0 => "equal".to_string(),
                 l if l + 1 == n => "different".to_string(),
@@ -713,5 +715,10 @@ mod tests {
             (names[0].as_str(), names[5].as_str()),
             ("equal", "different")
         );
+        let fallback = Filters {
+            fallback_for: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(level_names(Some(&fallback), &cuts), names);
     }
 }

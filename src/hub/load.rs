@@ -65,8 +65,6 @@ pub struct DateVariants {
     pub year_off: Vec<Vec<u64>>,
     /// `year + month` keys: equal for two days of one month.
     pub same_month: Vec<Vec<u64>>,
-    /// The blocking keys used, for the log and the report.
-    pub keys: Vec<String>,
 }
 
 impl DateVariants {
@@ -256,11 +254,7 @@ enum Variant {
 /// `odd_year`) a year-off key, `year + month` a same-month key. `None` for
 /// any other key.
 fn date_variant(schema_json: &serde_json::Value, key: &str) -> Option<(String, Variant)> {
-    let parts = schema_json["blocking"]
-        .as_array()?
-        .iter()
-        .find(|x| x["name"] == key)?["parts"]
-        .as_array()?;
+    let parts = key_parts(schema_json, key)?;
     let field = parts.first()?["field"].as_str()?;
     if parts.iter().any(|p| p["field"] != field) {
         return None;
@@ -316,16 +310,22 @@ fn fallbacks_of(schema_json: &str, fields: &[Filters]) -> Vec<(usize, usize)> {
 /// in the extract metadata).
 pub fn key_fields(schema_json: &str, key: &str) -> Vec<String> {
     let schema: serde_json::Value = serde_json::from_str(schema_json).unwrap_or_default();
-    schema["blocking"]
-        .as_array()
-        .and_then(|b| b.iter().find(|x| x["name"] == key))
-        .and_then(|b| b["parts"].as_array())
+    key_parts(&schema, key)
         .map(|ps| {
             ps.iter()
                 .filter_map(|p| p["field"].as_str().map(String::from))
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The parts (`{field, function}`) of blocking key `key` in the schema JSON.
+fn key_parts<'a>(schema: &'a serde_json::Value, key: &str) -> Option<&'a Vec<serde_json::Value>> {
+    schema["blocking"]
+        .as_array()?
+        .iter()
+        .find(|x| x["name"] == key)?["parts"]
+        .as_array()
 }
 
 impl Dataset {
@@ -403,7 +403,8 @@ impl Dataset {
                 .as_array()
                 .is_some_and(|fs| fs.iter().any(|f| f["name"] == field && f["kind"] == "date"))
         };
-        let mut found: Vec<(usize, DateVariants)> = Vec::new();
+        // (field, its variants, the keys they come from)
+        let mut found: Vec<(usize, DateVariants, Vec<String>)> = Vec::new();
         for (name, values) in &self.blocks {
             let Some((field, kind)) = date_variant(&schema, name).filter(|(f, _)| is_date(f))
             else {
@@ -412,27 +413,30 @@ impl Dataset {
             let Some(fi) = self.fields.iter().position(|f| f.name == field && !f.exact) else {
                 continue;
             };
-            let slot = found.iter().position(|(f, _)| *f == fi).unwrap_or_else(|| {
-                found.push((fi, DateVariants::default()));
-                found.len() - 1
-            });
+            let slot = found
+                .iter()
+                .position(|(f, ..)| *f == fi)
+                .unwrap_or_else(|| {
+                    found.push((fi, DateVariants::default(), Vec::new()));
+                    found.len() - 1
+                });
             // 64 bits of each 128-bit keyed value; 0 marks a missing one.
             let keys: Vec<u64> = values
                 .iter()
                 .map(|v| v.map_or(0, |k| ((k as u64) ^ ((k >> 64) as u64)).max(1)))
                 .collect();
-            let dv = &mut found[slot].1;
+            let (_, dv, names) = &mut found[slot];
+            names.push(name.clone());
             match kind {
                 Variant::Swapped => dv.swapped.push(keys),
                 Variant::YearOff => dv.year_off.push(keys),
                 Variant::SameMonth => dv.same_month.push(keys),
             }
-            dv.keys.push(name.clone());
         }
         found
             .into_iter()
-            .map(|(fi, dv)| {
-                let name = format!("{} ({})", self.fields[fi].name, dv.keys.join(", "));
+            .map(|(fi, dv, names)| {
+                let name = format!("{} ({})", self.fields[fi].name, names.join(", "));
                 self.fields[fi].date = Some(Arc::new(dv));
                 name
             })

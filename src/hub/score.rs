@@ -213,12 +213,14 @@ fn prefetch_record(ds: &Dataset, g: usize) {
         lines(ds.field_filters(g));
         one(ds.clk.pop[g..].as_ptr() as *const i8);
         for f in &ds.fields {
-            if f.exact {
-                lines(f.get(g));
-            }
             // Each field's popcount and presence live in arrays of their
             // own: a cache miss each per pair unless loaded ahead too.
-            one(f.pop[g..].as_ptr() as *const i8);
+            // Keys compared as evidence have their own arena and no count.
+            if f.exact {
+                lines(f.get(g));
+            } else {
+                one(f.pop[g..].as_ptr() as *const i8);
+            }
             one(f.valid[g..].as_ptr() as *const i8);
             if let Some(dv) = &f.date {
                 for k in dv.swapped.iter().chain(&dv.year_off).chain(&dv.same_month) {

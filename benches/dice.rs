@@ -1,6 +1,9 @@
 //! Dice kernel throughput: 1024-bit filters, one A against a block of B,
 //! per kernel (scalar, popcnt, avx512 where available), single thread and
-//! all cores. `cargo bench --bench dice`.
+//! all cores; and the real emission of candidate pairs from block tiles
+//! (`block_tiles`: gathering each block's CLKs, the kernel row by row,
+//! agency runs, the test against an earlier pass, writing pairs and Dice)
+//! beside the machine's popcount limit. `cargo bench --bench dice`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rayon::prelude::*;
@@ -109,9 +112,97 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// Blocks of `size` members (half from each of two agencies) over `n`
+/// records: each agency's records permuted by `mult` and cut into runs.
+fn block_keys(n: usize, size: usize, mult: u64) -> Vec<Option<u128>> {
+    let half = n / 2;
+    (0..n)
+        .map(|g| {
+            let (side, x) = (g / half, (g % half) as u64);
+            let pos = x.wrapping_mul(mult) % half as u64; // a bijection: half is a power of two, mult odd
+            let _ = side;
+            Some((pos / (size as u64 / 2)) as u128)
+        })
+        .collect()
+}
+
+/// Candidate pairs emitted from block tiles, one thread, beside the
+/// minimal popcount loop: blocks of 64 (1,024 cross-agency pairs each) and
+/// of 16, over 65,536 records (8 MiB of CLKs, beyond L2 as real jobs are).
+fn block_tiles(c: &mut Criterion) {
+    use bloomlink::hub::load::Dataset;
+    use bloomlink::hub::stream::{Owners, Scratch, chunks, emit, group_pass};
+    let n = 1usize << 16;
+    let agency: Vec<u16> = (0..n).map(|g| (g >= n / 2) as u16).collect();
+    let ds = Dataset::of_clks(16, filters(n, 11), agency);
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
+    let mut g = c.benchmark_group("block_tiles");
+    for size in [64usize, 16] {
+        // Pass `first` and pass `second` (whose pairs are tested against
+        // `first`'s blocks), grouped as a job groups them.
+        let passes = vec![
+            group_pass(
+                &ds,
+                &block_keys(n, size, 0x9E37_79B1),
+                "first",
+                "key",
+                false,
+                u64::MAX,
+            ),
+            group_pass(
+                &ds,
+                &block_keys(n, size, 0x85EB_CA6B),
+                "second",
+                "key",
+                false,
+                u64::MAX,
+            ),
+        ];
+        let owners = Owners::new(&passes, &[], 16);
+        let all = chunks(&passes, u64::MAX);
+        for (name, pass) in [("no_earlier_pass", 0u32), ("tested_against_one_pass", 1)] {
+            let chunk = *all
+                .iter()
+                .find(|c| c.pass == pass)
+                .expect("a chunk per pass");
+            let mut scratch = Scratch::default();
+            let pairs = emit(&ds, &passes, &owners, false, chunk, &mut scratch).block_pairs;
+            g.throughput(Throughput::Elements(pairs));
+            g.bench_function(format!("blocks_of_{size}_{name}_1thread"), |bch| {
+                bch.iter(|| {
+                    one.install(|| {
+                        emit(&ds, &passes, &owners, false, chunk, &mut scratch)
+                            .pairs
+                            .len()
+                    })
+                })
+            });
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if Kernel::available().contains(&Kernel::Avx512) {
+        let (a, b) = (filters(64, 3), filters(4096, 5));
+        g.throughput(Throughput::Elements(64 * 4096));
+        g.bench_function("popcount_limit_1thread", |bch| {
+            bch.iter(|| {
+                let mut t = 0u64;
+                for aw in a.chunks_exact(16) {
+                    // SAFETY: the CPU has AVX-512 VPOPCNTDQ (checked above).
+                    t += unsafe { popcount_limit(aw, &b) };
+                }
+                t
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench
+    targets = bench, block_tiles
 }
 criterion_main!(benches);

@@ -7,6 +7,7 @@
 //! subcommand. Data flows one way: agency → extract → hub → report.
 
 pub mod agency;
+pub mod alloc;
 pub mod bloom;
 pub mod cli;
 pub mod error;

@@ -2,6 +2,9 @@
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOC: bloomlink::alloc::HugePages = bloomlink::alloc::HugePages;
+
 fn main() {
     bloomlink::io::install_quiet_panic_hook();
     let cli = bloomlink::cli::Cli::parse();

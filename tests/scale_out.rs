@@ -73,7 +73,7 @@ fn merge(plan: &Path, out: &Path) {
 fn units(plan: &Path) -> usize {
     let p: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(plan.join("plan.json")).unwrap()).unwrap();
-    p["prepared"]["ranges"].as_array().unwrap().len()
+    p["prepared"]["chunks"].as_array().unwrap().len()
 }
 
 /// The outputs equal the single run's: data files byte for byte, the

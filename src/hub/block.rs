@@ -91,6 +91,8 @@ pub struct Grouped {
     pub lsh_positions: Vec<Vec<u32>>,
     /// Pairs the passes emit before de-duplication across passes.
     pub raw_pairs: u64,
+    /// Which earlier pass holds a pair (for emitting each pair once).
+    pub owners: super::stream::Owners,
 }
 
 /// Group the passes as configured (see [`candidates`] for the methods);
@@ -234,6 +236,7 @@ pub fn group(
         );
     }
     Ok(Grouped {
+        owners: super::stream::Owners::new(&passes, &positions, ds.clk.words),
         raw_pairs: passes.iter().map(|p| p.stats.pairs).sum(),
         passes,
         method: method.join(" + "),

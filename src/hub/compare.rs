@@ -62,7 +62,7 @@ impl Kernel {
     }
 
     /// `popcount(a & b)`.
-    #[inline]
+    #[inline(always)]
     pub fn and_popcount(self, a: &[u64], b: &[u64]) -> u32 {
         debug_assert_eq!(a.len(), b.len());
         match self {
@@ -74,6 +74,20 @@ impl Kernel {
             Kernel::Avx512 if a.len().is_multiple_of(8) => unsafe { x86::avx512_and_pop(a, b) },
             #[allow(unreachable_patterns)]
             _ => scalar_and_pop(a, b),
+        }
+    }
+
+    /// Whether `a` and `b` agree at every bit of some mask of `masks`
+    /// (masks of `a.len()` words side by side): whether two CLKs share the
+    /// key of one of those LSH bands.
+    #[inline]
+    pub fn agree_in_any(self, a: &[u64], b: &[u64], masks: &[u64]) -> bool {
+        debug_assert_eq!(a.len(), b.len());
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: only chosen when the CPU reports the feature.
+            Kernel::Avx512 if a.len() == 16 => unsafe { x86::avx512_agree_in_any(a, b, masks) },
+            _ => generic_agree_in_any(a, b, masks),
         }
     }
 
@@ -99,6 +113,17 @@ impl Kernel {
 #[inline(always)]
 fn scalar_and_pop(a: &[u64], b: &[u64]) -> u32 {
     a.iter().zip(b).map(|(x, y)| (x & y).count_ones()).sum()
+}
+
+#[inline(always)]
+fn generic_agree_in_any(a: &[u64], b: &[u64], masks: &[u64]) -> bool {
+    masks.chunks_exact(a.len()).any(|m| {
+        a.iter()
+            .zip(b)
+            .zip(m)
+            .fold(0u64, |acc, ((x, y), k)| acc | ((x ^ y) & k))
+            == 0
+    })
 }
 
 /// Dice from counts, as `f32`.
@@ -133,6 +158,34 @@ mod x86 {
 
     use super::{dice32, generic_dice_many, scalar_and_pop};
 
+    /// 1024-bit filters: `a ^ b` stays in two registers, two tests a mask.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn avx512_agree_in_any(a: &[u64], b: &[u64], masks: &[u64]) -> bool {
+        debug_assert!(a.len() == 16 && b.len() == 16 && masks.len().is_multiple_of(16));
+        // SAFETY: a and b have 16 words each, every mask 16 words.
+        unsafe {
+            let x0 = _mm512_xor_si512(
+                _mm512_loadu_si512(a.as_ptr() as *const _),
+                _mm512_loadu_si512(b.as_ptr() as *const _),
+            );
+            let x1 = _mm512_xor_si512(
+                _mm512_loadu_si512(a.as_ptr().add(8) as *const _),
+                _mm512_loadu_si512(b.as_ptr().add(8) as *const _),
+            );
+            let mut m = masks.as_ptr();
+            let end = m.add(masks.len());
+            while m < end {
+                let t0 = _mm512_test_epi64_mask(x0, _mm512_loadu_si512(m as *const _));
+                let t1 = _mm512_test_epi64_mask(x1, _mm512_loadu_si512(m.add(8) as *const _));
+                if t0 | t1 == 0 {
+                    return true;
+                }
+                m = m.add(16);
+            }
+            false
+        }
+    }
+
     #[target_feature(enable = "popcnt")]
     pub unsafe fn popcnt_and_pop(a: &[u64], b: &[u64]) -> u32 {
         scalar_and_pop(a, b)
@@ -143,6 +196,7 @@ mod x86 {
         generic_dice_many(a, pa, b, bpop, out, scalar_and_pop)
     }
 
+    #[inline]
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
     pub unsafe fn avx512_and_pop(a: &[u64], b: &[u64]) -> u32 {
         let mut acc = _mm512_setzero_si512();
@@ -248,6 +302,38 @@ mod tests {
                 x
             })
             .collect()
+    }
+
+    #[test]
+    fn band_agreement_is_the_same_in_every_kernel() {
+        let a = rnd(16, 3);
+        for flips in [0usize, 1, 3, 40] {
+            let mut b = a.clone();
+            for f in 0..flips {
+                b[(f * 7) % 16] ^= 1 << ((f * 13) % 64);
+            }
+            // Masks: one bit each where a and b differ or agree, a band of
+            // the first words only, and an empty list.
+            let mut masks = Vec::new();
+            for bit in [0usize, 13, 64 * 7 + 13, 1000] {
+                let mut m = vec![0u64; 16];
+                m[bit / 64] |= 1 << (bit % 64);
+                masks.extend(m);
+            }
+            let want: Vec<bool> = masks
+                .chunks(16)
+                .map(|m| (0..16).all(|w| (a[w] ^ b[w]) & m[w] == 0))
+                .collect();
+            for k in Kernel::available() {
+                for n in 0..=4 {
+                    assert_eq!(
+                        k.agree_in_any(&a, &b, &masks[..n * 16]),
+                        want[..n].iter().any(|&x| x),
+                        "{k:?} flips={flips} masks={n}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

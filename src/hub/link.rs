@@ -16,7 +16,8 @@ use super::output::{self, PairRow};
 use super::pseudonym::JobKey;
 use super::resolve::{Resolution, resolve};
 use super::score::{
-    Comparisons, Model, compare, cuts32, estimate_u, probability, score, value_frequencies, weights,
+    Comparisons, Model, compare, compare_scored, cuts32, estimate_u, probability, score,
+    value_frequencies, weights,
 };
 use super::state;
 use super::stream::{self, Kept, Tally, tally_patterns};
@@ -507,7 +508,7 @@ impl Streamed {
 /// `plan.json` by `link --plan` so that units run without fitting.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Prepared {
-    pub ranges: Vec<(u32, u32)>,
+    pub chunks: Vec<stream::Chunk>,
     /// m and u with λ = ½: scores before the prior.
     pub raw_model: Model,
     /// The complete model when already known (fixed, or fitted in a first pass).
@@ -542,9 +543,7 @@ pub(crate) fn prepare(
             "the schema has {nf} fields; linking supports at most 32"
         )));
     }
-    let counts = stream::emission_counts(&grouped.passes, ds.len());
-    let ranges = stream::chunk_ranges(&counts, cfg.blocking.chunk_pairs.max(1));
-    drop(counts);
+    let chunks = stream::chunks(&grouped.passes, cfg.blocking.chunk_pairs.max(1));
     let u_pairs = cfg.scoring.u_sample_pairs;
     let (mut model, mut fit) = match fixed {
         Some(m) => (Some(m), None),
@@ -578,16 +577,17 @@ pub(crate) fn prepare(
             untrained.join(", ")
         );
         let mut t = Tally::empty();
-        for (i, &(lo, hi)) in ranges.iter().enumerate() {
+        let mut scratch = stream::Scratch::default();
+        for (i, &c) in chunks.iter().enumerate() {
             clock.2.set_message(format!(
                 "fitting the model: chunk {} of {}",
                 i + 1,
-                ranges.len()
+                chunks.len()
             ));
-            let pairs = stream::emit(ds, &grouped.passes, dedup, lo, hi);
-            let comps = compare(ds, &pairs, cuts);
+            let e = stream::emit(ds, &grouped.passes, &grouped.owners, dedup, c, &mut scratch);
+            let comps = compare_scored(ds, &e.pairs, Some(&e.dice), cuts);
             let mut part = Tally::empty();
-            part.candidates = pairs.len() as u64;
+            part.candidates = e.pairs.len() as u64;
             part.patterns = tally_patterns(&comps).into_iter().collect();
             part.patterns.sort_unstable();
             t.add(&part);
@@ -637,7 +637,7 @@ pub(crate) fn prepare(
     }
     .clamp(1e-9, 0.5);
     Ok(Prepared {
-        ranges,
+        chunks,
         raw_model,
         model,
         fit,
@@ -651,7 +651,8 @@ pub(crate) fn prepare(
     })
 }
 
-/// Compare and score chunk `i`.
+/// Compare and score chunk `i`; also returns what emitting its pairs took.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn chunk(
     ds: &Dataset,
     grouped: &Grouped,
@@ -660,11 +661,47 @@ pub(crate) fn chunk(
     prep: &Prepared,
     tf: Option<&[Vec<f32>]>,
     i: usize,
-) -> (Kept, Tally) {
-    let (lo, hi) = prep.ranges[i];
-    let pairs = stream::emit(ds, &grouped.passes, dedup, lo, hi);
+    scratch: &mut stream::Scratch,
+) -> (Kept, Tally, EmitStats) {
+    let emitted = stream::emit(
+        ds,
+        &grouped.passes,
+        &grouped.owners,
+        dedup,
+        prep.chunks[i],
+        scratch,
+    );
+    tracing::debug!(
+        "chunk {i}: pass {} blocks {}..{}: {} pairs of blocks, {} kept as the pass's own, emitted in {:.3} thread-seconds",
+        grouped.passes[prep.chunks[i].pass as usize].stats.name,
+        prep.chunks[i].from,
+        prep.chunks[i].to,
+        emitted.block_pairs,
+        emitted.pairs.len(),
+        emitted.nanos as f64 * 1e-9
+    );
+    let stats = EmitStats {
+        block_pairs: emitted.block_pairs,
+        pairs: emitted.pairs.len() as u64,
+        nanos: emitted.nanos,
+    };
     let raw = |comps: &Comparisons, pairs: &[u64]| weights(&prep.raw_model, comps, pairs, tf);
-    stream::process(ds, pairs, cuts, &raw, prep.floor, prep.dice_keep)
+    let clock = std::time::Instant::now();
+    let (k, t) = stream::process(ds, emitted, cuts, &raw, prep.floor, prep.dice_keep);
+    tracing::debug!(
+        "chunk {i}: compared, scored and tallied in {:.3} s",
+        clock.elapsed().as_secs_f64()
+    );
+    (k, t, stats)
+}
+
+/// What emitting candidate pairs took: pairs of the blocks (each given its
+/// CLK Dice), pairs kept as the pass's own, thread time.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct EmitStats {
+    pub block_pairs: u64,
+    pub pairs: u64,
+    pub nanos: u64,
 }
 
 /// Complete the model from the tally (when λ was still to come) and score
@@ -750,21 +787,45 @@ fn streamed(
     let tf = cfg.scoring.tf_adjustment.then(|| value_frequencies(ds));
     let mut kept = Kept::default();
     let mut tally = Tally::empty();
-    for i in 0..prep.ranges.len() {
+    let mut emit = EmitStats::default();
+    let mut scratch = stream::Scratch::default();
+    for i in 0..prep.chunks.len() {
         clock.2.set_message(format!(
             "comparing candidate pairs: chunk {} of {}",
             i + 1,
-            prep.ranges.len()
+            prep.chunks.len()
         ));
-        let (k, t) = chunk(ds, grouped, dedup, cuts, &prep, tf.as_deref(), i);
+        let (k, t, e) = chunk(
+            ds,
+            grouped,
+            dedup,
+            cuts,
+            &prep,
+            tf.as_deref(),
+            i,
+            &mut scratch,
+        );
         kept.append(k);
         tally.add(&t);
+        emit.block_pairs += e.block_pairs;
+        emit.pairs += e.pairs;
+        emit.nanos += e.nanos;
     }
+    kept.sort();
     tracing::info!(
         "compared {} candidate pairs in {} chunks; kept {} that may be reported or linked",
         tally.candidates,
-        prep.ranges.len(),
+        prep.chunks.len(),
         kept.pairs.len()
+    );
+    let secs = emit.nanos as f64 * 1e-9;
+    tracing::info!(
+        "block tiles: CLK Dice of {} pairs of blocks ({} not held by an earlier pass) in {:.2} thread-seconds, {:.0} M pairs per thread-second ({} kernel)",
+        emit.block_pairs,
+        emit.pairs,
+        secs,
+        emit.block_pairs as f64 / secs.max(1e-9) * 1e-6,
+        super::compare::Kernel::detect().name()
     );
     clock.lap("compare");
     let mut s = conclude(ds, cfg, cuts, prep, kept, tally, eligible);
@@ -1003,7 +1064,7 @@ pub fn units(dir: &Path, first: usize, last: usize) -> Result<Vec<(usize, (u64, 
     }
     let inputs = super::units::check_inputs(&plan)?;
     let ds = load_job(&inputs, &plan.config)?;
-    let grouped = super::units::read_groups(dir, &plan)?;
+    let grouped = super::units::read_groups(dir, &plan, ds.clk.words)?;
     let cuts = cuts32(&plan.config.scoring.levels);
     let tf = plan
         .config
@@ -1011,8 +1072,9 @@ pub fn units(dir: &Path, first: usize, last: usize) -> Result<Vec<(usize, (u64, 
         .tf_adjustment
         .then(|| value_frequencies(&ds));
     let mut done = Vec::new();
+    let mut scratch = stream::Scratch::default();
     for i in first..=last {
-        let (kept, tally) = chunk(
+        let (kept, tally, _) = chunk(
             &ds,
             &grouped,
             plan.dedup,
@@ -1020,6 +1082,7 @@ pub fn units(dir: &Path, first: usize, last: usize) -> Result<Vec<(usize, (u64, 
             &plan.prepared,
             tf.as_deref(),
             i,
+            &mut scratch,
         );
         super::units::write_unit(dir, i, &kept, &tally)?.commit()?;
         done.push((i, (tally.candidates, kept.pairs.len() as u64)));

@@ -133,7 +133,9 @@ pub struct Stratum {
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub agencies: Vec<Agency>,
-    /// Agency index of each record.
+    /// Agency index of each record. Nondecreasing: each extract's records
+    /// are one range, extracts in order (blocks sorted by record index are
+    /// therefore sorted by agency too).
     pub agency_of: Vec<u16>,
     pub ids: IdColumn,
     pub clk: Filters,
@@ -329,6 +331,39 @@ fn key_parts<'a>(schema: &'a serde_json::Value, key: &str) -> Option<&'a Vec<ser
 }
 
 impl Dataset {
+    /// A dataset of CLKs alone: `words` words per record side by side in
+    /// `clks`, the agency of each record in `agency_of` (nondecreasing), no
+    /// fields, keys or ids. For benchmarks and tests of blocking and of the
+    /// Dice kernels.
+    pub fn of_clks(words: usize, clks: Vec<u64>, agency_of: Vec<u16>) -> Dataset {
+        assert_eq!(clks.len(), words * agency_of.len(), "one CLK per record");
+        assert!(agency_of.is_sorted(), "records ordered by agency");
+        let n = agency_of.len();
+        let mut clk = Filters {
+            name: "clk".into(),
+            words,
+            stride: words,
+            data: Arc::new(clks),
+            valid: vec![true; n],
+            ..Default::default()
+        };
+        clk.pop = pops(&clk, n);
+        Dataset {
+            agencies: Vec::new(),
+            agency_of,
+            ids: IdColumn::default(),
+            clk,
+            fields: Vec::new(),
+            blocks: Vec::new(),
+            strata: Vec::new(),
+            fingerprint: String::new(),
+            key_check: String::new(),
+            schema_json: String::new(),
+            swap: None,
+            salt: None,
+        }
+    }
+
     /// Number of records.
     pub fn len(&self) -> usize {
         self.agency_of.len()

@@ -20,7 +20,7 @@ use super::load::{DATE_SAME_MONTH, DATE_SWAPPED, DATE_YEAR_OFF, Dataset, DateVar
 /// Comparison results for candidate pairs.
 #[derive(Debug, Clone, Default)]
 pub struct Comparisons {
-    /// Record-level CLK Dice per pair.
+    /// Record-level CLK Dice per pair (empty when the caller gave it).
     pub dice: Vec<f32>,
     /// Level per pair per field (`pairs × fields`), 0 = null.
     pub levels: Vec<u8>,
@@ -28,7 +28,7 @@ pub struct Comparisons {
 }
 
 /// The level of a Dice value: 1 for the first cut-off met, `cuts + 1` for none.
-#[inline]
+#[inline(always)]
 pub fn level_of(d: f32, cuts: &[f32]) -> u8 {
     for (i, &c) in cuts.iter().enumerate() {
         if d >= c {
@@ -39,12 +39,12 @@ pub fn level_of(d: f32, cuts: &[f32]) -> u8 {
 }
 
 /// The level of a Dice value, 0 (null) when either side is missing.
-#[inline]
+#[inline(always)]
 fn level_or_null(d: Option<f32>, cuts: &[f32]) -> u8 {
     d.map_or(0, |d| level_of(d, cuts))
 }
 
-#[inline]
+#[inline(always)]
 fn field_level(f: &Filters, a: usize, b: usize, cuts: &[f32], kernel: Kernel) -> u8 {
     if f.exact {
         // A blocking key: agreement or none.
@@ -65,7 +65,7 @@ fn field_level(f: &Filters, a: usize, b: usize, cuts: &[f32], kernel: Kernel) ->
 /// 1 exact, [`DATE_SWAPPED`], [`DATE_YEAR_OFF`], [`DATE_SAME_MONTH`], then
 /// the Dice cut-offs from the third on (the last level also takes what
 /// falls below them). A level whose key the extracts lack never occurs.
-#[inline]
+#[inline(always)]
 fn date_level(dv: &DateVariants, d: f32, a: usize, b: usize, cuts: &[f32]) -> u8 {
     if d >= cuts[0] {
         1
@@ -82,10 +82,17 @@ fn date_level(dv: &DateVariants, d: f32, a: usize, b: usize, cuts: &[f32]) -> u8
 
 /// Dice of record `a`'s filter in `x` against record `b`'s in `y`; `None`
 /// when either is missing.
-#[inline]
+#[inline(always)]
 fn dice_across(x: &Filters, y: &Filters, a: usize, b: usize, kernel: Kernel) -> Option<f32> {
-    (x.valid[a] && y.valid[b])
-        .then(|| dice32(kernel.and_popcount(x.get(a), y.get(b)), x.pop[a], y.pop[b]))
+    if x.valid[a] && y.valid[b] {
+        Some(dice32(
+            kernel.and_popcount(x.get(a), y.get(b)),
+            x.pop[a],
+            y.pop[b],
+        ))
+    } else {
+        None
+    }
 }
 
 /// Every field's level for the pair `(a, b)` into `out`. For the schema's
@@ -104,7 +111,7 @@ fn dice_across(x: &Filters, y: &Filters, a: usize, b: usize, kernel: Kernel) -> 
 /// Blocking keys compared as evidence (`exact` fields) are null when
 /// the salt's source agrees exactly or a salted field agrees at any level
 /// (docs/decisions.md §20).
-#[inline]
+#[inline(always)]
 pub fn pair_levels(ds: &Dataset, a: usize, b: usize, cuts: &[f32], kernel: Kernel, out: &mut [u8]) {
     raw_pair_levels(ds, a, b, cuts, kernel, out);
     let disagree = cuts.len() as u8 + 1;
@@ -148,7 +155,7 @@ pub fn pair_levels(ds: &Dataset, a: usize, b: usize, cuts: &[f32], kernel: Kerne
     }
 }
 
-#[inline]
+#[inline(always)]
 fn raw_pair_levels(ds: &Dataset, a: usize, b: usize, cuts: &[f32], kernel: Kernel, out: &mut [u8]) {
     let Some((x, y)) = ds.swap else {
         for (fi, f) in ds.fields.iter().enumerate() {
@@ -193,9 +200,10 @@ pub fn cuts32(levels: &[f64]) -> Vec<f32> {
         .collect()
 }
 
-/// Hint the CPU to load record `g`'s CLK and field filters into cache.
+/// Hint the CPU to load record `g`'s field filters (and its CLK when
+/// `clk`) into cache.
 #[inline(always)]
-fn prefetch_record(ds: &Dataset, g: usize) {
+fn prefetch_record(ds: &Dataset, g: usize, clk: bool) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
@@ -209,9 +217,11 @@ fn prefetch_record(ds: &Dataset, g: usize) {
             // SAFETY: as above; `p` points into a live vector.
             unsafe { _mm_prefetch(p, _MM_HINT_T0) };
         };
-        lines(ds.clk.get(g));
+        if clk {
+            lines(ds.clk.get(g));
+            one(ds.clk.pop[g..].as_ptr() as *const i8);
+        }
         lines(ds.field_filters(g));
-        one(ds.clk.pop[g..].as_ptr() as *const i8);
         for f in &ds.fields {
             // Each field's popcount and presence live in arrays of their
             // own: a cache miss each per pair unless loaded ahead too.
@@ -230,40 +240,118 @@ fn prefetch_record(ds: &Dataset, g: usize) {
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (ds, g);
+    let _ = (ds, g, clk);
 }
 
 /// Compare every candidate pair (parallel, no allocation per pair).
 pub fn compare(ds: &Dataset, pairs: &[u64], cuts: &[f32]) -> Comparisons {
+    compare_scored(ds, pairs, None, cuts)
+}
+
+/// [`compare`], taking the pairs' CLK Dice when it is known already (the
+/// block tiles of [`super::stream::emit`] compute it); the result's `dice`
+/// is then left empty.
+pub fn compare_scored(
+    ds: &Dataset,
+    pairs: &[u64],
+    dice: Option<&[f32]>,
+    cuts: &[f32],
+) -> Comparisons {
     let kernel = Kernel::detect();
     let nf = ds.fields.len();
-    let mut dice = vec![0f32; pairs.len()];
+    let known = dice.is_some();
+    if let Some(d) = dice {
+        assert_eq!(d.len(), pairs.len(), "one CLK Dice per pair");
+    }
+    // With the Dice known, the loop writes into a scratch slot instead.
+    let mut dice = if known {
+        vec![0f32; 1]
+    } else {
+        vec![0f32; pairs.len()]
+    };
     let mut levels = vec![0u8; pairs.len() * nf.max(1)];
     const CH: usize = 4096;
-    dice.par_chunks_mut(CH)
-        .zip(levels.par_chunks_mut(CH * nf.max(1)))
-        .zip(pairs.par_chunks(CH))
-        .for_each(|((d, l), p)| {
-            for (i, &pair) in p.iter().enumerate() {
-                // Pairs are sorted by a, so b is the random access: start
-                // loading the filters of a pair a few steps ahead.
-                if let Some(&ahead) = p.get(i + 6) {
-                    prefetch_record(ds, unpack(ahead).1);
-                }
-                let (a, b) = unpack(pair);
-                d[i] = dice32(
-                    kernel.and_popcount(ds.clk.get(a), ds.clk.get(b)),
-                    ds.clk.pop[a],
-                    ds.clk.pop[b],
-                );
-                pair_levels(ds, a, b, cuts, kernel, &mut l[i * nf..(i + 1) * nf]);
-            }
-        });
+    let run = |(l, p): (&mut [u8], &[u64]), d: &mut [f32]| match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: only chosen when the CPU reports the features.
+        Kernel::Avx512 => unsafe { x86_compare_run(ds, p, known, cuts, d, l) },
+        _ => compare_run(ds, kernel, p, known, cuts, d, l),
+    };
+    if known {
+        levels
+            .par_chunks_mut(CH * nf.max(1))
+            .zip(pairs.par_chunks(CH))
+            .for_each(|lp| run(lp, &mut [0f32][..]));
+        dice = Vec::new();
+    } else {
+        dice.par_chunks_mut(CH)
+            .zip(
+                levels
+                    .par_chunks_mut(CH * nf.max(1))
+                    .zip(pairs.par_chunks(CH)),
+            )
+            .for_each(|(d, lp)| run(lp, d));
+    }
     Comparisons {
         dice,
         levels,
         fields: nf,
     }
+}
+
+/// Compare a run of pairs into `d` (CLK Dice, unless `known`) and `l`
+/// (levels).
+#[inline(always)]
+fn compare_run(
+    ds: &Dataset,
+    kernel: Kernel,
+    p: &[u64],
+    known: bool,
+    cuts: &[f32],
+    d: &mut [f32],
+    l: &mut [u8],
+) {
+    let nf = ds.fields.len();
+    // Records prefetched lately (direct-mapped by index): in block order a
+    // block's members come back row after row, already in cache.
+    let mut recent = [u32::MAX; 256];
+    for (i, &pair) in p.iter().enumerate() {
+        // b is the random access (in a sorted list, and in the first row of
+        // each block of a list in block order): start loading the filters
+        // of a pair a few steps ahead.
+        if let Some(&ahead) = p.get(i + 6) {
+            let b = ahead as u32;
+            let slot = &mut recent[(b.wrapping_mul(0x9E37_79B9) >> 24) as usize];
+            if *slot != b {
+                *slot = b;
+                prefetch_record(ds, b as usize, !known);
+            }
+        }
+        let (a, b) = unpack(pair);
+        if !known {
+            d[i] = dice32(
+                kernel.and_popcount(ds.clk.get(a), ds.clk.get(b)),
+                ds.clk.pop[a],
+                ds.clk.pop[b],
+            );
+        }
+        pair_levels(ds, a, b, cuts, kernel, &mut l[i * nf..(i + 1) * nf]);
+    }
+}
+
+/// [`compare_run`] compiled for AVX-512, so that each field's popcount is
+/// inlined instead of called.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vpopcntdq,avx2,popcnt")]
+unsafe fn x86_compare_run(
+    ds: &Dataset,
+    p: &[u64],
+    known: bool,
+    cuts: &[f32],
+    d: &mut [f32],
+    l: &mut [u8],
+) {
+    compare_run(ds, Kernel::Avx512, p, known, cuts, d, l)
 }
 
 /// Field levels only (`pairs × fields`), for training sessions.

@@ -2,23 +2,30 @@
 //! are generated, compared and scored one *chunk* at a time and only the
 //! likely ones are kept.
 //!
-//! A chunk is a range of record indices: it holds every candidate pair
-//! whose smaller index falls in the range, from every blocking pass, so
-//! duplicates across passes are removed inside the chunk and the chunks
-//! together hold each candidate pair exactly once. A chunk keeps the pairs
-//! whose match weight (before the prior) could reach the reporting floor,
-//! and tallies all of them: level patterns (for the prior, by EM), a fine
-//! histogram of weight and Dice of the pairs not kept (for the report).
-//! Chunks are also the work units of a scaled-out run (`link --plan`).
-//! Hub side: filters only.
+//! A chunk is a run of whole blocks of one pass (or a run of an explicit
+//! pair list). Each pair belongs to the first pass that holds it: a later
+//! pass skips a pair whose records share a kept block of an earlier one
+//! (their block index, or for an LSH band that skipped nothing, their
+//! CLK's bits at the band's positions), and explicit pairs come after every
+//! block pass. So the chunks together hold each candidate pair exactly
+//! once without ever meeting. Inside a chunk each block is a *tile*: its
+//! members' CLKs are copied side by side and each row of the block is one
+//! call of the streaming Dice kernel, and the fields of consecutive pairs
+//! are compared while the block's records are in cache (docs/decisions.md
+//! §25). A chunk keeps the pairs whose match weight (before the prior)
+//! could reach the reporting floor, and tallies all of them: level
+//! patterns (for the prior, by EM), a fine histogram of weight and Dice of
+//! the pairs not kept (for the report). Chunks are also the work units of
+//! a scaled-out run (`link --plan`). Hub side: filters only.
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::block::{PassStats, pack};
+use super::compare::{Kernel, dice32};
 use super::load::Dataset;
-use super::score::{Comparisons, compare};
+use super::score::{Comparisons, compare_scored};
 
 /// One blocking pass, grouped: records of each kept block, sorted by index.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +37,101 @@ pub struct Pass {
     pub starts: Vec<u32>,
     /// Explicit pairs (all-pairs nearest neighbours), sorted.
     pub pairs: Vec<u64>,
+}
+
+/// How a pass tells that an earlier one already holds a pair.
+///
+/// An LSH band that skipped no block holds a pair exactly when the two
+/// CLKs agree at the band's bits; any other block pass, when the two
+/// records are in one of its kept blocks, told by a block index per record.
+/// The indices are stored record-major (one row of `columns` entries per
+/// record, passes in order), so that a record's rows for all earlier passes
+/// are one read. Explicit pairs (all-pairs nearest neighbours) come after
+/// every block pass and are never consulted.
+#[derive(Debug, Clone, Default)]
+pub struct Owners {
+    /// Per pass: its column in `ids`, when told by block index.
+    column: Vec<Option<usize>>,
+    /// Per pass: how many passes before it are told by bits.
+    bands_before: Vec<usize>,
+    /// Masks over the CLK's words of the passes told by bits, in order.
+    masks: Vec<u64>,
+    words: usize,
+    columns: usize,
+    /// Block index per record per column ([`NO_BLOCK`]: in none).
+    ids: Vec<u32>,
+}
+
+/// A record in no kept block of a pass.
+pub const NO_BLOCK: u32 = u32::MAX;
+
+/// Whether the pass lists explicit pairs rather than blocks.
+fn explicit(p: &Pass) -> bool {
+    p.starts.len() < 2 && !p.pairs.is_empty()
+}
+
+impl Owners {
+    /// The owners of `passes`: LSH passes (`kind` "lsh", in band order of
+    /// `lsh_positions`, filters of `words` words) that skipped no block by
+    /// their bits, other block passes by index.
+    pub fn new(passes: &[Pass], lsh_positions: &[Vec<u32>], words: usize) -> Owners {
+        let mut o = Owners {
+            words,
+            ..Default::default()
+        };
+        let mut band = 0;
+        for p in passes {
+            o.bands_before.push(o.masks.len() / words.max(1));
+            let lsh = p.stats.kind == "lsh";
+            let positions = if lsh { lsh_positions.get(band) } else { None };
+            band += lsh as usize;
+            let mut column = None;
+            if p.starts.len() >= 2 {
+                match positions.filter(|_| p.stats.skipped_blocks == 0) {
+                    Some(pos) => {
+                        let mut mask = vec![0u64; words];
+                        for &q in pos {
+                            mask[q as usize / 64] |= 1 << (q % 64);
+                        }
+                        o.masks.extend(mask);
+                    }
+                    None => {
+                        column = Some(o.columns);
+                        o.columns += 1;
+                    }
+                }
+            }
+            o.column.push(column);
+        }
+        o.bands_before.push(o.masks.len() / words.max(1));
+        let n = passes
+            .iter()
+            .filter_map(|p| p.members.iter().max())
+            .max()
+            .map_or(0, |&g| g as usize + 1);
+        o.ids = vec![NO_BLOCK; n * o.columns];
+        for (p, col) in passes.iter().zip(&o.column) {
+            if let Some(col) = col {
+                for (b, m) in p.blocks().enumerate() {
+                    for &g in m {
+                        o.ids[g as usize * o.columns + col] = b as u32;
+                    }
+                }
+            }
+        }
+        o
+    }
+
+    /// The tests of the passes before `pass` (all block passes for
+    /// `passes.len()`).
+    fn before(&self, pass: usize) -> Earlier<'_> {
+        Earlier {
+            columns: self.column[..pass].iter().flatten().count(),
+            stride: self.columns,
+            ids: &self.ids,
+            masks: &self.masks[..self.bands_before[pass] * self.words],
+        }
+    }
 }
 
 impl Pass {
@@ -65,7 +167,8 @@ pub fn group_pass(
         starts: vec![0],
         ..Default::default()
     };
-    let mut per_agency = vec![0u64; ds.agencies.len()];
+    // Agencies come in order, so the last record's is the largest.
+    let mut per_agency = vec![0u64; ds.agency_of.last().map_or(0, |&a| a as usize + 1)];
     for group in v.chunk_by(|x, y| x.0 == y.0) {
         let n = group.len() as u64;
         if n < 2 {
@@ -121,36 +224,59 @@ pub fn push_block_pairs(
     }
 }
 
-/// Upper bound of the pairs each record emits as the smaller index.
-pub fn emission_counts(passes: &[Pass], n: usize) -> Vec<u64> {
-    let mut c = vec![0u64; n];
-    for p in passes {
-        for m in p.blocks() {
-            for (i, &a) in m.iter().enumerate() {
-                c[a as usize] += (m.len() - 1 - i) as u64;
-            }
-        }
-        for &pair in &p.pairs {
-            c[(pair >> 32) as usize] += 1;
-        }
-    }
-    c
+/// A chunk: blocks `from..to` of pass `pass`, or its explicit pairs
+/// `from..to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    pub pass: u32,
+    pub from: u32,
+    pub to: u32,
 }
 
-/// Record ranges holding about `target` emitted pairs each (at least one range).
-pub fn chunk_ranges(counts: &[u64], target: u64) -> Vec<(u32, u32)> {
+/// Chunks of about `target` pairs each (a block is never split; at least
+/// one chunk).
+pub fn chunks(passes: &[Pass], target: u64) -> Vec<Chunk> {
+    let target = target.max(1);
     let mut out = Vec::new();
-    let (mut lo, mut acc) = (0usize, 0u64);
-    for (g, &c) in counts.iter().enumerate() {
-        acc += c;
-        if acc >= target.max(1) {
-            out.push((lo as u32, g as u32 + 1));
-            lo = g + 1;
-            acc = 0;
+    for (pi, p) in passes.iter().enumerate() {
+        let pass = pi as u32;
+        if explicit(p) {
+            for from in (0..p.pairs.len()).step_by(target as usize) {
+                let to = (from + target as usize).min(p.pairs.len());
+                out.push(Chunk {
+                    pass,
+                    from: from as u32,
+                    to: to as u32,
+                });
+            }
+            continue;
+        }
+        let (mut from, mut acc) = (0usize, 0u64);
+        for (b, m) in p.blocks().enumerate() {
+            acc += (m.len() * (m.len() - 1) / 2) as u64;
+            if acc >= target {
+                out.push(Chunk {
+                    pass,
+                    from: from as u32,
+                    to: b as u32 + 1,
+                });
+                (from, acc) = (b + 1, 0);
+            }
+        }
+        if from + 1 < p.starts.len() {
+            out.push(Chunk {
+                pass,
+                from: from as u32,
+                to: p.starts.len() as u32 - 1,
+            });
         }
     }
-    if lo < counts.len() || out.is_empty() {
-        out.push((lo as u32, counts.len() as u32));
+    if out.is_empty() {
+        out.push(Chunk {
+            pass: 0,
+            from: 0,
+            to: 0,
+        });
     }
     out
 }
@@ -170,22 +296,401 @@ fn collect_pairs(passes: &[Pass], each: impl Fn(&Pass, &mut Vec<u64>) + Sync) ->
     out
 }
 
-/// Every candidate pair whose smaller index is in `lo..hi`, once, sorted.
-pub fn emit(ds: &Dataset, passes: &[Pass], dedup: bool, lo: u32, hi: u32) -> Vec<u64> {
-    collect_pairs(passes, |p, v| {
-        for m in p.blocks() {
-            // Most blocks lie wholly outside the chunk.
-            if m[0] >= hi || m[m.len() - 1] < lo {
+/// A chunk's candidate pairs with their CLK Dice, in block order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Emitted {
+    pub pairs: Vec<u64>,
+    pub dice: Vec<f32>,
+    /// Pairs of the chunk's blocks, before those of earlier passes were
+    /// dropped (each had its Dice computed).
+    pub block_pairs: u64,
+    /// Thread time spent emitting (gathering tiles, the Dice kernel,
+    /// ownership checks, writing pairs), in nanoseconds.
+    pub nanos: u64,
+}
+
+/// A block's members gathered side by side (one per thread, reused).
+#[derive(Default)]
+struct Tile {
+    words: Vec<u64>,
+    pop: Vec<u32>,
+    /// Each member's block indices in the earlier passes told by index.
+    ids: Vec<u32>,
+    agency: Vec<u16>,
+    row: Vec<f32>,
+    /// The earlier passes holding the row's record: (column, block).
+    own: Vec<(usize, u32)>,
+}
+
+/// Hint the CPU to load what gathering record `g` into a tile reads.
+#[inline(always)]
+fn prefetch_member(ds: &Dataset, earlier: &Earlier, g: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let one = |p: *const i8| {
+            // SAFETY: a prefetch is only a hint; the address is in a live slice.
+            unsafe { _mm_prefetch(p, _MM_HINT_T0) };
+        };
+        for line in ds.clk.get(g).chunks(8) {
+            one(line.as_ptr() as *const i8);
+        }
+        one(ds.clk.pop[g..].as_ptr() as *const i8);
+        one(ds.agency_of[g..].as_ptr() as *const i8);
+        let row = earlier.row(g);
+        if !row.is_empty() {
+            one(row.as_ptr() as *const i8);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (ds, earlier, g);
+}
+
+/// The earlier passes of a chunk's pass, as ownership tests: the first
+/// `columns` block indices of each record's row, and band masks.
+struct Earlier<'a> {
+    columns: usize,
+    stride: usize,
+    ids: &'a [u32],
+    /// Band masks, side by side.
+    masks: &'a [u64],
+}
+
+impl Earlier<'_> {
+    /// Record `g`'s block indices in the earlier passes.
+    #[inline]
+    fn row(&self, g: usize) -> &[u32] {
+        let s = g * self.stride;
+        self.ids.get(s..s + self.columns).unwrap_or(&[])
+    }
+
+    /// Whether an earlier pass holds records `a` and `b`.
+    fn holds_records(&self, kernel: Kernel, ds: &Dataset, a: usize, b: usize) -> bool {
+        let (x, y) = (self.row(a), self.row(b));
+        if x.len() == self.columns
+            && y.len() == self.columns
+            && x.iter().zip(y).any(|(&p, &q)| p != NO_BLOCK && p == q)
+        {
+            return true;
+        }
+        !self.masks.is_empty() && kernel.agree_in_any(ds.clk.get(a), ds.clk.get(b), self.masks)
+    }
+}
+
+/// Every candidate pair of chunk `c` that no earlier pass holds, once,
+/// with its CLK Dice, in block order (block after block, row after row).
+///
+/// Each block is a tile: its members' CLKs are copied side by side, and
+/// each row (one member against the later members of other agencies, a
+/// contiguous run since records are ordered by agency) is one call of the
+/// streaming Dice kernel on cache-resident words. The order depends only on
+/// the passes and the chunk, never on the number of threads.
+pub fn emit<'s>(
+    ds: &Dataset,
+    passes: &[Pass],
+    owners: &Owners,
+    dedup: bool,
+    c: Chunk,
+    scratch: &'s mut Scratch,
+) -> &'s Emitted {
+    let kernel = Kernel::detect();
+    let Scratch { parts, out } = scratch;
+    out.pairs.clear();
+    out.dice.clear();
+    (out.block_pairs, out.nanos) = (0, 0);
+    let Some(p) = passes.get(c.pass as usize) else {
+        return out;
+    };
+    let (from, to) = (c.from as usize, c.to as usize);
+    if explicit(p) {
+        // Explicit pairs come after every block pass.
+        let blocks = owners.before(passes.len());
+        let t = std::time::Instant::now();
+        for &pair in &p.pairs[from..to] {
+            let (a, b) = super::block::unpack(pair);
+            if blocks.holds_records(kernel, ds, a, b) {
                 continue;
             }
-            let first = m.partition_point(|&g| g < lo);
-            let last = m.partition_point(|&g| g < hi);
-            push_block_pairs(ds, m, (first, last), dedup, |_, _| true, v);
+            out.pairs.push(pair);
+            out.dice.push(dice32(
+                kernel.and_popcount(ds.clk.get(a), ds.clk.get(b)),
+                ds.clk.pop[a],
+                ds.clk.pop[b],
+            ));
         }
-        let from = p.pairs.partition_point(|&x| (x >> 32) < lo as u64);
-        let to = p.pairs.partition_point(|&x| (x >> 32) < hi as u64);
-        v.extend_from_slice(&p.pairs[from..to]);
-    })
+        out.block_pairs = (to - from) as u64;
+        out.nanos = t.elapsed().as_nanos() as u64;
+        return out;
+    }
+    let earlier = owners.before(c.pass as usize);
+    // Work items: runs of about `PIECE` pairs, so that threads share a chunk.
+    const PIECE: usize = 1 << 16;
+    let mut items = Vec::new();
+    let (mut start, mut acc) = (from, 0usize);
+    for b in from..to {
+        let n = (p.starts[b + 1] - p.starts[b]) as usize;
+        acc += n * (n - 1) / 2;
+        if acc >= PIECE {
+            items.push((start, b + 1));
+            (start, acc) = (b + 1, 0);
+        }
+    }
+    if start < to {
+        items.push((start, to));
+    }
+    if parts.len() < items.len() {
+        parts.resize_with(items.len(), Emitted::default);
+    }
+    parts[..items.len()]
+        .par_iter_mut()
+        .zip(items.par_iter())
+        .for_each_init(Tile::default, |tile, (e, &(f, t))| {
+            let clock = std::time::Instant::now();
+            e.pairs.clear();
+            e.dice.clear();
+            e.block_pairs = 0;
+            let block = |b: usize| &p.members[p.starts[b] as usize..p.starts[b + 1] as usize];
+            // Small blocks are bound by fetching their members: keep
+            // `AHEAD` members' loads in flight beyond the block compared.
+            const AHEAD: usize = 32;
+            let end = p.starts[t] as usize;
+            let mut next = p.starts[f] as usize;
+            for b in f..t {
+                let want = (p.starts[b + 1] as usize + AHEAD).min(end);
+                for &g in &p.members[next.max(p.starts[b] as usize)..want.max(next)] {
+                    prefetch_member(ds, &earlier, g as usize);
+                }
+                next = next.max(want);
+                tile_pairs(ds, kernel, block(b), dedup, &earlier, tile, e);
+            }
+            e.nanos = clock.elapsed().as_nanos() as u64;
+        });
+    let parts = &parts[..items.len()];
+    out.pairs.reserve(parts.iter().map(|e| e.pairs.len()).sum());
+    out.dice.reserve(out.pairs.capacity());
+    for e in parts {
+        out.pairs.extend_from_slice(&e.pairs);
+        out.dice.extend_from_slice(&e.dice);
+        out.block_pairs += e.block_pairs;
+        out.nanos += e.nanos;
+    }
+    out
+}
+
+/// Buffers emission reuses from chunk to chunk (fresh memory costs a
+/// zeroed page per 4 KiB, more than writing the pairs into it): one part
+/// per work item, and the chunk's pairs.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    parts: Vec<Emitted>,
+    out: Emitted,
+}
+
+/// The pairs of one block (`m`, sorted record indices) that no earlier
+/// pass holds, with their CLK Dice, appended to `out`.
+#[inline]
+fn tile_pairs(
+    ds: &Dataset,
+    kernel: Kernel,
+    m: &[u32],
+    dedup: bool,
+    earlier: &Earlier,
+    tile: &mut Tile,
+    out: &mut Emitted,
+) {
+    let words = ds.clk.words;
+    let (n, nb) = (m.len(), earlier.columns);
+    tile.words.clear();
+    tile.pop.clear();
+    tile.agency.clear();
+    // Block indices column-major (one run of `n` per earlier pass), so a
+    // row's test reads each pass's column as one vector.
+    tile.ids.clear();
+    tile.ids.resize(n * nb, NO_BLOCK);
+    for (r, &g) in m.iter().enumerate() {
+        let g = g as usize;
+        tile.words.extend_from_slice(ds.clk.get(g));
+        tile.pop.push(ds.clk.pop[g]);
+        tile.agency.push(ds.agency_of[g]);
+        for (k, &id) in earlier.row(g).iter().enumerate() {
+            tile.ids[k * n + r] = id;
+        }
+    }
+    debug_assert!(tile.agency.is_sorted());
+    for i in 0..n {
+        let a = m[i];
+        // Later members of other agencies: a run, as agencies are ordered.
+        let c = if dedup {
+            i + 1
+        } else {
+            let aa = tile.agency[i];
+            i + 1 + tile.agency[i + 1..].partition_point(|&x| x == aa)
+        };
+        if c >= n {
+            continue;
+        }
+        out.block_pairs += (n - c) as u64;
+        // The earlier passes that hold `a` in a block.
+        tile.own.clear();
+        tile.own.extend(
+            (0..nb)
+                .map(|k| (k, tile.ids[k * n + i]))
+                .filter(|&(_, id)| id != NO_BLOCK),
+        );
+        let (aw, pa) = (&tile.words[i * words..(i + 1) * words], tile.pop[i]);
+        if tile.own.is_empty() && earlier.masks.is_empty() {
+            // Nothing earlier can hold these pairs: the kernel writes
+            // their Dice in place.
+            let at = out.dice.len();
+            out.dice.resize(at + n - c, 0.0);
+            kernel.dice_many(
+                aw,
+                pa,
+                &tile.words[c * words..],
+                &tile.pop[c..],
+                &mut out.dice[at..],
+            );
+            // Members are sorted, so `a` is the smaller index of each pair.
+            let high = (a as u64) << 32;
+            out.pairs.extend(m[c..].iter().map(|&b| high | b as u64));
+            continue;
+        }
+        tile.row.resize(n - c, 0.0);
+        kernel.dice_many(
+            aw,
+            pa,
+            &tile.words[c * words..],
+            &tile.pop[c..],
+            &mut tile.row,
+        );
+        if earlier.masks.is_empty() {
+            keep_row(kernel, a, &tile.own, &tile.ids, n, c, m, &tile.row, out);
+        } else {
+            let held = &tile.own;
+            let columns = tile.words[c * words..].chunks_exact(words);
+            for ((j, bw), (&b, &d)) in (c..n).zip(columns).zip(m[c..].iter().zip(&tile.row)) {
+                let by_block = held.iter().any(|&(k, id)| tile.ids[k * n + j] == id);
+                if !by_block && !kernel.agree_in_any(aw, bw, earlier.masks) {
+                    out.pairs.push(pack(a, b));
+                    out.dice.push(d);
+                }
+            }
+        }
+    }
+}
+
+/// Append the pairs `(a, m[j])`, `j` in `c..n`, that no earlier pass holds
+/// by block index, with their Dice (`row[j - c]`): `own` lists the earlier
+/// passes holding `a` as (column, block), `ids` the members' blocks
+/// column-major. With AVX-512 a step tests sixteen members against every
+/// column and compresses the pairs kept into place.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn keep_row(
+    kernel: Kernel,
+    a: u32,
+    own: &[(usize, u32)],
+    ids: &[u32],
+    n: usize,
+    c: usize,
+    m: &[u32],
+    row: &[f32],
+    out: &mut Emitted,
+) {
+    if own.is_empty() {
+        out.pairs.extend(m[c..n].iter().map(|&b| pack(a, b)));
+        out.dice.extend_from_slice(&row[..n - c]);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Avx512 {
+        // SAFETY: only chosen when the CPU reports AVX-512F.
+        unsafe { x86::keep_row(a, own, ids, n, c, m, row, out) };
+        return;
+    }
+    let _ = kernel;
+    for j in c..n {
+        if !own.iter().any(|&(k, id)| ids[k * n + j] == id) {
+            out.pairs.push(pack(a, m[j]));
+            out.dice.push(row[j - c]);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::Emitted;
+
+    /// [`super::keep_row`], sixteen members a step. Compressed vectors are
+    /// stored whole (a compressing store to memory is slow on some CPUs)
+    /// into spare capacity, and the lengths advanced by the count kept.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn keep_row(
+        a: u32,
+        own: &[(usize, u32)],
+        ids: &[u32],
+        n: usize,
+        c: usize,
+        m: &[u32],
+        row: &[f32],
+        out: &mut Emitted,
+    ) {
+        debug_assert!(m.len() == n && row.len() >= n - c && ids.len() >= n);
+        // Room for the kept pairs plus one whole vector past the last.
+        out.pairs.reserve(n - c + 16);
+        out.dice.reserve(n - c + 16);
+        let high = _mm512_set1_epi64(((a as u64) << 32) as i64);
+        let (mut np, mut nd) = (out.pairs.len(), out.dice.len());
+        let mut j = c;
+        while j < n {
+            let left = (n - j).min(16);
+            let lanes: __mmask16 = if left == 16 { !0 } else { (1u16 << left) - 1 };
+            // SAFETY: masked loads read only lanes j..j+left, inside the
+            // slices; stores go to reserved capacity (at most 16 past the
+            // current length, which the reserve above covers).
+            unsafe {
+                let mut held: __mmask16 = 0;
+                for &(k, id) in own {
+                    let col =
+                        _mm512_maskz_loadu_epi32(lanes, ids.as_ptr().add(k * n + j) as *const i32);
+                    held |= _mm512_cmpeq_epi32_mask(col, _mm512_set1_epi32(id as i32));
+                }
+                let keep = lanes & !held;
+                let d = _mm512_maskz_loadu_ps(lanes, row.as_ptr().add(j - c));
+                _mm512_storeu_ps(
+                    out.dice.as_mut_ptr().add(nd),
+                    _mm512_maskz_compress_ps(keep, d),
+                );
+                nd += keep.count_ones() as usize;
+                let b = _mm512_maskz_loadu_epi32(lanes, m.as_ptr().add(j) as *const i32);
+                let lo = _mm512_or_si512(high, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(b)));
+                let hi = _mm512_or_si512(
+                    high,
+                    _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(b)),
+                );
+                let (k0, k1) = (keep as u8, (keep >> 8) as u8);
+                _mm512_storeu_si512(
+                    out.pairs.as_mut_ptr().add(np) as *mut _,
+                    _mm512_maskz_compress_epi64(k0, lo),
+                );
+                np += k0.count_ones() as usize;
+                _mm512_storeu_si512(
+                    out.pairs.as_mut_ptr().add(np) as *mut _,
+                    _mm512_maskz_compress_epi64(k1, hi),
+                );
+                np += k1.count_ones() as usize;
+            }
+            j += 16;
+        }
+        // SAFETY: every slot below the new lengths was written above.
+        unsafe {
+            out.pairs.set_len(np);
+            out.dice.set_len(nd);
+        }
+    }
 }
 
 /// Every candidate pair holding a changed record, once, sorted (an
@@ -297,12 +802,22 @@ pub struct Kept {
 }
 
 impl Kept {
-    /// Append a later chunk's pairs (chunks come in record order, so the
-    /// pairs stay sorted).
+    /// Append a later chunk's pairs ([`Kept::sort`] once all are in).
     pub fn append(&mut self, o: Kept) {
         self.pairs.extend(o.pairs);
         self.dice.extend(o.dice);
         self.raw_weight.extend(o.raw_weight);
+    }
+
+    /// Sort by pair (chunks each hold a pass's blocks, so their pairs
+    /// interleave).
+    pub fn sort(&mut self) {
+        let mut order: Vec<u32> = (0..self.pairs.len() as u32).collect();
+        order.par_sort_unstable_by_key(|&i| self.pairs[i as usize]);
+        let pick = |v: &[f32]| order.iter().map(|&i| v[i as usize]).collect::<Vec<f32>>();
+        self.dice = pick(&self.dice);
+        self.raw_weight = pick(&self.raw_weight);
+        self.pairs = order.iter().map(|&i| self.pairs[i as usize]).collect();
     }
 }
 
@@ -334,26 +849,25 @@ pub fn tally_patterns(comps: &Comparisons) -> FxHashMap<u128, u64> {
 /// `dice_keep`, tally the rest. `raw` scores pairs (weight before the prior).
 pub fn process(
     ds: &Dataset,
-    pairs: Vec<u64>,
+    emitted: &Emitted,
     cuts: &[f32],
     raw: &dyn Fn(&Comparisons, &[u64]) -> Vec<f32>,
     floor: f32,
     dice_keep: f32,
 ) -> (Kept, Tally) {
-    let comps = compare(ds, &pairs, cuts);
-    let w = raw(&comps, &pairs);
+    let (pairs, dice) = (&emitted.pairs, &emitted.dice);
+    let comps = compare_scored(ds, pairs, Some(dice), cuts);
+    let w = raw(&comps, pairs);
     let mut t = Tally::empty();
     t.candidates = pairs.len() as u64;
     let mut pm: Vec<(u128, u64)> = tally_patterns(&comps).into_iter().collect();
     pm.sort_unstable();
     t.patterns = pm;
-    let mut k = Kept::default();
+    let mut keep = Vec::new();
     for i in 0..pairs.len() {
-        let (d, x) = (comps.dice[i], w[i]);
+        let (d, x) = (dice[i], w[i]);
         if x >= floor || d >= dice_keep {
-            k.pairs.push(pairs[i]);
-            k.dice.push(d);
-            k.raw_weight.push(x);
+            keep.push(i);
         } else {
             t.weight_hist[weight_bin(x as f64)] += 1;
             let b = dice_bin(d);
@@ -361,24 +875,19 @@ pub fn process(
             t.dice_odds[b] += (x as f64).exp2();
         }
     }
+    // Pairs come in block order; what is kept is reported sorted.
+    keep.sort_unstable_by_key(|&i| pairs[i]);
+    let k = Kept {
+        pairs: keep.iter().map(|&i| pairs[i]).collect(),
+        dice: keep.iter().map(|&i| dice[i]).collect(),
+        raw_weight: keep.iter().map(|&i| w[i]).collect(),
+    };
     (k, t)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chunk_ranges_cover_all_records_once() {
-        let c = vec![5, 0, 7, 1, 1, 9, 0, 0];
-        let r = chunk_ranges(&c, 6);
-        assert_eq!(r.first().unwrap().0, 0);
-        assert_eq!(r.last().unwrap().1, c.len() as u32);
-        for w in r.windows(2) {
-            assert_eq!(w[0].1, w[1].0);
-        }
-        assert_eq!(chunk_ranges(&[], 6), vec![(0, 0)]);
-    }
 
     #[test]
     fn level_patterns_round_trip() {

@@ -60,7 +60,7 @@ pub struct Plan {
 
 impl Plan {
     pub fn units(&self) -> usize {
-        self.prepared.ranges.len()
+        self.prepared.chunks.len()
     }
 }
 
@@ -137,7 +137,7 @@ pub fn check_inputs(plan: &Plan) -> Result<Vec<PathBuf>> {
 }
 
 /// Read `groups.bin` back into passes (their stats come from the plan).
-pub fn read_groups(dir: &Path, plan: &Plan) -> Result<Grouped> {
+pub fn read_groups(dir: &Path, plan: &Plan, words: usize) -> Result<Grouped> {
     let path = dir.join(GROUPS);
     let mut r = BufReader::new(File::open(&path).map_err(|e| Error::read(&path, e))?);
     let bad = || Error::input(&path, "damaged groups file: make the plan again");
@@ -186,6 +186,7 @@ pub fn read_groups(dir: &Path, plan: &Plan) -> Result<Grouped> {
         });
     }
     Ok(Grouped {
+        owners: super::stream::Owners::new(&passes, &plan.lsh_positions, words),
         raw_pairs: passes.iter().map(|p| p.stats.pairs).sum(),
         passes,
         method: plan.method.clone(),
@@ -284,5 +285,6 @@ pub fn read_units(dir: &Path, plan: &Plan) -> Result<(Kept, Tally)> {
         kept.append(k);
         tally.add(&t);
     }
+    kept.sort();
     Ok((kept, tally))
 }

@@ -21,7 +21,7 @@ def main():
     binary, plan = sys.argv[1], sys.argv[2]
     master = sys.argv[3] if len(sys.argv) > 3 else "local[2]"
     with open(f"{plan}/plan.json", encoding="utf-8") as f:
-        n = len(json.load(f)["prepared"]["ranges"])
+        n = len(json.load(f)["prepared"]["chunks"])
     spark = (
         SparkSession.builder.master(master)
         .appName("bloomlink-units")

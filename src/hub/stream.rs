@@ -890,6 +890,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_row_keeps_the_same_pairs_in_every_kernel() {
+        // Members 100.., three earlier passes (columns); the row's record
+        // is in blocks 5 and 9 of the first two and in none of the third.
+        let mut x = 7u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for n in [1usize, 9, 16, 17, 40, 77] {
+            let m: Vec<u32> = (0..n as u32).map(|j| 100 + 3 * j).collect();
+            let ids: Vec<u32> = (0..3 * n).map(|_| (next() % 12) as u32).collect();
+            let row: Vec<f32> = (0..n).map(|j| j as f32 / 128.0).collect();
+            let own = [(0usize, 5u32), (1, 9)];
+            for c in [0, n / 3, n - 1] {
+                let scalar = {
+                    let mut e = Emitted::default();
+                    keep_row(Kernel::Scalar, 42, &own, &ids, n, c, &m, &row[..n - c], &mut e);
+                    e
+                };
+                let want: Vec<u64> = (c..n)
+                    .filter(|&j| ids[j] != 5 && ids[n + j] != 9)
+                    .map(|j| 42u64 << 32 | m[j] as u64)
+                    .collect();
+                assert_eq!(scalar.pairs, want, "n {n} c {c}");
+                for k in Kernel::available() {
+                    let mut e = Emitted::default();
+                    // Earlier contents stay in front.
+                    e.pairs.push(1);
+                    e.dice.push(0.5);
+                    keep_row(k, 42, &own, &ids, n, c, &m, &row[..n - c], &mut e);
+                    assert_eq!(e.pairs[1..], scalar.pairs[..], "{k:?} n {n} c {c}");
+                    assert_eq!(e.dice[1..], scalar.dice[..], "{k:?} n {n} c {c}");
+                    assert_eq!((e.pairs[0], e.dice[0]), (1, 0.5));
+                }
+            }
+        }
+    }
+
+    #[test]
     fn level_patterns_round_trip() {
         let l = [0u8, 1, 6, 3, 2, 0, 7];
         assert_eq!(unpack_levels(pack_levels(&l), l.len()), l);

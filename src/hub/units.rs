@@ -8,9 +8,9 @@
 //! writes `units/unit-I.parquet`: its kept pairs and, in the file metadata,
 //! its tally. `link --merge DIR --out OUT` reads every unit, completes the
 //! model from the summed tallies and writes the usual outputs. A unit is a
-//! record range: it holds every candidate pair whose smaller record index is
-//! in the range, from every pass, so duplicates across passes never span
-//! units, and the merged outputs equal a single run's byte for byte.
+//! run of whole blocks of one pass, without the pairs an earlier pass holds
+//! (`stream`), so the units partition the candidate pairs, and the merged
+//! outputs equal a single run's byte for byte.
 //! Hub side: never sees plaintext or the linkage key.
 
 use std::fs::File;

@@ -28,7 +28,11 @@ fn dataset(n: usize) -> Dataset {
         if g % 4 == 3 {
             let prev: Vec<u64> = clks[(g - 1) * WORDS..g * WORDS].to_vec();
             for (w, v) in prev.into_iter().enumerate() {
-                clks.push(if w == g % WORDS { v ^ (1 << (g % 64)) } else { v });
+                clks.push(if w == g % WORDS {
+                    v ^ (1 << (g % 64))
+                } else {
+                    v
+                });
             }
         } else {
             for _ in 0..WORDS {
@@ -73,10 +77,20 @@ fn passes(ds: &Dataset, dedup: bool) -> (Vec<Pass>, Vec<Vec<u32>>) {
             .map(|g| band_key(ds, g, &pos, band as u128))
             .collect();
         let cap = if band == 2 { 300 } else { u64::MAX };
-        out.push(group_pass(ds, &keys, &format!("lsh{band}"), "lsh", dedup, cap));
+        out.push(group_pass(
+            ds,
+            &keys,
+            &format!("lsh{band}"),
+            "lsh",
+            dedup,
+            cap,
+        ));
         positions.push(pos);
     }
-    assert!(out[4].stats.skipped_blocks > 0, "the capped band skips some");
+    assert!(
+        out[4].stats.skipped_blocks > 0,
+        "the capped band skips some"
+    );
     // Explicit pairs, some also in blocks, sorted and distinct.
     let mut pairs: Vec<u64> = (0..n as u64 - 7)
         .step_by(5)
@@ -160,5 +174,9 @@ fn a_pass_without_blocks_or_pairs_emits_nothing() {
     let all = chunks(&passes, 10);
     assert_eq!(all.len(), 1, "one empty chunk, so a plan has a unit");
     let mut scratch = Scratch::default();
-    assert!(emit(&ds, &passes, &owners, false, all[0], &mut scratch).pairs.is_empty());
+    assert!(
+        emit(&ds, &passes, &owners, false, all[0], &mut scratch)
+            .pairs
+            .is_empty()
+    );
 }

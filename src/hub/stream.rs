@@ -564,7 +564,15 @@ fn tile_pairs(
             &mut tile.row,
         );
         if earlier.masks.is_empty() {
-            keep_row(kernel, a, &tile.own, &tile.ids, n, c, m, &tile.row, out);
+            let row = Row {
+                a,
+                own: &tile.own,
+                ids: &tile.ids,
+                m,
+                c,
+                dice: &tile.row,
+            };
+            keep_row(kernel, &row, out);
         } else {
             let held = &tile.own;
             let columns = tile.words[c * words..].chunks_exact(words);
@@ -579,40 +587,40 @@ fn tile_pairs(
     }
 }
 
-/// Append the pairs `(a, m[j])`, `j` in `c..n`, that no earlier pass holds
-/// by block index, with their Dice (`row[j - c]`): `own` lists the earlier
-/// passes holding `a` as (column, block), `ids` the members' blocks
-/// column-major. With AVX-512 a step tests sixteen members against every
-/// column and compresses the pairs kept into place.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-fn keep_row(
-    kernel: Kernel,
+/// One row of a tile: record `a` against the block's members `m[c..]`,
+/// with their Dice (`dice[j - c]`); `own` lists the earlier passes holding
+/// `a` as (column, block), `ids` the members' blocks column-major.
+struct Row<'a> {
     a: u32,
-    own: &[(usize, u32)],
-    ids: &[u32],
-    n: usize,
+    own: &'a [(usize, u32)],
+    ids: &'a [u32],
+    m: &'a [u32],
     c: usize,
-    m: &[u32],
-    row: &[f32],
-    out: &mut Emitted,
-) {
-    if own.is_empty() {
-        out.pairs.extend(m[c..n].iter().map(|&b| pack(a, b)));
-        out.dice.extend_from_slice(&row[..n - c]);
+    dice: &'a [f32],
+}
+
+/// Append the pairs of `r` that no earlier pass holds by block index, with
+/// their Dice. With AVX-512 a step tests sixteen members against every
+/// column and compresses the pairs kept into place.
+#[inline]
+fn keep_row(kernel: Kernel, r: &Row, out: &mut Emitted) {
+    let (n, c) = (r.m.len(), r.c);
+    if r.own.is_empty() {
+        out.pairs.extend(r.m[c..].iter().map(|&b| pack(r.a, b)));
+        out.dice.extend_from_slice(&r.dice[..n - c]);
         return;
     }
     #[cfg(target_arch = "x86_64")]
     if kernel == Kernel::Avx512 {
         // SAFETY: only chosen when the CPU reports AVX-512F.
-        unsafe { x86::keep_row(a, own, ids, n, c, m, row, out) };
+        unsafe { x86::keep_row(r, out) };
         return;
     }
     let _ = kernel;
-    for j in c..n {
-        if !own.iter().any(|&(k, id)| ids[k * n + j] == id) {
-            out.pairs.push(pack(a, m[j]));
-            out.dice.push(row[j - c]);
+    for (j, (&b, &d)) in (c..n).zip(r.m[c..].iter().zip(r.dice)) {
+        if !r.own.iter().any(|&(k, id)| r.ids[k * n + j] == id) {
+            out.pairs.push(pack(r.a, b));
+            out.dice.push(d);
         }
     }
 }
@@ -621,24 +629,23 @@ fn keep_row(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::Emitted;
+    use super::{Emitted, Row};
 
     /// [`super::keep_row`], sixteen members a step. Compressed vectors are
     /// stored whole (a compressing store to memory is slow on some CPUs)
     /// into spare capacity, and the lengths advanced by the count kept.
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn keep_row(
-        a: u32,
-        own: &[(usize, u32)],
-        ids: &[u32],
-        n: usize,
-        c: usize,
-        m: &[u32],
-        row: &[f32],
-        out: &mut Emitted,
-    ) {
-        debug_assert!(m.len() == n && row.len() >= n - c && ids.len() >= n);
+    pub unsafe fn keep_row(r: &Row, out: &mut Emitted) {
+        let Row {
+            a,
+            own,
+            ids,
+            m,
+            c,
+            dice: row,
+        } = *r;
+        let n = m.len();
+        debug_assert!(row.len() >= n - c && ids.len() >= n * own.len().min(1));
         // Room for the kept pairs plus one whole vector past the last.
         out.pairs.reserve(n - c + 16);
         out.dice.reserve(n - c + 16);
@@ -906,9 +913,17 @@ mod tests {
             let row: Vec<f32> = (0..n).map(|j| j as f32 / 128.0).collect();
             let own = [(0usize, 5u32), (1, 9)];
             for c in [0, n / 3, n - 1] {
+                let r = Row {
+                    a: 42,
+                    own: &own,
+                    ids: &ids,
+                    m: &m,
+                    c,
+                    dice: &row[..n - c],
+                };
                 let scalar = {
                     let mut e = Emitted::default();
-                    keep_row(Kernel::Scalar, 42, &own, &ids, n, c, &m, &row[..n - c], &mut e);
+                    keep_row(Kernel::Scalar, &r, &mut e);
                     e
                 };
                 let want: Vec<u64> = (c..n)
@@ -921,7 +936,7 @@ mod tests {
                     // Earlier contents stay in front.
                     e.pairs.push(1);
                     e.dice.push(0.5);
-                    keep_row(k, 42, &own, &ids, n, c, &m, &row[..n - c], &mut e);
+                    keep_row(k, &r, &mut e);
                     assert_eq!(e.pairs[1..], scalar.pairs[..], "{k:?} n {n} c {c}");
                     assert_eq!(e.dice[1..], scalar.dice[..], "{k:?} n {n} c {c}");
                     assert_eq!((e.pairs[0], e.dice[0]), (1, 0.5));

@@ -118,9 +118,8 @@ fn block_keys(n: usize, size: usize, mult: u64) -> Vec<Option<u128>> {
     let half = n / 2;
     (0..n)
         .map(|g| {
-            let (side, x) = (g / half, (g % half) as u64);
-            let pos = x.wrapping_mul(mult) % half as u64; // a bijection: half is a power of two, mult odd
-            let _ = side;
+            // A bijection within each agency's half (a power of two; mult odd).
+            let pos = ((g % half) as u64).wrapping_mul(mult) % half as u64;
             Some((pos / (size as u64 / 2)) as u128)
         })
         .collect()

@@ -671,15 +671,6 @@ pub(crate) fn chunk(
         prep.chunks[i],
         scratch,
     );
-    tracing::debug!(
-        "chunk {i}: pass {} blocks {}..{}: {} pairs of blocks, {} kept as the pass's own, emitted in {:.3} thread-seconds",
-        grouped.passes[prep.chunks[i].pass as usize].stats.name,
-        prep.chunks[i].from,
-        prep.chunks[i].to,
-        emitted.block_pairs,
-        emitted.pairs.len(),
-        emitted.nanos as f64 * 1e-9
-    );
     let stats = EmitStats {
         block_pairs: emitted.block_pairs,
         pairs: emitted.pairs.len() as u64,
@@ -688,8 +679,15 @@ pub(crate) fn chunk(
     let raw = |comps: &Comparisons, pairs: &[u64]| weights(&prep.raw_model, comps, pairs, tf);
     let clock = std::time::Instant::now();
     let (k, t) = stream::process(ds, emitted, cuts, &raw, prep.floor, prep.dice_keep);
+    let c = prep.chunks[i];
     tracing::debug!(
-        "chunk {i}: compared, scored and tallied in {:.3} s",
+        "chunk {i}: pass {} blocks {}..{}: {} pairs of blocks, {} kept as the pass's own, emitted in {:.3} thread-seconds; compared, scored and tallied in {:.3} s",
+        grouped.passes[c.pass as usize].stats.name,
+        c.from,
+        c.to,
+        stats.block_pairs,
+        stats.pairs,
+        stats.nanos as f64 * 1e-9,
         clock.elapsed().as_secs_f64()
     );
     (k, t, stats)

@@ -263,9 +263,8 @@ pub fn compare_scored(
     if let Some(d) = dice {
         assert_eq!(d.len(), pairs.len(), "one CLK Dice per pair");
     }
-    // With the Dice known, the loop writes into a scratch slot instead.
     let mut dice = if known {
-        vec![0f32; 1]
+        Vec::new()
     } else {
         vec![0f32; pairs.len()]
     };
@@ -281,8 +280,7 @@ pub fn compare_scored(
         levels
             .par_chunks_mut(CH * nf.max(1))
             .zip(pairs.par_chunks(CH))
-            .for_each(|lp| run(lp, &mut [0f32][..]));
-        dice = Vec::new();
+            .for_each(|lp| run(lp, &mut []));
     } else {
         dice.par_chunks_mut(CH)
             .zip(
@@ -297,6 +295,16 @@ pub fn compare_scored(
         levels,
         fields: nf,
     }
+}
+
+/// The CLK Dice of records `a` and `b`.
+#[inline(always)]
+pub fn clk_dice(ds: &Dataset, kernel: Kernel, a: usize, b: usize) -> f32 {
+    dice32(
+        kernel.and_popcount(ds.clk.get(a), ds.clk.get(b)),
+        ds.clk.pop[a],
+        ds.clk.pop[b],
+    )
 }
 
 /// Compare a run of pairs into `d` (CLK Dice, unless `known`) and `l`
@@ -329,11 +337,7 @@ fn compare_run(
         }
         let (a, b) = unpack(pair);
         if !known {
-            d[i] = dice32(
-                kernel.and_popcount(ds.clk.get(a), ds.clk.get(b)),
-                ds.clk.pop[a],
-                ds.clk.pop[b],
-            );
+            d[i] = clk_dice(ds, kernel, a, b);
         }
         pair_levels(ds, a, b, cuts, kernel, &mut l[i * nf..(i + 1) * nf]);
     }

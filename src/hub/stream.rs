@@ -23,9 +23,9 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::block::{PassStats, pack};
-use super::compare::{Kernel, dice32};
+use super::compare::Kernel;
 use super::load::Dataset;
-use super::score::{Comparisons, compare_scored};
+use super::score::{Comparisons, clk_dice, compare_scored};
 
 /// One blocking pass, grouped: records of each kept block, sorted by index.
 #[derive(Debug, Clone, Default)]
@@ -412,11 +412,7 @@ pub fn emit<'s>(
                 continue;
             }
             out.pairs.push(pair);
-            out.dice.push(dice32(
-                kernel.and_popcount(ds.clk.get(a), ds.clk.get(b)),
-                ds.clk.pop[a],
-                ds.clk.pop[b],
-            ));
+            out.dice.push(clk_dice(ds, kernel, a, b));
         }
         out.block_pairs = (to - from) as u64;
         out.nanos = t.elapsed().as_nanos() as u64;
@@ -563,33 +559,25 @@ fn tile_pairs(
             &tile.pop[c..],
             &mut tile.row,
         );
-        if earlier.masks.is_empty() {
-            let row = Row {
-                a,
-                own: &tile.own,
-                ids: &tile.ids,
-                m,
-                c,
-                dice: &tile.row,
-            };
-            keep_row(kernel, &row, out);
-        } else {
-            let held = &tile.own;
-            let columns = tile.words[c * words..].chunks_exact(words);
-            for ((j, bw), (&b, &d)) in (c..n).zip(columns).zip(m[c..].iter().zip(&tile.row)) {
-                let by_block = held.iter().any(|&(k, id)| tile.ids[k * n + j] == id);
-                if !by_block && !kernel.agree_in_any(aw, bw, earlier.masks) {
-                    out.pairs.push(pack(a, b));
-                    out.dice.push(d);
-                }
-            }
-        }
+        let row = Row {
+            a,
+            own: &tile.own,
+            ids: &tile.ids,
+            m,
+            c,
+            dice: &tile.row,
+            aw,
+            words: &tile.words[c * words..],
+            masks: earlier.masks,
+        };
+        keep_row(kernel, &row, out);
     }
 }
 
-/// One row of a tile: record `a` against the block's members `m[c..]`,
-/// with their Dice (`dice[j - c]`); `own` lists the earlier passes holding
-/// `a` as (column, block), `ids` the members' blocks column-major.
+/// One row of a tile: record `a` (CLK `aw`) against the block's members
+/// `m[c..]` (CLKs `words`, side by side), with their Dice (`dice[j - c]`);
+/// `own` lists the earlier passes holding `a` as (column, block), `ids` the
+/// members' blocks column-major, `masks` the earlier LSH bands' bits.
 struct Row<'a> {
     a: u32,
     own: &'a [(usize, u32)],
@@ -597,28 +585,28 @@ struct Row<'a> {
     m: &'a [u32],
     c: usize,
     dice: &'a [f32],
+    aw: &'a [u64],
+    words: &'a [u64],
+    masks: &'a [u64],
 }
 
-/// Append the pairs of `r` that no earlier pass holds by block index, with
-/// their Dice. With AVX-512 a step tests sixteen members against every
-/// column and compresses the pairs kept into place.
-#[inline]
+/// Append the pairs of `r` that no earlier pass holds, with their Dice.
+/// Without earlier LSH bands and with AVX-512, a step tests sixteen
+/// members against every earlier pass's block and compresses the pairs
+/// kept into place.
+#[inline(always)]
 fn keep_row(kernel: Kernel, r: &Row, out: &mut Emitted) {
     let (n, c) = (r.m.len(), r.c);
-    if r.own.is_empty() {
-        out.pairs.extend(r.m[c..].iter().map(|&b| pack(r.a, b)));
-        out.dice.extend_from_slice(&r.dice[..n - c]);
-        return;
-    }
     #[cfg(target_arch = "x86_64")]
-    if kernel == Kernel::Avx512 {
+    if kernel == Kernel::Avx512 && r.masks.is_empty() {
         // SAFETY: only chosen when the CPU reports AVX-512F.
         unsafe { x86::keep_row(r, out) };
         return;
     }
-    let _ = kernel;
-    for (j, (&b, &d)) in (c..n).zip(r.m[c..].iter().zip(r.dice)) {
-        if !r.own.iter().any(|&(k, id)| r.ids[k * n + j] == id) {
+    let columns = r.words.chunks_exact(r.aw.len().max(1));
+    for ((j, bw), (&b, &d)) in (c..n).zip(columns).zip(r.m[c..].iter().zip(r.dice)) {
+        let by_block = r.own.iter().any(|&(k, id)| r.ids[k * n + j] == id);
+        if !by_block && (r.masks.is_empty() || !kernel.agree_in_any(r.aw, bw, r.masks)) {
             out.pairs.push(pack(r.a, b));
             out.dice.push(d);
         }
@@ -643,6 +631,7 @@ mod x86 {
             m,
             c,
             dice: row,
+            ..
         } = *r;
         let n = m.len();
         debug_assert!(row.len() >= n - c && ids.len() >= n * own.len().min(1));
@@ -913,6 +902,7 @@ mod tests {
             let row: Vec<f32> = (0..n).map(|j| j as f32 / 128.0).collect();
             let own = [(0usize, 5u32), (1, 9)];
             for c in [0, n / 3, n - 1] {
+                let clks = vec![0u64; 16 * n];
                 let r = Row {
                     a: 42,
                     own: &own,
@@ -920,6 +910,9 @@ mod tests {
                     m: &m,
                     c,
                     dice: &row[..n - c],
+                    aw: &clks[..16],
+                    words: &clks[16 * c..],
+                    masks: &[],
                 };
                 let scalar = {
                     let mut e = Emitted::default();

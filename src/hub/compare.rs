@@ -108,6 +108,32 @@ impl Kernel {
             _ => generic_dice_many(a, pa, b, bpop, out, scalar_and_pop),
         }
     }
+    /// Dice of two filters `a[0]` and `a[1]` (popcounts `pa`) against each
+    /// filter of the arena `b`, written to `out[0]` and `out[1]`: one
+    /// load of each `b` serves both rows (a register tile of 2 × 8).
+    pub fn dice_many2(
+        self,
+        a: [&[u64]; 2],
+        pa: [u32; 2],
+        b: &[u64],
+        bpop: &[u32],
+        out: [&mut [f32]; 2],
+    ) {
+        let words = a[0].len();
+        debug_assert_eq!(a[1].len(), words);
+        debug_assert_eq!(b.len(), bpop.len() * words);
+        debug_assert!(out[0].len() >= bpop.len() && out[1].len() >= bpop.len());
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: only chosen when the CPU reports the feature.
+            Kernel::Avx512 if words == 16 => unsafe { x86::avx512_dice_many2(a, pa, b, bpop, out) },
+            _ => {
+                let [o0, o1] = out;
+                self.dice_many(a[0], pa[0], b, bpop, o0);
+                self.dice_many(a[1], pa[1], b, bpop, o1);
+            }
+        }
+    }
 }
 
 #[inline(always)]
@@ -285,6 +311,99 @@ mod x86 {
             j += 1;
         }
     }
+
+    /// [`super::Kernel::dice_many2`] for 1024-bit filters: both rows stay
+    /// in four registers, eight `b` a step are each loaded once and ANDed
+    /// with both; each row's eight popcount vectors are summed by one
+    /// transpose-add tree.
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx2")]
+    pub unsafe fn avx512_dice_many2(
+        a: [&[u64]; 2],
+        pa: [u32; 2],
+        b: &[u64],
+        bpop: &[u32],
+        out: [&mut [f32]; 2],
+    ) {
+        debug_assert!(a[0].len() == 16 && a[1].len() == 16);
+        let [o0, o1] = out;
+        let load = |p: *const u64| {
+            // SAFETY: callers pass pointers to 8 readable words.
+            unsafe { _mm512_loadu_si512(p as *const _) }
+        };
+        // SAFETY: each row has 16 words = two 512-bit lanes.
+        let (r00, r01, r10, r11) = unsafe {
+            (
+                load(a[0].as_ptr()),
+                load(a[0].as_ptr().add(8)),
+                load(a[1].as_ptr()),
+                load(a[1].as_ptr().add(8)),
+            )
+        };
+        let n = bpop.len();
+        let bp = b.as_ptr();
+        let pair = |a: __m512i, b: __m512i| {
+            _mm512_add_epi64(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
+        };
+        let quad = |a: __m512i, b: __m512i| {
+            _mm512_add_epi64(
+                _mm512_shuffle_i64x2::<0x88>(a, b),
+                _mm512_shuffle_i64x2::<0xDD>(a, b),
+            )
+        };
+        // Lane t: the sum of v[t]'s lanes.
+        let sum8 = |v: &[__m512i; 8]| {
+            let (t0, t1, t2, t3) = (
+                pair(v[0], v[1]),
+                pair(v[2], v[3]),
+                pair(v[4], v[5]),
+                pair(v[6], v[7]),
+            );
+            quad(quad(t0, t1), quad(t2, t3))
+        };
+        let dice8 = |sums: __m512i, pa: u32, pb: __m256| {
+            let c = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(sums));
+            let denom = _mm256_add_ps(_mm256_set1_ps(pa as f32), pb);
+            let denom = _mm256_max_ps(denom, _mm256_set1_ps(1.0));
+            _mm256_div_ps(_mm256_add_ps(c, c), denom)
+        };
+        let mut j = 0;
+        while j + 8 <= n {
+            let mut v0 = [_mm512_setzero_si512(); 8];
+            let mut v1 = [_mm512_setzero_si512(); 8];
+            for t in 0..8 {
+                // SAFETY: j + t < n, so words (j+t)*16 .. +16 are in b.
+                let (x0, x1) = unsafe {
+                    let p = bp.add((j + t) * 16);
+                    (load(p), load(p.add(8)))
+                };
+                v0[t] = _mm512_add_epi64(
+                    _mm512_popcnt_epi64(_mm512_and_si512(r00, x0)),
+                    _mm512_popcnt_epi64(_mm512_and_si512(r01, x1)),
+                );
+                v1[t] = _mm512_add_epi64(
+                    _mm512_popcnt_epi64(_mm512_and_si512(r10, x0)),
+                    _mm512_popcnt_epi64(_mm512_and_si512(r11, x1)),
+                );
+            }
+            // SAFETY: j + 8 <= n = bpop.len() <= each output's length.
+            unsafe {
+                let pb =
+                    _mm256_cvtepi32_ps(_mm256_loadu_si256(bpop.as_ptr().add(j) as *const __m256i));
+                _mm256_storeu_ps(o0.as_mut_ptr().add(j), dice8(sum8(&v0), pa[0], pb));
+                _mm256_storeu_ps(o1.as_mut_ptr().add(j), dice8(sum8(&v1), pa[1], pb));
+            }
+            j += 8;
+        }
+        while j < n {
+            let bw = &b[j * 16..(j + 1) * 16];
+            // SAFETY: the CPU has the features this function enables.
+            unsafe {
+                o0[j] = dice32(avx512_and_pop(a[0], bw), pa[0], bpop[j]);
+                o1[j] = dice32(avx512_and_pop(a[1], bw), pa[1], bpop[j]);
+            }
+            j += 1;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -352,6 +471,31 @@ mod tests {
                 for (j, bw) in b.chunks_exact(words).enumerate() {
                     assert_eq!(k.and_popcount(&a, bw), scalar_and_pop(&a, bw), "{k:?}");
                     let _ = j;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn two_rows_at_once_equal_one_row_at_a_time() {
+        for words in [16usize, 8] {
+            let a = rnd(2 * words, 3);
+            // An empty filter too (Dice 0, not a division by zero).
+            let mut b = rnd(words * 45, 4);
+            b[..words].fill(0);
+            let bpop: Vec<u32> = b.chunks_exact(words).map(popcount).collect();
+            let (a0, a1) = a.split_at(words);
+            let pa = [popcount(a0), popcount(a1)];
+            // Every length through two whole steps of eight and a tail.
+            for n in [0usize, 1, 7, 8, 9, 16, 23, 45] {
+                let (bn, pn) = (&b[..n * words], &bpop[..n]);
+                let mut want = [vec![0f32; n], vec![0f32; n]];
+                generic_dice_many(a0, pa[0], bn, pn, &mut want[0], scalar_and_pop);
+                generic_dice_many(a1, pa[1], bn, pn, &mut want[1], scalar_and_pop);
+                for k in Kernel::available() {
+                    let (mut o0, mut o1) = (vec![-1f32; n], vec![-1f32; n]);
+                    k.dice_many2([a0, a1], pa, bn, pn, [&mut o0, &mut o1]);
+                    assert_eq!([o0, o1], want, "{k:?} words={words} n={n}");
                 }
             }
         }

@@ -585,10 +585,16 @@ pub(crate) fn prepare(
                 chunks.len()
             ));
             let e = stream::emit(ds, &grouped.passes, &grouped.owners, dedup, c, &mut scratch);
-            let comps = compare_scored(ds, &e.pairs, Some(&e.dice), cuts);
             let mut part = Tally::empty();
-            part.candidates = e.pairs.len() as u64;
-            part.patterns = tally_patterns(&comps).into_iter().collect();
+            let mut patterns = rustc_hash::FxHashMap::<u128, u64>::default();
+            for p in e.parts() {
+                let comps = compare_scored(ds, &p.pairs, Some(&p.dice), cuts);
+                part.candidates += p.pairs.len() as u64;
+                for (pattern, count) in tally_patterns(&comps) {
+                    *patterns.entry(pattern).or_default() += count;
+                }
+            }
+            part.patterns = patterns.into_iter().collect();
             part.patterns.sort_unstable();
             t.add(&part);
         }
@@ -673,7 +679,7 @@ pub(crate) fn chunk(
     );
     let stats = EmitStats {
         block_pairs: emitted.block_pairs,
-        pairs: emitted.pairs.len() as u64,
+        pairs: emitted.len() as u64,
         nanos: emitted.nanos,
     };
     let raw = |comps: &Comparisons, pairs: &[u64]| weights(&prep.raw_model, comps, pairs, tf);

@@ -9,8 +9,9 @@
 //! CLK's bits at the band's positions), and explicit pairs come after every
 //! block pass. So the chunks together hold each candidate pair exactly
 //! once without ever meeting. Inside a chunk each block is a *tile*: its
-//! members' CLKs are copied side by side and each row of the block is one
-//! call of the streaming Dice kernel, and the fields of consecutive pairs
+//! members' CLKs are copied side by side and each two rows of the block
+//! are one call of a register-tiled Dice kernel, and the fields of
+//! consecutive pairs
 //! are compared while the block's records are in cache (docs/decisions.md
 //! §25). A chunk keeps the pairs whose match weight (before the prior)
 //! could reach the reporting floor, and tallies all of them: level
@@ -23,7 +24,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::block::{PassStats, pack};
-use super::compare::Kernel;
+use super::compare::{Kernel, dice32};
 use super::load::Dataset;
 use super::score::{Comparisons, clk_dice, compare_scored};
 
@@ -296,17 +297,65 @@ fn collect_pairs(passes: &[Pass], each: impl Fn(&Pass, &mut Vec<u64>) + Sync) ->
     out
 }
 
-/// A chunk's candidate pairs with their CLK Dice, in block order.
+/// A run of candidate pairs with their CLK Dice (one work item's).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Emitted {
+pub struct Part {
     pub pairs: Vec<u64>,
     pub dice: Vec<f32>,
+}
+
+/// A chunk's candidate pairs with their CLK Dice, in block order, as the
+/// parts its work items wrote (never concatenated: copying them cost more
+/// than the Dice kernel).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Emitted {
+    /// Parts in order; those past `used` are buffers kept for reuse.
+    parts: Vec<Part>,
+    used: usize,
     /// Pairs of the chunk's blocks, before those of earlier passes were
     /// dropped (each had its Dice computed).
     pub block_pairs: u64,
     /// Thread time spent emitting (gathering tiles, the Dice kernel,
     /// ownership checks, writing pairs), in nanoseconds.
     pub nanos: u64,
+}
+
+impl Emitted {
+    /// The parts, in order: their pairs one after another are the chunk's.
+    pub fn parts(&self) -> &[Part] {
+        &self.parts[..self.used]
+    }
+
+    /// How many pairs the chunk emitted.
+    pub fn len(&self) -> usize {
+        self.parts().iter().map(|p| p.pairs.len()).sum()
+    }
+
+    /// Whether the chunk emitted no pair.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every pair and its Dice, in order (one copy: for tests and tools).
+    pub fn pairs_and_dice(&self) -> (Vec<u64>, Vec<f32>) {
+        let pairs = self.parts().iter().flat_map(|p| p.pairs.iter().copied());
+        let dice = self.parts().iter().flat_map(|p| p.dice.iter().copied());
+        (pairs.collect(), dice.collect())
+    }
+
+    /// Start over with `n` empty parts (buffers reused).
+    fn reset(&mut self, n: usize) -> &mut [Part] {
+        if self.parts.len() < n {
+            self.parts.resize_with(n, Part::default);
+        }
+        self.used = n;
+        (self.block_pairs, self.nanos) = (0, 0);
+        for p in &mut self.parts[..n] {
+            p.pairs.clear();
+            p.dice.clear();
+        }
+        &mut self.parts[..n]
+    }
 }
 
 /// A block's members gathered side by side (one per thread, reused).
@@ -316,7 +365,8 @@ struct Tile {
     pop: Vec<u32>,
     /// Each member's block indices in the earlier passes told by index.
     ids: Vec<u32>,
-    agency: Vec<u16>,
+    /// Positions where the block's agency runs start, and its length.
+    runs: Vec<usize>,
     row: Vec<f32>,
     /// The earlier passes holding the row's record: (column, block).
     own: Vec<(usize, u32)>,
@@ -335,8 +385,6 @@ fn prefetch_member(ds: &Dataset, earlier: &Earlier, g: usize) {
         for line in ds.clk.get(g).chunks(8) {
             one(line.as_ptr() as *const i8);
         }
-        one(ds.clk.pop[g..].as_ptr() as *const i8);
-        one(ds.agency_of[g..].as_ptr() as *const i8);
         let row = earlier.row(g);
         if !row.is_empty() {
             one(row.as_ptr() as *const i8);
@@ -381,10 +429,13 @@ impl Earlier<'_> {
 /// with its CLK Dice, in block order (block after block, row after row).
 ///
 /// Each block is a tile: its members' CLKs are copied side by side, and
-/// each row (one member against the later members of other agencies, a
-/// contiguous run since records are ordered by agency) is one call of the
-/// streaming Dice kernel on cache-resident words. The order depends only on
-/// the passes and the chunk, never on the number of threads.
+/// each two rows (a member against the later members of other agencies, a
+/// contiguous run since records are ordered by agency, and the next member
+/// when it has the same run) are one call of the register-tiled Dice
+/// kernel on cache-resident words, while the next members' loads are asked
+/// for. The pairs are left in the work items' parts, in order. The order
+/// depends only on the passes and the chunk, never on the number of
+/// threads.
 pub fn emit<'s>(
     ds: &Dataset,
     passes: &[Pass],
@@ -394,11 +445,9 @@ pub fn emit<'s>(
     scratch: &'s mut Scratch,
 ) -> &'s Emitted {
     let kernel = Kernel::detect();
-    let Scratch { parts, out } = scratch;
-    out.pairs.clear();
-    out.dice.clear();
-    (out.block_pairs, out.nanos) = (0, 0);
+    let out = &mut scratch.out;
     let Some(p) = passes.get(c.pass as usize) else {
+        out.reset(0);
         return out;
     };
     let (from, to) = (c.from as usize, c.to as usize);
@@ -406,19 +455,30 @@ pub fn emit<'s>(
         // Explicit pairs come after every block pass.
         let blocks = owners.before(passes.len());
         let t = std::time::Instant::now();
+        let part = &mut out.reset(1)[0];
         for &pair in &p.pairs[from..to] {
             let (a, b) = super::block::unpack(pair);
             if blocks.holds_records(kernel, ds, a, b) {
                 continue;
             }
-            out.pairs.push(pair);
-            out.dice.push(clk_dice(ds, kernel, a, b));
+            part.pairs.push(pair);
+            part.dice.push(clk_dice(ds, kernel, a, b));
         }
         out.block_pairs = (to - from) as u64;
         out.nanos = t.elapsed().as_nanos() as u64;
         return out;
     }
-    let earlier = owners.before(c.pass as usize);
+    // The first record of each agency but the first.
+    let last = ds.agency_of.last().map_or(0, |&a| a);
+    let cx = Context {
+        ds,
+        kernel,
+        dedup,
+        earlier: owners.before(c.pass as usize),
+        bounds: (1..=last)
+            .map(|k| ds.agency_of.partition_point(|&a| a < k) as u32)
+            .collect(),
+    };
     // Work items: runs of about `PIECE` pairs, so that threads share a chunk.
     const PIECE: usize = 1 << 16;
     let mut items = Vec::new();
@@ -434,144 +494,238 @@ pub fn emit<'s>(
     if start < to {
         items.push((start, to));
     }
-    if parts.len() < items.len() {
-        parts.resize_with(items.len(), Emitted::default);
-    }
-    parts[..items.len()]
+    let (block_pairs, nanos) = out
+        .reset(items.len())
         .par_iter_mut()
         .zip(items.par_iter())
-        .for_each_init(Tile::default, |tile, (e, &(f, t))| {
+        .map_init(Tile::default, |tile, (e, &(f, t))| {
             let clock = std::time::Instant::now();
-            e.pairs.clear();
-            e.dice.clear();
-            e.block_pairs = 0;
+            let mut block_pairs = 0;
             let block = |b: usize| &p.members[p.starts[b] as usize..p.starts[b + 1] as usize];
-            // Small blocks are bound by fetching their members: keep
-            // `AHEAD` members' loads in flight beyond the block compared.
-            const AHEAD: usize = 32;
             let end = p.starts[t] as usize;
-            let mut next = p.starts[f] as usize;
+            let mut ahead = Ahead {
+                members: &p.members[..end],
+                at: p.starts[f] as usize,
+                goal: 0,
+            };
             for b in f..t {
-                let want = (p.starts[b + 1] as usize + AHEAD).min(end);
-                for &g in &p.members[next.max(p.starts[b] as usize)..want.max(next)] {
-                    prefetch_member(ds, &earlier, g as usize);
-                }
-                next = next.max(want);
-                tile_pairs(ds, kernel, block(b), dedup, &earlier, tile, e);
+                // The block's own members first (if not yet asked for),
+                // then up to `AHEAD` beyond it while its rows are compared.
+                let stop = p.starts[b + 1] as usize;
+                ahead.to(&cx, stop);
+                ahead.goal = stop + AHEAD;
+                block_pairs += tile_pairs(&cx, block(b), &mut ahead, tile, e);
             }
-            e.nanos = clock.elapsed().as_nanos() as u64;
-        });
-    let parts = &parts[..items.len()];
-    out.pairs.reserve(parts.iter().map(|e| e.pairs.len()).sum());
-    out.dice.reserve(out.pairs.capacity());
-    for e in parts {
-        out.pairs.extend_from_slice(&e.pairs);
-        out.dice.extend_from_slice(&e.dice);
-        out.block_pairs += e.block_pairs;
-        out.nanos += e.nanos;
-    }
+            (block_pairs, clock.elapsed().as_nanos() as u64)
+        })
+        .reduce(|| (0, 0), |x, y| (x.0 + y.0, x.1 + y.1));
+    (out.block_pairs, out.nanos) = (block_pairs, nanos);
     out
 }
 
+/// What every tile of a chunk shares.
+struct Context<'a> {
+    ds: &'a Dataset,
+    kernel: Kernel,
+    dedup: bool,
+    earlier: Earlier<'a>,
+    /// The first record of each agency but the first.
+    bounds: Vec<u32>,
+}
+
+/// Members up to this many past the block compared are asked for while
+/// its rows are compared (more only crowds the CPU's miss buffers).
+const AHEAD: usize = 64;
+
+/// Loads asked for ahead of the tiles: `members[..at]` are asked for,
+/// `goal` is where to be by the end of the current block.
+struct Ahead<'a> {
+    members: &'a [u32],
+    at: usize,
+    goal: usize,
+}
+
+impl Ahead<'_> {
+    /// Ask for the members up to `stop`.
+    #[inline]
+    fn to(&mut self, cx: &Context, stop: usize) {
+        let stop = stop.min(self.members.len());
+        while self.at < stop {
+            prefetch_member(cx.ds, &cx.earlier, self.members[self.at] as usize);
+            self.at += 1;
+        }
+    }
+
+    /// One of `left` equal steps towards the goal.
+    #[inline]
+    fn step(&mut self, cx: &Context, left: usize) {
+        let want = self.goal.min(self.members.len()).saturating_sub(self.at);
+        self.to(cx, self.at + want.div_ceil(left.max(1)));
+    }
+}
+
 /// Buffers emission reuses from chunk to chunk (fresh memory costs a
-/// zeroed page per 4 KiB, more than writing the pairs into it): one part
-/// per work item, and the chunk's pairs.
+/// zeroed page per 4 KiB, more than writing the pairs into it).
 #[derive(Debug, Default)]
 pub struct Scratch {
-    parts: Vec<Emitted>,
     out: Emitted,
 }
 
 /// The pairs of one block (`m`, sorted record indices) that no earlier
-/// pass holds, with their CLK Dice, appended to `out`.
+/// pass holds, with their CLK Dice, appended to `out`; returns how many
+/// pairs the block has (before dropping those of earlier passes).
 #[inline]
-fn tile_pairs(
-    ds: &Dataset,
-    kernel: Kernel,
-    m: &[u32],
-    dedup: bool,
-    earlier: &Earlier,
-    tile: &mut Tile,
-    out: &mut Emitted,
-) {
+fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: &mut Part) -> u64 {
+    let Context {
+        ds,
+        kernel,
+        dedup,
+        ref earlier,
+        ref bounds,
+    } = *cx;
     let words = ds.clk.words;
     let (n, nb) = (m.len(), earlier.columns);
     tile.words.clear();
     tile.pop.clear();
-    tile.agency.clear();
     // Block indices column-major (one run of `n` per earlier pass), so a
     // row's test reads each pass's column as one vector.
     tile.ids.clear();
     tile.ids.resize(n * nb, NO_BLOCK);
     for (r, &g) in m.iter().enumerate() {
         let g = g as usize;
-        tile.words.extend_from_slice(ds.clk.get(g));
-        tile.pop.push(ds.clk.pop[g]);
-        tile.agency.push(ds.agency_of[g]);
+        let clk = ds.clk.get(g);
+        tile.words.extend_from_slice(clk);
+        // The CLK's popcount, from the words just read rather than one
+        // more line to fetch.
+        tile.pop.push(kernel.and_popcount(clk, clk));
         for (k, &id) in earlier.row(g).iter().enumerate() {
             tile.ids[k * n + r] = id;
         }
     }
-    debug_assert!(tile.agency.is_sorted());
-    for i in 0..n {
-        let a = m[i];
-        // Later members of other agencies: a run, as agencies are ordered.
-        let c = if dedup {
-            i + 1
-        } else {
-            let aa = tile.agency[i];
-            i + 1 + tile.agency[i + 1..].partition_point(|&x| x == aa)
-        };
-        if c >= n {
-            continue;
+    // Where the block's agency runs start (members and agencies are both
+    // ordered by record index).
+    tile.runs.clear();
+    for &b in bounds {
+        let at = m.partition_point(|&g| g < b);
+        if at > 0 && at < n && tile.runs.last() != Some(&at) {
+            tile.runs.push(at);
         }
-        out.block_pairs += (n - c) as u64;
-        // The earlier passes that hold `a` in a block.
-        tile.own.clear();
-        tile.own.extend(
-            (0..nb)
-                .map(|k| (k, tile.ids[k * n + i]))
-                .filter(|&(_, id)| id != NO_BLOCK),
-        );
-        let (aw, pa) = (&tile.words[i * words..(i + 1) * words], tile.pop[i]);
-        if tile.own.is_empty() && earlier.masks.is_empty() {
-            // Nothing earlier can hold these pairs: the kernel writes
-            // their Dice in place.
-            let at = out.dice.len();
-            out.dice.resize(at + n - c, 0.0);
-            kernel.dice_many(
-                aw,
-                pa,
-                &tile.words[c * words..],
-                &tile.pop[c..],
-                &mut out.dice[at..],
-            );
-            // Members are sorted, so `a` is the smaller index of each pair.
-            let high = (a as u64) << 32;
-            out.pairs.extend(m[c..].iter().map(|&b| high | b as u64));
-            continue;
-        }
-        tile.row.resize(n - c, 0.0);
-        kernel.dice_many(
-            aw,
-            pa,
-            &tile.words[c * words..],
-            &tile.pop[c..],
-            &mut tile.row,
-        );
-        let row = Row {
-            a,
-            own: &tile.own,
-            ids: &tile.ids,
-            m,
-            c,
-            dice: &tile.row,
-            aw,
-            words: &tile.words[c * words..],
-            masks: earlier.masks,
-        };
-        keep_row(kernel, &row, out);
     }
+    tile.runs.push(n);
+    let Tile {
+        words: tw,
+        pop,
+        ids,
+        runs,
+        row: dst,
+        own,
+    } = tile;
+    // Row `i`'s columns: the later members of other agencies (a run, as
+    // agencies are ordered), or all later members when de-duplicating.
+    let mut run = 0;
+    let mut first_column = |i: usize| {
+        if dedup {
+            return i + 1;
+        }
+        while runs[run] <= i {
+            run += 1;
+        }
+        runs[run]
+    };
+    // Whether nothing earlier can hold any pair of row `i`.
+    let alone = |i: usize| earlier.masks.is_empty() && (0..nb).all(|k| ids[k * n + i] == NO_BLOCK);
+    let clk = |i: usize| &tw[i * words..(i + 1) * words];
+    let mut block_pairs = 0;
+    let mut i = 0;
+    while i < n {
+        // Spread the loads of the members ahead over the block's row pairs.
+        ahead.step(cx, (n - i).div_ceil(2));
+        let c = first_column(i);
+        if c >= n {
+            i += 1;
+            continue;
+        }
+        // Two rows share one pass of the kernel when the next row's
+        // columns are this row's (linkage: same agency) or all but the
+        // first (de-duplication).
+        let two = i + 1 < n && if dedup { c + 1 < n } else { i + 1 < c };
+        let rows = 1 + two as usize;
+        let c1 = if dedup { c + 1 } else { c };
+        let lens = [n - c, if two { n - c1 } else { 0 }];
+        let total = lens[0] + lens[1];
+        block_pairs += total as u64;
+        let direct = alone(i) && (!two || alone(i + 1));
+        // Direct: nothing earlier can hold these pairs, so the kernel
+        // writes their Dice in place.
+        let at = out.dice.len();
+        let d = if direct {
+            out.dice.resize(at + total, 0.0);
+            &mut out.dice[at..]
+        } else {
+            dst.resize(total, 0.0);
+            &mut dst[..]
+        };
+        if two {
+            let (d0, d1) = d.split_at_mut(lens[0]);
+            let (a2, p2) = ([clk(i), clk(i + 1)], [pop[i], pop[i + 1]]);
+            let d0 = if dedup {
+                d0[0] = dice32(kernel.and_popcount(a2[0], a2[1]), p2[0], p2[1]);
+                &mut d0[1..]
+            } else {
+                d0
+            };
+            kernel.dice_many2(a2, p2, &tw[c1 * words..], &pop[c1..], [d0, d1]);
+        } else {
+            kernel.dice_many(clk(i), pop[i], &tw[c * words..], &pop[c..], d);
+        }
+        let mut done = 0;
+        for (r, cr) in [(i, c), (i + 1, c1)].into_iter().take(rows) {
+            let len = n - cr;
+            if direct {
+                push_pairs(kernel, m[r], &m[cr..], &mut out.pairs);
+            } else if alone(r) {
+                out.dice.extend_from_slice(&dst[done..done + len]);
+                push_pairs(kernel, m[r], &m[cr..], &mut out.pairs);
+            } else {
+                // The earlier passes that hold `m[r]` in a block.
+                own.clear();
+                own.extend(
+                    (0..nb)
+                        .map(|k| (k, ids[k * n + r]))
+                        .filter(|&(_, id)| id != NO_BLOCK),
+                );
+                let row = Row {
+                    a: m[r],
+                    own,
+                    ids,
+                    m,
+                    c: cr,
+                    dice: &dst[done..done + len],
+                    aw: clk(r),
+                    words: &tw[cr * words..],
+                    masks: earlier.masks,
+                };
+                keep_row(kernel, &row, out);
+            }
+            done += len;
+        }
+        i += rows;
+    }
+    block_pairs
+}
+
+/// Append the pairs of record `a` with each of `bs` (all greater than `a`,
+/// as members are sorted).
+#[inline(always)]
+fn push_pairs(kernel: Kernel, a: u32, bs: &[u32], pairs: &mut Vec<u64>) {
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Avx512 {
+        // SAFETY: only chosen when the CPU reports AVX-512F.
+        unsafe { x86::push_pairs(a, bs, pairs) };
+        return;
+    }
+    let _ = kernel;
+    pairs.extend(bs.iter().map(|&b| pack(a, b)));
 }
 
 /// One row of a tile: record `a` (CLK `aw`) against the block's members
@@ -595,7 +749,7 @@ struct Row<'a> {
 /// members against every earlier pass's block and compresses the pairs
 /// kept into place.
 #[inline(always)]
-fn keep_row(kernel: Kernel, r: &Row, out: &mut Emitted) {
+fn keep_row(kernel: Kernel, r: &Row, out: &mut Part) {
     let (n, c) = (r.m.len(), r.c);
     #[cfg(target_arch = "x86_64")]
     if kernel == Kernel::Avx512 && r.masks.is_empty() {
@@ -617,13 +771,42 @@ fn keep_row(kernel: Kernel, r: &Row, out: &mut Emitted) {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Emitted, Row};
+    use super::{Part, Row};
+
+    /// [`super::push_pairs`], sixteen a step.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn push_pairs(a: u32, bs: &[u32], pairs: &mut Vec<u64>) {
+        let n = bs.len();
+        pairs.reserve(n);
+        let high = _mm512_set1_epi64(((a as u64) << 32) as i64);
+        let at = pairs.len();
+        let mut j = 0;
+        // SAFETY: loads read bs[j..j + 16] (j + 16 <= n); stores write the
+        // reserved slots at + j .. at + j + 16 (<= at + n).
+        unsafe {
+            let dst = pairs.as_mut_ptr().add(at);
+            while j + 16 <= n {
+                let b = _mm512_loadu_si512(bs.as_ptr().add(j) as *const _);
+                let lo = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(b));
+                let hi = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(b));
+                _mm512_storeu_si512(dst.add(j) as *mut _, _mm512_or_si512(high, lo));
+                _mm512_storeu_si512(dst.add(j + 8) as *mut _, _mm512_or_si512(high, hi));
+                j += 16;
+            }
+            while j < n {
+                *dst.add(j) = ((a as u64) << 32) | bs[j] as u64;
+                j += 1;
+            }
+            // SAFETY: every slot below at + n was written above.
+            pairs.set_len(at + n);
+        }
+    }
 
     /// [`super::keep_row`], sixteen members a step. Compressed vectors are
     /// stored whole (a compressing store to memory is slow on some CPUs)
     /// into spare capacity, and the lengths advanced by the count kept.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn keep_row(r: &Row, out: &mut Emitted) {
+    pub unsafe fn keep_row(r: &Row, out: &mut Part) {
         let Row {
             a,
             own,
@@ -851,33 +1034,36 @@ pub fn process(
     floor: f32,
     dice_keep: f32,
 ) -> (Kept, Tally) {
-    let (pairs, dice) = (&emitted.pairs, &emitted.dice);
-    let comps = compare_scored(ds, pairs, Some(dice), cuts);
-    let w = raw(&comps, pairs);
     let mut t = Tally::empty();
-    t.candidates = pairs.len() as u64;
-    let mut pm: Vec<(u128, u64)> = tally_patterns(&comps).into_iter().collect();
-    pm.sort_unstable();
-    t.patterns = pm;
-    let mut keep = Vec::new();
-    for i in 0..pairs.len() {
-        let (d, x) = (dice[i], w[i]);
-        if x >= floor || d >= dice_keep {
-            keep.push(i);
-        } else {
-            t.weight_hist[weight_bin(x as f64)] += 1;
-            let b = dice_bin(d);
-            t.dice_hist[b] += 1;
-            t.dice_odds[b] += (x as f64).exp2();
+    let mut patterns: FxHashMap<u128, u64> = FxHashMap::default();
+    let mut k = Kept::default();
+    // Parts in order, so that sums over pairs add up in one order.
+    for Part { pairs, dice } in emitted.parts() {
+        let comps = compare_scored(ds, pairs, Some(dice), cuts);
+        let w = raw(&comps, pairs);
+        t.candidates += pairs.len() as u64;
+        for (pattern, count) in tally_patterns(&comps) {
+            *patterns.entry(pattern).or_default() += count;
+        }
+        for i in 0..pairs.len() {
+            let (d, x) = (dice[i], w[i]);
+            if x >= floor || d >= dice_keep {
+                k.pairs.push(pairs[i]);
+                k.dice.push(d);
+                k.raw_weight.push(x);
+            } else {
+                t.weight_hist[weight_bin(x as f64)] += 1;
+                let b = dice_bin(d);
+                t.dice_hist[b] += 1;
+                t.dice_odds[b] += (x as f64).exp2();
+            }
         }
     }
+    let mut pm: Vec<(u128, u64)> = patterns.into_iter().collect();
+    pm.sort_unstable();
+    t.patterns = pm;
     // Pairs come in block order; what is kept is reported sorted.
-    keep.sort_unstable_by_key(|&i| pairs[i]);
-    let k = Kept {
-        pairs: keep.iter().map(|&i| pairs[i]).collect(),
-        dice: keep.iter().map(|&i| dice[i]).collect(),
-        raw_weight: keep.iter().map(|&i| w[i]).collect(),
-    };
+    k.sort();
     (k, t)
 }
 
@@ -915,7 +1101,7 @@ mod tests {
                     masks: &[],
                 };
                 let scalar = {
-                    let mut e = Emitted::default();
+                    let mut e = Part::default();
                     keep_row(Kernel::Scalar, &r, &mut e);
                     e
                 };
@@ -925,7 +1111,7 @@ mod tests {
                     .collect();
                 assert_eq!(scalar.pairs, want, "n {n} c {c}");
                 for k in Kernel::available() {
-                    let mut e = Emitted::default();
+                    let mut e = Part::default();
                     // Earlier contents stay in front.
                     e.pairs.push(1);
                     e.dice.push(0.5);

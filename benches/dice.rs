@@ -79,6 +79,19 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // Two rows per pass over B (the register tile block tiles use).
+    let k = Kernel::detect();
+    let (mut o0, mut o1) = (vec![0f32; nb], vec![0f32; nb]);
+    g.bench_function(format!("{}_two_rows_1thread", k.name()), |bch| {
+        bch.iter(|| {
+            for (i, aw) in a.chunks_exact(32).enumerate() {
+                let (a0, a1) = aw.split_at(16);
+                let pa = [apop[2 * i], apop[2 * i + 1]];
+                k.dice_many2([a0, a1], pa, &b, &bpop, [&mut o0, &mut o1]);
+            }
+            o0[0] + o1[0]
+        })
+    });
     #[cfg(target_arch = "x86_64")]
     if Kernel::available().contains(&Kernel::Avx512) {
         g.bench_function("popcount_limit_1thread", |bch| {

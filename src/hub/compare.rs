@@ -108,6 +108,36 @@ impl Kernel {
             _ => generic_dice_many(a, pa, b, bpop, out, scalar_and_pop),
         }
     }
+    /// Append filters `rows` of an arena (filter `g` at words
+    /// `g * stride + offset ..` plus `words`) side by side to `out`, and
+    /// their popcounts to `pop`: a block's tile, gathered in one loop.
+    pub fn gather(
+        self,
+        data: &[u64],
+        (stride, offset, words): (usize, usize, usize),
+        rows: &[u32],
+        out: &mut Vec<u64>,
+        pop: &mut Vec<u32>,
+    ) {
+        let at = |g: u32| g as usize * stride + offset;
+        assert!(rows.iter().all(|&g| at(g) + words <= data.len()));
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: only chosen when the CPU reports the feature; every
+            // row is in `data` (asserted above).
+            Kernel::Avx512 if words == 16 => unsafe {
+                x86::avx512_gather(data, stride, offset, rows, out, pop)
+            },
+            _ => {
+                for &g in rows {
+                    let f = &data[at(g)..at(g) + words];
+                    out.extend_from_slice(f);
+                    pop.push(self.and_popcount(f, f));
+                }
+            }
+        }
+    }
+
     /// Dice of two filters `a[0]` and `a[1]` (popcounts `pa`) against each
     /// filter of the arena `b`, written to `out[0]` and `out[1]`: one
     /// load of each `b` serves both rows (a register tile of 2 × 8).
@@ -312,6 +342,43 @@ mod x86 {
         }
     }
 
+    /// [`super::Kernel::gather`] for 1024-bit filters: two vector loads
+    /// and stores a row, and its popcount from the same registers.
+    ///
+    /// # Safety
+    /// Every row's 16 words must be in `data`.
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    pub unsafe fn avx512_gather(
+        data: &[u64],
+        stride: usize,
+        offset: usize,
+        rows: &[u32],
+        out: &mut Vec<u64>,
+        pop: &mut Vec<u32>,
+    ) {
+        let n = rows.len();
+        out.reserve(n * 16);
+        pop.reserve(n);
+        let (o, p) = (out.len(), pop.len());
+        // SAFETY: sources are in data (the caller's contract); stores go to
+        // the capacity reserved above, and the lengths cover exactly what
+        // was written.
+        unsafe {
+            let (dst, pdst) = (out.as_mut_ptr().add(o), pop.as_mut_ptr().add(p));
+            for (r, &g) in rows.iter().enumerate() {
+                let src = data.as_ptr().add(g as usize * stride + offset);
+                let x0 = _mm512_loadu_si512(src as *const _);
+                let x1 = _mm512_loadu_si512(src.add(8) as *const _);
+                _mm512_storeu_si512(dst.add(r * 16) as *mut _, x0);
+                _mm512_storeu_si512(dst.add(r * 16 + 8) as *mut _, x1);
+                let c = _mm512_add_epi64(_mm512_popcnt_epi64(x0), _mm512_popcnt_epi64(x1));
+                *pdst.add(r) = _mm512_reduce_add_epi64(c) as u32;
+            }
+            out.set_len(o + n * 16);
+            pop.set_len(p + n);
+        }
+    }
+
     /// [`super::Kernel::dice_many2`] for 1024-bit filters: both rows stay
     /// in four registers, eight `b` a step are each loaded once and ANDed
     /// with both; each row's eight popcount vectors are summed by one
@@ -497,6 +564,30 @@ mod tests {
                     k.dice_many2([a0, a1], pa, bn, pn, [&mut o0, &mut o1]);
                     assert_eq!([o0, o1], want, "{k:?} words={words} n={n}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_gathered_tile_holds_the_rows_and_their_popcounts() {
+        for words in [16usize, 8] {
+            // Filters of `words` at stride words + 3, offset 2.
+            let stride = words + 3;
+            let data = rnd(stride * 40 + 2, 7);
+            let rows = [0u32, 39, 5, 5, 17];
+            for k in Kernel::available() {
+                let (mut out, mut pop) = (vec![9u64], vec![9u32]);
+                k.gather(&data, (stride, 2, words), &rows, &mut out, &mut pop);
+                assert_eq!((out[0], pop[0]), (9, 9), "{k:?} kept what was there");
+                for (r, &g) in rows.iter().enumerate() {
+                    let f = &data[g as usize * stride + 2..][..words];
+                    assert_eq!(&out[1 + r * words..1 + (r + 1) * words], f, "{k:?}");
+                    assert_eq!(pop[1 + r], popcount(f), "{k:?}");
+                }
+                assert_eq!(
+                    (out.len(), pop.len()),
+                    (1 + rows.len() * words, 1 + rows.len())
+                );
             }
         }
     }

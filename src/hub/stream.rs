@@ -591,15 +591,21 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
     // row's test reads each pass's column as one vector.
     tile.ids.clear();
     tile.ids.resize(n * nb, NO_BLOCK);
-    for (r, &g) in m.iter().enumerate() {
-        let g = g as usize;
-        let clk = ds.clk.get(g);
-        tile.words.extend_from_slice(clk);
-        // The CLK's popcount, from the words just read rather than one
-        // more line to fetch.
-        tile.pop.push(kernel.and_popcount(clk, clk));
-        for (k, &id) in earlier.row(g).iter().enumerate() {
-            tile.ids[k * n + r] = id;
+    // The CLKs' popcounts come from the words just read rather than one
+    // more line to fetch.
+    let f = &ds.clk;
+    kernel.gather(
+        &f.data,
+        (f.stride, f.offset, words),
+        m,
+        &mut tile.words,
+        &mut tile.pop,
+    );
+    if nb > 0 {
+        for (r, &g) in m.iter().enumerate() {
+            for (k, &id) in earlier.row(g as usize).iter().enumerate() {
+                tile.ids[k * n + r] = id;
+            }
         }
     }
     // Where the block's agency runs start (members and agencies are both

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use bloomlink::hub::compare::{Kernel, dice32};
 use bloomlink::hub::load::Dataset;
-use bloomlink::hub::stream::{Owners, Pass, Scratch, chunks, emit, group_pass};
+use bloomlink::hub::stream::{Owners, Pass, chunks, emit, group_pass};
 
 const WORDS: usize = 16;
 
@@ -135,13 +135,11 @@ fn chunks_hold_every_candidate_pair_once_with_its_dice() {
         let want = expected(&ds, &passes, dedup);
         assert!(want.len() > 10_000, "a real test: {} pairs", want.len());
         for target in [1u64, 97, 5_000, u64::MAX] {
-            let mut scratch = Scratch::default();
             let mut got: BTreeMap<u64, f32> = BTreeMap::new();
             let mut emitted = 0usize;
             let all = chunks(&passes, target);
             for &c in &all {
-                let (pairs, dice) =
-                    emit(&ds, &passes, &owners, dedup, c, &mut scratch).pairs_and_dice();
+                let (pairs, dice) = emit(&ds, &passes, &owners, dedup, c).pairs_and_dice();
                 assert_eq!(pairs.len(), dice.len());
                 emitted += pairs.len();
                 for (&p, &d) in pairs.iter().zip(&dice) {
@@ -174,6 +172,5 @@ fn a_pass_without_blocks_or_pairs_emits_nothing() {
     let owners = Owners::new(&passes, &[], WORDS);
     let all = chunks(&passes, 10);
     assert_eq!(all.len(), 1, "one empty chunk, so a plan has a unit");
-    let mut scratch = Scratch::default();
-    assert!(emit(&ds, &passes, &owners, false, all[0], &mut scratch).is_empty());
+    assert!(emit(&ds, &passes, &owners, false, all[0]).is_empty());
 }

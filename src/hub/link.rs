@@ -577,20 +577,22 @@ pub(crate) fn prepare(
             untrained.join(", ")
         );
         let mut t = Tally::empty();
-        let mut scratch = stream::Scratch::default();
         for (i, &c) in chunks.iter().enumerate() {
             clock.2.set_message(format!(
                 "fitting the model: chunk {} of {}",
                 i + 1,
                 chunks.len()
             ));
-            let e = stream::emit(ds, &grouped.passes, &grouped.owners, dedup, c, &mut scratch);
+            let (tallies, _) =
+                stream::emit_with(ds, &grouped.passes, &grouped.owners, dedup, c, |p| {
+                    let comps = compare_scored(ds, &p.pairs, Some(&p.dice), cuts);
+                    (p.pairs.len() as u64, tally_patterns(&comps))
+                });
             let mut part = Tally::empty();
             let mut patterns = rustc_hash::FxHashMap::<u128, u64>::default();
-            for p in e.parts() {
-                let comps = compare_scored(ds, &p.pairs, Some(&p.dice), cuts);
-                part.candidates += p.pairs.len() as u64;
-                for (pattern, count) in tally_patterns(&comps) {
+            for (pairs, tally) in tallies {
+                part.candidates += pairs;
+                for (pattern, count) in tally {
                     *patterns.entry(pattern).or_default() += count;
                 }
             }
@@ -667,27 +669,23 @@ pub(crate) fn chunk(
     prep: &Prepared,
     tf: Option<&[Vec<f32>]>,
     i: usize,
-    scratch: &mut stream::Scratch,
 ) -> (Kept, Tally, EmitStats) {
-    let emitted = stream::emit(
+    let raw = |comps: &Comparisons, pairs: &[u64]| weights(&prep.raw_model, comps, pairs, tf);
+    let clock = std::time::Instant::now();
+    // Each work item's pairs are compared, scored and tallied while they
+    // are in cache, never all held.
+    let (parts, stats) = stream::emit_with(
         ds,
         &grouped.passes,
         &grouped.owners,
         dedup,
         prep.chunks[i],
-        scratch,
+        |part| stream::score_part(ds, part, cuts, &raw, prep.floor, prep.dice_keep),
     );
-    let stats = EmitStats {
-        block_pairs: emitted.block_pairs,
-        pairs: emitted.len() as u64,
-        nanos: emitted.nanos,
-    };
-    let raw = |comps: &Comparisons, pairs: &[u64]| weights(&prep.raw_model, comps, pairs, tf);
-    let clock = std::time::Instant::now();
-    let (k, t) = stream::process(ds, emitted, cuts, &raw, prep.floor, prep.dice_keep);
+    let (k, t) = stream::merge_parts(parts);
     let c = prep.chunks[i];
     tracing::debug!(
-        "chunk {i}: pass {} blocks {}..{}: {} pairs of blocks, {} kept as the pass's own, emitted in {:.3} thread-seconds; compared, scored and tallied in {:.3} s",
+        "chunk {i}: pass {} blocks {}..{}: {} pairs of blocks, {} kept as the pass's own, emitted in {:.3} thread-seconds; emitted, compared, scored and tallied in {:.3} s",
         grouped.passes[c.pass as usize].stats.name,
         c.from,
         c.to,
@@ -699,14 +697,8 @@ pub(crate) fn chunk(
     (k, t, stats)
 }
 
-/// What emitting candidate pairs took: pairs of the blocks (each given its
-/// CLK Dice), pairs kept as the pass's own, thread time.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct EmitStats {
-    pub block_pairs: u64,
-    pub pairs: u64,
-    pub nanos: u64,
-}
+/// What emitting candidate pairs took.
+pub(crate) use stream::EmitCounts as EmitStats;
 
 /// Complete the model from the tally (when λ was still to come) and score
 /// the kept pairs.
@@ -792,23 +784,13 @@ fn streamed(
     let mut kept = Kept::default();
     let mut tally = Tally::empty();
     let mut emit = EmitStats::default();
-    let mut scratch = stream::Scratch::default();
     for i in 0..prep.chunks.len() {
         clock.2.set_message(format!(
             "comparing candidate pairs: chunk {} of {}",
             i + 1,
             prep.chunks.len()
         ));
-        let (k, t, e) = chunk(
-            ds,
-            grouped,
-            dedup,
-            cuts,
-            &prep,
-            tf.as_deref(),
-            i,
-            &mut scratch,
-        );
+        let (k, t, e) = chunk(ds, grouped, dedup, cuts, &prep, tf.as_deref(), i);
         kept.append(k);
         tally.add(&t);
         emit.block_pairs += e.block_pairs;
@@ -1076,7 +1058,6 @@ pub fn units(dir: &Path, first: usize, last: usize) -> Result<Vec<(usize, (u64, 
         .tf_adjustment
         .then(|| value_frequencies(&ds));
     let mut done = Vec::new();
-    let mut scratch = stream::Scratch::default();
     for i in first..=last {
         let (kept, tally, _) = chunk(
             &ds,
@@ -1086,7 +1067,6 @@ pub fn units(dir: &Path, first: usize, last: usize) -> Result<Vec<(usize, (u64, 
             &plan.prepared,
             tf.as_deref(),
             i,
-            &mut scratch,
         );
         super::units::write_unit(dir, i, &kept, &tally)?.commit()?;
         done.push((i, (tally.candidates, kept.pairs.len() as u64)));

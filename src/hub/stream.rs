@@ -304,31 +304,43 @@ pub struct Part {
     pub dice: Vec<f32>,
 }
 
-/// A chunk's candidate pairs with their CLK Dice, in block order, as the
-/// parts its work items wrote (never concatenated: copying them cost more
-/// than the Dice kernel).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Emitted {
-    /// Parts in order; those past `used` are buffers kept for reuse.
-    parts: Vec<Part>,
-    used: usize,
+/// What emitting a chunk did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EmitCounts {
     /// Pairs of the chunk's blocks, before those of earlier passes were
     /// dropped (each had its Dice computed).
     pub block_pairs: u64,
+    /// Pairs emitted (those no earlier pass holds).
+    pub pairs: u64,
     /// Thread time spent emitting (gathering tiles, the Dice kernel,
-    /// ownership checks, writing pairs), in nanoseconds.
+    /// ownership checks, writing pairs), in nanoseconds; not the time of
+    /// what consumed the pairs.
     pub nanos: u64,
 }
 
-impl Emitted {
-    /// The parts, in order: their pairs one after another are the chunk's.
-    pub fn parts(&self) -> &[Part] {
-        &self.parts[..self.used]
+impl EmitCounts {
+    fn add(self, o: EmitCounts) -> EmitCounts {
+        EmitCounts {
+            block_pairs: self.block_pairs + o.block_pairs,
+            pairs: self.pairs + o.pairs,
+            nanos: self.nanos + o.nanos,
+        }
     }
+}
 
+/// A chunk's candidate pairs with their CLK Dice, in block order, as its
+/// work items' parts (a copy: for tests and tools; a job consumes each
+/// part while it is in cache, [`emit_with`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Emitted {
+    pub parts: Vec<Part>,
+    pub counts: EmitCounts,
+}
+
+impl Emitted {
     /// How many pairs the chunk emitted.
     pub fn len(&self) -> usize {
-        self.parts().iter().map(|p| p.pairs.len()).sum()
+        self.counts.pairs as usize
     }
 
     /// Whether the chunk emitted no pair.
@@ -336,25 +348,11 @@ impl Emitted {
         self.len() == 0
     }
 
-    /// Every pair and its Dice, in order (one copy: for tests and tools).
+    /// Every pair and its Dice, in order.
     pub fn pairs_and_dice(&self) -> (Vec<u64>, Vec<f32>) {
-        let pairs = self.parts().iter().flat_map(|p| p.pairs.iter().copied());
-        let dice = self.parts().iter().flat_map(|p| p.dice.iter().copied());
+        let pairs = self.parts.iter().flat_map(|p| p.pairs.iter().copied());
+        let dice = self.parts.iter().flat_map(|p| p.dice.iter().copied());
         (pairs.collect(), dice.collect())
-    }
-
-    /// Start over with `n` empty parts (buffers reused).
-    fn reset(&mut self, n: usize) -> &mut [Part] {
-        if self.parts.len() < n {
-            self.parts.resize_with(n, Part::default);
-        }
-        self.used = n;
-        (self.block_pairs, self.nanos) = (0, 0);
-        for p in &mut self.parts[..n] {
-            p.pairs.clear();
-            p.dice.clear();
-        }
-        &mut self.parts[..n]
     }
 }
 
@@ -436,26 +434,32 @@ impl Earlier<'_> {
 /// for. The pairs are left in the work items' parts, in order. The order
 /// depends only on the passes and the chunk, never on the number of
 /// threads.
-pub fn emit<'s>(
+pub fn emit(ds: &Dataset, passes: &[Pass], owners: &Owners, dedup: bool, c: Chunk) -> Emitted {
+    let (parts, counts) = emit_with(ds, passes, owners, dedup, c, |p| p.clone());
+    Emitted { parts, counts }
+}
+
+/// [`emit`], handing each work item's part to `consume` as soon as it is
+/// written (while it is in cache) rather than keeping it: `consume`'s
+/// results, in the parts' order.
+pub fn emit_with<R: Send>(
     ds: &Dataset,
     passes: &[Pass],
     owners: &Owners,
     dedup: bool,
     c: Chunk,
-    scratch: &'s mut Scratch,
-) -> &'s Emitted {
+    consume: impl Fn(&Part) -> R + Sync,
+) -> (Vec<R>, EmitCounts) {
     let kernel = Kernel::detect();
-    let out = &mut scratch.out;
     let Some(p) = passes.get(c.pass as usize) else {
-        out.reset(0);
-        return out;
+        return (Vec::new(), EmitCounts::default());
     };
     let (from, to) = (c.from as usize, c.to as usize);
     if explicit(p) {
         // Explicit pairs come after every block pass.
         let blocks = owners.before(passes.len());
         let t = std::time::Instant::now();
-        let part = &mut out.reset(1)[0];
+        let mut part = Part::default();
         for &pair in &p.pairs[from..to] {
             let (a, b) = super::block::unpack(pair);
             if blocks.holds_records(kernel, ds, a, b) {
@@ -464,9 +468,12 @@ pub fn emit<'s>(
             part.pairs.push(pair);
             part.dice.push(clk_dice(ds, kernel, a, b));
         }
-        out.block_pairs = (to - from) as u64;
-        out.nanos = t.elapsed().as_nanos() as u64;
-        return out;
+        let counts = EmitCounts {
+            block_pairs: (to - from) as u64,
+            pairs: part.pairs.len() as u64,
+            nanos: t.elapsed().as_nanos() as u64,
+        };
+        return (vec![consume(&part)], counts);
     }
     // The first record of each agency but the first.
     let last = ds.agency_of.last().map_or(0, |&a| a);
@@ -479,8 +486,9 @@ pub fn emit<'s>(
             .map(|k| ds.agency_of.partition_point(|&a| a < k) as u32)
             .collect(),
     };
-    // Work items: runs of about `PIECE` pairs, so that threads share a chunk.
-    const PIECE: usize = 1 << 16;
+    // Work items: runs of about `PIECE` pairs, so that threads share a
+    // chunk and a part (12 bytes a pair) stays in cache until consumed.
+    const PIECE: usize = 1 << 14;
     let mut items = Vec::new();
     let (mut start, mut acc) = (from, 0usize);
     for b in from..to {
@@ -494,33 +502,42 @@ pub fn emit<'s>(
     if start < to {
         items.push((start, to));
     }
-    let (block_pairs, nanos) = out
-        .reset(items.len())
-        .par_iter_mut()
-        .zip(items.par_iter())
-        .map_init(Tile::default, |tile, (e, &(f, t))| {
-            let clock = std::time::Instant::now();
-            let mut block_pairs = 0;
-            let block = |b: usize| &p.members[p.starts[b] as usize..p.starts[b + 1] as usize];
-            let end = p.starts[t] as usize;
-            let mut ahead = Ahead {
-                members: &p.members[..end],
-                at: p.starts[f] as usize,
-                goal: 0,
-            };
-            for b in f..t {
-                // The block's own members first (if not yet asked for),
-                // then up to `AHEAD` beyond it while its rows are compared.
-                let stop = p.starts[b + 1] as usize;
-                ahead.to(&cx, stop);
-                ahead.goal = stop + AHEAD;
-                block_pairs += tile_pairs(&cx, block(b), &mut ahead, tile, e);
-            }
-            (block_pairs, clock.elapsed().as_nanos() as u64)
-        })
-        .reduce(|| (0, 0), |x, y| (x.0 + y.0, x.1 + y.1));
-    (out.block_pairs, out.nanos) = (block_pairs, nanos);
-    out
+    let done: Vec<(R, EmitCounts)> = items
+        .par_iter()
+        .map_init(
+            || (Tile::default(), Part::default()),
+            |(tile, part), &(f, t)| {
+                let clock = std::time::Instant::now();
+                part.pairs.clear();
+                part.dice.clear();
+                let mut block_pairs = 0;
+                let block = |b: usize| &p.members[p.starts[b] as usize..p.starts[b + 1] as usize];
+                let end = p.starts[t] as usize;
+                let mut ahead = Ahead {
+                    members: &p.members[..end],
+                    at: p.starts[f] as usize,
+                    goal: 0,
+                };
+                for b in f..t {
+                    // The block's own members first (if not yet asked
+                    // for), then up to `AHEAD` beyond it while its rows
+                    // are compared.
+                    let stop = p.starts[b + 1] as usize;
+                    ahead.to(&cx, stop);
+                    ahead.goal = stop + AHEAD;
+                    block_pairs += tile_pairs(&cx, block(b), &mut ahead, tile, part);
+                }
+                let counts = EmitCounts {
+                    block_pairs,
+                    pairs: part.pairs.len() as u64,
+                    nanos: clock.elapsed().as_nanos() as u64,
+                };
+                (consume(part), counts)
+            },
+        )
+        .collect();
+    let counts = done.iter().fold(EmitCounts::default(), |a, d| a.add(d.1));
+    (done.into_iter().map(|d| d.0).collect(), counts)
 }
 
 /// What every tile of a chunk shares.
@@ -562,13 +579,6 @@ impl Ahead<'_> {
         let want = self.goal.min(self.members.len()).saturating_sub(self.at);
         self.to(cx, self.at + want.div_ceil(left.max(1)));
     }
-}
-
-/// Buffers emission reuses from chunk to chunk (fresh memory costs a
-/// zeroed page per 4 KiB, more than writing the pairs into it).
-#[derive(Debug, Default)]
-pub struct Scratch {
-    out: Emitted,
 }
 
 /// The pairs of one block (`m`, sorted record indices) that no earlier
@@ -929,13 +939,18 @@ impl Tally {
 
     /// Add another tally (patterns kept sorted).
     pub fn add(&mut self, o: &Tally) {
-        self.candidates += o.candidates;
         let mut m: FxHashMap<u128, u64> = self.patterns.iter().copied().collect();
         for &(p, c) in &o.patterns {
             *m.entry(p).or_default() += c;
         }
         self.patterns = m.into_iter().collect();
         self.patterns.sort_unstable();
+        self.add_counts(o);
+    }
+
+    /// Add `o`'s counts and histograms (not its patterns).
+    fn add_counts(&mut self, o: &Tally) {
+        self.candidates += o.candidates;
         for (a, b) in self.weight_hist.iter_mut().zip(&o.weight_hist) {
             *a += b;
         }
@@ -1030,45 +1045,55 @@ pub fn tally_patterns(comps: &Comparisons) -> FxHashMap<u128, u64> {
         })
 }
 
-/// Compare a chunk's pairs, keep those with raw weight ≥ `floor` or Dice ≥
-/// `dice_keep`, tally the rest. `raw` scores pairs (weight before the prior).
-pub fn process(
+/// Compare a part's pairs, keep those with raw weight ≥ `floor` or Dice ≥
+/// `dice_keep`, tally the rest. `raw` scores pairs (weight before the
+/// prior). What is kept stays in block order ([`Kept::sort`] once all
+/// parts are in).
+pub fn score_part(
     ds: &Dataset,
-    emitted: &Emitted,
+    part: &Part,
     cuts: &[f32],
-    raw: &dyn Fn(&Comparisons, &[u64]) -> Vec<f32>,
+    raw: &(dyn Fn(&Comparisons, &[u64]) -> Vec<f32> + Sync),
     floor: f32,
     dice_keep: f32,
 ) -> (Kept, Tally) {
+    let Part { pairs, dice } = part;
+    let comps = compare_scored(ds, pairs, Some(dice), cuts);
+    let w = raw(&comps, pairs);
     let mut t = Tally::empty();
-    let mut patterns: FxHashMap<u128, u64> = FxHashMap::default();
+    t.candidates = pairs.len() as u64;
+    t.patterns = tally_patterns(&comps).into_iter().collect();
     let mut k = Kept::default();
-    // Parts in order, so that sums over pairs add up in one order.
-    for Part { pairs, dice } in emitted.parts() {
-        let comps = compare_scored(ds, pairs, Some(dice), cuts);
-        let w = raw(&comps, pairs);
-        t.candidates += pairs.len() as u64;
-        for (pattern, count) in tally_patterns(&comps) {
-            *patterns.entry(pattern).or_default() += count;
-        }
-        for i in 0..pairs.len() {
-            let (d, x) = (dice[i], w[i]);
-            if x >= floor || d >= dice_keep {
-                k.pairs.push(pairs[i]);
-                k.dice.push(d);
-                k.raw_weight.push(x);
-            } else {
-                t.weight_hist[weight_bin(x as f64)] += 1;
-                let b = dice_bin(d);
-                t.dice_hist[b] += 1;
-                t.dice_odds[b] += (x as f64).exp2();
-            }
+    for i in 0..pairs.len() {
+        let (d, x) = (dice[i], w[i]);
+        if x >= floor || d >= dice_keep {
+            k.pairs.push(pairs[i]);
+            k.dice.push(d);
+            k.raw_weight.push(x);
+        } else {
+            t.weight_hist[weight_bin(x as f64)] += 1;
+            let b = dice_bin(d);
+            t.dice_hist[b] += 1;
+            t.dice_odds[b] += (x as f64).exp2();
         }
     }
-    let mut pm: Vec<(u128, u64)> = patterns.into_iter().collect();
-    pm.sort_unstable();
-    t.patterns = pm;
-    // Pairs come in block order; what is kept is reported sorted.
+    (k, t)
+}
+
+/// The parts' kept pairs (sorted) and their tallies added, in order.
+pub fn merge_parts(parts: Vec<(Kept, Tally)>) -> (Kept, Tally) {
+    let mut k = Kept::default();
+    let mut t = Tally::empty();
+    let mut patterns: FxHashMap<u128, u64> = FxHashMap::default();
+    for (pk, pt) in parts {
+        k.append(pk);
+        for &(pattern, count) in &pt.patterns {
+            *patterns.entry(pattern).or_default() += count;
+        }
+        t.add_counts(&pt);
+    }
+    t.patterns = patterns.into_iter().collect();
+    t.patterns.sort_unstable();
     k.sort();
     (k, t)
 }

@@ -586,18 +586,12 @@ pub(crate) fn prepare(
             let (tallies, _) =
                 stream::emit_with(ds, &grouped.passes, &grouped.owners, dedup, c, |p| {
                     let comps = compare_scored(ds, &p.pairs, Some(&p.dice), cuts);
-                    (p.pairs.len() as u64, tally_patterns(&comps))
+                    let mut t = Tally::empty();
+                    t.candidates = p.pairs.len() as u64;
+                    t.patterns = tally_patterns(&comps).into_iter().collect();
+                    (Kept::default(), t)
                 });
-            let mut part = Tally::empty();
-            let mut patterns = rustc_hash::FxHashMap::<u128, u64>::default();
-            for (pairs, tally) in tallies {
-                part.candidates += pairs;
-                for (pattern, count) in tally {
-                    *patterns.entry(pattern).or_default() += count;
-                }
-            }
-            part.patterns = patterns.into_iter().collect();
-            part.patterns.sort_unstable();
+            let (_, part) = stream::merge_parts(tallies);
             t.add(&part);
         }
         model = Some(finish(
@@ -669,7 +663,7 @@ pub(crate) fn chunk(
     prep: &Prepared,
     tf: Option<&[Vec<f32>]>,
     i: usize,
-) -> (Kept, Tally, EmitStats) {
+) -> (Kept, Tally, stream::EmitCounts) {
     let raw = |comps: &Comparisons, pairs: &[u64]| weights(&prep.raw_model, comps, pairs, tf);
     let clock = std::time::Instant::now();
     // Each work item's pairs are compared, scored and tallied while they
@@ -696,9 +690,6 @@ pub(crate) fn chunk(
     );
     (k, t, stats)
 }
-
-/// What emitting candidate pairs took.
-pub(crate) use stream::EmitCounts as EmitStats;
 
 /// Complete the model from the tally (when λ was still to come) and score
 /// the kept pairs.
@@ -783,7 +774,7 @@ fn streamed(
     let tf = cfg.scoring.tf_adjustment.then(|| value_frequencies(ds));
     let mut kept = Kept::default();
     let mut tally = Tally::empty();
-    let mut emit = EmitStats::default();
+    let mut emit = stream::EmitCounts::default();
     for i in 0..prep.chunks.len() {
         clock.2.set_message(format!(
             "comparing candidate pairs: chunk {} of {}",
@@ -793,9 +784,7 @@ fn streamed(
         let (k, t, e) = chunk(ds, grouped, dedup, cuts, &prep, tf.as_deref(), i);
         kept.append(k);
         tally.add(&t);
-        emit.block_pairs += e.block_pairs;
-        emit.pairs += e.pairs;
-        emit.nanos += e.nanos;
+        emit = emit + e;
     }
     kept.sort();
     tracing::info!(

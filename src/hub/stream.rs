@@ -318,7 +318,9 @@ pub struct EmitCounts {
     pub nanos: u64,
 }
 
-impl EmitCounts {
+impl std::ops::Add for EmitCounts {
+    type Output = EmitCounts;
+
     fn add(self, o: EmitCounts) -> EmitCounts {
         EmitCounts {
             block_pairs: self.block_pairs + o.block_pairs,
@@ -536,7 +538,7 @@ pub fn emit_with<R: Send>(
             },
         )
         .collect();
-    let counts = done.iter().fold(EmitCounts::default(), |a, d| a.add(d.1));
+    let counts = done.iter().fold(EmitCounts::default(), |a, d| a + d.1);
     (done.into_iter().map(|d| d.0).collect(), counts)
 }
 

@@ -151,7 +151,14 @@ pub struct Dataset {
     pub swap: Option<(usize, usize)>,
     /// The schema's per-record salt, if it salts loaded fields.
     pub salt: Option<Salt>,
+    /// Each record's fields' popcounts, record-major
+    /// ([`Dataset::field_counts`]),
+    /// built on first use.
+    pub field_counts: std::sync::OnceLock<Vec<u32>>,
 }
+
+/// In [`Dataset::field_counts`]: the field is missing.
+pub const ABSENT: u32 = u32::MAX;
 
 /// A per-record salt (such as the year of birth): salted fields' filters
 /// can only agree when the two records' salts do.
@@ -361,7 +368,31 @@ impl Dataset {
             schema_json: String::new(),
             swap: None,
             salt: None,
+            field_counts: Default::default(),
         }
+    }
+
+    /// Record `g`'s fields' popcounts, one per field in order ([`ABSENT`]
+    /// where the field is missing; of a key compared as evidence only the
+    /// presence counts).
+    /// One row per record, so that comparing a pair reads one line per
+    /// record for every field's presence and count rather than two per
+    /// field (docs/decisions.md §26).
+    #[inline]
+    pub fn field_counts(&self, g: usize) -> &[u32] {
+        let nf = self.fields.len();
+        let all = self.field_counts.get_or_init(|| {
+            let mut c = vec![ABSENT; self.len() * nf];
+            for (fi, f) in self.fields.iter().enumerate() {
+                for (g, row) in c.chunks_exact_mut(nf.max(1)).enumerate() {
+                    if f.valid[g] {
+                        row[fi] = f.pop[g];
+                    }
+                }
+            }
+            c
+        });
+        &all[g * nf..(g + 1) * nf]
     }
 
     /// Number of records.
@@ -423,6 +454,7 @@ impl Dataset {
             f.pop = pops(&f, self.len());
             self.fields.push(f);
         }
+        self.field_counts = Default::default();
         Ok(())
     }
 
@@ -603,6 +635,7 @@ fn assemble(extracts: Vec<Extract>) -> Result<Dataset> {
             .collect(),
         swap: None,
         salt: None,
+        field_counts: Default::default(),
         fingerprint,
         key_check,
         schema_json,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::block::unpack;
 use super::compare::{Kernel, dice32};
-use super::load::{DATE_SAME_MONTH, DATE_SWAPPED, DATE_YEAR_OFF, Dataset, DateVariants, Filters};
+use super::load::{ABSENT, DATE_SAME_MONTH, DATE_SWAPPED, DATE_YEAR_OFF, Dataset, DateVariants};
 
 /// Comparison results for candidate pairs.
 #[derive(Debug, Clone, Default)]
@@ -44,19 +44,30 @@ fn level_or_null(d: Option<f32>, cuts: &[f32]) -> u8 {
     d.map_or(0, |d| level_of(d, cuts))
 }
 
+/// A pair being compared: records `a` and `b` and their fields' counts
+/// ([`Dataset::field_counts`]).
+struct Pair<'d> {
+    a: usize,
+    b: usize,
+    ca: &'d [u32],
+    cb: &'d [u32],
+}
+
 #[inline(always)]
-fn field_level(f: &Filters, a: usize, b: usize, cuts: &[f32], kernel: Kernel) -> u8 {
+fn field_level(ds: &Dataset, fi: usize, p: &Pair, cuts: &[f32], kernel: Kernel) -> u8 {
+    let f = &ds.fields[fi];
     if f.exact {
         // A blocking key: agreement or none.
-        return match (f.valid[a] && f.valid[b], f.get(a) == f.get(b)) {
+        let present = p.ca[fi] != ABSENT && p.cb[fi] != ABSENT;
+        return match (present, f.get(p.a) == f.get(p.b)) {
             (false, _) => 0,
             (true, true) => 1,
             (true, false) => cuts.len() as u8 + 1,
         };
     }
-    let d = dice_across(f, f, a, b, kernel);
+    let d = dice_across(ds, fi, fi, p, kernel);
     match (&f.date, d) {
-        (Some(dv), Some(d)) => date_level(dv, d, a, b, cuts),
+        (Some(dv), Some(d)) => date_level(dv, d, p.a, p.b, cuts),
         _ => level_or_null(d, cuts),
     }
 }
@@ -80,16 +91,14 @@ fn date_level(dv: &DateVariants, d: f32, a: usize, b: usize, cuts: &[f32]) -> u8
     }
 }
 
-/// Dice of record `a`'s filter in `x` against record `b`'s in `y`; `None`
-/// when either is missing.
+/// Dice of record `a`'s filter in field `x` against record `b`'s in field
+/// `y`; `None` when either is missing.
 #[inline(always)]
-fn dice_across(x: &Filters, y: &Filters, a: usize, b: usize, kernel: Kernel) -> Option<f32> {
-    if x.valid[a] && y.valid[b] {
-        Some(dice32(
-            kernel.and_popcount(x.get(a), y.get(b)),
-            x.pop[a],
-            y.pop[b],
-        ))
+fn dice_across(ds: &Dataset, x: usize, y: usize, p: &Pair, kernel: Kernel) -> Option<f32> {
+    let (pa, pb) = (p.ca[x], p.cb[y]);
+    if pa != ABSENT && pb != ABSENT {
+        let common = kernel.and_popcount(ds.fields[x].get(p.a), ds.fields[y].get(p.b));
+        Some(dice32(common, pa, pb))
     } else {
         None
     }
@@ -157,25 +166,30 @@ pub fn pair_levels(ds: &Dataset, a: usize, b: usize, cuts: &[f32], kernel: Kerne
 
 #[inline(always)]
 fn raw_pair_levels(ds: &Dataset, a: usize, b: usize, cuts: &[f32], kernel: Kernel, out: &mut [u8]) {
+    let p = Pair {
+        a,
+        b,
+        ca: ds.field_counts(a),
+        cb: ds.field_counts(b),
+    };
     let Some((x, y)) = ds.swap else {
-        for (fi, f) in ds.fields.iter().enumerate() {
-            out[fi] = field_level(f, a, b, cuts, kernel);
+        for (fi, o) in out.iter_mut().enumerate().take(ds.fields.len()) {
+            *o = field_level(ds, fi, &p, cuts, kernel);
         }
         return;
     };
-    let (fx, fy) = (&ds.fields[x], &ds.fields[y]);
     let (sx, sy) = (
-        dice_across(fx, fx, a, b, kernel),
-        dice_across(fy, fy, a, b, kernel),
+        dice_across(ds, x, x, &p, kernel),
+        dice_across(ds, y, y, &p, kernel),
     );
     let level = |d: Option<f32>| level_or_null(d, cuts);
-    for (fi, f) in ds.fields.iter().enumerate() {
-        out[fi] = if fi == x {
+    for (fi, o) in out.iter_mut().enumerate().take(ds.fields.len()) {
+        *o = if fi == x {
             level(sx)
         } else if fi == y {
             level(sy)
         } else {
-            field_level(f, a, b, cuts, kernel)
+            field_level(ds, fi, &p, cuts, kernel)
         };
     }
     if out[x] == 1 && out[y] == 1 {
@@ -183,8 +197,8 @@ fn raw_pair_levels(ds: &Dataset, a: usize, b: usize, cuts: &[f32], kernel: Kerne
     }
     let sum = |p: Option<f32>, q: Option<f32>| p.unwrap_or(0.0) + q.unwrap_or(0.0);
     let (cx, cy) = (
-        dice_across(fx, fy, a, b, kernel),
-        dice_across(fy, fx, a, b, kernel),
+        dice_across(ds, x, y, &p, kernel),
+        dice_across(ds, y, x, &p, kernel),
     );
     if sum(cx, cy) > sum(sx, sy) {
         out[x] = level(cx);
@@ -222,16 +236,17 @@ fn prefetch_record(ds: &Dataset, g: usize, clk: bool) {
             one(ds.clk.pop[g..].as_ptr() as *const i8);
         }
         lines(ds.field_filters(g));
+        // Every field's presence and popcount: one row.
+        let counts = ds.field_counts(g);
+        one(counts.as_ptr() as *const i8);
+        if let Some(last) = counts.last() {
+            one(last as *const u32 as *const i8);
+        }
         for f in &ds.fields {
-            // Each field's popcount and presence live in arrays of their
-            // own: a cache miss each per pair unless loaded ahead too.
-            // Keys compared as evidence have their own arena and no count.
+            // Keys compared as evidence have an arena of their own.
             if f.exact {
                 lines(f.get(g));
-            } else {
-                one(f.pop[g..].as_ptr() as *const i8);
             }
-            one(f.valid[g..].as_ptr() as *const i8);
             if let Some(dv) = &f.date {
                 for k in dv.swapped.iter().chain(&dv.year_off).chain(&dv.same_month) {
                     one(k[g..].as_ptr() as *const i8);
@@ -260,6 +275,10 @@ pub fn compare_scored(
     let kernel = Kernel::detect();
     let nf = ds.fields.len();
     let known = dice.is_some();
+    if !ds.is_empty() {
+        // Build the record-major counts once, before the threads need them.
+        ds.field_counts(0);
+    }
     if let Some(d) = dice {
         assert_eq!(d.len(), pairs.len(), "one CLK Dice per pair");
     }

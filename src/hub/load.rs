@@ -179,9 +179,9 @@ impl Salt {
     /// salt, which no present value gives). Their salted filters then
     /// carry no evidence either way.
     #[inline]
-    pub fn differs(&self, fields: &[Filters], a: usize, b: usize) -> bool {
-        let v = &fields[self.source].valid;
-        v[a] != v[b]
+    pub fn differs(&self, ds: &Dataset, a: usize, b: usize) -> bool {
+        let present = |g: usize| ds.field_counts(g)[self.source] != ABSENT;
+        present(a) != present(b)
     }
 
     /// Whether the source's level says the salts differ: a year of birth

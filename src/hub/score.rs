@@ -140,7 +140,7 @@ pub fn pair_levels(ds: &Dataset, a: usize, b: usize, cuts: &[f32], kernel: Kerne
         }
     }
     if let Some(salt) = &ds.salt {
-        if salt.differs(&ds.fields, a, b) || salt.differs_by_level(&ds.fields, out) {
+        if salt.differs(ds, a, b) || salt.differs_by_level(&ds.fields, out) {
             for &f in &salt.salted {
                 out[f] = 0;
             }

@@ -152,8 +152,8 @@ pub struct Dataset {
     /// The schema's per-record salt, if it salts loaded fields.
     pub salt: Option<Salt>,
     /// Each record's fields' popcounts, record-major
-    /// ([`Dataset::field_counts`]),
-    /// built on first use.
+    /// ([`Dataset::field_counts`]), built on first use from the fields'
+    /// `pop` and `valid`: whatever changes those or adds a field resets it.
     pub field_counts: std::sync::OnceLock<Vec<u32>>,
 }
 
@@ -377,7 +377,7 @@ impl Dataset {
     /// presence counts).
     /// One row per record, so that comparing a pair reads one line per
     /// record for every field's presence and count rather than two per
-    /// field (docs/decisions.md §26).
+    /// field (docs/decisions.md §27).
     #[inline]
     pub fn field_counts(&self, g: usize) -> &[u32] {
         let nf = self.fields.len();

@@ -267,6 +267,41 @@ mod x86 {
         _mm512_reduce_add_epi64(acc) as u32
     }
 
+    /// Lane `t` of the result: the sum of `v[t]`'s eight lanes (a
+    /// transpose-add tree: three shuffle levels instead of eight full
+    /// reductions).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn sum8(v: &[__m512i; 8]) -> __m512i {
+        let pair = |a: __m512i, b: __m512i| {
+            _mm512_add_epi64(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
+        };
+        let quad = |a: __m512i, b: __m512i| {
+            _mm512_add_epi64(
+                _mm512_shuffle_i64x2::<0x88>(a, b),
+                _mm512_shuffle_i64x2::<0xDD>(a, b),
+            )
+        };
+        let (t0, t1, t2, t3) = (
+            pair(v[0], v[1]),
+            pair(v[2], v[3]),
+            pair(v[4], v[5]),
+            pair(v[6], v[7]),
+        );
+        quad(quad(t0, t1), quad(t2, t3))
+    }
+
+    /// Dice of eight pairs from their common bits (`sums`, one per 64-bit
+    /// lane), the first filter's popcount `pa` and the others' `pb`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2")]
+    fn dice8(sums: __m512i, pa: u32, pb: __m256) -> __m256 {
+        let c = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(sums));
+        let denom = _mm256_add_ps(_mm256_set1_ps(pa as f32), pb);
+        let denom = _mm256_max_ps(denom, _mm256_set1_ps(1.0));
+        _mm256_div_ps(_mm256_add_ps(c, c), denom)
+    }
+
     /// One A against many B. For 1024-bit filters A stays in two registers
     /// and B is streamed; four B filters are processed per step so their
     /// reductions overlap.
@@ -303,35 +338,13 @@ mod x86 {
         };
         let mut j = 0;
         // Eight B filters per step: eight lane-wise popcount vectors are
-        // summed horizontally together by a transpose-add tree (three
-        // shuffle levels instead of eight full reductions), then Dice is
-        // computed for all eight in one f32 vector.
-        let pa_v = _mm256_set1_ps(pa as f32);
+        // summed horizontally together, then Dice is computed for all
+        // eight in one f32 vector.
         while j + 8 <= n {
             let v: [__m512i; 8] = std::array::from_fn(|t| pop2(j + t));
-            let pair = |a: __m512i, b: __m512i| {
-                _mm512_add_epi64(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
-            };
-            let (t0, t1, t2, t3) = (
-                pair(v[0], v[1]),
-                pair(v[2], v[3]),
-                pair(v[4], v[5]),
-                pair(v[6], v[7]),
-            );
-            let quad = |a: __m512i, b: __m512i| {
-                _mm512_add_epi64(
-                    _mm512_shuffle_i64x2::<0x88>(a, b),
-                    _mm512_shuffle_i64x2::<0xDD>(a, b),
-                )
-            };
-            let (u0, u1) = (quad(t0, t1), quad(t2, t3));
-            let sums = quad(u0, u1); // lane t = popcount(a & b_{j+t})
-            let c = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(sums));
             // SAFETY: j + 8 <= n = bpop.len().
             let pb = unsafe { _mm256_loadu_si256(bpop.as_ptr().add(j) as *const __m256i) };
-            let denom = _mm256_add_ps(pa_v, _mm256_cvtepi32_ps(pb));
-            let denom = _mm256_max_ps(denom, _mm256_set1_ps(1.0));
-            let d = _mm256_div_ps(_mm256_add_ps(c, c), denom);
+            let d = dice8(sum8(&v), pa, _mm256_cvtepi32_ps(pb));
             // SAFETY: out has at least n >= j + 8 slots.
             unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(j), d) };
             j += 8;
@@ -408,31 +421,6 @@ mod x86 {
         };
         let n = bpop.len();
         let bp = b.as_ptr();
-        let pair = |a: __m512i, b: __m512i| {
-            _mm512_add_epi64(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
-        };
-        let quad = |a: __m512i, b: __m512i| {
-            _mm512_add_epi64(
-                _mm512_shuffle_i64x2::<0x88>(a, b),
-                _mm512_shuffle_i64x2::<0xDD>(a, b),
-            )
-        };
-        // Lane t: the sum of v[t]'s lanes.
-        let sum8 = |v: &[__m512i; 8]| {
-            let (t0, t1, t2, t3) = (
-                pair(v[0], v[1]),
-                pair(v[2], v[3]),
-                pair(v[4], v[5]),
-                pair(v[6], v[7]),
-            );
-            quad(quad(t0, t1), quad(t2, t3))
-        };
-        let dice8 = |sums: __m512i, pa: u32, pb: __m256| {
-            let c = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(sums));
-            let denom = _mm256_add_ps(_mm256_set1_ps(pa as f32), pb);
-            let denom = _mm256_max_ps(denom, _mm256_set1_ps(1.0));
-            _mm256_div_ps(_mm256_add_ps(c, c), denom)
-        };
         let mut j = 0;
         while j + 8 <= n {
             let mut v0 = [_mm512_setzero_si512(); 8];

@@ -1082,7 +1082,8 @@ pub fn score_part(
     (k, t)
 }
 
-/// The parts' kept pairs (sorted) and their tallies added, in order.
+/// The parts' kept pairs (in block order: [`Kept::sort`] once every chunk
+/// is in) and their tallies added, in order.
 pub fn merge_parts(parts: Vec<(Kept, Tally)>) -> (Kept, Tally) {
     let mut k = Kept::default();
     let mut t = Tally::empty();
@@ -1096,7 +1097,6 @@ pub fn merge_parts(parts: Vec<(Kept, Tally)>) -> (Kept, Tally) {
     }
     t.patterns = patterns.into_iter().collect();
     t.patterns.sort_unstable();
-    k.sort();
     (k, t)
 }
 

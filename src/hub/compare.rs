@@ -45,6 +45,8 @@ impl Kernel {
             }
             if std::arch::is_x86_feature_detected!("avx512f")
                 && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vbmi")
             {
                 v.push(Kernel::Avx512);
             }
@@ -267,28 +269,39 @@ mod x86 {
         _mm512_reduce_add_epi64(acc) as u32
     }
 
-    /// Lane `t` of the result: the sum of `v[t]`'s eight lanes (a
-    /// transpose-add tree: three shuffle levels instead of eight full
-    /// reductions).
+    /// Where [`sum8`]'s byte shuffle takes each pair's eight bytes from:
+    /// lane `t` of the permuted vector holds the bytes the two packs left
+    /// from `v[t]` (their order within a lane does not matter to the sum).
+    const SUM8_BYTES: [u8; 64] = [
+        0, 2, 16, 18, 32, 34, 48, 50, 1, 3, 17, 19, 33, 35, 49, 51, 4, 6, 20, 22, 36, 38, 52, 54,
+        5, 7, 21, 23, 37, 39, 53, 55, 8, 10, 24, 26, 40, 42, 56, 58, 9, 11, 25, 27, 41, 43, 57, 59,
+        12, 14, 28, 30, 44, 46, 60, 62, 13, 15, 29, 31, 45, 47, 61, 63,
+    ];
+
+    /// Lane `t` of the result: the sum of `v[t]`'s eight lanes, each at
+    /// most 128 (two 64-bit popcounts, so 1024-bit filters only). The 64
+    /// lanes are narrowed to bytes (one merge of two vectors' dwords a
+    /// pair, two packs), regrouped by pair with one byte shuffle and summed
+    /// eight bytes a lane by one `vpsadbw`: nine operations where a
+    /// transpose-add tree takes 21.
     #[inline]
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
     fn sum8(v: &[__m512i; 8]) -> __m512i {
-        let pair = |a: __m512i, b: __m512i| {
-            _mm512_add_epi64(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
-        };
-        let quad = |a: __m512i, b: __m512i| {
-            _mm512_add_epi64(
-                _mm512_shuffle_i64x2::<0x88>(a, b),
-                _mm512_shuffle_i64x2::<0xDD>(a, b),
-            )
-        };
-        let (t0, t1, t2, t3) = (
-            pair(v[0], v[1]),
-            pair(v[2], v[3]),
-            pair(v[4], v[5]),
-            pair(v[6], v[7]),
+        // Lane values fit 32 bits: odd vectors' dwords move up beside the
+        // even vectors' (whose upper dwords are zero).
+        let merge =
+            |e: __m512i, o: __m512i| _mm512_mask_shuffle_epi32::<_MM_PERM_CDAB>(e, 0xAAAA, o);
+        let (c0, c1, c2, c3) = (
+            merge(v[0], v[1]),
+            merge(v[2], v[3]),
+            merge(v[4], v[5]),
+            merge(v[6], v[7]),
         );
-        quad(quad(t0, t1), quad(t2, t3))
+        // Values of at most 128 survive both unsigned saturations.
+        let bytes = _mm512_packus_epi16(_mm512_packus_epi32(c0, c1), _mm512_packus_epi32(c2, c3));
+        // SAFETY: SUM8_BYTES is 64 readable bytes.
+        let idx = unsafe { _mm512_loadu_si512(SUM8_BYTES.as_ptr() as *const _) };
+        _mm512_sad_epu8(_mm512_permutexvar_epi8(idx, bytes), _mm512_setzero_si512())
     }
 
     /// Dice of eight pairs from their common bits (`sums`, one per 64-bit
@@ -305,7 +318,7 @@ mod x86 {
     /// One A against many B. For 1024-bit filters A stays in two registers
     /// and B is streamed; four B filters are processed per step so their
     /// reductions overlap.
-    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx2")]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw,avx512vbmi,avx2")]
     pub unsafe fn avx512_dice_many(a: &[u64], pa: u32, b: &[u64], bpop: &[u32], out: &mut [f32]) {
         let words = a.len();
         if words != 16 {
@@ -396,7 +409,7 @@ mod x86 {
     /// in four registers, eight `b` a step are each loaded once and ANDed
     /// with both; each row's eight popcount vectors are summed by one
     /// transpose-add tree.
-    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx2")]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw,avx512vbmi,avx2")]
     pub unsafe fn avx512_dice_many2(
         a: [&[u64]; 2],
         pa: [u32; 2],
@@ -527,6 +540,47 @@ mod tests {
                     assert_eq!(k.and_popcount(&a, bw), scalar_and_pop(&a, bw), "{k:?}");
                     let _ = j;
                 }
+            }
+        }
+    }
+
+    /// Lane sums from 0 to 128 (full filters, empty ones and every count
+    /// in between), where a narrowing of the sums would overflow first.
+    #[test]
+    fn full_and_skewed_filters_sum_exactly() {
+        let words = 16;
+        let full = vec![u64::MAX; words];
+        // Filter t sets the low `(t * 7 + w) % 65` bits of word w, so lanes
+        // hold every count; the first two are full and empty.
+        let mut b: Vec<u64> = (0..40usize)
+            .flat_map(|t| {
+                (0..words).map(move |w| match (t * 7 + w) % 65 {
+                    64 => u64::MAX,
+                    k => (1u64 << k) - 1,
+                })
+            })
+            .collect();
+        b[..words].fill(u64::MAX);
+        b[words..2 * words].fill(0);
+        let bpop: Vec<u32> = b.chunks_exact(words).map(popcount).collect();
+        let half: Vec<u64> = (0..words)
+            .map(|w| if w % 2 == 0 { u64::MAX } else { 0 })
+            .collect();
+        for a in [&full, &half] {
+            let pa = popcount(a);
+            let mut want = vec![0f32; 40];
+            generic_dice_many(a, pa, &b, &bpop, &mut want, scalar_and_pop);
+            assert_eq!(want[0], dice32(pa, pa, 1024));
+            for k in Kernel::available() {
+                let mut got = vec![-1f32; 40];
+                k.dice_many(a, pa, &b, &bpop, &mut got);
+                assert_eq!(got, want, "{k:?}");
+                let (mut o0, mut o1) = (vec![-1f32; 40], vec![-1f32; 40]);
+                k.dice_many2([a, &full], [pa, 1024], &b, &bpop, [&mut o0, &mut o1]);
+                assert_eq!(o0, want, "{k:?}");
+                let mut w1 = vec![0f32; 40];
+                generic_dice_many(&full, 1024, &b, &bpop, &mut w1, scalar_and_pop);
+                assert_eq!(o1, w1, "{k:?}");
             }
         }
     }

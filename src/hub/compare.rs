@@ -168,6 +168,61 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// [`Kernel::dice_many2`] for the two rows of a tile whose records
+    /// are `ids` against the columns whose records are `bids` (all greater
+    /// than both rows' records), appending row 0's Dice and then row 1's
+    /// to `dice`, and their pairs (`id << 32 | bid`, in the same order) to
+    /// `pairs`. The AVX-512 kernel writes both in the loop that computes
+    /// them, into reserved space (no fill, no second pass).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dice_pairs2(
+        self,
+        a: [&[u64]; 2],
+        pa: [u32; 2],
+        ids: [u32; 2],
+        b: &[u64],
+        bpop: &[u32],
+        bids: &[u32],
+        dice: &mut Vec<f32>,
+        pairs: &mut Vec<u64>,
+    ) {
+        let (words, n) = (a[0].len(), bpop.len());
+        assert!(a[1].len() == words && b.len() == n * words && bids.len() == n);
+        debug_assert!(bids.iter().all(|&g| g > ids[0] && g > ids[1]));
+        dice.reserve(2 * n);
+        pairs.reserve(2 * n);
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: only chosen when the CPU reports the feature; both
+            // outputs have room for 2n more (reserved above), and every
+            // one of those slots is written before the lengths cover it.
+            Kernel::Avx512 if words == 16 => unsafe {
+                let (d, p) = (dice.len(), pairs.len());
+                x86::two_rows::<true>(
+                    a,
+                    pa,
+                    b,
+                    bpop,
+                    [dice.as_mut_ptr().add(d), dice.as_mut_ptr().add(d + n)],
+                    Some((ids, bids, pairs.as_mut_ptr().add(p))),
+                );
+                dice.set_len(d + 2 * n);
+                pairs.set_len(p + 2 * n);
+            },
+            _ => {
+                let at = dice.len();
+                dice.resize(at + 2 * n, 0.0);
+                let (d0, d1) = dice[at..].split_at_mut(n);
+                self.dice_many2(a, pa, b, bpop, [d0, d1]);
+                for id in ids {
+                    pairs.extend(bids.iter().map(|&g| (id as u64) << 32 | g as u64));
+                }
+            }
+        }
+    }
+}
+
 #[inline(always)]
 fn scalar_and_pop(a: &[u64], b: &[u64]) -> u32 {
     a.iter().zip(b).map(|(x, y)| (x & y).count_ones()).sum()
@@ -405,10 +460,7 @@ mod x86 {
         }
     }
 
-    /// [`super::Kernel::dice_many2`] for 1024-bit filters: both rows stay
-    /// in four registers, eight `b` a step are each loaded once and ANDed
-    /// with both; each row's eight popcount vectors are summed by one
-    /// transpose-add tree.
+    /// [`super::Kernel::dice_many2`] for 1024-bit filters.
     #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw,avx512vbmi,avx2")]
     pub unsafe fn avx512_dice_many2(
         a: [&[u64]; 2],
@@ -417,7 +469,34 @@ mod x86 {
         bpop: &[u32],
         out: [&mut [f32]; 2],
     ) {
+        let [o0, o1] = out;
+        assert!(o0.len() >= bpop.len() && o1.len() >= bpop.len());
+        // SAFETY: both outputs have a slot per column (asserted above).
+        unsafe { two_rows::<false>(a, pa, b, bpop, [o0.as_mut_ptr(), o1.as_mut_ptr()], None) }
+    }
+
+    /// Two rows against a run of columns: both rows stay in four
+    /// registers, eight columns a step are each loaded once and ANDed with
+    /// both; each row's eight popcount vectors are summed by [`sum8`].
+    /// With `PAIRS`, the pairs `ids[r] << 32 | bids[j]` are written beside
+    /// the Dice in the same step.
+    ///
+    /// # Safety
+    /// `a` holds two 16-word rows, `b` 16 words per entry of `bpop`;
+    /// `out[r]` has `bpop.len()` writable slots, and so have both halves
+    /// of the pairs' `2 * bpop.len()` (with `bids.len() == bpop.len()`).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw,avx512vbmi,avx2")]
+    pub unsafe fn two_rows<const PAIRS: bool>(
+        a: [&[u64]; 2],
+        pa: [u32; 2],
+        b: &[u64],
+        bpop: &[u32],
+        out: [*mut f32; 2],
+        pairs: Option<([u32; 2], &[u32], *mut u64)>,
+    ) {
         debug_assert!(a[0].len() == 16 && a[1].len() == 16);
+        debug_assert!(PAIRS == pairs.is_some());
         let [o0, o1] = out;
         let load = |p: *const u64| {
             // SAFETY: callers pass pointers to 8 readable words.
@@ -433,6 +512,9 @@ mod x86 {
             )
         };
         let n = bpop.len();
+        let (ids, bids, pp) = pairs.unwrap_or(([0; 2], &[], std::ptr::null_mut()));
+        let high = |id: u32| _mm512_set1_epi64(((id as u64) << 32) as i64);
+        let (h0, h1) = (high(ids[0]), high(ids[1]));
         let bp = b.as_ptr();
         let mut j = 0;
         while j + 8 <= n {
@@ -453,21 +535,34 @@ mod x86 {
                     _mm512_popcnt_epi64(_mm512_and_si512(r11, x1)),
                 );
             }
-            // SAFETY: j + 8 <= n = bpop.len() <= each output's length.
+            // SAFETY: j + 8 <= n, within every output's slots (the
+            // caller's contract) and within bpop and bids.
             unsafe {
                 let pb =
                     _mm256_cvtepi32_ps(_mm256_loadu_si256(bpop.as_ptr().add(j) as *const __m256i));
-                _mm256_storeu_ps(o0.as_mut_ptr().add(j), dice8(sum8(&v0), pa[0], pb));
-                _mm256_storeu_ps(o1.as_mut_ptr().add(j), dice8(sum8(&v1), pa[1], pb));
+                _mm256_storeu_ps(o0.add(j), dice8(sum8(&v0), pa[0], pb));
+                _mm256_storeu_ps(o1.add(j), dice8(sum8(&v1), pa[1], pb));
+                if PAIRS {
+                    let g = _mm512_cvtepu32_epi64(_mm256_loadu_si256(
+                        bids.as_ptr().add(j) as *const __m256i
+                    ));
+                    _mm512_storeu_si512(pp.add(j) as *mut _, _mm512_or_si512(h0, g));
+                    _mm512_storeu_si512(pp.add(n + j) as *mut _, _mm512_or_si512(h1, g));
+                }
             }
             j += 8;
         }
         while j < n {
             let bw = &b[j * 16..(j + 1) * 16];
-            // SAFETY: the CPU has the features this function enables.
+            // SAFETY: the CPU has the features this function enables; j < n
+            // is within every output's slots.
             unsafe {
-                o0[j] = dice32(avx512_and_pop(a[0], bw), pa[0], bpop[j]);
-                o1[j] = dice32(avx512_and_pop(a[1], bw), pa[1], bpop[j]);
+                *o0.add(j) = dice32(avx512_and_pop(a[0], bw), pa[0], bpop[j]);
+                *o1.add(j) = dice32(avx512_and_pop(a[1], bw), pa[1], bpop[j]);
+                if PAIRS {
+                    *pp.add(j) = (ids[0] as u64) << 32 | bids[j] as u64;
+                    *pp.add(n + j) = (ids[1] as u64) << 32 | bids[j] as u64;
+                }
             }
             j += 1;
         }
@@ -540,6 +635,39 @@ mod tests {
                     assert_eq!(k.and_popcount(&a, bw), scalar_and_pop(&a, bw), "{k:?}");
                     let _ = j;
                 }
+            }
+        }
+    }
+
+    /// The fused kernel appends what two `dice_many` rows and their pairs
+    /// give, after what the outputs held, at every length through two
+    /// steps and a tail.
+    #[test]
+    fn dice_and_pairs_of_two_rows_are_appended_in_order() {
+        let words = 16;
+        let a = rnd(2 * words, 5);
+        let b = rnd(words * 45, 6);
+        let bpop: Vec<u32> = b.chunks_exact(words).map(popcount).collect();
+        let bids: Vec<u32> = (0..45).map(|j| 1000 + 3 * j).collect();
+        let (a0, a1) = a.split_at(words);
+        let pa = [popcount(a0), popcount(a1)];
+        for n in [0usize, 1, 7, 8, 9, 16, 23, 45] {
+            let (bn, pn, idn) = (&b[..n * words], &bpop[..n], &bids[..n]);
+            let mut want = vec![0f32; 2 * n];
+            let (w0, w1) = want.split_at_mut(n);
+            generic_dice_many(a0, pa[0], bn, pn, w0, scalar_and_pop);
+            generic_dice_many(a1, pa[1], bn, pn, w1, scalar_and_pop);
+            let want_pairs: Vec<u64> = [7u64, 9]
+                .iter()
+                .flat_map(|&id| idn.iter().map(move |&g| id << 32 | g as u64))
+                .collect();
+            for k in Kernel::available() {
+                let (mut dice, mut pairs) = (vec![-2f32], vec![42u64]);
+                k.dice_pairs2([a0, a1], pa, [7, 9], bn, pn, idn, &mut dice, &mut pairs);
+                assert_eq!(dice[0], -2.0, "{k:?}");
+                assert_eq!(pairs[0], 42, "{k:?}");
+                assert_eq!(&dice[1..], &want[..], "{k:?} n={n}");
+                assert_eq!(&pairs[1..], &want_pairs[..], "{k:?} n={n}");
             }
         }
     }

@@ -372,28 +372,6 @@ struct Tile {
     own: Vec<(usize, u32)>,
 }
 
-/// Hint the CPU to load what gathering record `g` into a tile reads.
-#[inline(always)]
-fn prefetch_member(ds: &Dataset, earlier: &Earlier, g: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let one = |p: *const i8| {
-            // SAFETY: a prefetch is only a hint; the address is in a live slice.
-            unsafe { _mm_prefetch(p, _MM_HINT_T0) };
-        };
-        for line in ds.clk.get(g).chunks(8) {
-            one(line.as_ptr() as *const i8);
-        }
-        let row = earlier.row(g);
-        if !row.is_empty() {
-            one(row.as_ptr() as *const i8);
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (ds, earlier, g);
-}
-
 /// The earlier passes of a chunk's pass, as ownership tests: the first
 /// `columns` block indices of each record's row, and band masks.
 struct Earlier<'a> {
@@ -507,28 +485,37 @@ pub fn emit_with<R: Send>(
     let done: Vec<(R, EmitCounts)> = items
         .par_iter()
         .map_init(
-            || (Tile::default(), Part::default()),
-            |(tile, part), &(f, t)| {
+            || (Tile::default(), Part::default(), 0usize),
+            |(tile, part, asked), &(f, t)| {
                 let clock = std::time::Instant::now();
                 part.pairs.clear();
                 part.dice.clear();
                 let mut block_pairs = 0;
                 let block = |b: usize| &p.members[p.starts[b] as usize..p.starts[b + 1] as usize];
-                let end = p.starts[t] as usize;
-                let mut ahead = Ahead {
-                    members: &p.members[..end],
-                    at: p.starts[f] as usize,
-                    goal: 0,
-                };
+                // Loads are asked for past the item's end, into the next
+                // item's members: a thread takes items in order, so the
+                // next item's first blocks are on their way (`asked`).
+                let first = p.starts[f] as usize;
+                let mut ahead = Ahead::new(
+                    &cx,
+                    &p.members[..p.starts[to] as usize],
+                    if (first..first + AHEAD).contains(asked) {
+                        *asked
+                    } else {
+                        first
+                    },
+                );
                 for b in f..t {
                     // The block's own members first (if not yet asked
                     // for), then up to `AHEAD` beyond it while its rows
                     // are compared.
                     let stop = p.starts[b + 1] as usize;
-                    ahead.to(&cx, stop);
-                    ahead.goal = stop + AHEAD;
-                    block_pairs += tile_pairs(&cx, block(b), &mut ahead, tile, part);
+                    ahead.to(stop);
+                    let m = block(b);
+                    ahead.plan(stop + AHEAD, m.len().div_ceil(2));
+                    block_pairs += tile_pairs(&cx, m, &mut ahead, tile, part);
                 }
+                *asked = ahead.at;
                 let counts = EmitCounts {
                     block_pairs,
                     pairs: part.pairs.len() as u64,
@@ -557,29 +544,89 @@ struct Context<'a> {
 const AHEAD: usize = 64;
 
 /// Loads asked for ahead of the tiles: `members[..at]` are asked for,
-/// `goal` is where to be by the end of the current block.
+/// `goal` is where to be by the end of the current block, `per_step` how
+/// many to ask for at each of its row pairs. What a member's gather reads
+/// (its CLK's lines and its row of earlier blocks) is addressed from
+/// fields copied here, so asking costs a few instructions.
 struct Ahead<'a> {
     members: &'a [u32],
     at: usize,
     goal: usize,
+    per_step: usize,
+    clk: &'a [u64],
+    /// Filter `g`'s words start at `g * stride + offset`; `words` long.
+    place: (usize, usize, usize),
+    earlier: &'a Earlier<'a>,
 }
 
-impl Ahead<'_> {
+impl<'a> Ahead<'a> {
+    fn new(cx: &'a Context, members: &'a [u32], at: usize) -> Ahead<'a> {
+        let f = &cx.ds.clk;
+        Ahead {
+            members,
+            at,
+            goal: at,
+            per_step: 0,
+            clk: &f.data,
+            place: (f.stride, f.offset, f.words),
+            earlier: &cx.earlier,
+        }
+    }
+
+    /// Hint the CPU to load what gathering record `g` into a tile reads.
+    #[inline(always)]
+    fn ask(&self, g: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let one = |p: *const u64| {
+                // SAFETY: a prefetch is only a hint; it never faults.
+                unsafe { _mm_prefetch(p as *const i8, _MM_HINT_T0) };
+            };
+            let (stride, offset, words) = self.place;
+            if let Some(f) = self
+                .clk
+                .get(g * stride + offset..g * stride + offset + words)
+            {
+                // Every line of the filter (two for a 1024-bit filter on
+                // a cache line, as the binary's allocator places them).
+                let (p, end) = (f.as_ptr() as usize, f.as_ptr_range().end as usize);
+                let mut line = p & !63;
+                while line < end {
+                    one(line as *const u64);
+                    line += 64;
+                }
+            }
+            let row = self.earlier.row(g);
+            if !row.is_empty() {
+                one(row.as_ptr() as *const u64);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = g;
+    }
+
     /// Ask for the members up to `stop`.
     #[inline]
-    fn to(&mut self, cx: &Context, stop: usize) {
+    fn to(&mut self, stop: usize) {
         let stop = stop.min(self.members.len());
         while self.at < stop {
-            prefetch_member(cx.ds, &cx.earlier, self.members[self.at] as usize);
+            self.ask(self.members[self.at] as usize);
             self.at += 1;
         }
     }
 
-    /// One of `left` equal steps towards the goal.
+    /// Aim for `goal` by the end of a block of `steps` row pairs.
     #[inline]
-    fn step(&mut self, cx: &Context, left: usize) {
-        let want = self.goal.min(self.members.len()).saturating_sub(self.at);
-        self.to(cx, self.at + want.div_ceil(left.max(1)));
+    fn plan(&mut self, goal: usize, steps: usize) {
+        self.goal = goal.min(self.members.len());
+        self.per_step = self.goal.saturating_sub(self.at).div_ceil(steps.max(1));
+    }
+
+    /// One of the block's steps towards the goal.
+    #[inline]
+    fn step(&mut self) {
+        self.to((self.at + self.per_step).min(self.goal));
     }
 }
 
@@ -657,7 +704,7 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
     let mut i = 0;
     while i < n {
         // Spread the loads of the members ahead over the block's row pairs.
-        ahead.step(cx, (n - i).div_ceil(2));
+        ahead.step();
         let c = first_column(i);
         if c >= n {
             i += 1;
@@ -673,6 +720,21 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
         let total = lens[0] + lens[1];
         block_pairs += total as u64;
         let direct = alone(i) && (!two || alone(i + 1));
+        if direct && two && !dedup {
+            // Both rows' Dice and pairs written by the kernel in one pass.
+            kernel.dice_pairs2(
+                [clk(i), clk(i + 1)],
+                [pop[i], pop[i + 1]],
+                [m[i], m[i + 1]],
+                &tw[c * words..],
+                &pop[c..],
+                &m[c..],
+                &mut out.dice,
+                &mut out.pairs,
+            );
+            i += 2;
+            continue;
+        }
         // Direct: nothing earlier can hold these pairs, so the kernel
         // writes their Dice in place.
         let at = out.dice.len();

@@ -5,7 +5,7 @@
 //! agency runs, the test against an earlier pass, writing pairs and Dice)
 //! beside the machine's popcount limit. `cargo bench --bench dice`.
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use rayon::prelude::*;
 
 use bloomlink::bloom::popcount;
@@ -147,47 +147,19 @@ fn block_keys(n: usize, size: usize, mult: u64) -> Vec<Option<u128>> {
 /// (1,024 cross-agency pairs each) and of 16, over 65,536 records (8 MiB
 /// of CLKs, beyond L2 as real jobs are).
 fn block_tiles(c: &mut Criterion) {
-    use bloomlink::hub::load::Dataset;
-    use bloomlink::hub::stream::{Owners, chunks, emit_with, group_pass};
-    let n = 1usize << 16;
-    let agency: Vec<u16> = (0..n).map(|g| (g >= n / 2) as u16).collect();
-    let ds = Dataset::of_clks(16, filters(n, 11), agency);
+    use bloomlink::hub::stream::emit_with;
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .expect("pool");
     let mut g = c.benchmark_group("block_tiles");
     for size in [64usize, 16] {
-        // Pass `first` and pass `second` (whose pairs are tested against
-        // `first`'s blocks), grouped as a job groups them.
-        let passes = vec![
-            group_pass(
-                &ds,
-                &block_keys(n, size, 0x9E37_79B1),
-                "first",
-                "key",
-                false,
-                u64::MAX,
-            ),
-            group_pass(
-                &ds,
-                &block_keys(n, size, 0x85EB_CA6B),
-                "second",
-                "key",
-                false,
-                u64::MAX,
-            ),
-        ];
-        let owners = Owners::new(&passes, &[], 16);
-        let all = chunks(&passes, u64::MAX);
+        let t = Tiles::new(size);
         for (name, pass) in [("no_earlier_pass", 0u32), ("tested_against_one_pass", 1)] {
-            let chunk = *all
-                .iter()
-                .find(|c| c.pass == pass)
-                .expect("a chunk per pass");
+            let chunk = t.chunk(pass);
             // Each work item's part goes to a consumer, as a job hands it
             // to comparison; this one only counts its pairs.
-            let run = || emit_with(&ds, &passes, &owners, false, chunk, |p| p.pairs.len());
+            let run = || emit_with(&t.ds, &t.passes, &t.owners, false, chunk, |p| p.pairs.len());
             g.throughput(Throughput::Elements(run().1.block_pairs));
             g.bench_function(format!("blocks_of_{size}_{name}_1thread"), |bch| {
                 bch.iter(|| one.install(|| run().0.len()))
@@ -212,9 +184,125 @@ fn block_tiles(c: &mut Criterion) {
     g.finish();
 }
 
+/// The `block_tiles` set-up: blocks of `size` members (half from each of
+/// two agencies) over 65,536 records (8 MiB of CLKs, beyond L2 as real
+/// jobs are), in two passes (`first`, and `second` whose pairs are tested
+/// against `first`'s blocks), grouped as a job groups them.
+struct Tiles {
+    ds: bloomlink::hub::load::Dataset,
+    passes: Vec<bloomlink::hub::stream::Pass>,
+    owners: bloomlink::hub::stream::Owners,
+}
+
+impl Tiles {
+    fn new(size: usize) -> Tiles {
+        use bloomlink::hub::load::Dataset;
+        use bloomlink::hub::stream::{Owners, group_pass};
+        let n = 1usize << 16;
+        let agency: Vec<u16> = (0..n).map(|g| (g >= n / 2) as u16).collect();
+        let ds = Dataset::of_clks(16, filters(n, 11), agency);
+        let pass = |mult, name| {
+            group_pass(
+                &ds,
+                &block_keys(n, size, mult),
+                name,
+                "key",
+                false,
+                u64::MAX,
+            )
+        };
+        let passes = vec![pass(0x9E37_79B1, "first"), pass(0x85EB_CA6B, "second")];
+        let owners = Owners::new(&passes, &[], 16);
+        Tiles { ds, passes, owners }
+    }
+
+    /// The one chunk of pass `pass`.
+    fn chunk(&self, pass: u32) -> bloomlink::hub::stream::Chunk {
+        *bloomlink::hub::stream::chunks(&self.passes, u64::MAX)
+            .iter()
+            .find(|c| c.pass == pass)
+            .expect("a chunk per pass")
+    }
+}
+
+/// `BLOOMLINK_RATIO=ROUNDS cargo bench --bench dice`: instead of criterion,
+/// the block tiles of 64 and the minimal loop, interleaved in short runs
+/// for ROUNDS rounds on one thread, each timed at its fastest round. On a
+/// shared machine other tenants only ever add time, so the fastest of many
+/// interleaved rounds compares the two under the same conditions, where
+/// criterion's consecutive groups can each meet different neighbours.
+#[cfg(target_arch = "x86_64")]
+fn ratio(rounds: usize) {
+    use bloomlink::hub::stream::emit_with;
+    use std::time::Instant;
+    assert!(
+        Kernel::available().contains(&Kernel::Avx512),
+        "the minimal loop needs AVX-512 VPOPCNTDQ"
+    );
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
+    let t = Tiles::new(64);
+    let (a, b) = (filters(64, 3), filters(4096, 5));
+    let limit = || {
+        let mut x = 0u64;
+        // Four times 64 × 4,096 pairs: about as many as the tiles' 2^20.
+        for _ in 0..4 {
+            for aw in a.chunks_exact(16) {
+                // SAFETY: the CPU has AVX-512 VPOPCNTDQ (asserted above).
+                x += unsafe { popcount_limit(aw, &b) };
+            }
+        }
+        std::hint::black_box(x);
+        4 * 64 * 4096u64
+    };
+    let (one, t) = (&one, &t);
+    let tiles = |pass| {
+        let chunk = t.chunk(pass);
+        move || {
+            let (_, c) = one.install(|| {
+                emit_with(&t.ds, &t.passes, &t.owners, false, chunk, |p| p.pairs.len())
+            });
+            c.block_pairs
+        }
+    };
+    let runs: [(&str, &dyn Fn() -> u64); 3] = [
+        ("popcount_limit", &limit),
+        ("blocks_of_64_no_earlier_pass", &tiles(0)),
+        ("blocks_of_64_tested_against_one_pass", &tiles(1)),
+    ];
+    let mut best = [f64::MAX; 3];
+    let mut pairs = [0u64; 3];
+    for _ in 0..rounds {
+        for (k, (_, f)) in runs.iter().enumerate() {
+            let clock = Instant::now();
+            pairs[k] = f();
+            best[k] = best[k].min(clock.elapsed().as_secs_f64());
+        }
+    }
+    let rate = |k: usize| pairs[k] as f64 / best[k];
+    for (k, (name, _)) in runs.iter().enumerate() {
+        println!(
+            "{name}: {:.0} M pairs/s (fastest of {rounds} rounds), {:.2}x the minimal loop",
+            rate(k) / 1e6,
+            rate(0) / rate(k)
+        );
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3));
     targets = bench, block_tiles
 }
-criterion_main!(benches);
+
+fn main() {
+    #[cfg(target_arch = "x86_64")]
+    if let Ok(r) = std::env::var("BLOOMLINK_RATIO") {
+        ratio(r.parse().expect("BLOOMLINK_RATIO: a number of rounds"));
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -47,6 +47,7 @@ impl Kernel {
                 && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
                 && std::arch::is_x86_feature_detected!("avx512bw")
                 && std::arch::is_x86_feature_detected!("avx512vbmi")
+                && std::arch::is_x86_feature_detected!("avx512dq")
             {
                 v.push(Kernel::Avx512);
             }
@@ -361,19 +362,29 @@ mod x86 {
 
     /// Dice of eight pairs from their common bits (`sums`, one per 64-bit
     /// lane), the first filter's popcount `pa` and the others' `pb`.
+    ///
+    /// `c / (d / 2)` is `2c / d` to the bit: both are the correctly rounded
+    /// quotient of one real number, since `d / 2` (a popcount sum of at
+    /// most 2,048, halved) and `2c` are exact in `f32`. Halving the
+    /// denominator, which depends only on the popcounts, keeps the doubling
+    /// off the chain from the sums to the quotient; the sums are converted
+    /// in one instruction.
     #[inline]
-    #[target_feature(enable = "avx512f,avx2")]
+    #[target_feature(enable = "avx512f,avx512dq,avx2")]
     fn dice8(sums: __m512i, pa: u32, pb: __m256) -> __m256 {
-        let c = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(sums));
+        let c = _mm512_cvtepi64_ps(sums);
         let denom = _mm256_add_ps(_mm256_set1_ps(pa as f32), pb);
-        let denom = _mm256_max_ps(denom, _mm256_set1_ps(1.0));
-        _mm256_div_ps(_mm256_add_ps(c, c), denom)
+        let half = _mm256_mul_ps(
+            _mm256_max_ps(denom, _mm256_set1_ps(1.0)),
+            _mm256_set1_ps(0.5),
+        );
+        _mm256_div_ps(c, half)
     }
 
     /// One A against many B. For 1024-bit filters A stays in two registers
     /// and B is streamed; four B filters are processed per step so their
     /// reductions overlap.
-    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw,avx512vbmi,avx2")]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw,avx512vbmi,avx512dq,avx2")]
     pub unsafe fn avx512_dice_many(a: &[u64], pa: u32, b: &[u64], bpop: &[u32], out: &mut [f32]) {
         let words = a.len();
         if words != 16 {
@@ -460,8 +471,39 @@ mod x86 {
         }
     }
 
+    /// Panics unless [`dice8`] equals [`dice32`] for every common count
+    /// `c` and popcounts `pa`, `pb` of 1024-bit filters (`c <= pa, pb`).
+    ///
+    /// # Safety
+    /// The CPU must have the features enabled here.
+    #[cfg(test)]
+    #[target_feature(enable = "avx512f,avx512dq,avx2")]
+    pub unsafe fn check_every_dice() {
+        let mut got = [0f32; 8];
+        for pa in 0..=1024u32 {
+            for c in 0..=pa {
+                for pb0 in (c..=1024).step_by(8) {
+                    let pbs: [f32; 8] = std::array::from_fn(|t| (pb0 + t as u32) as f32);
+                    // SAFETY: both arrays hold eight lanes.
+                    unsafe {
+                        let pb = _mm256_loadu_ps(pbs.as_ptr());
+                        let d = dice8(_mm512_set1_epi64(c as i64), pa, pb);
+                        _mm256_storeu_ps(got.as_mut_ptr(), d);
+                    }
+                    for (t, g) in got.iter().enumerate() {
+                        let pb = pb0 + t as u32;
+                        if pb <= 1024 {
+                            let want = dice32(c, pa, pb);
+                            assert_eq!(g.to_bits(), want.to_bits(), "c={c} pa={pa} pb={pb}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// [`super::Kernel::dice_many2`] for 1024-bit filters.
-    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw,avx512vbmi,avx2")]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw,avx512vbmi,avx512dq,avx2")]
     pub unsafe fn avx512_dice_many2(
         a: [&[u64]; 2],
         pa: [u32; 2],
@@ -486,7 +528,7 @@ mod x86 {
     /// `out[r]` has `bpop.len()` writable slots, and so have both halves
     /// of the pairs' `2 * bpop.len()` (with `bids.len() == bpop.len()`).
     #[inline]
-    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw,avx512vbmi,avx2")]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw,avx512vbmi,avx512dq,avx2")]
     pub unsafe fn two_rows<const PAIRS: bool>(
         a: [&[u64]; 2],
         pa: [u32; 2],
@@ -670,6 +712,20 @@ mod tests {
                 assert_eq!(&pairs[1..], &want_pairs[..], "{k:?} n={n}");
             }
         }
+    }
+
+    /// Every Dice a 1024-bit kernel can compute (every common count with
+    /// every pair of popcounts it fits, empty filters included) equals the
+    /// scalar `2c / (pa + pb)` to the bit.
+    #[test]
+    fn every_dice_of_1024_bit_filters_is_exact() {
+        #[cfg(target_arch = "x86_64")]
+        if Kernel::available().contains(&Kernel::Avx512) {
+            // SAFETY: the CPU has the features (checked above).
+            unsafe { x86::check_every_dice() };
+            return;
+        }
+        eprintln!("no AVX-512 here: the vector Dice was not checked");
     }
 
     /// Lane sums from 0 to 128 (full filters, empty ones and every count

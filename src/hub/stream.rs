@@ -511,9 +511,8 @@ pub fn emit_with<R: Send>(
                     // are compared.
                     let stop = p.starts[b + 1] as usize;
                     ahead.to(stop);
-                    let m = block(b);
-                    ahead.plan(stop + AHEAD, m.len().div_ceil(2));
-                    block_pairs += tile_pairs(&cx, m, &mut ahead, tile, part);
+                    ahead.aim(stop + AHEAD);
+                    block_pairs += tile_pairs(&cx, block(b), &mut ahead, tile, part);
                 }
                 *asked = ahead.at;
                 let counts = EmitCounts {
@@ -616,10 +615,18 @@ impl<'a> Ahead<'a> {
         }
     }
 
-    /// Aim for `goal` by the end of a block of `steps` row pairs.
+    /// Aim for `goal` by the end of the next block.
     #[inline]
-    fn plan(&mut self, goal: usize, steps: usize) {
+    fn aim(&mut self, goal: usize) {
         self.goal = goal.min(self.members.len());
+    }
+
+    /// Spread the loads still to ask for over the block's `steps` calls of
+    /// the kernel (rows without columns take no step: asking for their
+    /// share at once, just before the next gather, would leave it no time
+    /// to arrive).
+    #[inline]
+    fn plan(&mut self, steps: usize) {
         self.per_step = self.goal.saturating_sub(self.at).div_ceil(steps.max(1));
     }
 
@@ -677,6 +684,14 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
         }
     }
     tile.runs.push(n);
+    // Rows with columns: all but the last when de-duplicating, else those
+    // before the last agency's run; they are taken about two at a time.
+    let working = match (dedup, tile.runs.len()) {
+        (true, _) => n.saturating_sub(1),
+        (false, r) if r >= 2 => tile.runs[r - 2],
+        _ => 0,
+    };
+    ahead.plan(working.div_ceil(2));
     let Tile {
         words: tw,
         pop,
@@ -704,12 +719,12 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
     let mut i = 0;
     while i < n {
         // Spread the loads of the members ahead over the block's row pairs.
-        ahead.step();
         let c = first_column(i);
         if c >= n {
             i += 1;
             continue;
         }
+        ahead.step();
         // Two rows share one pass of the kernel when the next row's
         // columns are this row's (linkage: same agency) or all but the
         // first (de-duplication).

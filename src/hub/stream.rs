@@ -692,6 +692,9 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
         _ => 0,
     };
     ahead.plan(working.div_ceil(2));
+    if !dedup && nb == 0 && earlier.masks.is_empty() {
+        return linked_tile(cx, m, ahead, tile, out);
+    }
     let Tile {
         words: tw,
         pop,
@@ -721,8 +724,8 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
         // Spread the loads of the members ahead over the block's row pairs.
         let c = first_column(i);
         if c >= n {
-            i += 1;
-            continue;
+            // Later rows have no columns either.
+            break;
         }
         ahead.step();
         // Two rows share one pass of the kernel when the next row's
@@ -805,6 +808,53 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
             done += len;
         }
         i += rows;
+    }
+    block_pairs
+}
+
+/// [`tile_pairs`] for a gathered block of a linkage pass that no earlier
+/// pass can tell (every pair is kept): each agency's run of rows against
+/// the later agencies' members, two rows a kernel call, with nothing to
+/// test row by row.
+#[inline]
+fn linked_tile(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &Tile, out: &mut Part) -> u64 {
+    let (kernel, words, n) = (cx.kernel, cx.ds.clk.words, m.len());
+    let Tile {
+        words: tw,
+        pop,
+        runs,
+        ..
+    } = tile;
+    let clk = |i: usize| &tw[i * words..(i + 1) * words];
+    let mut block_pairs = 0;
+    let mut s = 0;
+    // Each run but the last: rows s..e against columns e..n.
+    for &e in &runs[..runs.len() - 1] {
+        let (cols, bpop, bids) = (&tw[e * words..], &pop[e..], &m[e..]);
+        let mut i = s;
+        while i + 1 < e {
+            ahead.step();
+            kernel.dice_pairs2(
+                [clk(i), clk(i + 1)],
+                [pop[i], pop[i + 1]],
+                [m[i], m[i + 1]],
+                cols,
+                bpop,
+                bids,
+                &mut out.dice,
+                &mut out.pairs,
+            );
+            i += 2;
+        }
+        if i < e {
+            ahead.step();
+            let at = out.dice.len();
+            out.dice.resize(at + (n - e), 0.0);
+            kernel.dice_many(clk(i), pop[i], cols, bpop, &mut out.dice[at..]);
+            push_pairs(kernel, m[i], bids, &mut out.pairs);
+        }
+        block_pairs += ((e - s) * (n - e)) as u64;
+        s = e;
     }
     block_pairs
 }

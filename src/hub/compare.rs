@@ -48,6 +48,7 @@ impl Kernel {
                 && std::arch::is_x86_feature_detected!("avx512bw")
                 && std::arch::is_x86_feature_detected!("avx512vbmi")
                 && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("avx512vl")
             {
                 v.push(Kernel::Avx512);
             }
@@ -206,7 +207,13 @@ impl Kernel {
                     b,
                     bpop,
                     [dice.as_mut_ptr().add(d), dice.as_mut_ptr().add(d + n)],
-                    Some((ids, bids, pairs.as_mut_ptr().add(p))),
+                    Some(x86::Pairs {
+                        ids,
+                        bids,
+                        out: [pairs.as_mut_ptr().add(p), pairs.as_mut_ptr().add(p + n)],
+                        blocks: &[],
+                        held: [&[]; 2],
+                    }),
                 );
                 dice.set_len(d + 2 * n);
                 pairs.set_len(p + 2 * n);
@@ -220,6 +227,92 @@ impl Kernel {
                     pairs.extend(bids.iter().map(|&g| (id as u64) << 32 | g as u64));
                 }
             }
+        }
+    }
+}
+
+impl Kernel {
+    /// [`Kernel::dice_pairs2`] keeping only the pairs no earlier pass
+    /// holds: row `r`'s pair with column `j` is left out when some
+    /// `(block, at)` of `held[r]` (an earlier pass holding the row's record
+    /// in `block`, and where the columns' blocks in that pass start in
+    /// `blocks`) has `blocks[at + j] == block`. Row `r`'s kept Dice and
+    /// pairs are appended to `out[r]`, in column order. The AVX-512 kernel
+    /// tests and compresses eight columns a step in the loop that computes
+    /// their Dice.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dice_pairs2_kept(
+        self,
+        a: [&[u64]; 2],
+        pa: [u32; 2],
+        ids: [u32; 2],
+        b: &[u64],
+        bpop: &[u32],
+        bids: &[u32],
+        blocks: &[u32],
+        held: [&[(u32, u32)]; 2],
+        out: [(&mut Vec<f32>, &mut Vec<u64>); 2],
+    ) {
+        let (words, n) = (a[0].len(), bpop.len());
+        assert!(a[1].len() == words && b.len() == n * words && bids.len() == n);
+        assert!(
+            held.iter()
+                .all(|h| h.iter().all(|&(_, at)| at as usize + n <= blocks.len()))
+        );
+        let [(d0, p0), (d1, p1)] = out;
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernel::Avx512 && words == 16 {
+            // Room for every column plus a whole vector past the last.
+            for (d, p) in [(&mut *d0, &mut *p0), (&mut *d1, &mut *p1)] {
+                d.reserve(n + 8);
+                p.reserve(n + 8);
+            }
+            let at = [(d0.len(), p0.len()), (d1.len(), p1.len())];
+            // SAFETY: only chosen when the CPU reports the features; each
+            // output has n + 8 free slots (reserved above), each held run
+            // has n entries (asserted above), and the lengths grow by
+            // exactly what the kernel wrote.
+            unsafe {
+                let kept = x86::two_rows_kept(
+                    a,
+                    pa,
+                    b,
+                    bpop,
+                    [d0.as_mut_ptr().add(at[0].0), d1.as_mut_ptr().add(at[1].0)],
+                    x86::Pairs {
+                        ids,
+                        bids,
+                        out: [p0.as_mut_ptr().add(at[0].1), p1.as_mut_ptr().add(at[1].1)],
+                        blocks,
+                        held,
+                    },
+                );
+                d0.set_len(at[0].0 + kept[0]);
+                p0.set_len(at[0].1 + kept[0]);
+                d1.set_len(at[1].0 + kept[1]);
+                p1.set_len(at[1].1 + kept[1]);
+            }
+            return;
+        }
+        // Both rows' Dice in place, then each row compacted.
+        let (s0, s1) = (d0.len(), d1.len());
+        d0.resize(s0 + n, 0.0);
+        d1.resize(s1 + n, 0.0);
+        self.dice_many2(a, pa, b, bpop, [&mut d0[s0..], &mut d1[s1..]]);
+        for (r, (d, p, s)) in [(d0, p0, s0), (d1, p1, s1)].into_iter().enumerate() {
+            let mut w = s;
+            for (j, &g) in bids.iter().enumerate() {
+                if held[r]
+                    .iter()
+                    .any(|&(id, at)| blocks[at as usize + j] == id)
+                {
+                    continue;
+                }
+                d[w] = d[s + j];
+                p.push((ids[r] as u64) << 32 | g as u64);
+                w += 1;
+            }
+            d.truncate(w);
         }
     }
 }
@@ -514,19 +607,94 @@ mod x86 {
         let [o0, o1] = out;
         assert!(o0.len() >= bpop.len() && o1.len() >= bpop.len());
         // SAFETY: both outputs have a slot per column (asserted above).
-        unsafe { two_rows::<false>(a, pa, b, bpop, [o0.as_mut_ptr(), o1.as_mut_ptr()], None) }
+        unsafe {
+            two_rows::<false>(a, pa, b, bpop, [o0.as_mut_ptr(), o1.as_mut_ptr()], None);
+        }
     }
 
-    /// Two rows against a run of columns: both rows stay in four
-    /// registers, eight columns a step are each loaded once and ANDed with
-    /// both; each row's eight popcount vectors are summed by [`sum8`].
-    /// With `PAIRS`, the pairs `ids[r] << 32 | bids[j]` are written beside
-    /// the Dice in the same step.
+    /// Where [`two_rows`] and [`two_rows_kept`] write each row's pairs,
+    /// and (for the latter) which columns an earlier pass holds with the
+    /// row: for each earlier pass holding the row's record, its block there
+    /// and where the columns' blocks in that pass start in `blocks` (one
+    /// per column).
+    pub struct Pairs<'a> {
+        pub ids: [u32; 2],
+        pub bids: &'a [u32],
+        pub out: [*mut u64; 2],
+        pub blocks: &'a [u32],
+        pub held: [&'a [(u32, u32)]; 2],
+    }
+
+    /// Two rows (`rows`: their halves in four registers) against the
+    /// eight columns from `j`: their Dice, one vector per row. Each column
+    /// is loaded once and ANDed with both rows; each row's eight popcount
+    /// vectors are summed by [`sum8`].
+    ///
+    /// # Safety
+    /// Columns `j .. j + 8` of `bp` (16 words each) and of `bpop` exist.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw,avx512vbmi,avx512dq,avx2")]
+    unsafe fn eight(
+        rows: [__m512i; 4],
+        pa: [u32; 2],
+        bp: *const u64,
+        bpop: *const u32,
+        j: usize,
+    ) -> [__m256; 2] {
+        let [r00, r01, r10, r11] = rows;
+        let mut v0 = [_mm512_setzero_si512(); 8];
+        let mut v1 = [_mm512_setzero_si512(); 8];
+        for t in 0..8 {
+            // SAFETY: column j + t exists (the caller's contract).
+            let (x0, x1) = unsafe {
+                let p = bp.add((j + t) * 16);
+                (
+                    _mm512_loadu_si512(p as *const _),
+                    _mm512_loadu_si512(p.add(8) as *const _),
+                )
+            };
+            v0[t] = _mm512_add_epi64(
+                _mm512_popcnt_epi64(_mm512_and_si512(r00, x0)),
+                _mm512_popcnt_epi64(_mm512_and_si512(r01, x1)),
+            );
+            v1[t] = _mm512_add_epi64(
+                _mm512_popcnt_epi64(_mm512_and_si512(r10, x0)),
+                _mm512_popcnt_epi64(_mm512_and_si512(r11, x1)),
+            );
+        }
+        // SAFETY: bpop[j .. j + 8] exists (the caller's contract).
+        let pb = unsafe { _mm256_cvtepi32_ps(_mm256_loadu_si256(bpop.add(j) as *const __m256i)) };
+        [dice8(sum8(&v0), pa[0], pb), dice8(sum8(&v1), pa[1], pb)]
+    }
+
+    /// Both 16-word rows of `a` in four registers.
+    ///
+    /// # Safety
+    /// Each row has 16 words.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn rows4(a: [&[u64]; 2]) -> [__m512i; 4] {
+        debug_assert!(a[0].len() == 16 && a[1].len() == 16);
+        // SAFETY: each row has 16 words = two 512-bit lanes.
+        unsafe {
+            let l = |p: *const u64| _mm512_loadu_si512(p as *const _);
+            [
+                l(a[0].as_ptr()),
+                l(a[0].as_ptr().add(8)),
+                l(a[1].as_ptr()),
+                l(a[1].as_ptr().add(8)),
+            ]
+        }
+    }
+
+    /// Two rows against a run of columns, eight columns a step
+    /// ([`eight`]), each row's Dice to `out[r]`; with `PAIRS`, the pairs
+    /// `ids[r] << 32 | bids[j]` are written beside them in the same step.
     ///
     /// # Safety
     /// `a` holds two 16-word rows, `b` 16 words per entry of `bpop`;
-    /// `out[r]` has `bpop.len()` writable slots, and so have both halves
-    /// of the pairs' `2 * bpop.len()` (with `bids.len() == bpop.len()`).
+    /// `out[r]` (and with `PAIRS`, `pairs.out[r]`) has `bpop.len()`
+    /// writable slots; `bids.len() == bpop.len()`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw,avx512vbmi,avx512dq,avx2")]
     pub unsafe fn two_rows<const PAIRS: bool>(
@@ -535,79 +703,134 @@ mod x86 {
         b: &[u64],
         bpop: &[u32],
         out: [*mut f32; 2],
-        pairs: Option<([u32; 2], &[u32], *mut u64)>,
-    ) {
-        debug_assert!(a[0].len() == 16 && a[1].len() == 16);
+        pairs: Option<Pairs>,
+    ) -> [usize; 2] {
         debug_assert!(PAIRS == pairs.is_some());
-        let [o0, o1] = out;
-        let load = |p: *const u64| {
-            // SAFETY: callers pass pointers to 8 readable words.
-            unsafe { _mm512_loadu_si512(p as *const _) }
-        };
-        // SAFETY: each row has 16 words = two 512-bit lanes.
-        let (r00, r01, r10, r11) = unsafe {
-            (
-                load(a[0].as_ptr()),
-                load(a[0].as_ptr().add(8)),
-                load(a[1].as_ptr()),
-                load(a[1].as_ptr().add(8)),
-            )
-        };
+        // SAFETY: each row has 16 words (the caller's contract).
+        let rows = unsafe { rows4(a) };
         let n = bpop.len();
-        let (ids, bids, pp) = pairs.unwrap_or(([0; 2], &[], std::ptr::null_mut()));
+        let (ids, bids, po) = pairs.map_or(([0; 2], &[][..], [std::ptr::null_mut(); 2]), |p| {
+            (p.ids, p.bids, p.out)
+        });
         let high = |id: u32| _mm512_set1_epi64(((id as u64) << 32) as i64);
-        let (h0, h1) = (high(ids[0]), high(ids[1]));
-        let bp = b.as_ptr();
+        let hi = [high(ids[0]), high(ids[1])];
         let mut j = 0;
         while j + 8 <= n {
-            let mut v0 = [_mm512_setzero_si512(); 8];
-            let mut v1 = [_mm512_setzero_si512(); 8];
-            for t in 0..8 {
-                // SAFETY: j + t < n, so words (j+t)*16 .. +16 are in b.
-                let (x0, x1) = unsafe {
-                    let p = bp.add((j + t) * 16);
-                    (load(p), load(p.add(8)))
-                };
-                v0[t] = _mm512_add_epi64(
-                    _mm512_popcnt_epi64(_mm512_and_si512(r00, x0)),
-                    _mm512_popcnt_epi64(_mm512_and_si512(r01, x1)),
-                );
-                v1[t] = _mm512_add_epi64(
-                    _mm512_popcnt_epi64(_mm512_and_si512(r10, x0)),
-                    _mm512_popcnt_epi64(_mm512_and_si512(r11, x1)),
-                );
-            }
-            // SAFETY: j + 8 <= n, within every output's slots (the
-            // caller's contract) and within bpop and bids.
+            // SAFETY: j + 8 <= n: columns, popcounts, member ids and every
+            // output's slots j .. j + 8 exist (the caller's contract).
             unsafe {
-                let pb =
-                    _mm256_cvtepi32_ps(_mm256_loadu_si256(bpop.as_ptr().add(j) as *const __m256i));
-                _mm256_storeu_ps(o0.add(j), dice8(sum8(&v0), pa[0], pb));
-                _mm256_storeu_ps(o1.add(j), dice8(sum8(&v1), pa[1], pb));
+                let d = eight(rows, pa, b.as_ptr(), bpop.as_ptr(), j);
+                _mm256_storeu_ps(out[0].add(j), d[0]);
+                _mm256_storeu_ps(out[1].add(j), d[1]);
                 if PAIRS {
                     let g = _mm512_cvtepu32_epi64(_mm256_loadu_si256(
                         bids.as_ptr().add(j) as *const __m256i
                     ));
-                    _mm512_storeu_si512(pp.add(j) as *mut _, _mm512_or_si512(h0, g));
-                    _mm512_storeu_si512(pp.add(n + j) as *mut _, _mm512_or_si512(h1, g));
+                    _mm512_storeu_si512(po[0].add(j) as *mut _, _mm512_or_si512(hi[0], g));
+                    _mm512_storeu_si512(po[1].add(j) as *mut _, _mm512_or_si512(hi[1], g));
                 }
             }
             j += 8;
         }
         while j < n {
             let bw = &b[j * 16..(j + 1) * 16];
-            // SAFETY: the CPU has the features this function enables; j < n
-            // is within every output's slots.
-            unsafe {
-                *o0.add(j) = dice32(avx512_and_pop(a[0], bw), pa[0], bpop[j]);
-                *o1.add(j) = dice32(avx512_and_pop(a[1], bw), pa[1], bpop[j]);
-                if PAIRS {
-                    *pp.add(j) = (ids[0] as u64) << 32 | bids[j] as u64;
-                    *pp.add(n + j) = (ids[1] as u64) << 32 | bids[j] as u64;
+            for r in 0..2 {
+                // SAFETY: the CPU has the features this function enables; j < n
+                // is within every output's slots.
+                unsafe {
+                    *out[r].add(j) = dice32(avx512_and_pop(a[r], bw), pa[r], bpop[j]);
+                    if PAIRS {
+                        *po[r].add(j) = (ids[r] as u64) << 32 | bids[j] as u64;
+                    }
                 }
             }
             j += 1;
         }
+        [n, n]
+    }
+
+    /// [`two_rows`] writing only the pairs no earlier pass holds, and
+    /// their Dice: each step tests its eight columns' blocks against the
+    /// row's `held` blocks and compresses what is kept into place. Returns
+    /// how many pairs each row wrote.
+    ///
+    /// # Safety
+    /// As for [`two_rows`] with pairs, each output having eight more slots
+    /// (the whole-vector stores run past the count); each held run of
+    /// `blocks` has `bpop.len()` block indices.
+    #[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq,avx512bw,avx512vbmi,avx512dq,avx2")]
+    pub unsafe fn two_rows_kept(
+        a: [&[u64]; 2],
+        pa: [u32; 2],
+        b: &[u64],
+        bpop: &[u32],
+        out: [*mut f32; 2],
+        pairs: Pairs,
+    ) -> [usize; 2] {
+        // SAFETY: each row has 16 words (the caller's contract).
+        let rows = unsafe { rows4(a) };
+        let n = bpop.len();
+        let Pairs {
+            ids,
+            bids,
+            out: po,
+            blocks,
+            held,
+        } = pairs;
+        let bk = blocks.as_ptr();
+        let high = |id: u32| _mm512_set1_epi64(((id as u64) << 32) as i64);
+        let hi = [high(ids[0]), high(ids[1])];
+        let mut done = [0usize; 2];
+        let mut j = 0;
+        while j + 8 <= n {
+            // SAFETY: j + 8 <= n: columns, popcounts, member ids and each
+            // held run's j .. j + 8 exist; stores go to slots done[r] ..
+            // done[r] + 8 <= j + 8 of each output (the caller's contract).
+            unsafe {
+                let d = eight(rows, pa, b.as_ptr(), bpop.as_ptr(), j);
+                let g = _mm512_cvtepu32_epi64(_mm256_loadu_si256(
+                    bids.as_ptr().add(j) as *const __m256i
+                ));
+                for r in 0..2 {
+                    let mut taken: __mmask8 = 0;
+                    for &(id, at) in held[r] {
+                        let c = _mm256_loadu_si256(bk.add(at as usize + j) as *const __m256i);
+                        taken |= _mm256_cmpeq_epi32_mask(c, _mm256_set1_epi32(id as i32));
+                    }
+                    let keep = !taken;
+                    // Whole vectors, compressed in registers (a compressing
+                    // store to memory is slow on some CPUs), into the slack
+                    // past the count.
+                    _mm256_storeu_ps(out[r].add(done[r]), _mm256_maskz_compress_ps(keep, d[r]));
+                    _mm512_storeu_si512(
+                        po[r].add(done[r]) as *mut _,
+                        _mm512_maskz_compress_epi64(keep, _mm512_or_si512(hi[r], g)),
+                    );
+                    done[r] += keep.count_ones() as usize;
+                }
+            }
+            j += 8;
+        }
+        while j < n {
+            let bw = &b[j * 16..(j + 1) * 16];
+            for r in 0..2 {
+                if held[r]
+                    .iter()
+                    .any(|&(id, at)| blocks[at as usize + j] == id)
+                {
+                    continue;
+                }
+                // SAFETY: the CPU has the features this function enables;
+                // done[r] <= j < n is within every output's slots.
+                unsafe {
+                    *out[r].add(done[r]) = dice32(avx512_and_pop(a[r], bw), pa[r], bpop[j]);
+                    *po[r].add(done[r]) = (ids[r] as u64) << 32 | bids[j] as u64;
+                }
+                done[r] += 1;
+            }
+            j += 1;
+        }
+        done
     }
 }
 
@@ -726,6 +949,74 @@ mod tests {
             return;
         }
         eprintln!("no AVX-512 here: the vector Dice was not checked");
+    }
+
+    /// The kept pairs and their Dice are what testing each pair of the
+    /// fused kernel's output against the held blocks leaves, for no, one
+    /// and several earlier passes, at every length through two steps and
+    /// a tail, after what the outputs held.
+    #[test]
+    fn kept_pairs_of_two_rows_are_those_no_earlier_block_holds() {
+        let words = 16;
+        let a = rnd(2 * words, 7);
+        let b = rnd(words * 45, 8);
+        let bpop: Vec<u32> = b.chunks_exact(words).map(popcount).collect();
+        let bids: Vec<u32> = (0..45).map(|j| 500 + j).collect();
+        // Three earlier passes' blocks per column (few values, many hits),
+        // each pass's run of 45 side by side.
+        let blocks: Vec<u32> = (0..3u64)
+            .flat_map(|k| rnd(45, 20 + k).into_iter().map(|x| (x % 3) as u32))
+            .collect();
+        let (a0, a1) = a.split_at(words);
+        let pa = [popcount(a0), popcount(a1)];
+        for n in [0usize, 1, 7, 8, 9, 16, 23, 45] {
+            let (bn, pn, idn) = (&b[..n * words], &bpop[..n], &bids[..n]);
+            let cases: [[Vec<(u32, u32)>; 2]; 3] = [
+                [vec![], vec![]],
+                [vec![(1, 0)], vec![]],
+                [vec![(0, 0), (2, 90)], vec![(1, 45), (0, 90), (2, 0)]],
+            ];
+            for held in &cases {
+                let mut all = [vec![0f32; n], vec![0f32; n]];
+                let [w0, w1] = &mut all;
+                generic_dice_many(a0, pa[0], bn, pn, w0, scalar_and_pop);
+                generic_dice_many(a1, pa[1], bn, pn, w1, scalar_and_pop);
+                let want: Vec<(Vec<f32>, Vec<u64>)> = (0..2)
+                    .map(|r| {
+                        let keep: Vec<usize> = (0..n)
+                            .filter(|&j| {
+                                !held[r]
+                                    .iter()
+                                    .any(|&(id, at)| blocks[at as usize + j] == id)
+                            })
+                            .collect();
+                        let id = [11u64, 13][r];
+                        (
+                            keep.iter().map(|&j| all[r][j]).collect(),
+                            keep.iter().map(|&j| id << 32 | idn[j] as u64).collect(),
+                        )
+                    })
+                    .collect();
+                for k in Kernel::available() {
+                    let (mut d0, mut p0, mut d1, mut p1) =
+                        (vec![-2f32], vec![42u64], vec![], vec![]);
+                    k.dice_pairs2_kept(
+                        [a0, a1],
+                        pa,
+                        [11, 13],
+                        bn,
+                        pn,
+                        idn,
+                        &blocks,
+                        [&held[0], &held[1]],
+                        [(&mut d0, &mut p0), (&mut d1, &mut p1)],
+                    );
+                    assert_eq!((d0[0], p0[0]), (-2.0, 42), "{k:?}");
+                    assert_eq!((d0[1..].to_vec(), p0[1..].to_vec()), want[0], "{k:?} n={n}");
+                    assert_eq!((d1, p1), want[1].clone(), "{k:?} n={n}");
+                }
+            }
+        }
     }
 
     /// Lane sums from 0 to 128 (full filters, empty ones and every count

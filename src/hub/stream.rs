@@ -370,6 +370,10 @@ struct Tile {
     row: Vec<f32>,
     /// The earlier passes holding the row's record: (column, block).
     own: Vec<(usize, u32)>,
+    /// The second row's kept Dice and pairs, before they follow the
+    /// first's.
+    dice1: Vec<f32>,
+    pairs1: Vec<u64>,
 }
 
 /// The earlier passes of a chunk's pass, as ownership tests: the first
@@ -538,6 +542,10 @@ struct Context<'a> {
     bounds: Vec<u32>,
 }
 
+/// At most this many earlier passes holding a row are tested in the
+/// kernel's loop (more take the row-by-row test).
+const HELD_MAX: usize = 8;
+
 /// Members up to this many past the block compared are asked for while
 /// its rows are compared (more only crowds the CPU's miss buffers).
 const AHEAD: usize = 64;
@@ -702,6 +710,8 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
         runs,
         row: dst,
         own,
+        dice1,
+        pairs1,
     } = tile;
     // Row `i`'s columns: the later members of other agencies (a run, as
     // agencies are ordered), or all later members when de-duplicating.
@@ -750,6 +760,39 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
                 &mut out.dice,
                 &mut out.pairs,
             );
+            i += 2;
+            continue;
+        }
+        if two && !dedup && earlier.masks.is_empty() && nb <= HELD_MAX {
+            // Each row tested against the earlier passes holding its
+            // record, in the kernel's loop; the second row's kept pairs
+            // follow the first's.
+            let mut held = [[(NO_BLOCK, 0u32); HELD_MAX]; 2];
+            let mut len = [0usize; 2];
+            for (r, h) in held.iter_mut().enumerate() {
+                for k in 0..nb {
+                    let id = ids[k * n + i + r];
+                    if id != NO_BLOCK {
+                        h[len[r]] = (id, (k * n + c) as u32);
+                        len[r] += 1;
+                    }
+                }
+            }
+            dice1.clear();
+            pairs1.clear();
+            kernel.dice_pairs2_kept(
+                [clk(i), clk(i + 1)],
+                [pop[i], pop[i + 1]],
+                [m[i], m[i + 1]],
+                &tw[c * words..],
+                &pop[c..],
+                &m[c..],
+                ids,
+                [&held[0][..len[0]], &held[1][..len[1]]],
+                [(&mut out.dice, &mut out.pairs), (dice1, pairs1)],
+            );
+            out.dice.extend_from_slice(dice1);
+            out.pairs.extend_from_slice(pairs1);
             i += 2;
             continue;
         }

@@ -226,7 +226,7 @@ impl Tiles {
 }
 
 /// `BLOOMLINK_RATIO=ROUNDS cargo bench --bench dice`: instead of criterion,
-/// the block tiles of 64 and the minimal loop, interleaved in short runs
+/// the block tiles (of 64 and of 16) and the minimal loop, interleaved in short runs
 /// for ROUNDS rounds on one thread, each timed at its fastest round. On a
 /// shared machine other tenants only ever add time, so the fastest of many
 /// interleaved rounds compares the two under the same conditions, where
@@ -243,7 +243,7 @@ fn ratio(rounds: usize) {
         .num_threads(1)
         .build()
         .expect("pool");
-    let t = Tiles::new(64);
+    let (t, t16) = (Tiles::new(64), Tiles::new(16));
     let (a, b) = (filters(64, 3), filters(4096, 5));
     let limit = || {
         let mut x = 0u64;
@@ -257,8 +257,8 @@ fn ratio(rounds: usize) {
         std::hint::black_box(x);
         4 * 64 * 4096u64
     };
-    let (one, t) = (&one, &t);
-    let tiles = |pass| {
+    let one = &one;
+    let tiles = |t: &'static Tiles, pass| {
         let chunk = t.chunk(pass);
         move || {
             let (_, c) = one.install(|| {
@@ -267,13 +267,16 @@ fn ratio(rounds: usize) {
             c.block_pairs
         }
     };
-    let runs: [(&str, &dyn Fn() -> u64); 3] = [
+    let (t, t16): (&'static Tiles, &'static Tiles) = (Box::leak(Box::new(t)), Box::leak(Box::new(t16)));
+    let runs: [(&str, &dyn Fn() -> u64); 5] = [
         ("popcount_limit", &limit),
-        ("blocks_of_64_no_earlier_pass", &tiles(0)),
-        ("blocks_of_64_tested_against_one_pass", &tiles(1)),
+        ("blocks_of_64_no_earlier_pass", &tiles(t, 0)),
+        ("blocks_of_64_tested_against_one_pass", &tiles(t, 1)),
+        ("blocks_of_16_no_earlier_pass", &tiles(t16, 0)),
+        ("blocks_of_16_tested_against_one_pass", &tiles(t16, 1)),
     ];
-    let mut best = [f64::MAX; 3];
-    let mut pairs = [0u64; 3];
+    let mut best = [f64::MAX; 5];
+    let mut pairs = [0u64; 5];
     for _ in 0..rounds {
         for (k, (_, f)) in runs.iter().enumerate() {
             let clock = Instant::now();

@@ -797,16 +797,24 @@ mod x86 {
                         let c = _mm256_loadu_si256(bk.add(at as usize + j) as *const __m256i);
                         taken |= _mm256_cmpeq_epi32_mask(c, _mm256_set1_epi32(id as i32));
                     }
-                    let keep = !taken;
-                    // Whole vectors, compressed in registers (a compressing
-                    // store to memory is slow on some CPUs), into the slack
-                    // past the count.
-                    _mm256_storeu_ps(out[r].add(done[r]), _mm256_maskz_compress_ps(keep, d[r]));
-                    _mm512_storeu_si512(
-                        po[r].add(done[r]) as *mut _,
-                        _mm512_maskz_compress_epi64(keep, _mm512_or_si512(hi[r], g)),
-                    );
-                    done[r] += keep.count_ones() as usize;
+                    let p = _mm512_or_si512(hi[r], g);
+                    let (d, p, kept) = if taken == 0 {
+                        // The usual case: nothing earlier holds any.
+                        (d[r], p, 8)
+                    } else {
+                        // Compressed in registers (a compressing store to
+                        // memory is slow on some CPUs).
+                        let keep = !taken;
+                        (
+                            _mm256_maskz_compress_ps(keep, d[r]),
+                            _mm512_maskz_compress_epi64(keep, p),
+                            keep.count_ones() as usize,
+                        )
+                    };
+                    // Whole vectors, into the slack past the count.
+                    _mm256_storeu_ps(out[r].add(done[r]), d);
+                    _mm512_storeu_si512(po[r].add(done[r]) as *mut _, p);
+                    done[r] += kept;
                 }
             }
             j += 8;

@@ -267,7 +267,8 @@ fn ratio(rounds: usize) {
             c.block_pairs
         }
     };
-    let (t, t16): (&'static Tiles, &'static Tiles) = (Box::leak(Box::new(t)), Box::leak(Box::new(t16)));
+    let (t, t16): (&'static Tiles, &'static Tiles) =
+        (Box::leak(Box::new(t)), Box::leak(Box::new(t16)));
     let runs: [(&str, &dyn Fn() -> u64); 5] = [
         ("popcount_limit", &limit),
         ("blocks_of_64_no_earlier_pass", &tiles(t, 0)),

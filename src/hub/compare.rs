@@ -232,6 +232,94 @@ impl Kernel {
 }
 
 impl Kernel {
+    /// Every row of a run of a tile against every column of a later run:
+    /// rows side by side in `a` (popcounts `pa`, records `ids`) against
+    /// columns `b` (popcounts `bpop`, records `bids`, each greater than
+    /// every row's), appending each row's Dice and pairs in row order, two
+    /// rows a kernel call ([`Kernel::dice_pairs2`]). `before` runs before
+    /// each call (a caller spreads its prefetches over them). The outputs
+    /// grow once for the whole rectangle.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dice_pairs_rows(
+        self,
+        a: &[u64],
+        pa: &[u32],
+        ids: &[u32],
+        (b, bpop, bids): (&[u64], &[u32], &[u32]),
+        dice: &mut Vec<f32>,
+        pairs: &mut Vec<u64>,
+        mut before: impl FnMut(),
+    ) {
+        let (rows, n) = (pa.len(), bpop.len());
+        if rows == 0 {
+            return;
+        }
+        let words = a.len() / rows;
+        assert!(a.len() == rows * words && ids.len() == rows);
+        assert!(b.len() == n * words && bids.len() == n);
+        let row = |i: usize| &a[i * words..(i + 1) * words];
+        let mut i = 0;
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernel::Avx512 && words == 16 {
+            let whole = (rows & !1) * n;
+            dice.reserve(whole);
+            pairs.reserve(whole);
+            let (d, p) = (dice.len(), pairs.len());
+            while i + 1 < rows {
+                before();
+                let at = (i * n) as isize;
+                // SAFETY: only chosen when the CPU reports the features;
+                // rows i and i + 1 write slots i*n .. (i+2)*n of the
+                // `whole` reserved above, and the lengths cover them only
+                // once every row pair is written.
+                unsafe {
+                    let (dp, pp) = (dice.as_mut_ptr().add(d), pairs.as_mut_ptr().add(p));
+                    x86::two_rows::<true>(
+                        [row(i), row(i + 1)],
+                        [pa[i], pa[i + 1]],
+                        b,
+                        bpop,
+                        [dp.offset(at), dp.offset(at + n as isize)],
+                        Some(x86::Pairs {
+                            ids: [ids[i], ids[i + 1]],
+                            bids,
+                            out: [pp.offset(at), pp.offset(at + n as isize)],
+                            blocks: &[],
+                            held: [&[]; 2],
+                        }),
+                    );
+                }
+                i += 2;
+            }
+            // SAFETY: every slot below the new lengths was written above.
+            unsafe {
+                dice.set_len(d + whole);
+                pairs.set_len(p + whole);
+            }
+        }
+        while i + 1 < rows {
+            before();
+            self.dice_pairs2(
+                [row(i), row(i + 1)],
+                [pa[i], pa[i + 1]],
+                [ids[i], ids[i + 1]],
+                b,
+                bpop,
+                bids,
+                dice,
+                pairs,
+            );
+            i += 2;
+        }
+        if i < rows {
+            before();
+            let at = dice.len();
+            dice.resize(at + n, 0.0);
+            self.dice_many(row(i), pa[i], b, bpop, &mut dice[at..]);
+            pairs.extend(bids.iter().map(|&g| (ids[i] as u64) << 32 | g as u64));
+        }
+    }
+
     /// [`Kernel::dice_pairs2`] keeping only the pairs no earlier pass
     /// holds: row `r`'s pair with column `j` is left out when some
     /// `(block, at)` of `held[r]` (an earlier pass holding the row's record
@@ -957,6 +1045,55 @@ mod tests {
             return;
         }
         eprintln!("no AVX-512 here: the vector Dice was not checked");
+    }
+
+    /// A rectangle of rows against columns appends each row's Dice and
+    /// pairs in row order, for even and odd numbers of rows (the last
+    /// taken alone) and every kind of column count, calling `before` once
+    /// per kernel call.
+    #[test]
+    fn rows_against_columns_append_row_after_row() {
+        let words = 16;
+        let a = rnd(5 * words, 9);
+        let b = rnd(23 * words, 10);
+        let pa: Vec<u32> = a.chunks_exact(words).map(popcount).collect();
+        let bpop: Vec<u32> = b.chunks_exact(words).map(popcount).collect();
+        let ids: Vec<u32> = (0..5).collect();
+        let bids: Vec<u32> = (0..23).map(|j| 100 + j).collect();
+        for rows in 0..=5usize {
+            for n in [0usize, 1, 8, 9, 23] {
+                let (bn, pn, idn) = (&b[..n * words], &bpop[..n], &bids[..n]);
+                let mut want_d = vec![-2f32];
+                let mut want_p = vec![42u64];
+                for i in 0..rows {
+                    let mut d = vec![0f32; n];
+                    generic_dice_many(
+                        &a[i * words..(i + 1) * words],
+                        pa[i],
+                        bn,
+                        pn,
+                        &mut d,
+                        scalar_and_pop,
+                    );
+                    want_d.extend(d);
+                    want_p.extend(idn.iter().map(|&g| (i as u64) << 32 | g as u64));
+                }
+                for k in Kernel::available() {
+                    let (mut d, mut p, mut calls) = (vec![-2f32], vec![42u64], 0);
+                    k.dice_pairs_rows(
+                        &a[..rows * words],
+                        &pa[..rows],
+                        &ids[..rows],
+                        (bn, pn, idn),
+                        &mut d,
+                        &mut p,
+                        || calls += 1,
+                    );
+                    assert_eq!((&d, &p), (&want_d, &want_p), "{k:?} rows={rows} n={n}");
+                    assert_eq!(calls, rows.div_ceil(2), "{k:?}");
+                }
+            }
+        }
     }
 
     /// The kept pairs and their Dice are what testing each pair of the

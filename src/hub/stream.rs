@@ -868,34 +868,19 @@ fn linked_tile(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &Tile, out: &mu
         runs,
         ..
     } = tile;
-    let clk = |i: usize| &tw[i * words..(i + 1) * words];
     let mut block_pairs = 0;
     let mut s = 0;
     // Each run but the last: rows s..e against columns e..n.
     for &e in &runs[..runs.len() - 1] {
-        let (cols, bpop, bids) = (&tw[e * words..], &pop[e..], &m[e..]);
-        let mut i = s;
-        while i + 1 < e {
-            ahead.step();
-            kernel.dice_pairs2(
-                [clk(i), clk(i + 1)],
-                [pop[i], pop[i + 1]],
-                [m[i], m[i + 1]],
-                cols,
-                bpop,
-                bids,
-                &mut out.dice,
-                &mut out.pairs,
-            );
-            i += 2;
-        }
-        if i < e {
-            ahead.step();
-            let at = out.dice.len();
-            out.dice.resize(at + (n - e), 0.0);
-            kernel.dice_many(clk(i), pop[i], cols, bpop, &mut out.dice[at..]);
-            push_pairs(kernel, m[i], bids, &mut out.pairs);
-        }
+        kernel.dice_pairs_rows(
+            &tw[s * words..e * words],
+            &pop[s..e],
+            &m[s..e],
+            (&tw[e * words..], &pop[e..], &m[e..]),
+            &mut out.dice,
+            &mut out.pairs,
+            || ahead.step(),
+        );
         block_pairs += ((e - s) * (n - e)) as u64;
         s = e;
     }

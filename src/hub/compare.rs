@@ -1,10 +1,14 @@
 //! Dice kernels on packed `u64` words, chosen at run time.
 //!
-//! `Avx512` uses VPOPCNTDQ on 512-bit lanes when the CPU has it, `Popcnt`
+//! `Avx512` uses VPOPCNTDQ on 512-bit lanes when the CPU has it (with the
+//! F, BW, DQ, VL and VBMI subsets: Ice Lake, Zen 4 and later), `Popcnt`
 //! the scalar POPCNT instruction, `Scalar` portable bit tricks. All three give
-//! identical results (tested). Popcounts of each filter are computed once at
-//! load; a comparison costs one AND-popcount. Nothing here allocates per pair.
-//! Hub side: never sees plaintext or keys.
+//! identical results, to the bit (tested, exhaustively for the Dice of
+//! 1024-bit filters). Popcounts of each filter are computed once at load; a
+//! comparison costs one AND-popcount. The tile kernels take two rows at a
+//! time and write the pairs, and drop those an earlier pass holds, in the
+//! loop that computes their Dice (docs/decisions.md §26, §28). Nothing here
+//! allocates per pair. Hub side: never sees plaintext or keys.
 
 use std::sync::OnceLock;
 

@@ -10,10 +10,12 @@
 //! block pass. So the chunks together hold each candidate pair exactly
 //! once without ever meeting. Inside a chunk each block is a *tile*: its
 //! members' CLKs are copied side by side and each two rows of the block
-//! are one call of a register-tiled Dice kernel. Each work item's pairs
-//! (a run of blocks, about 16k pairs) are then compared while they and the
-//! blocks' records are in cache, never all held (docs/decisions.md §25,
-//! §26). A chunk keeps the pairs whose match weight (before the prior)
+//! are one call of a register-tiled Dice kernel, which writes the pairs
+//! (those no earlier pass holds) beside their Dice; in a linkage block that
+//! no earlier pass can tell, each agency's run of rows is one call. Each
+//! work item's pairs (a run of blocks, about 16k pairs) are then compared
+//! while they and the blocks' records are in cache, never all held
+//! (docs/decisions.md §25, §26, §28). A chunk keeps the pairs whose match weight (before the prior)
 //! could reach the reporting floor, and tallies all of them: level
 //! patterns (for the prior, by EM), a fine histogram of weight and Dice of
 //! the pairs not kept (for the report). Chunks are also the work units of

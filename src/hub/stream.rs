@@ -733,12 +733,12 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
     let mut block_pairs = 0;
     let mut i = 0;
     while i < n {
-        // Spread the loads of the members ahead over the block's row pairs.
         let c = first_column(i);
         if c >= n {
             // Later rows have no columns either.
             break;
         }
+        // Spread the loads of the members ahead over the block's row pairs.
         ahead.step();
         // Two rows share one pass of the kernel when the next row's
         // columns are this row's (linkage: same agency) or all but the

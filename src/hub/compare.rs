@@ -174,22 +174,28 @@ impl Kernel {
     }
 }
 
+/// Two rows of a tile: their filters, popcounts and records.
+#[derive(Debug, Clone, Copy)]
+pub struct RowPair<'a> {
+    pub a: [&'a [u64]; 2],
+    pub pa: [u32; 2],
+    pub ids: [u32; 2],
+}
+
+/// A run of a tile's columns: their filters side by side, popcounts and
+/// records (each greater than the rows' records).
+pub type Columns<'a> = (&'a [u64], &'a [u32], &'a [u32]);
+
 impl Kernel {
-    /// [`Kernel::dice_many2`] for the two rows of a tile whose records
-    /// are `ids` against the columns whose records are `bids` (all greater
-    /// than both rows' records), appending row 0's Dice and then row 1's
-    /// to `dice`, and their pairs (`id << 32 | bid`, in the same order) to
-    /// `pairs`. The AVX-512 kernel writes both in the loop that computes
-    /// them, into reserved space (no fill, no second pass).
-    #[allow(clippy::too_many_arguments)]
+    /// [`Kernel::dice_many2`] for the two rows of a tile against a run of
+    /// its columns, appending row 0's Dice and then row 1's to `dice`, and
+    /// their pairs (`id << 32 | bid`, in the same order) to `pairs`. The
+    /// AVX-512 kernel writes both in the loop that computes them, into
+    /// reserved space (no fill, no second pass).
     pub fn dice_pairs2(
         self,
-        a: [&[u64]; 2],
-        pa: [u32; 2],
-        ids: [u32; 2],
-        b: &[u64],
-        bpop: &[u32],
-        bids: &[u32],
+        RowPair { a, pa, ids }: RowPair,
+        (b, bpop, bids): Columns,
         dice: &mut Vec<f32>,
         pairs: &mut Vec<u64>,
     ) {
@@ -249,7 +255,7 @@ impl Kernel {
         a: &[u64],
         pa: &[u32],
         ids: &[u32],
-        (b, bpop, bids): (&[u64], &[u32], &[u32]),
+        (b, bpop, bids): Columns,
         dice: &mut Vec<f32>,
         pairs: &mut Vec<u64>,
         mut before: impl FnMut(),
@@ -303,16 +309,12 @@ impl Kernel {
         }
         while i + 1 < rows {
             before();
-            self.dice_pairs2(
-                [row(i), row(i + 1)],
-                [pa[i], pa[i + 1]],
-                [ids[i], ids[i + 1]],
-                b,
-                bpop,
-                bids,
-                dice,
-                pairs,
-            );
+            let two = RowPair {
+                a: [row(i), row(i + 1)],
+                pa: [pa[i], pa[i + 1]],
+                ids: [ids[i], ids[i + 1]],
+            };
+            self.dice_pairs2(two, (b, bpop, bids), dice, pairs);
             i += 2;
         }
         if i < rows {
@@ -332,15 +334,11 @@ impl Kernel {
     /// pairs are appended to `out[r]`, in column order. The AVX-512 kernel
     /// tests and compresses eight columns a step in the loop that computes
     /// their Dice.
-    #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn dice_pairs2_kept(
         self,
-        a: [&[u64]; 2],
-        pa: [u32; 2],
-        ids: [u32; 2],
-        b: &[u64],
-        bpop: &[u32],
-        bids: &[u32],
+        RowPair { a, pa, ids }: RowPair,
+        (b, bpop, bids): Columns,
         blocks: &[u32],
         held: [&[(u32, u32)]; 2],
         out: [(&mut Vec<f32>, &mut Vec<u64>); 2],
@@ -1028,7 +1026,12 @@ mod tests {
                 .collect();
             for k in Kernel::available() {
                 let (mut dice, mut pairs) = (vec![-2f32], vec![42u64]);
-                k.dice_pairs2([a0, a1], pa, [7, 9], bn, pn, idn, &mut dice, &mut pairs);
+                let rows = RowPair {
+                    a: [a0, a1],
+                    pa,
+                    ids: [7, 9],
+                };
+                k.dice_pairs2(rows, (bn, pn, idn), &mut dice, &mut pairs);
                 assert_eq!(dice[0], -2.0, "{k:?}");
                 assert_eq!(pairs[0], 42, "{k:?}");
                 assert_eq!(&dice[1..], &want[..], "{k:?} n={n}");
@@ -1149,13 +1152,14 @@ mod tests {
                 for k in Kernel::available() {
                     let (mut d0, mut p0, mut d1, mut p1) =
                         (vec![-2f32], vec![42u64], vec![], vec![]);
-                    k.dice_pairs2_kept(
-                        [a0, a1],
+                    let rows = RowPair {
+                        a: [a0, a1],
                         pa,
-                        [11, 13],
-                        bn,
-                        pn,
-                        idn,
+                        ids: [11, 13],
+                    };
+                    k.dice_pairs2_kept(
+                        rows,
+                        (bn, pn, idn),
                         &blocks,
                         [&held[0], &held[1]],
                         [(&mut d0, &mut p0), (&mut d1, &mut p1)],

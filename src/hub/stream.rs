@@ -26,7 +26,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::block::{PassStats, pack};
-use super::compare::{Kernel, dice32};
+use super::compare::{Kernel, RowPair, dice32};
 use super::load::Dataset;
 use super::score::{Comparisons, clk_dice, compare_scored};
 
@@ -750,18 +750,19 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
         let total = lens[0] + lens[1];
         block_pairs += total as u64;
         let direct = alone(i) && (!two || alone(i + 1));
+        // In linkage, two rows against their (shared) columns.
+        let pair_of_rows = || {
+            let rows = RowPair {
+                a: [clk(i), clk(i + 1)],
+                pa: [pop[i], pop[i + 1]],
+                ids: [m[i], m[i + 1]],
+            };
+            (rows, (&tw[c * words..], &pop[c..], &m[c..]))
+        };
         if direct && two && !dedup {
             // Both rows' Dice and pairs written by the kernel in one pass.
-            kernel.dice_pairs2(
-                [clk(i), clk(i + 1)],
-                [pop[i], pop[i + 1]],
-                [m[i], m[i + 1]],
-                &tw[c * words..],
-                &pop[c..],
-                &m[c..],
-                &mut out.dice,
-                &mut out.pairs,
-            );
+            let (rows, cols) = pair_of_rows();
+            kernel.dice_pairs2(rows, cols, &mut out.dice, &mut out.pairs);
             i += 2;
             continue;
         }
@@ -782,13 +783,10 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
             }
             dice1.clear();
             pairs1.clear();
+            let (rows, cols) = pair_of_rows();
             kernel.dice_pairs2_kept(
-                [clk(i), clk(i + 1)],
-                [pop[i], pop[i + 1]],
-                [m[i], m[i + 1]],
-                &tw[c * words..],
-                &pop[c..],
-                &m[c..],
+                rows,
+                cols,
                 ids,
                 [&held[0][..len[0]], &held[1][..len[1]]],
                 [(&mut out.dice, &mut out.pairs), (dice1, pairs1)],

@@ -147,7 +147,6 @@ fn block_keys(n: usize, size: usize, mult: u64) -> Vec<Option<u128>> {
 /// (1,024 cross-agency pairs each) and of 16, over 65,536 records (8 MiB
 /// of CLKs, beyond L2 as real jobs are).
 fn block_tiles(c: &mut Criterion) {
-    use bloomlink::hub::stream::emit_with;
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
@@ -156,13 +155,10 @@ fn block_tiles(c: &mut Criterion) {
     for size in [64usize, 16] {
         let t = Tiles::new(size);
         for (name, pass) in [("no_earlier_pass", 0u32), ("tested_against_one_pass", 1)] {
-            let chunk = t.chunk(pass);
-            // Each work item's part goes to a consumer, as a job hands it
-            // to comparison; this one only counts its pairs.
-            let run = || emit_with(&t.ds, &t.passes, &t.owners, false, chunk, |p| p.pairs.len());
-            g.throughput(Throughput::Elements(run().1.block_pairs));
+            let run = t.run(&one, pass);
+            g.throughput(Throughput::Elements(run()));
             g.bench_function(format!("blocks_of_{size}_{name}_1thread"), |bch| {
-                bch.iter(|| one.install(|| run().0.len()))
+                bch.iter(&run)
             });
         }
     }
@@ -216,6 +212,22 @@ impl Tiles {
         Tiles { ds, passes, owners }
     }
 
+    /// Emitting the chunk of pass `pass` on `pool`, handing each work
+    /// item's part to a consumer (as a job hands it to comparison; this one
+    /// only counts its pairs): the pairs of blocks it held.
+    fn run<'a>(&'a self, pool: &'a rayon::ThreadPool, pass: u32) -> impl Fn() -> u64 + 'a {
+        use bloomlink::hub::stream::emit_with;
+        let chunk = self.chunk(pass);
+        move || {
+            let emit = || {
+                emit_with(&self.ds, &self.passes, &self.owners, false, chunk, |p| {
+                    p.pairs.len()
+                })
+            };
+            pool.install(emit).1.block_pairs
+        }
+    }
+
     /// The one chunk of pass `pass`.
     fn chunk(&self, pass: u32) -> bloomlink::hub::stream::Chunk {
         *bloomlink::hub::stream::chunks(&self.passes, u64::MAX)
@@ -233,7 +245,6 @@ impl Tiles {
 /// criterion's consecutive groups can each meet different neighbours.
 #[cfg(target_arch = "x86_64")]
 fn ratio(rounds: usize) {
-    use bloomlink::hub::stream::emit_with;
     use std::time::Instant;
     assert!(
         Kernel::available().contains(&Kernel::Avx512),
@@ -258,23 +269,12 @@ fn ratio(rounds: usize) {
         4 * 64 * 4096u64
     };
     let one = &one;
-    let tiles = |t: &'static Tiles, pass| {
-        let chunk = t.chunk(pass);
-        move || {
-            let (_, c) = one.install(|| {
-                emit_with(&t.ds, &t.passes, &t.owners, false, chunk, |p| p.pairs.len())
-            });
-            c.block_pairs
-        }
-    };
-    let (t, t16): (&'static Tiles, &'static Tiles) =
-        (Box::leak(Box::new(t)), Box::leak(Box::new(t16)));
     let runs: [(&str, &dyn Fn() -> u64); 5] = [
         ("popcount_limit", &limit),
-        ("blocks_of_64_no_earlier_pass", &tiles(t, 0)),
-        ("blocks_of_64_tested_against_one_pass", &tiles(t, 1)),
-        ("blocks_of_16_no_earlier_pass", &tiles(t16, 0)),
-        ("blocks_of_16_tested_against_one_pass", &tiles(t16, 1)),
+        ("blocks_of_64_no_earlier_pass", &t.run(one, 0)),
+        ("blocks_of_64_tested_against_one_pass", &t.run(one, 1)),
+        ("blocks_of_16_no_earlier_pass", &t16.run(one, 0)),
+        ("blocks_of_16_tested_against_one_pass", &t16.run(one, 1)),
     ];
     let mut best = [f64::MAX; 5];
     let mut pairs = [0u64; 5];

@@ -211,19 +211,11 @@ impl Kernel {
             // one of those slots is written before the lengths cover it.
             Kernel::Avx512 if words == 16 => unsafe {
                 let (d, p) = (dice.len(), pairs.len());
-                x86::two_rows::<true>(
-                    a,
-                    pa,
-                    b,
-                    bpop,
-                    [dice.as_mut_ptr().add(d), dice.as_mut_ptr().add(d + n)],
-                    Some(x86::Pairs {
-                        ids,
-                        bids,
-                        out: [pairs.as_mut_ptr().add(p), pairs.as_mut_ptr().add(p + n)],
-                        blocks: &[],
-                        held: [&[]; 2],
-                    }),
+                x86::two_rows_with_pairs(
+                    RowPair { a, pa, ids },
+                    (b, bpop, bids),
+                    dice.as_mut_ptr().add(d),
+                    pairs.as_mut_ptr().add(p),
                 );
                 dice.set_len(d + 2 * n);
                 pairs.set_len(p + 2 * n);
@@ -234,14 +226,12 @@ impl Kernel {
                 let (d0, d1) = dice[at..].split_at_mut(n);
                 self.dice_many2(a, pa, b, bpop, [d0, d1]);
                 for id in ids {
-                    pairs.extend(bids.iter().map(|&g| (id as u64) << 32 | g as u64));
+                    pairs.extend(bids.iter().map(|&g| pair(id, g)));
                 }
             }
         }
     }
-}
 
-impl Kernel {
     /// Every row of a run of a tile against every column of a later run:
     /// rows side by side in `a` (popcounts `pa`, records `ids`) against
     /// columns `b` (popcounts `bpop`, records `bids`, each greater than
@@ -268,6 +258,11 @@ impl Kernel {
         assert!(a.len() == rows * words && ids.len() == rows);
         assert!(b.len() == n * words && bids.len() == n);
         let row = |i: usize| &a[i * words..(i + 1) * words];
+        let two = |i: usize| RowPair {
+            a: [row(i), row(i + 1)],
+            pa: [pa[i], pa[i + 1]],
+            ids: [ids[i], ids[i + 1]],
+        };
         let mut i = 0;
         #[cfg(target_arch = "x86_64")]
         if self == Kernel::Avx512 && words == 16 {
@@ -277,26 +272,16 @@ impl Kernel {
             let (d, p) = (dice.len(), pairs.len());
             while i + 1 < rows {
                 before();
-                let at = (i * n) as isize;
                 // SAFETY: only chosen when the CPU reports the features;
                 // rows i and i + 1 write slots i*n .. (i+2)*n of the
                 // `whole` reserved above, and the lengths cover them only
                 // once every row pair is written.
                 unsafe {
-                    let (dp, pp) = (dice.as_mut_ptr().add(d), pairs.as_mut_ptr().add(p));
-                    x86::two_rows::<true>(
-                        [row(i), row(i + 1)],
-                        [pa[i], pa[i + 1]],
-                        b,
-                        bpop,
-                        [dp.offset(at), dp.offset(at + n as isize)],
-                        Some(x86::Pairs {
-                            ids: [ids[i], ids[i + 1]],
-                            bids,
-                            out: [pp.offset(at), pp.offset(at + n as isize)],
-                            blocks: &[],
-                            held: [&[]; 2],
-                        }),
+                    x86::two_rows_with_pairs(
+                        two(i),
+                        (b, bpop, bids),
+                        dice.as_mut_ptr().add(d + i * n),
+                        pairs.as_mut_ptr().add(p + i * n),
                     );
                 }
                 i += 2;
@@ -309,12 +294,7 @@ impl Kernel {
         }
         while i + 1 < rows {
             before();
-            let two = RowPair {
-                a: [row(i), row(i + 1)],
-                pa: [pa[i], pa[i + 1]],
-                ids: [ids[i], ids[i + 1]],
-            };
-            self.dice_pairs2(two, (b, bpop, bids), dice, pairs);
+            self.dice_pairs2(two(i), (b, bpop, bids), dice, pairs);
             i += 2;
         }
         if i < rows {
@@ -322,7 +302,7 @@ impl Kernel {
             let at = dice.len();
             dice.resize(at + n, 0.0);
             self.dice_many(row(i), pa[i], b, bpop, &mut dice[at..]);
-            pairs.extend(bids.iter().map(|&g| (ids[i] as u64) << 32 | g as u64));
+            pairs.extend(bids.iter().map(|&g| pair(ids[i], g)));
         }
     }
 
@@ -399,12 +379,19 @@ impl Kernel {
                     continue;
                 }
                 d[w] = d[s + j];
-                p.push((ids[r] as u64) << 32 | g as u64);
+                p.push(pair(ids[r], g));
                 w += 1;
             }
             d.truncate(w);
         }
     }
+}
+
+/// A candidate pair as the hub packs it: the row's record above the
+/// column's (which is the greater, so this is `block::pack`'s order).
+#[inline(always)]
+fn pair(id: u32, g: u32) -> u64 {
+    (id as u64) << 32 | g as u64
 }
 
 #[inline(always)]
@@ -453,7 +440,7 @@ fn generic_dice_many(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{dice32, generic_dice_many, scalar_and_pop};
+    use super::{Columns, RowPair, dice32, generic_dice_many, pair, scalar_and_pop};
 
     /// 1024-bit filters: `a ^ b` stays in two registers, two tests a mask.
     #[target_feature(enable = "avx512f")]
@@ -830,13 +817,48 @@ mod x86 {
                 unsafe {
                     *out[r].add(j) = dice32(avx512_and_pop(a[r], bw), pa[r], bpop[j]);
                     if PAIRS {
-                        *po[r].add(j) = (ids[r] as u64) << 32 | bids[j] as u64;
+                        *po[r].add(j) = pair(ids[r], bids[j]);
                     }
                 }
             }
             j += 1;
         }
         [n, n]
+    }
+
+    /// [`two_rows`] with pairs, for a [`RowPair`] against [`Columns`]:
+    /// row 0's Dice and pairs at `dice` and `pairs`, row 1's right after
+    /// (`n` columns each).
+    ///
+    /// # Safety
+    /// Both rows have 16 words; `dice` and `pairs` have `2 * n` writable
+    /// slots.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw,avx512vbmi,avx512dq,avx2")]
+    pub unsafe fn two_rows_with_pairs(
+        RowPair { a, pa, ids }: RowPair,
+        (b, bpop, bids): Columns,
+        dice: *mut f32,
+        pairs: *mut u64,
+    ) {
+        let n = bpop.len();
+        // SAFETY: the caller's contract covers both rows' n slots.
+        unsafe {
+            two_rows::<true>(
+                a,
+                pa,
+                b,
+                bpop,
+                [dice, dice.add(n)],
+                Some(Pairs {
+                    ids,
+                    bids,
+                    out: [pairs, pairs.add(n)],
+                    blocks: &[],
+                    held: [&[]; 2],
+                }),
+            );
+        }
     }
 
     /// [`two_rows`] writing only the pairs no earlier pass holds, and
@@ -922,7 +944,7 @@ mod x86 {
                 // done[r] <= j < n is within every output's slots.
                 unsafe {
                     *out[r].add(done[r]) = dice32(avx512_and_pop(a[r], bw), pa[r], bpop[j]);
-                    *po[r].add(done[r]) = (ids[r] as u64) << 32 | bids[j] as u64;
+                    *po[r].add(done[r]) = pair(ids[r], bids[j]);
                 }
                 done[r] += 1;
             }

@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use hmac::{Hmac, KeyInit, Mac};
 use rayon::prelude::*;
@@ -96,44 +96,78 @@ struct FieldEnc {
 
 type TokenCache = ByteMap<(Hashed, Option<Hashed>)>;
 
-/// One field value's encoding: what normalisation made of it and the bit
-/// positions its tokens set (in the CLK's hash space, and in the field
-/// filter for native schemas). Cached per thread by the raw cell text, so a
-/// repeated name costs one lookup.
-#[derive(Clone, Default)]
-struct ValueEnc {
-    reject: Option<String>,
-    norm: String,
-    /// Whether the value set any bit (else it counts as missing).
-    present: bool,
-    /// One buffer (one cache miss on a hit): first the value's
-    /// contribution to the CLK, in clkhash byte order, in the hash space
-    /// (before folding; `split` bytes), then the value's field filter, final
-    /// (folded when the schema folds).
+/// Slot of a row whose field has no value (a null cell, or a value that
+/// set no bit).
+const NO_VALUE: u32 = u32::MAX;
+/// Slots with this bit set are in the slice's own (uncached) table.
+const OWN: u32 = 1 << 31;
+
+/// Encoded values of one field, stored flat: entry `i`'s bytes are
+/// `data[i·stride ..]`, first the value's contribution to the CLK (in
+/// clkhash byte order, in the hash space before folding: `split` bytes),
+/// then its field filter, final (folded or balanced when the schema says).
+/// One lookup gives an index; the bytes it leads to are contiguous, with no
+/// pointer to chase and no reference count to touch.
+#[derive(Default)]
+struct ValueTable {
     data: Vec<u8>,
-    split: usize,
+    entries: Vec<Entry>,
+    /// What normalisation made of each value, end to end.
+    norms: String,
+    /// Reasons of rejected values.
+    rejects: Vec<String>,
 }
 
-impl ValueEnc {
-    /// The CLK contribution as little-endian words.
-    #[inline]
-    fn clk_words(&self) -> impl Iterator<Item = u64> + '_ {
-        self.data[..self.split]
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+/// One encoded value: where its normalised text is, and whether it was
+/// rejected or set any bit (else it counts as missing).
+#[derive(Clone, Copy)]
+struct Entry {
+    norm: (u32, u32),
+    /// Index into `rejects`, or `NO_VALUE`.
+    reject: u32,
+    present: bool,
+}
+
+impl ValueTable {
+    fn clear(&mut self) {
+        self.data.clear();
+        self.entries.clear();
+        self.norms.clear();
+        self.rejects.clear();
     }
 
-    /// The field filter's bytes.
-    #[inline]
-    fn ff(&self) -> &[u8] {
-        &self.data[self.split..]
+    fn len(&self) -> usize {
+        self.entries.len()
     }
+
+    fn norm(&self, e: u32) -> &str {
+        let (start, len) = self.entries[e as usize].norm;
+        &self.norms[start as usize..(start + len) as usize]
+    }
+
+    /// Entry `e`'s bytes (`stride` long).
+    #[inline]
+    fn bytes(&self, e: u32, stride: usize) -> &[u8] {
+        let at = e as usize * stride;
+        &self.data[at..at + stride]
+    }
+}
+
+/// A field's per-thread cache from raw value (salted when the field is) to
+/// its entry.
+#[derive(Default)]
+struct ValueCache {
+    map: ByteMap<u32>,
+    table: ValueTable,
+    usage: CacheUse,
 }
 
 #[derive(Default)]
 struct Cache {
     /// Per field: raw value → its encoding.
-    values: Vec<Memo<Arc<ValueEnc>>>,
+    values: Vec<ValueCache>,
+    /// Per field: the current slice's values that bypassed the cache.
+    own: Vec<ValueTable>,
     tokens: Vec<TokenCache>,
     /// Per blocking key: normalised parts → keyed blocking key.
     blocks: Vec<Memo<Option<[u8; 16]>>>,
@@ -191,12 +225,18 @@ struct CacheUse {
     hits: u32,
     /// Values still to encode without the cache.
     bypass: u32,
+    /// Windows judged so far (none is judged while the cache warms up).
+    windows: u32,
 }
 
 /// Lookups over which a field's hit rate is judged.
 const USE_WINDOW: u32 = 4096;
 /// Values encoded without the cache after a poor window.
 const BYPASS_SPAN: u32 = 64 * 1024;
+/// Windows a new cache fills before its hit rate is judged: a cold cache
+/// misses on every value it has not yet seen, so judging the first window
+/// bypassed fields whose values do repeat (street names, suburbs).
+const WARM_WINDOWS: u32 = 4;
 
 impl CacheUse {
     /// Whether to use the cache for the next value.
@@ -213,7 +253,8 @@ impl CacheUse {
         self.lookups += 1;
         self.hits += u32::from(hit);
         if self.lookups == USE_WINDOW {
-            if self.hits * 2 < self.lookups {
+            self.windows = self.windows.saturating_add(1);
+            if self.windows > WARM_WINDOWS && self.hits * 2 < self.lookups {
                 self.bypass = BYPASS_SPAN;
             }
             self.lookups = 0;
@@ -257,6 +298,10 @@ pub struct Encoder {
     /// Field index of each part of each blocking key.
     block_fields: Vec<Vec<usize>>,
     key_check: String,
+    /// Bytes of a value's CLK contribution (in the hash space) and of a
+    /// value table entry (that, then the field filter).
+    split: usize,
+    stride: usize,
     caches: Vec<Mutex<Cache>>,
     soundex: rphonetic::Soundex,
     metaphone: rphonetic::DoubleMetaphone,
@@ -264,15 +309,23 @@ pub struct Encoder {
 
 struct Scratch {
     norm: String,
+    /// Per row of the slice: its salt (0x1e ‖ the salt's value), as ranges
+    /// of `salt`.
     salt: Vec<u8>,
+    salts: Vec<(u32, u32)>,
     vkey: Vec<u8>,
     tok: Vec<u8>,
     pos_clk: Vec<u32>,
     pos_ff: Vec<u32>,
-    vals: Vec<Option<Arc<ValueEnc>>>,
-    /// Per field: a reused encoding for values that bypass the cache.
-    own: Vec<Arc<ValueEnc>>,
-    clk_bytes: Vec<u8>,
+    /// Per field, per row of the slice: the value's entry (`OWN` set when in
+    /// the slice's own table), or `NO_VALUE`.
+    slots: Vec<u32>,
+    /// Per row of the slice: the first field (in encoding order) that
+    /// rejects it, with the reason.
+    bad: Vec<Option<(String, String)>>,
+    /// Rows whose value was not in the cache.
+    misses: Vec<u32>,
+    ff_bytes: Vec<u8>,
     tokens: TokenBuf,
     clk: Vec<u64>,
     key: Vec<u8>,
@@ -396,7 +449,12 @@ impl Encoder {
         let caches = (0..threads)
             .map(|_| {
                 Mutex::new(Cache {
-                    values: vec![Memo::new(VALUE_CACHE_LIMIT); schema.fields.len()],
+                    values: (0..schema.fields.len())
+                        .map(|_| Default::default())
+                        .collect(),
+                    own: (0..schema.fields.len())
+                        .map(|_| Default::default())
+                        .collect(),
                     tokens: vec![TokenCache::default(); schema.fields.len()],
                     blocks: vec![Memo::new(CACHE_LIMIT); schema.blocking.len()],
                 })
@@ -426,6 +484,8 @@ impl Encoder {
             field_order,
             blip,
             key_check: key_check(secret),
+            split: (hash_bits / 8) as usize,
+            stride: (hash_bits / 8) as usize + schema.field_bits as usize / 8,
             hash_bits,
             ff_hash_bits,
             balance,
@@ -511,17 +571,18 @@ impl Encoder {
     }
 
     fn scratch(&self) -> Scratch {
-        let nf = self.schema.fields.len();
         Scratch {
             norm: String::new(),
             salt: Vec::new(),
+            salts: Vec::new(),
             vkey: Vec::new(),
             tok: Vec::new(),
             pos_clk: Vec::new(),
             pos_ff: Vec::new(),
-            vals: vec![None; nf],
-            own: (0..nf).map(|_| Arc::default()).collect(),
-            clk_bytes: Vec::new(),
+            slots: Vec::new(),
+            bad: Vec::new(),
+            misses: Vec::new(),
+            ff_bytes: Vec::new(),
             tokens: TokenBuf::default(),
             clk: vec![0u64; (self.hash_bits / 64) as usize],
             key: Vec::new(),
@@ -530,6 +591,13 @@ impl Encoder {
 
     /// Encode rows `rows` of `chunk` (already cleared of bad ids: `ids[i]` is
     /// the id of row `rows.start + i`, or the reject for it).
+    ///
+    /// Two passes. The first goes field by field down the slice and turns
+    /// each cell into an entry of the field's value cache (encoding the
+    /// values it has not seen): one field's cache is in use at a time, and
+    /// the lookups of successive rows are independent, so the processor
+    /// overlaps their cache misses. The second goes row by row and writes
+    /// the output from the entries.
     pub fn encode_slice(
         &self,
         chunk: &Chunk,
@@ -559,28 +627,183 @@ impl Encoder {
         let mut sc = self.scratch();
         let mut guard = self.cache_slot().lock().unwrap_or_else(|p| p.into_inner());
         let cache = &mut *guard;
-        for (i, row) in rows.enumerate() {
-            match &ids[i] {
-                Err(r) => out.rejects.push(r.clone()),
-                Ok(id) => match self.encode_row(chunk, cols, row, id, &mut sc, cache, &mut out) {
-                    Ok(()) => {
-                        out.batch.ids.append_value(id);
-                        out.encoded_rows.push(row);
-                    }
-                    Err((column, reason)) => out.rejects.push(Reject {
-                        row: first_row + row as u64,
-                        record_id: id.clone(),
-                        column,
-                        reason,
-                    }),
-                },
+        sc.slots.clear();
+        sc.slots.resize(s.fields.len() * n, NO_VALUE);
+        sc.bad.clear();
+        sc.bad.resize(n, None);
+        for &fi in &self.field_order {
+            if let Some((sf, func)) = self.salt
+                && fi != sf
+                && sc.salts.is_empty()
+            {
+                self.salt_rows(sf, func, n, &mut sc, cache);
             }
+            self.lookup_field(fi, chunk, cols, rows.clone(), ids, &mut sc, cache);
+        }
+        for (i, row) in rows.enumerate() {
+            let id = match &ids[i] {
+                Err(r) => {
+                    out.rejects.push(r.clone());
+                    continue;
+                }
+                Ok(id) => id,
+            };
+            if let Some((column, reason)) = sc.bad[i].take() {
+                out.rejects.push(Reject {
+                    row: first_row + row as u64,
+                    record_id: id.clone(),
+                    column,
+                    reason,
+                });
+                continue;
+            }
+            self.write_row(chunk, cols, row, i, n, id, &mut sc, cache, &mut out);
+            out.batch.ids.append_value(id);
+            out.encoded_rows.push(row);
         }
         out
     }
 
-    /// Normalise, tokenise and hash one raw value of field `fi` into `v`
-    /// (its buffers are reused).
+    /// The salt of each row of the slice (0x1e, then the salt function of
+    /// field `sf`'s value when it has one), from field `sf`'s slots.
+    fn salt_rows(&self, sf: usize, func: BlockFn, n: usize, sc: &mut Scratch, cache: &Cache) {
+        sc.salt.clear();
+        let mut part = Vec::new();
+        for i in 0..n {
+            let start = sc.salt.len() as u32;
+            sc.salt.push(0x1e);
+            let slot = sc.slots[sf * n + i];
+            if slot != NO_VALUE {
+                part.clear();
+                if self.block_part(
+                    func,
+                    value_table(cache, sf, slot).1.norm(slot & !OWN),
+                    &mut part,
+                ) {
+                    sc.salt.extend_from_slice(&part);
+                }
+            }
+            sc.salts.push((start, sc.salt.len() as u32 - start));
+        }
+    }
+
+    /// Field `fi` of every row of the slice that is still good: its cell's
+    /// entry into `sc.slots`, or the row's reject into `sc.bad`.
+    #[allow(clippy::too_many_arguments)]
+    fn lookup_field(
+        &self,
+        fi: usize,
+        chunk: &Chunk,
+        cols: &ColumnMap,
+        rows: std::ops::Range<usize>,
+        ids: &[std::result::Result<String, Reject>],
+        sc: &mut Scratch,
+        cache: &mut Cache,
+    ) {
+        let s = &self.schema;
+        let f = &s.fields[fi];
+        let col = cols.fields[fi];
+        let n = rows.len();
+        let salted = self.salt.is_some_and(|(sf, _)| sf != fi)
+            && (s.salted.is_empty() || s.salted.contains(&f.name));
+        let Cache {
+            values,
+            own,
+            tokens,
+            ..
+        } = cache;
+        let (vc, own, tcache) = (&mut values[fi], &mut own[fi], &mut tokens[fi]);
+        // Entries are cleared only between fields, never while this slice's
+        // slots point at them.
+        if vc.table.len() > VALUE_CACHE_LIMIT {
+            vc.map.clear();
+            vc.table.clear();
+        }
+        own.clear();
+        sc.misses.clear();
+        let salt_of = |sc: &Scratch, i: usize| -> (usize, usize) {
+            if salted {
+                let (a, l) = sc.salts[i];
+                (a as usize, (a + l) as usize)
+            } else {
+                (0, 0)
+            }
+        };
+        // A cell's text, or the row's reject.
+        let text = |row: usize| -> std::result::Result<Option<Cell<'_>>, &'static str> {
+            match chunk.cell(row, col) {
+                Cell::Null => Ok(None),
+                Cell::BadUtf8 => Err("not valid UTF-8"),
+                Cell::Absent => Err("the row has fewer cells than the header"),
+                c => Ok(Some(c)),
+            }
+        };
+        for (i, row) in rows.clone().enumerate() {
+            if ids[i].is_err() || sc.bad[i].is_some() {
+                continue;
+            }
+            let cell = match text(row) {
+                Ok(Some(c)) => c,
+                Ok(None) => continue,
+                Err(reason) => {
+                    sc.bad[i] = Some((f.column.clone(), reason.into()));
+                    continue;
+                }
+            };
+            let raw = cell.as_str();
+            let (a, b) = salt_of(sc, i);
+            if !vc.usage.cached() {
+                // Encoded straight into the slice's own table.
+                let salt = std::mem::take(&mut sc.salt);
+                let e = self.encode_value(fi, raw, &salt[a..b], sc, tcache, own);
+                sc.salt = salt;
+                settle(sc, i, fi, n, f, own, e, OWN);
+                continue;
+            }
+            sc.vkey.clear();
+            sc.vkey.extend_from_slice(&sc.salt[a..b]);
+            sc.vkey.extend_from_slice(raw.as_bytes());
+            match vc.map.get(&sc.vkey) {
+                Some(&e) => {
+                    vc.usage.record(true);
+                    settle(sc, i, fi, n, f, &vc.table, e, 0);
+                }
+                None => {
+                    vc.usage.record(false);
+                    sc.misses.push(i as u32);
+                }
+            }
+        }
+        // Values not in the cache, in row order (a value repeated within
+        // the slice is encoded once: its later rows find the first's entry).
+        let misses = std::mem::take(&mut sc.misses);
+        for &i in &misses {
+            let i = i as usize;
+            let Ok(Some(cell)) = text(rows.start + i) else {
+                unreachable!("a missed row has text")
+            };
+            let raw = cell.as_str();
+            let (a, b) = salt_of(sc, i);
+            sc.vkey.clear();
+            sc.vkey.extend_from_slice(&sc.salt[a..b]);
+            sc.vkey.extend_from_slice(raw.as_bytes());
+            let e = match vc.map.get(&sc.vkey) {
+                Some(&e) => e,
+                None => {
+                    let salt = std::mem::take(&mut sc.salt);
+                    let e = self.encode_value(fi, raw, &salt[a..b], sc, tcache, &mut vc.table);
+                    sc.salt = salt;
+                    vc.map.insert(&sc.vkey, e);
+                    e
+                }
+            };
+            settle(sc, i, fi, n, f, &vc.table, e, 0);
+        }
+        sc.misses = misses;
+    }
+
+    /// Normalise, tokenise and hash one raw value of field `fi` into a new
+    /// entry of `t`; returns its index.
     fn encode_value(
         &self,
         fi: usize,
@@ -588,21 +811,29 @@ impl Encoder {
         salt: &[u8],
         sc: &mut Scratch,
         tcache: &mut TokenCache,
-        v: &mut ValueEnc,
-    ) {
+        t: &mut ValueTable,
+    ) -> u32 {
         let f = &self.schema.fields[fi];
         let enc = &self.fields[fi];
-        v.reject = None;
-        v.norm.clear();
-        v.present = false;
-        v.data.clear();
-        v.split = 0;
+        let idx = t.entries.len() as u32;
+        let at = t.data.len();
+        t.data.resize(at + self.stride, 0);
+        let mut entry = Entry {
+            norm: (t.norms.len() as u32, 0),
+            reject: NO_VALUE,
+            present: false,
+        };
         match normalise(f, enc.pattern.as_ref(), Some(raw), &mut sc.norm) {
             Normalised::Reject(r) => {
-                v.reject = Some(r);
-                return;
+                entry.reject = t.rejects.len() as u32;
+                t.rejects.push(r);
+                t.entries.push(entry);
+                return idx;
             }
-            Normalised::Missing => return,
+            Normalised::Missing => {
+                t.entries.push(entry);
+                return idx;
+            }
             Normalised::Value => {}
         }
         sc.tokens.tokenise(&f.tokens, &sc.norm);
@@ -613,15 +844,15 @@ impl Encoder {
         );
         clk.clear();
         ff.clear();
-        let t = sc.tokens.len();
+        let tn = sc.tokens.len();
         if tcache.len() > CACHE_LIMIT {
             tcache.clear();
         }
-        for ti in 0..t {
+        for ti in 0..tn {
             let k = match f.strategy {
                 Strategy::BitsPerToken(k) => k as usize,
                 Strategy::BitsPerFeature(b) => {
-                    let (base, rem) = (b as usize / t, b as usize % t);
+                    let (base, rem) = (b as usize / tn, b as usize % tn);
                     base + usize::from(ti < rem)
                 }
             };
@@ -633,7 +864,7 @@ impl Encoder {
             sc.tok.extend_from_slice(salt);
             sc.tok.extend_from_slice(sc.tokens.get(ti));
             let tok = sc.tok.as_slice();
-            let entry = match tcache.get(tok) {
+            let hashed = match tcache.get(tok) {
                 Some(e) if e.0.covers(k) => e,
                 _ => {
                     let c = enc.clk.hash(tok, self.hash_bits, k);
@@ -642,175 +873,94 @@ impl Encoder {
                 }
             };
             for j in 0..k {
-                clk.push(entry.0.index(j, self.hash_bits) as u32);
-                if let Some(g) = &entry.1 {
+                clk.push(hashed.0.index(j, self.hash_bits) as u32);
+                if let Some(g) = &hashed.1 {
                     ff.push(g.index(j, field_bits) as u32);
                 }
             }
         }
-        v.norm.push_str(&sc.norm);
+        t.norms.push_str(&sc.norm);
+        entry.norm.1 = sc.norm.len() as u32;
         // A value with no tokens (or only k = 0 tokens) is missing.
-        if clk.is_empty() {
-            sc.pos_clk = clk;
-            sc.pos_ff = ff;
-            return;
-        }
-        let s = &self.schema;
-        let clk_bytes = &mut sc.clk_bytes;
-        clk_bytes.clear();
-        clk_bytes.resize((self.hash_bits / 8) as usize, 0);
-        for &p in &clk {
-            set_bit(clk_bytes, p as usize);
-        }
-        v.data.extend_from_slice(clk_bytes);
-        v.split = clk_bytes.len();
-        if s.mode == Mode::Clkhash {
-            // Field filter = the field's own CLK bits, folded like the CLK.
-            if s.xor_folds == 0 {
-                v.data.extend_from_slice(clk_bytes);
-            } else {
-                let mut b = xor_fold(clk_bytes);
-                for _ in 1..s.xor_folds {
-                    b = xor_fold(&b);
+        if !clk.is_empty() {
+            entry.present = true;
+            let s = &self.schema;
+            let (clk_part, ff_part) = t.data[at..at + self.stride].split_at_mut(self.split);
+            for &p in &clk {
+                set_bit(clk_part, p as usize);
+            }
+            if s.mode == Mode::Clkhash {
+                // Field filter = the field's own CLK bits, folded like the CLK.
+                if s.xor_folds == 0 {
+                    ff_part.copy_from_slice(clk_part);
+                } else {
+                    let mut b = xor_fold(clk_part);
+                    for _ in 1..s.xor_folds {
+                        b = xor_fold(&b);
+                    }
+                    ff_part.copy_from_slice(&b);
                 }
-                v.data.extend_from_slice(&b);
-            }
-        } else {
-            let start = v.data.len();
-            v.data.resize(start + self.ff_hash_bits as usize / 8, 0);
-            for &p in &ff {
-                set_bit(&mut v.data[start..], p as usize);
-            }
-            if let Some((_, perms)) = &self.balance {
-                let b = balanced(&v.data[start..], &perms[fi]);
-                v.data.truncate(start);
-                v.data.extend_from_slice(&b);
+            } else {
+                let half = &mut sc.ff_bytes;
+                half.clear();
+                half.resize(self.ff_hash_bits as usize / 8, 0);
+                for &p in &ff {
+                    set_bit(half, p as usize);
+                }
+                match &self.balance {
+                    Some((_, perms)) => ff_part.copy_from_slice(&balanced(half, &perms[fi])),
+                    None => ff_part.copy_from_slice(half),
+                }
             }
         }
         sc.pos_clk = clk;
         sc.pos_ff = ff;
-        v.present = true;
+        t.entries.push(entry);
+        idx
     }
 
+    /// Write row `row` (slice row `i` of `n`) from its fields' entries: the
+    /// CLK, the field filters, blocking keys and strata.
     #[allow(clippy::too_many_arguments)]
-    fn encode_row(
+    fn write_row(
         &self,
         chunk: &Chunk,
         cols: &ColumnMap,
         row: usize,
+        i: usize,
+        n: usize,
         record_id: &str,
         sc: &mut Scratch,
         cache: &mut Cache,
         out: &mut SliceOut,
-    ) -> std::result::Result<(), (String, String)> {
+    ) {
         let s = &self.schema;
-        // 1. Every field's encoding, from the per-thread value cache; any
-        // reject stops here, before the output is touched. With a salt, the
-        // salt's field comes first (unsalted); its value salts the others.
-        sc.salt.clear();
-        for &fi in &self.field_order {
-            let f = &s.fields[fi];
-            if let Some((sf, func)) = self.salt
-                && fi != sf
-                && sc.salt.is_empty()
-            {
-                sc.salt.push(0x1e);
-                if let Some(v) = &sc.vals[sf] {
-                    let mut b = Vec::new();
-                    if self.block_part(func, &v.norm, &mut b) {
-                        sc.salt.extend_from_slice(&b);
-                    }
-                }
-            }
-            let salted = self.salt.is_some_and(|(sf, _)| sf != fi)
-                && (s.salted.is_empty() || s.salted.contains(&f.name));
-            let cell = chunk.cell(row, cols.fields[fi]);
-            let owned;
-            let raw = match cell {
-                Cell::Null => {
-                    sc.vals[fi] = None;
-                    continue;
-                }
-                Cell::Text(t) => t,
-                Cell::Owned(o) => {
-                    owned = o;
-                    owned.as_str()
-                }
-                Cell::BadUtf8 => return Err((f.column.clone(), "not valid UTF-8".into())),
-                Cell::Absent => {
-                    return Err((
-                        f.column.clone(),
-                        "the row has fewer cells than the header".into(),
-                    ));
-                }
-            };
-            let vcache = &mut cache.values[fi];
-            let cached = vcache.in_use();
-            // Cache key: the raw text, prefixed by the salt when salted.
-            sc.vkey.clear();
-            if cached {
-                if salted {
-                    sc.vkey.extend_from_slice(&sc.salt);
-                }
-                sc.vkey.extend_from_slice(raw.as_bytes());
-            }
-            let hit = if cached { vcache.get(&sc.vkey) } else { None };
-            let v = match hit {
-                Some(v) => v,
-                None => {
-                    let salt = if salted {
-                        std::mem::take(&mut sc.salt)
-                    } else {
-                        Vec::new()
-                    };
-                    // Encode into this field's reused buffers (the row's
-                    // previous value for the field is dropped first, so the
-                    // buffers are not shared unless the cache holds them).
-                    sc.vals[fi] = None;
-                    let mut own = std::mem::take(&mut sc.own[fi]);
-                    if Arc::get_mut(&mut own).is_none() {
-                        own = Arc::default();
-                    }
-                    let ve = Arc::get_mut(&mut own).expect("unique");
-                    self.encode_value(fi, raw, &salt, sc, &mut cache.tokens[fi], ve);
-                    if salted {
-                        sc.salt = salt;
-                    }
-                    if cached {
-                        let v = Arc::new(ve.clone());
-                        vcache.store(&sc.vkey, v.clone());
-                        sc.own[fi] = own;
-                        v
-                    } else {
-                        sc.own[fi] = own.clone();
-                        own
-                    }
-                }
-            };
-            if let Some(r) = &v.reject {
-                return Err((f.column.clone(), r.clone()));
-            }
-            sc.vals[fi] = v.present.then_some(v);
-        }
-        // 2. OR each present field's words into the CLK; copy its filter.
+        let slot = |fi: usize| -> Option<u32> {
+            let e = sc.slots[fi * n + i];
+            (e != NO_VALUE).then_some(e)
+        };
+        // 1. OR each present field's words into the CLK; copy its filter.
         sc.clk.fill(0);
         let ff_bytes_len = s.field_bits as usize / 8;
         for fi in 0..s.fields.len() {
             let (ff_bytes, ff_valid) = &mut out.batch.fields[fi];
-            let Some(v) = &sc.vals[fi] else {
+            let Some(e) = slot(fi) else {
                 out.missing[fi] += 1;
                 ff_bytes.extend(std::iter::repeat_n(0u8, ff_bytes_len));
                 ff_valid.push(false);
                 continue;
             };
+            let (_, t) = value_table(cache, fi, e);
+            let bytes = t.bytes(e & !OWN, self.stride);
+            let (clk_part, ff_part) = bytes.split_at(self.split);
             // A fallback repeats its field's value in another form: it has
             // a filter of its own but adds nothing to the CLK.
             if s.fields[fi].fallback_for.is_none() {
-                for (w, x) in sc.clk.iter_mut().zip(v.clk_words()) {
-                    *w |= x;
+                for (w, x) in sc.clk.iter_mut().zip(clk_part.chunks_exact(8)) {
+                    *w |= u64::from_le_bytes(x.try_into().expect("8 bytes"));
                 }
             }
-            ff_bytes.extend_from_slice(v.ff());
+            ff_bytes.extend_from_slice(ff_part);
             ff_valid.push(true);
         }
         let clk_start = out.batch.clk.len();
@@ -833,15 +983,16 @@ impl Encoder {
         if let Some(blip) = &self.blip {
             self.apply_blip(blip, record_id, out);
         }
-        // 3. Keyed blocking keys, cached per thread by the normalised inputs
+        // 2. Keyed blocking keys, cached per thread by the normalised inputs
         // (so soundex and the HMAC run once per distinct combination).
         for bi in 0..s.blocking.len() {
             sc.key.clear();
             let mut ok = true;
             for &fi in &self.block_fields[bi] {
-                match &sc.vals[fi] {
-                    Some(v) => {
-                        sc.key.extend_from_slice(v.norm.as_bytes());
+                match slot(fi) {
+                    Some(e) => {
+                        let (_, t) = value_table(cache, fi, e);
+                        sc.key.extend_from_slice(t.norm(e & !OWN).as_bytes());
                         sc.key.push(0x1f);
                     }
                     None => {
@@ -867,7 +1018,11 @@ impl Encoder {
             kb.extend_from_slice(&key.unwrap_or([0u8; 16]));
             kv.push(key.is_some());
         }
-        // 4. Declared strata.
+        // 3. Declared strata.
+        let field_norm = |si: usize| -> Option<&str> {
+            let fi = self.strata_fields[si].expect("field stratum");
+            slot(fi).map(|e| value_table(cache, fi, e).1.norm(e & !OWN))
+        };
         for (si, st) in s.strata.iter().enumerate() {
             let v = match &st.kind {
                 StratumKind::Value { .. } => {
@@ -877,21 +1032,15 @@ impl Encoder {
                         _ => None,
                     }
                 }
-                StratumKind::Field { .. } => sc.vals
-                    [self.strata_fields[si].expect("field stratum")]
-                .as_ref()
-                .map(|v| v.norm.to_string()),
+                StratumKind::Field { .. } => field_norm(si).map(str::to_string),
                 StratumKind::AgeBand {
                     reference_date,
                     bounds,
                     ..
-                } => sc.vals[self.strata_fields[si].expect("field stratum")]
-                    .as_ref()
-                    .and_then(|v| age_band(&v.norm, reference_date, bounds)),
+                } => field_norm(si).and_then(|v| age_band(v, reference_date, bounds)),
             };
             out.batch.strata[si].append_option(v);
         }
-        Ok(())
     }
 
     /// The keyed blocking key of pass `bi` from its parts' normalised values
@@ -1226,6 +1375,40 @@ impl Encoder {
             key_check: meta.key_check,
             fingerprint: meta.fingerprint,
         })
+    }
+}
+
+/// The table holding slot `e` of field `fi`: the field's cache, or the
+/// slice's own table when `OWN` is set.
+#[inline]
+fn value_table(cache: &Cache, fi: usize, e: u32) -> (u32, &ValueTable) {
+    if e & OWN != 0 {
+        (e & !OWN, &cache.own[fi])
+    } else {
+        (e, &cache.values[fi].table)
+    }
+}
+
+/// Record entry `e` of `t` (tagged with `tag`) as slice row `i`'s value of
+/// field `fi`: its slot, or nothing when the value is missing, or the
+/// row's reject.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn settle(
+    sc: &mut Scratch,
+    i: usize,
+    fi: usize,
+    n: usize,
+    f: &super::schema::Field,
+    t: &ValueTable,
+    e: u32,
+    tag: u32,
+) {
+    let entry = t.entries[e as usize];
+    if entry.reject != NO_VALUE {
+        sc.bad[i] = Some((f.column.clone(), t.rejects[entry.reject as usize].clone()));
+    } else if entry.present {
+        sc.slots[fi * n + i] = e | tag;
     }
 }
 

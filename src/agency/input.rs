@@ -29,6 +29,17 @@ pub enum Cell<'a> {
     Absent,
 }
 
+impl Cell<'_> {
+    /// The cell's text (empty for a cell without text).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Cell::Text(t) => t,
+            Cell::Owned(o) => o,
+            _ => "",
+        }
+    }
+}
+
 /// A chunk of input rows.
 pub enum Chunk {
     Csv(Vec<ByteRecord>, usize),

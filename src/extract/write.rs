@@ -1,4 +1,11 @@
 //! Writing extracts: columns in the contract order, deterministic bytes.
+//!
+//! Each row group's columns are encoded in parallel (rayon), one Parquet
+//! column writer per column, then appended to the file in order: dictionary
+//! encoding the filter columns is most of the cost of writing an extract, and
+//! one thread doing it for every column held the encoder back. The bytes are
+//! the same as a single `ArrowWriter` writes (same properties, same row group
+//! boundaries). Never sees plaintext: it receives encoded batches only.
 
 use std::fs::File;
 use std::path::Path;
@@ -9,10 +16,13 @@ use arrow_array::{ArrayRef, FixedSizeBinaryArray, RecordBatch};
 use arrow_buffer::{Buffer, NullBuffer};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
+use rayon::prelude::*;
 
 use super::{BLOCK_KEY_BYTES, ExtractMeta};
 use crate::error::{Error, Result};
@@ -67,10 +77,16 @@ fn fsb(size: usize, bytes: Vec<u8>, valid: Option<Vec<bool>>) -> ArrayRef {
     ))
 }
 
+/// Rows per row group of an extract.
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+
 /// Streams record batches into an extract file; committed by [`ExtractWriter::finish`].
 pub struct ExtractWriter {
     schema: SchemaRef,
-    writer: ArrowWriter<File>,
+    writer: SerializedFileWriter<File>,
+    factory: ArrowRowGroupWriterFactory,
+    /// The row group being encoded: its column writers and rows so far.
+    group: Option<(Vec<ArrowColumnWriter>, usize)>,
     pending: Pending,
     clk_bytes: usize,
     field_bytes: usize,
@@ -111,7 +127,7 @@ impl ExtractWriter {
         }
         let schema = Arc::new(Schema::new(cols));
         let mut props = WriterProperties::builder()
-            .set_max_row_group_row_count(Some(64 * 1024))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_dictionary_enabled(false)
             .set_statistics_enabled(EnabledStatistics::None)
             .set_compression(Compression::UNCOMPRESSED)
@@ -133,11 +149,18 @@ impl ExtractWriter {
             props = props.set_column_dictionary_enabled(ColumnPath::from(format!("bk_{b}")), true);
         }
         let pending = Pending::create(path)?;
-        let writer = ArrowWriter::try_new(pending.file()?, schema.clone(), Some(props.build()))
-            .map_err(|e| Error::parquet_write(path, e))?;
+        // The Arrow writer sets up the file exactly as it would write it
+        // (properties, embedded Arrow schema); its parts then write the row
+        // groups column by column.
+        let (writer, factory) =
+            ArrowWriter::try_new(pending.file()?, schema.clone(), Some(props.build()))
+                .and_then(ArrowWriter::into_serialized_writer)
+                .map_err(|e| Error::parquet_write(path, e))?;
         Ok(ExtractWriter {
             schema,
             writer,
+            factory,
+            group: None,
             pending,
             clk_bytes,
             field_bytes,
@@ -165,13 +188,66 @@ impl ExtractWriter {
         }
         let batch = RecordBatch::try_new(self.schema.clone(), cols)
             .map_err(|e| Error::parquet_write(self.pending.path(), e))?;
-        self.writer
-            .write(&batch)
+        self.write_batch(batch)
             .map_err(|e| Error::parquet_write(self.pending.path(), e))
+    }
+
+    /// Encode `batch` into the current row group, splitting it where a row
+    /// group fills, and write each full row group.
+    fn write_batch(&mut self, mut batch: RecordBatch) -> parquet::errors::Result<()> {
+        while batch.num_rows() > 0 {
+            let (writers, rows) = match &mut self.group {
+                Some(g) => g,
+                None => self.group.insert((
+                    self.factory
+                        .create_column_writers(self.writer.flushed_row_groups().len())?,
+                    0,
+                )),
+            };
+            let take = batch.num_rows().min(ROW_GROUP_ROWS - *rows);
+            let part = batch.slice(0, take);
+            batch = batch.slice(take, batch.num_rows() - take);
+            // One leaf per column: the schema is flat.
+            writers
+                .par_iter_mut()
+                .zip(self.schema.fields().par_iter())
+                .zip(part.columns().par_iter())
+                .try_for_each(|((w, field), column)| {
+                    for leaf in compute_leaves(field, column)? {
+                        w.write(&leaf)?;
+                    }
+                    Ok::<_, parquet::errors::ParquetError>(())
+                })?;
+            *rows += take;
+            if *rows == ROW_GROUP_ROWS {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Close the current row group's column writers (in parallel) and
+    /// append the row group to the file.
+    fn flush(&mut self) -> parquet::errors::Result<()> {
+        let Some((writers, _)) = self.group.take() else {
+            return Ok(());
+        };
+        let chunks = writers
+            .into_par_iter()
+            .map(ArrowColumnWriter::close)
+            .collect::<parquet::errors::Result<Vec<_>>>()?;
+        let mut group = self.writer.next_row_group()?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut group)?;
+        }
+        group.close()?;
+        Ok(())
     }
 
     /// Write the metadata and close the file; the caller commits the result.
     pub fn finish(mut self, meta: &ExtractMeta) -> Result<Pending> {
+        self.flush()
+            .map_err(|e| Error::parquet_write(self.pending.path(), e))?;
         for (k, v) in meta.key_values() {
             self.writer
                 .append_key_value_metadata(KeyValue::new(k, Some(v)));

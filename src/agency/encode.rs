@@ -1285,7 +1285,7 @@ impl Encoder {
             });
             scope.spawn(move || {
                 loop {
-                    let mut chunk = Chunk::Csv(Vec::new(), 0);
+                    let mut chunk = Chunk::Csv(Default::default());
                     match reader.next_chunk(chunk_rows, &mut chunk, &used) {
                         Ok(true) => {
                             if tx.send(Ok(chunk)).is_err() {

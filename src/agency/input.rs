@@ -42,15 +42,72 @@ impl Cell<'_> {
 
 /// A chunk of input rows.
 pub enum Chunk {
-    Csv(Vec<ByteRecord>, usize),
+    Csv(CsvRows),
     Arrow(RecordBatch),
+}
+
+/// CSV rows stored flat: every cell's bytes end to end in one buffer, so a
+/// chunk is three allocations, not three per row, and reading a cell is two
+/// index lookups.
+#[derive(Default)]
+pub struct CsvRows {
+    data: Vec<u8>,
+    /// Offset in `data` just past each cell.
+    ends: Vec<usize>,
+    /// Per row, the index in `ends` of its first cell; then one past the
+    /// last row's last cell.
+    rows: Vec<usize>,
+}
+
+impl CsvRows {
+    /// Remove every row.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+        self.rows.clear();
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len().saturating_sub(1)
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Append a record's cells as a row.
+    pub fn push(&mut self, rec: &ByteRecord) {
+        if self.rows.is_empty() {
+            self.rows.push(0);
+        }
+        let mut at = self.data.len();
+        self.data.extend_from_slice(rec.as_slice());
+        for cell in rec {
+            at += cell.len();
+            self.ends.push(at);
+        }
+        self.rows.push(self.ends.len());
+    }
+
+    /// The bytes of cell `col` of row `row`, if the row has that many cells.
+    #[inline]
+    pub fn get(&self, row: usize, col: usize) -> Option<&[u8]> {
+        let c = self.rows[row] + col;
+        if c >= self.rows[row + 1] {
+            return None;
+        }
+        let start = if c == 0 { 0 } else { self.ends[c - 1] };
+        Some(&self.data[start..self.ends[c]])
+    }
 }
 
 impl Chunk {
     /// Rows in the chunk.
     pub fn len(&self) -> usize {
         match self {
-            Chunk::Csv(_, n) => *n,
+            Chunk::Csv(r) => r.len(),
             Chunk::Arrow(b) => b.num_rows(),
         }
     }
@@ -63,7 +120,7 @@ impl Chunk {
     /// Cell at `row`, input column `col`.
     pub fn cell(&self, row: usize, col: usize) -> Cell<'_> {
         match self {
-            Chunk::Csv(r, _) => match r[row].get(col) {
+            Chunk::Csv(r) => match r.get(row, col) {
                 None => Cell::Absent,
                 Some(b) => match std::str::from_utf8(b) {
                     Ok(s) => Cell::Text(s),
@@ -99,6 +156,8 @@ pub struct Input {
     path: PathBuf,
     header: Vec<String>,
     source: Source,
+    /// The CSV record being read.
+    record: ByteRecord,
 }
 
 impl Input {
@@ -143,6 +202,7 @@ impl Input {
             path: path.to_path_buf(),
             header: names,
             source: Source::Csv(rdr),
+            record: ByteRecord::new(),
         })
     }
 
@@ -164,6 +224,7 @@ impl Input {
             path: path.to_path_buf(),
             header,
             source: Source::Parquet(reader),
+            record: ByteRecord::new(),
         })
     }
 
@@ -181,25 +242,17 @@ impl Input {
     pub fn next_chunk(&mut self, max: usize, chunk: &mut Chunk, used: &[usize]) -> Result<bool> {
         match &mut self.source {
             Source::Csv(rdr) => {
-                let recs = match chunk {
-                    Chunk::Csv(recs, n) => {
-                        *n = 0;
-                        recs
-                    }
-                    _ => {
-                        *chunk = Chunk::Csv(Vec::new(), 0);
-                        match chunk {
-                            Chunk::Csv(recs, _) => recs,
-                            _ => unreachable!(),
-                        }
-                    }
+                if !matches!(chunk, Chunk::Csv(_)) {
+                    *chunk = Chunk::Csv(CsvRows::default());
+                }
+                let Chunk::Csv(rows) = chunk else {
+                    unreachable!("set above")
                 };
+                rows.clear();
+                let rec = &mut self.record;
                 let mut n = 0;
                 while n < max {
-                    if recs.len() <= n {
-                        recs.push(ByteRecord::new());
-                    }
-                    let more = rdr.read_byte_record(&mut recs[n]).map_err(|e| {
+                    let more = rdr.read_byte_record(rec).map_err(|e| {
                         let at = e
                             .position()
                             .map(|p| format!("line {}", p.line()))
@@ -212,10 +265,8 @@ impl Input {
                     if !more {
                         break;
                     }
+                    rows.push(rec);
                     n += 1;
-                }
-                if let Chunk::Csv(_, len) = chunk {
-                    *len = n;
                 }
                 Ok(n > 0)
             }

@@ -641,6 +641,17 @@ impl Encoder {
             self.lookup_field(fi, chunk, cols, rows.clone(), ids, &mut sc, cache);
         }
         for (i, row) in rows.enumerate() {
+            // The entries of a row a few ahead, so that their cache misses
+            // overlap this row's work.
+            if i + WRITE_AHEAD < n {
+                for fi in 0..s.fields.len() {
+                    let e = sc.slots[fi * n + i + WRITE_AHEAD];
+                    if e != NO_VALUE {
+                        let (e, t) = value_table(cache, fi, e);
+                        prefetch_entry(t, e, self.stride);
+                    }
+                }
+            }
             let id = match &ids[i] {
                 Err(r) => {
                     out.rejects.push(r.clone());
@@ -1376,6 +1387,31 @@ impl Encoder {
             fingerprint: meta.fingerprint,
         })
     }
+}
+
+/// Rows ahead of the one being written whose entries are prefetched.
+const WRITE_AHEAD: usize = 4;
+
+/// Hint the CPU to load entry `e` of `t`: its bytes and its record.
+#[inline(always)]
+fn prefetch_entry(t: &ValueTable, e: u32, stride: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let at = e as usize * stride;
+        if let Some(bytes) = t.data.get(at..at + stride) {
+            for off in (0..stride).step_by(64).chain([stride - 1]) {
+                // SAFETY: a prefetch is only a hint; the address is in a live slice.
+                unsafe { _mm_prefetch(bytes[off..].as_ptr() as *const i8, _MM_HINT_T0) };
+            }
+        }
+        if let Some(m) = t.entries.get(e as usize) {
+            // SAFETY: as above.
+            unsafe { _mm_prefetch(m as *const Entry as *const i8, _MM_HINT_T0) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (t, e, stride);
 }
 
 /// The table holding slot `e` of field `fi`: the field's cache, or the

@@ -1552,6 +1552,117 @@ mod tests {
         assert_eq!(age_band("20300101", "2026-03-31", &b), None);
     }
 
+    /// The demo schema of social care (salted names, a fallback field,
+    /// blocking keys, strata) over synthetic rows, as one CSV chunk.
+    fn demo_chunk() -> (
+        Encoder,
+        Chunk,
+        ColumnMap,
+        Vec<std::result::Result<String, Reject>>,
+    ) {
+        let schema = Schema::from_toml(
+            crate::synth::profile(0).schema,
+            Path::new("social_care.toml"),
+        )
+        .unwrap();
+        let enc = Encoder::new(schema, &Secret::from_bytes(b"bypass".to_vec()).unwrap()).unwrap();
+        let s = crate::synth::generate(&crate::synth::Params {
+            people: 600,
+            agencies: 1,
+            seed: 8,
+            overlap: 1.0,
+        });
+        let d = tempfile::tempdir().unwrap();
+        let path = &crate::synth::write(&s, d.path(), 8).unwrap()[0];
+        let mut rdr = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_path(path)
+            .unwrap();
+        let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+        let mut rows = super::super::input::CsvRows::default();
+        for r in rdr.byte_records() {
+            rows.push(&r.unwrap());
+        }
+        // A row with fewer cells than the header.
+        rows.push(&csv::ByteRecord::from(vec!["SCX1", "Ann"]));
+        let chunk = Chunk::Csv(rows);
+        let cols = enc.column_map(&header, path, &[]).unwrap();
+        let mut seen = HashSet::new();
+        let mut counts = Counts::default();
+        let ids = enc.check_ids(&chunk, &cols, 1, &mut seen, &mut counts);
+        (enc, chunk, cols, ids)
+    }
+
+    /// Everything a slice wrote, as bytes.
+    fn slice_bytes(mut o: SliceOut) -> Vec<Vec<u8>> {
+        let mut v = vec![o.batch.clk];
+        v.push(format!("{:?}", o.batch.ids.finish()).into_bytes());
+        for (b, valid) in o.batch.fields.into_iter().chain(o.batch.blocks) {
+            v.push(b);
+            v.push(valid.into_iter().map(u8::from).collect());
+        }
+        for mut st in o.batch.strata {
+            v.push(format!("{:?}", st.finish()).into_bytes());
+        }
+        v.push(format!("{:?} {:?}", o.rejects, o.encoded_rows).into_bytes());
+        v
+    }
+
+    #[test]
+    fn bypassed_values_encode_as_cached_ones() {
+        let (enc, chunk, cols, ids) = demo_chunk();
+        let n = chunk.len();
+        let all = |enc: &Encoder| {
+            // Twice, so the second pass finds every value cached.
+            let a = enc.encode_slice(&chunk, &cols, 0..n, &ids, 1);
+            let b = enc.encode_slice(&chunk, &cols, 0..n, &ids, 1);
+            (slice_bytes(a), slice_bytes(b))
+        };
+        let (cold, warm) = all(&enc);
+        assert_eq!(cold, warm, "a warm cache changed the output");
+        assert!(
+            cold.last().unwrap().starts_with(b"[Reject"),
+            "the short row is a reject"
+        );
+        // Every field of every thread's cache set to bypass: values are
+        // encoded into the slice's own tables instead.
+        for c in &enc.caches {
+            let mut c = c.lock().unwrap();
+            c.values.iter_mut().for_each(|v| {
+                v.map.clear();
+                v.table.clear();
+                v.usage.bypass = u32::MAX;
+            });
+        }
+        let (own, own2) = all(&enc);
+        assert_eq!(own, cold, "bypassed values encode differently");
+        assert_eq!(own2, cold);
+        // Only the own tables were used.
+        for c in &enc.caches {
+            assert!(c.lock().unwrap().values.iter().all(|v| v.table.len() == 0));
+        }
+    }
+
+    #[test]
+    fn csv_rows_keep_short_rows_and_empty_cells() {
+        let mut r = super::super::input::CsvRows::default();
+        r.push(&csv::ByteRecord::from(vec!["a", "", "ccc"]));
+        r.push(&csv::ByteRecord::from(vec!["d"]));
+        r.push(&csv::ByteRecord::from(vec!["", "ee", "f", "g"]));
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.get(0, 0), Some(&b"a"[..]));
+        assert_eq!(r.get(0, 1), Some(&b""[..]));
+        assert_eq!(r.get(0, 2), Some(&b"ccc"[..]));
+        assert_eq!(r.get(0, 3), None);
+        assert_eq!(r.get(1, 0), Some(&b"d"[..]));
+        assert_eq!(r.get(1, 1), None);
+        assert_eq!(r.get(2, 0), Some(&b""[..]));
+        assert_eq!(r.get(2, 1), Some(&b"ee"[..]));
+        assert_eq!(r.get(2, 3), Some(&b"g"[..]));
+        r.clear();
+        assert!(r.is_empty());
+    }
+
     #[test]
     fn rejects_path_replaces_parquet_suffix() {
         assert_eq!(

@@ -2,9 +2,14 @@
 //!
 //! Rows are read in chunks; each chunk is checked for record ids in order
 //! (empty and repeated ids are rejects), then encoded in parallel slices with
-//! rayon. Each worker thread keeps a cache from token to hash per field, so a
-//! q-gram is HMAC-ed once per thread, not once per occurrence. Outputs are
-//! written atomically and are byte-identical for the same input and key.
+//! rayon. Each worker thread keeps, per field, a cache from raw value to its
+//! encoding (stored flat in a `ValueTable`: one index per value, its bytes
+//! contiguous) and a cache from token to hash, so a repeated name costs one
+//! lookup and a q-gram is HMAC-ed once per thread, not once per occurrence.
+//! A slice is encoded field by field (lookups of successive rows overlap
+//! their cache misses), then written row by row. Outputs are written
+//! atomically and are byte-identical for the same input and key, however
+//! the input is cut into chunks and slices.
 //! Agency side only: plaintext stays in memory here and never reaches an
 //! output, a log line or an error message.
 
@@ -1459,8 +1464,6 @@ fn key_name(schema: &Schema, f: &super::schema::Field) -> String {
     }
 }
 
-/// A 128-bit hash of a record id for duplicate detection (two SipHash-1-3
-/// runs with different prefixes; a false duplicate needs a 2^-128 collision).
 /// A balanced filter: `half` followed by its complement, bits moved by the
 /// keyed permutation `perm` (twice `half`'s bits), so exactly half are set.
 fn balanced(half: &[u8], perm: &[u32]) -> Vec<u8> {
@@ -1477,6 +1480,8 @@ fn balanced(half: &[u8], perm: &[u32]) -> Vec<u8> {
     out
 }
 
+/// A 128-bit hash of a record id for duplicate detection (two SipHash-1-3
+/// runs with different prefixes; a false duplicate needs a 2^-128 collision).
 fn id_hash(id: &str) -> u128 {
     use std::hash::{Hash, Hasher};
     let mut a = std::collections::hash_map::DefaultHasher::new();

@@ -1,9 +1,11 @@
 //! Writing extracts: columns in the contract order, deterministic bytes.
 //!
-//! Each row group's columns are encoded in parallel (rayon), one Parquet
-//! column writer per column, then appended to the file in order: dictionary
-//! encoding the filter columns is most of the cost of writing an extract, and
-//! one thread doing it for every column held the encoder back. The bytes are
+//! Each row group's columns are encoded in parallel, one Parquet column
+//! writer per column, on a pool of as many threads as the caller's rayon
+//! pool has (so a caller limited to one thread gets one here too), then
+//! appended to the file in order: dictionary encoding the filter columns is
+//! most of the cost of writing an extract, and one thread doing it for every
+//! column held the encoder back. The bytes are
 //! the same as a single `ArrowWriter` writes (same properties, same row group
 //! boundaries). Never sees plaintext: it receives encoded batches only.
 
@@ -87,6 +89,8 @@ pub struct ExtractWriter {
     factory: ArrowRowGroupWriterFactory,
     /// The row group being encoded: its column writers and rows so far.
     group: Option<(Vec<ArrowColumnWriter>, usize)>,
+    /// Threads that encode columns.
+    pool: rayon::ThreadPool,
     pending: Pending,
     clk_bytes: usize,
     field_bytes: usize,
@@ -156,11 +160,17 @@ impl ExtractWriter {
             ArrowWriter::try_new(pending.file()?, schema.clone(), Some(props.build()))
                 .and_then(ArrowWriter::into_serialized_writer)
                 .map_err(|e| Error::parquet_write(path, e))?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .thread_name(|i| format!("bloomlink-writer-{i}"))
+            .build()
+            .map_err(|e| Error::Runtime(format!("cannot start the writer's threads: {e}")))?;
         Ok(ExtractWriter {
             schema,
             writer,
             factory,
             group: None,
+            pool,
             pending,
             clk_bytes,
             field_bytes,
@@ -208,16 +218,19 @@ impl ExtractWriter {
             let part = batch.slice(0, take);
             batch = batch.slice(take, batch.num_rows() - take);
             // One leaf per column: the schema is flat.
-            writers
-                .par_iter_mut()
-                .zip(self.schema.fields().par_iter())
-                .zip(part.columns().par_iter())
-                .try_for_each(|((w, field), column)| {
-                    for leaf in compute_leaves(field, column)? {
-                        w.write(&leaf)?;
-                    }
-                    Ok::<_, parquet::errors::ParquetError>(())
-                })?;
+            let fields = self.schema.fields();
+            self.pool.install(|| {
+                writers
+                    .par_iter_mut()
+                    .zip(fields.par_iter())
+                    .zip(part.columns().par_iter())
+                    .try_for_each(|((w, field), column)| {
+                        for leaf in compute_leaves(field, column)? {
+                            w.write(&leaf)?;
+                        }
+                        Ok::<_, parquet::errors::ParquetError>(())
+                    })
+            })?;
             *rows += take;
             if *rows == ROW_GROUP_ROWS {
                 self.flush()?;
@@ -232,10 +245,12 @@ impl ExtractWriter {
         let Some((writers, _)) = self.group.take() else {
             return Ok(());
         };
-        let chunks = writers
-            .into_par_iter()
-            .map(ArrowColumnWriter::close)
-            .collect::<parquet::errors::Result<Vec<_>>>()?;
+        let chunks = self.pool.install(|| {
+            writers
+                .into_par_iter()
+                .map(ArrowColumnWriter::close)
+                .collect::<parquet::errors::Result<Vec<_>>>()
+        })?;
         let mut group = self.writer.next_row_group()?;
         for chunk in chunks {
             chunk.append_to_row_group(&mut group)?;

@@ -691,11 +691,8 @@ impl Encoder {
             let slot = sc.slots[sf * n + i];
             if slot != NO_VALUE {
                 part.clear();
-                if self.block_part(
-                    func,
-                    value_table(cache, sf, slot).1.norm(slot & !OWN),
-                    &mut part,
-                ) {
+                let (e, t) = value_table(cache, sf, slot);
+                if self.block_part(func, t.norm(e), &mut part) {
                     sc.salt.extend_from_slice(&part);
                 }
             }
@@ -966,8 +963,8 @@ impl Encoder {
                 ff_valid.push(false);
                 continue;
             };
-            let (_, t) = value_table(cache, fi, e);
-            let bytes = t.bytes(e & !OWN, self.stride);
+            let (e, t) = value_table(cache, fi, e);
+            let bytes = t.bytes(e, self.stride);
             let (clk_part, ff_part) = bytes.split_at(self.split);
             // A fallback repeats its field's value in another form: it has
             // a filter of its own but adds nothing to the CLK.
@@ -1007,8 +1004,8 @@ impl Encoder {
             for &fi in &self.block_fields[bi] {
                 match slot(fi) {
                     Some(e) => {
-                        let (_, t) = value_table(cache, fi, e);
-                        sc.key.extend_from_slice(t.norm(e & !OWN).as_bytes());
+                        let (e, t) = value_table(cache, fi, e);
+                        sc.key.extend_from_slice(t.norm(e).as_bytes());
                         sc.key.push(0x1f);
                     }
                     None => {
@@ -1037,7 +1034,10 @@ impl Encoder {
         // 3. Declared strata.
         let field_norm = |si: usize| -> Option<&str> {
             let fi = self.strata_fields[si].expect("field stratum");
-            slot(fi).map(|e| value_table(cache, fi, e).1.norm(e & !OWN))
+            slot(fi).map(|e| {
+                let (e, t) = value_table(cache, fi, e);
+                t.norm(e)
+            })
         };
         for (si, st) in s.strata.iter().enumerate() {
             let v = match &st.kind {
@@ -1419,8 +1419,8 @@ fn prefetch_entry(t: &ValueTable, e: u32, stride: usize) {
     let _ = (t, e, stride);
 }
 
-/// The table holding slot `e` of field `fi`: the field's cache, or the
-/// slice's own table when `OWN` is set.
+/// The entry behind slot `e` of field `fi`: its index, and its table (the
+/// field's cache, or the slice's own table when `OWN` is set).
 #[inline]
 fn value_table(cache: &Cache, fi: usize, e: u32) -> (u32, &ValueTable) {
     if e & OWN != 0 {

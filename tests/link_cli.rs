@@ -478,3 +478,39 @@ fn swapped_names_link_when_the_schema_declares_the_swap() {
     assert!(with > 0.8, "with swap: {with}");
     assert!(with > without + 0.3, "with {with}, without {without}");
 }
+
+#[test]
+fn thread_count_changes_no_output_and_is_reported() {
+    let d = tempfile::tempdir().unwrap();
+    let (extracts, _, csvs) = synthetic(d.path(), 1500, 2, 21, b"threads key");
+    let key = common::secret_file(d.path(), b"threads key");
+    let schema = d.path().join("social_care.toml");
+    let mut runs = Vec::new();
+    for j in ["1", "3"] {
+        // Encode with that many threads...
+        let ex = d.path().join(format!("sc{j}.parquet"));
+        let o = common::encode(&schema, &key, &csvs[0], &ex, "social_care", &["-j", j]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        // ... and link with that many.
+        let out = d.path().join(format!("out{j}"));
+        let o = link(&extracts, &out, &["--threads", j]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+        assert_eq!(report["run"]["threads"], j.parse::<u64>().unwrap());
+        runs.push((
+            std::fs::read(&ex).unwrap(),
+            std::fs::read(out.join("links.parquet")).unwrap(),
+            std::fs::read(out.join("pairs.parquet")).unwrap(),
+        ));
+    }
+    assert!(runs[0].0 == runs[1].0, "extracts differ by thread count");
+    assert!(runs[0].1 == runs[1].1, "links differ by thread count");
+    assert!(runs[0].2 == runs[1].2, "pairs differ by thread count");
+    // No threads is a usage error, before any work.
+    let out = d.path().join("out0");
+    let o = link(&extracts, &out, &["-j", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--threads"));
+    assert!(!out.exists());
+}

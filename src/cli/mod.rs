@@ -29,6 +29,10 @@ pub struct Cli {
     /// Only errors; no progress bars.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Worker threads (default: one per core; RAYON_NUM_THREADS also sets it).
+    #[arg(short = 'j', long, global = true, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -254,6 +258,12 @@ pub fn init_logging(verbose: u8, quiet: bool) {
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     init_logging(cli.verbose, cli.quiet);
+    if let Some(n) = cli.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.into())
+            .build_global()
+            .map_err(|e| crate::error::Error::Runtime(format!("cannot start {n} threads: {e}")))?;
+    }
     let progress = !cli.quiet;
     match cli.command {
         Command::Encode(a) => encode::run(a, progress),

@@ -87,6 +87,28 @@ impl Pending {
             .map_err(|e| Error::write(&self.path, e))
     }
 
+    /// Ask the OS to start writing what has been written so far to disk,
+    /// without waiting, so that [`Pending::commit`]'s flush has little left
+    /// to do (a 0.4 GB extract's flush otherwise took 0.15 s at the end of
+    /// the run). A hint: nothing depends on it, and elsewhere than Linux
+    /// it does nothing.
+    pub fn start_writeback(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: the descriptor is open for as long as `self.tmp`;
+            // SYNC_FILE_RANGE_WRITE only starts writeback of dirty pages.
+            unsafe {
+                libc::sync_file_range(
+                    self.tmp.as_file().as_raw_fd(),
+                    0,
+                    0,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+        }
+    }
+
     /// Flush to disk and rename into place.
     pub fn commit(self) -> Result<()> {
         let path = self.path;

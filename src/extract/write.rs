@@ -256,6 +256,8 @@ impl ExtractWriter {
             chunk.append_to_row_group(&mut group)?;
         }
         group.close()?;
+        self.writer.flush()?;
+        self.pending.start_writeback();
         Ok(())
     }
 

@@ -14,6 +14,7 @@ pub mod svg;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -316,16 +317,46 @@ pub fn build(
     let n = ds.len();
     let linked_rec: Vec<bool> = run.resolution.cluster_size.iter().map(|&s| s > 1).collect();
     // 1. Run.
-    let mut inputs = Vec::new();
-    for a in &ds.agencies {
-        inputs.push(Input {
-            agency: a.name.clone(),
-            path: a.path.display().to_string(),
-            sha256: crate::io::sha256_file(&a.path)?,
-            rows: a.len,
-            encoded_with: format!("bloomlink {}", a.meta.version),
-        });
-    }
+    // The sections below read the run only; the slow ones (hashing the
+    // inputs, the estimates, the privacy checks, recall by stratum) are
+    // computed side by side.
+    let hashes = || -> Result<Vec<Input>> {
+        ds.agencies
+            .par_iter()
+            .map(|a| {
+                Ok(Input {
+                    agency: a.name.clone(),
+                    path: a.path.display().to_string(),
+                    sha256: crate::io::sha256_file(&a.path)?,
+                    rows: a.len,
+                    encoded_with: format!("bloomlink {}", a.meta.version),
+                })
+            })
+            .collect()
+    };
+    let ((inputs, (scores_estimates, match_rates)), ((input_quality, privacy), recall)) =
+        rayon::join(
+            || {
+                rayon::join(hashes, || {
+                    rayon::join(
+                        || stats::scores_and_estimates(run),
+                        || stats::match_rates(run, &linked_rec),
+                    )
+                })
+            },
+            || {
+                rayon::join(
+                    || rayon::join(|| stats::input_quality(run), || stats::privacy(ds)),
+                    || {
+                        truth.as_ref().map(|(path, _)| {
+                            stats::recall_by_stratum(run, path).unwrap_or_default()
+                        })
+                    },
+                )
+            },
+        );
+    let inputs = inputs?;
+    let (scores, estimates) = scores_estimates;
     let run_section = Run {
         bloomlink_version: env!("CARGO_PKG_VERSION").into(),
         command,
@@ -396,13 +427,9 @@ pub fn build(
         em: m.clone(),
         record_level: run.pair_probability.is_some(),
     };
-    let (scores, estimates) = stats::scores_and_estimates(run);
-    let match_rates = stats::match_rates(run, &linked_rec);
-    let input_quality = stats::input_quality(run);
-    let privacy = stats::privacy(ds);
     let truth = truth.map(|(path, evaluation)| TruthSection {
         file: path.display().to_string(),
-        recall_by_stratum: stats::recall_by_stratum(run, path).unwrap_or_default(),
+        recall_by_stratum: recall.unwrap_or_default(),
         evaluation,
     });
     let summary = summarise(

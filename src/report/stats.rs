@@ -528,29 +528,40 @@ fn filter_privacy(f: &Filters) -> FilterPrivacy {
 }
 
 pub(super) fn privacy(ds: &Dataset) -> Privacy {
-    let mut filters = vec![filter_privacy(&ds.clk)];
-    filters.extend(ds.fields.iter().filter(|f| !f.exact).map(filter_privacy));
-    let mut frequency_attack = Vec::new();
-    for f in &ds.fields {
-        let n = f.name.to_lowercase();
-        let kind = if ["last", "surname", "family"].iter().any(|k| n.contains(k)) {
-            "surname"
-        } else if ["first", "given", "forename"].iter().any(|k| n.contains(k)) {
-            "first name"
-        } else {
-            continue;
-        };
-        let reference = attack::reference_list(kind);
-        frequency_attack.push(attack::frequency_attack(
-            &f.name,
-            &format!("bundled UK {kind} frequencies ({} names)", reference.len()),
-            ds.len(),
-            |g| f.valid[g].then(|| f.get(g)),
-            &reference,
-            None,
-            None,
-        ));
-    }
+    // Each column on its own thread.
+    let columns: Vec<&Filters> = std::iter::once(&ds.clk)
+        .chain(ds.fields.iter().filter(|f| !f.exact))
+        .collect();
+    let filters = columns.par_iter().map(|f| filter_privacy(f)).collect();
+    let names: Vec<(&Filters, &str)> = ds
+        .fields
+        .iter()
+        .filter_map(|f| {
+            let n = f.name.to_lowercase();
+            if ["last", "surname", "family"].iter().any(|k| n.contains(k)) {
+                Some((f, "surname"))
+            } else if ["first", "given", "forename"].iter().any(|k| n.contains(k)) {
+                Some((f, "first name"))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let frequency_attack = names
+        .par_iter()
+        .map(|&(f, kind)| {
+            let reference = attack::reference_list(kind);
+            attack::frequency_attack(
+                &f.name,
+                &format!("bundled UK {kind} frequencies ({} names)", reference.len()),
+                ds.len(),
+                |g| f.valid[g].then(|| f.get(g)),
+                &reference,
+                None,
+                None,
+            )
+        })
+        .collect();
     Privacy {
         filters,
         frequency_attack,
@@ -564,7 +575,7 @@ pub(super) fn privacy(ds: &Dataset) -> Privacy {
 /// Recall of true pairs by stratum value, from a truth file.
 pub(super) fn recall_by_stratum(run: &LinkRun, truth: &Path) -> Option<Vec<StratumRecall>> {
     let ds = &run.ds;
-    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut index: FxHashMap<(&str, &str), usize> = FxHashMap::default();
     for g in 0..ds.len() {
         index.insert(
             (
@@ -583,10 +594,15 @@ pub(super) fn recall_by_stratum(run: &LinkRun, truth: &Path) -> Option<Vec<Strat
         .collect();
     let mut pairs = Vec::new();
     if header.len() >= 3 && header[..3] == ["agency", "record_id", "entity"] {
-        let mut ent: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut ent: FxHashMap<String, Vec<usize>> = FxHashMap::default();
         for r in rdr.records().flatten() {
             if let Some(&g) = index.get(&(r[0].trim(), r[1].trim())) {
-                ent.entry(r[2].trim().to_string()).or_default().push(g);
+                match ent.get_mut(r[2].trim()) {
+                    Some(m) => m.push(g),
+                    None => {
+                        ent.insert(r[2].trim().to_string(), vec![g]);
+                    }
+                }
             }
         }
         for m in ent.values() {
@@ -613,9 +629,9 @@ pub(super) fn recall_by_stratum(run: &LinkRun, truth: &Path) -> Option<Vec<Strat
         let mut per: Vec<(u64, u64)> = vec![(0, 0); s.labels.len()];
         for &(a, b) in &pairs {
             let found = run.resolution.root[a] == run.resolution.root[b];
-            let mut codes = vec![s.codes[a], s.codes[b]];
-            codes.dedup();
-            for c in codes.into_iter().flatten() {
+            // Each distinct stratum value of the two records, once.
+            let (x, y) = (s.codes[a], s.codes[b]);
+            for c in [x, if y != x { y } else { None }].into_iter().flatten() {
                 per[c as usize].0 += 1;
                 per[c as usize].1 += found as u64;
             }

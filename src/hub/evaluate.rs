@@ -7,13 +7,14 @@
 //! agencies). True pairs whose records never reached the hub (rejected at
 //! encode) count as missed. Hub side: record ids only.
 
-use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::Path;
 
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -116,46 +117,77 @@ pub fn read_links(path: &Path) -> Result<(Vec<LinkRow>, bool)> {
 
 /// Evaluate links against a truth CSV.
 pub fn evaluate(rows: &[LinkRow], dedup: bool, truth: &Path) -> Result<Evaluation> {
-    // Record index by (agency, id); agencies in order of first appearance.
-    let mut agencies: Vec<&str> = Vec::new();
-    let mut index: HashMap<(&str, &str), u32> = HashMap::new();
+    // Record index by (agency, id); agencies numbered in order of first
+    // appearance (truth-only agencies after the linked ones).
+    let mut agencies: FxHashMap<&str, u32> = FxHashMap::default();
+    let mut index: FxHashMap<(&str, &str), (u32, u32)> = FxHashMap::default();
     for r in rows {
-        if !agencies.contains(&r.agency.as_str()) {
-            agencies.push(&r.agency);
-        }
+        let n = agencies.len() as u32;
+        let ag = *agencies.entry(&r.agency).or_insert(n);
         let n = index.len() as u32;
-        index.entry((&r.agency, &r.record_id)).or_insert(n);
+        index.entry((&r.agency, &r.record_id)).or_insert((n, ag));
     }
-    let mut unknown: HashMap<(String, String), u32> = HashMap::new();
-    let mut id_of = |a: &str, r: &str, next: u32| -> u32 {
+    let linked_agencies = agencies.len();
+    let mut first_two: Vec<&str> = Vec::new();
+    for r in rows {
+        if !first_two.contains(&r.agency.as_str()) {
+            first_two.push(&r.agency);
+            if first_two.len() == 2 {
+                break;
+            }
+        }
+    }
+    let mut unknown_agencies: FxHashMap<String, u32> = FxHashMap::default();
+    let mut unknown: FxHashMap<(String, String), (u32, u32)> = FxHashMap::default();
+    let base = index.len() as u32;
+    let mut id_of = |a: &str, r: &str| -> (u32, u32) {
         match index.get(&(a, r)) {
             Some(&i) => i,
             None => {
-                let n = next + unknown.len() as u32;
-                *unknown.entry((a.to_string(), r.to_string())).or_insert(n)
+                let ag = match agencies.get(a) {
+                    Some(&ag) => ag,
+                    None => {
+                        let n = (linked_agencies + unknown_agencies.len()) as u32;
+                        *unknown_agencies.entry(a.to_string()).or_insert(n)
+                    }
+                };
+                let n = base + unknown.len() as u32;
+                *unknown
+                    .entry((a.to_string(), r.to_string()))
+                    .or_insert((n, ag))
             }
         }
     };
-    let base = index.len() as u32;
-    let key = |a: u32, b: u32| if a < b { (a, b) } else { (b, a) };
+    // Pairs as sorted, distinct `u64`s (smaller record index high).
+    let key = |a: u32, b: u32| {
+        let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+        (lo as u64) << 32 | hi as u64
+    };
+    let pairs_of = |groups: &mut dyn Iterator<Item = &Vec<(u32, u32)>>| -> Vec<u64> {
+        let mut v = Vec::new();
+        for members in groups {
+            for (i, &(a, aa)) in members.iter().enumerate() {
+                for &(b, ab) in &members[i + 1..] {
+                    if a != b && (dedup || aa != ab) {
+                        v.push(key(a, b));
+                    }
+                }
+            }
+        }
+        v.par_sort_unstable();
+        v.dedup();
+        v
+    };
     // Predicted pairs.
-    let mut by_entity: HashMap<&str, Vec<(u32, &str)>> = HashMap::new();
+    let mut by_entity: FxHashMap<&str, Vec<(u32, u32)>> = FxHashMap::default();
     for r in rows {
         by_entity
             .entry(&r.entity_id)
             .or_default()
-            .push((index[&(r.agency.as_str(), r.record_id.as_str())], &r.agency));
+            .push(index[&(r.agency.as_str(), r.record_id.as_str())]);
     }
-    let mut predicted: HashSet<(u32, u32)> = HashSet::new();
-    for members in by_entity.values() {
-        for (i, (a, aa)) in members.iter().enumerate() {
-            for (b, ab) in &members[i + 1..] {
-                if dedup || aa != ab {
-                    predicted.insert(key(*a, *b));
-                }
-            }
-        }
-    }
+    let predicted = pairs_of(&mut by_entity.values());
+    drop(by_entity);
     // True pairs.
     let file = File::open(truth).map_err(|e| Error::read(truth, e))?;
     let mut rdr = csv::Reader::from_reader(file);
@@ -165,7 +197,6 @@ pub fn evaluate(rows: &[LinkRow], dedup: bool, truth: &Path) -> Result<Evaluatio
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
-    let mut truth_pairs: HashSet<(u32, u32)> = HashSet::new();
     let three = header.len() >= 3 && header[..3] == ["agency", "record_id", "entity"];
     if !three && header.len() != 2 {
         return Err(Error::input(
@@ -173,48 +204,141 @@ pub fn evaluate(rows: &[LinkRow], dedup: bool, truth: &Path) -> Result<Evaluatio
             "truth must have columns `record_id_a,record_id_b` or `agency,record_id,entity`",
         ));
     }
-    if !three && agencies.len() < 2 && !dedup {
+    if !three && first_two.len() < 2 && !dedup {
         return Err(Error::input(
             truth,
             "a two-column truth file needs links from two agencies",
         ));
     }
-    let mut entities: HashMap<String, Vec<(u32, String)>> = HashMap::new();
-    for (line, rec) in rdr.records().enumerate() {
-        let rec = rec.map_err(|e| Error::input(truth, format!("row {}: {e}", line + 1)))?;
+    let mut entities: FxHashMap<String, Vec<(u32, u32)>> = FxHashMap::default();
+    let mut listed: Vec<u64> = Vec::new();
+    let mut rec = csv::StringRecord::new();
+    let mut line = 0;
+    loop {
+        line += 1;
+        match rdr.read_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(Error::input(truth, format!("row {line}: {e}"))),
+        }
         if three {
             let (a, r, e) = (rec[0].trim(), rec[1].trim(), rec[2].trim());
-            let i = id_of(a, r, base);
-            entities
-                .entry(e.to_string())
-                .or_default()
-                .push((i, a.to_string()));
-        } else {
-            let (ag_a, ag_b) = if agencies.len() >= 2 {
-                (agencies[0], agencies[1])
-            } else {
-                (agencies[0], agencies[0])
-            };
-            let a = id_of(ag_a, rec[0].trim(), base);
-            let b = id_of(ag_b, rec[1].trim(), base);
-            if a != b {
-                truth_pairs.insert(key(a, b));
-            }
-        }
-    }
-    for members in entities.values() {
-        for (i, (a, aa)) in members.iter().enumerate() {
-            for (b, ab) in &members[i + 1..] {
-                if dedup || aa != ab {
-                    truth_pairs.insert(key(*a, *b));
+            let i = id_of(a, r);
+            match entities.get_mut(e) {
+                Some(m) => m.push(i),
+                None => {
+                    entities.insert(e.to_string(), vec![i]);
                 }
             }
+        } else {
+            let (ag_a, ag_b) = match first_two[..] {
+                [a, b, ..] => (a, b),
+                [a] => (a, a),
+                [] => ("", ""),
+            };
+            let (a, _) = id_of(ag_a, rec[0].trim());
+            let (b, _) = id_of(ag_b, rec[1].trim());
+            if a != b {
+                listed.push(key(a, b));
+            }
         }
     }
-    let tp = predicted.intersection(&truth_pairs).count() as u64;
+    let mut truth_pairs = pairs_of(&mut entities.values());
+    if !listed.is_empty() {
+        truth_pairs.extend(listed);
+        truth_pairs.par_sort_unstable();
+        truth_pairs.dedup();
+    }
+    // Both sorted: count the pairs in both by merging.
+    let (mut tp, mut i, mut j) = (0u64, 0, 0);
+    while i < predicted.len() && j < truth_pairs.len() {
+        match predicted[i].cmp(&truth_pairs[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                tp += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
     Ok(Evaluation::from_counts(
         tp,
         predicted.len() as u64,
         truth_pairs.len() as u64,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(v: &[(&str, &str, &str)]) -> Vec<LinkRow> {
+        v.iter()
+            .map(|&(a, r, e)| LinkRow {
+                agency: a.into(),
+                record_id: r.into(),
+                entity_id: e.into(),
+            })
+            .collect()
+    }
+
+    fn truth(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    /// (true positives, predicted pairs, true pairs).
+    fn counts(e: &Evaluation) -> (u64, u64, u64) {
+        (e.true_positives, e.predicted_pairs, e.true_pairs)
+    }
+
+    #[test]
+    fn pairs_are_counted_exactly_in_both_truth_formats() {
+        // Entity E1: a1, b1, b2 (b1-b2 is within agency b); E2: a2, b3;
+        // a3 alone.
+        let links = rows(&[
+            ("a", "a1", "E1"),
+            ("b", "b1", "E1"),
+            ("b", "b2", "E1"),
+            ("a", "a2", "E2"),
+            ("b", "b3", "E2"),
+            ("a", "a3", "E3"),
+        ]);
+        // Truth: a1-b1 (found), a2-b3 (found), a3-b4 (b4 never reached the
+        // hub: missed), a1 repeated (no pair with itself), and b1-b2 within
+        // agency b (counted only when deduplicating).
+        let t = truth(
+            "agency,record_id,entity\n\
+             a,a1,P1\nb,b1,P1\na,a1,P1\nb,b2,P1\n\
+             a,a2,P2\nb,b3,P2\n\
+             a,a3,P3\nb,b4,P3\n",
+        );
+        // Predicted across agencies: a1-b1, a1-b2, a2-b3.
+        // True across agencies: a1-b1, a1-b2, a2-b3, a3-b4.
+        let e = evaluate(&links, false, t.path()).unwrap();
+        assert_eq!(counts(&e), (3, 3, 4));
+        assert_eq!(e.false_negatives, 1);
+        assert_eq!(e.false_positives, 0);
+        // Deduplicating also counts b1-b2 on both sides.
+        let e = evaluate(&links, true, t.path()).unwrap();
+        assert_eq!(counts(&e), (4, 4, 5));
+        // Two columns: a's id, then b's.
+        let t = truth("record_id_a,record_id_b\na1,b1\na2,b2\na3,b9\na1,b1\n");
+        let e = evaluate(&links, false, t.path()).unwrap();
+        // True: a1-b1 (found), a2-b2 (not linked), a3-b9 (unknown record).
+        assert_eq!(counts(&e), (1, 3, 3));
+    }
+
+    #[test]
+    fn bad_truth_files_are_clear_errors() {
+        let links = rows(&[("a", "a1", "E1"), ("a", "a2", "E1")]);
+        let t = truth("x,y,z,w\n1,2,3,4\n");
+        let e = evaluate(&links, false, t.path()).unwrap_err().to_string();
+        assert!(e.contains("truth must have columns"), "{e}");
+        let t = truth("record_id_a,record_id_b\na1,a2\n");
+        let e = evaluate(&links, false, t.path()).unwrap_err().to_string();
+        assert!(e.contains("needs links from two agencies"), "{e}");
+    }
 }

@@ -13,18 +13,23 @@ use std::path::Path;
 
 use bloomlink::agency::{EncodeOptions, Encoder, Schema, Secret};
 
+/// A synthetic social care extract of `people` rows, written under `dir`.
+fn synthetic_csv(dir: &Path, people: usize, seed: u64) -> std::path::PathBuf {
+    let s = bloomlink::synth::generate(&bloomlink::synth::Params {
+        people,
+        agencies: 1,
+        seed,
+        overlap: 1.0,
+    });
+    let paths = bloomlink::synth::write(&s, &dir.join("synth"), seed).unwrap();
+    paths[0].clone()
+}
+
 /// The synthetic social care extract with rows that must be rejected: a
 /// repeated id, a row with fewer cells than the header, a date that is not
 /// a date, and cells that are not UTF-8.
 fn input(dir: &Path) -> (Vec<u8>, usize) {
-    let s = bloomlink::synth::generate(&bloomlink::synth::Params {
-        people: 5000,
-        agencies: 1,
-        seed: 3,
-        overlap: 1.0,
-    });
-    let paths = bloomlink::synth::write(&s, &dir.join("synth"), 3).unwrap();
-    let text = std::fs::read_to_string(&paths[0]).unwrap();
+    let text = std::fs::read_to_string(synthetic_csv(dir, 5000, 3)).unwrap();
     let mut lines: Vec<Vec<u8>> = text.lines().map(|l| l.as_bytes().to_vec()).collect();
     assert!(lines[0].starts_with(b"child_id,forename,surname,dob,"));
     let dup = lines[10].clone();
@@ -135,14 +140,7 @@ fn write_parquet(path: &Path, rows: &[Vec<String>], int_column: &str, float_colu
 #[test]
 fn parquet_input_encodes_as_the_same_csv() {
     let d = tempfile::tempdir().unwrap();
-    let s = bloomlink::synth::generate(&bloomlink::synth::Params {
-        people: 2000,
-        agencies: 1,
-        seed: 4,
-        overlap: 1.0,
-    });
-    let paths = bloomlink::synth::write(&s, &d.path().join("synth"), 4).unwrap();
-    let mut rdr = csv::Reader::from_path(&paths[0]).unwrap();
+    let mut rdr = csv::Reader::from_path(synthetic_csv(d.path(), 2000, 4)).unwrap();
     let mut rows: Vec<Vec<String>> =
         vec![rdr.headers().unwrap().iter().map(String::from).collect()];
     for r in rdr.records() {

@@ -336,6 +336,16 @@ struct Scratch {
     key: Vec<u8>,
 }
 
+impl Scratch {
+    /// A value's cache key into `vkey`: its salt (the range `salt` of
+    /// `self.salt`), then its raw text.
+    fn value_key(&mut self, salt: std::ops::Range<usize>, raw: &str) {
+        self.vkey.clear();
+        self.vkey.extend_from_slice(&self.salt[salt]);
+        self.vkey.extend_from_slice(raw.as_bytes());
+    }
+}
+
 /// The output of encoding a slice of a chunk.
 pub struct SliceOut {
     pub batch: OwnedBatch,
@@ -734,12 +744,13 @@ impl Encoder {
         }
         own.clear();
         sc.misses.clear();
-        let salt_of = |sc: &Scratch, i: usize| -> (usize, usize) {
+        // Row `i`'s salt, as a range of `sc.salt` (empty when unsalted).
+        let salt_of = |sc: &Scratch, i: usize| -> std::ops::Range<usize> {
             if salted {
                 let (a, l) = sc.salts[i];
-                (a as usize, (a + l) as usize)
+                a as usize..(a + l) as usize
             } else {
-                (0, 0)
+                0..0
             }
         };
         // A cell's text, or the row's reject.
@@ -764,18 +775,14 @@ impl Encoder {
                 }
             };
             let raw = cell.as_str();
-            let (a, b) = salt_of(sc, i);
+            let salt = salt_of(sc, i);
             if !vc.usage.cached() {
                 // Encoded straight into the slice's own table.
-                let salt = std::mem::take(&mut sc.salt);
-                let e = self.encode_value(fi, raw, &salt[a..b], sc, tcache, own);
-                sc.salt = salt;
+                let e = self.encode_value(fi, raw, salt, sc, tcache, own);
                 settle(sc, i, fi, n, f, own, e, OWN);
                 continue;
             }
-            sc.vkey.clear();
-            sc.vkey.extend_from_slice(&sc.salt[a..b]);
-            sc.vkey.extend_from_slice(raw.as_bytes());
+            sc.value_key(salt, raw);
             match vc.map.get(&sc.vkey) {
                 Some(&e) => {
                     vc.usage.record(true);
@@ -796,16 +803,12 @@ impl Encoder {
                 unreachable!("a missed row has text")
             };
             let raw = cell.as_str();
-            let (a, b) = salt_of(sc, i);
-            sc.vkey.clear();
-            sc.vkey.extend_from_slice(&sc.salt[a..b]);
-            sc.vkey.extend_from_slice(raw.as_bytes());
+            let salt = salt_of(sc, i);
+            sc.value_key(salt.clone(), raw);
             let e = match vc.map.get(&sc.vkey) {
                 Some(&e) => e,
                 None => {
-                    let salt = std::mem::take(&mut sc.salt);
-                    let e = self.encode_value(fi, raw, &salt[a..b], sc, tcache, &mut vc.table);
-                    sc.salt = salt;
+                    let e = self.encode_value(fi, raw, salt, sc, tcache, &mut vc.table);
                     vc.map.insert(&sc.vkey, e);
                     e
                 }
@@ -815,13 +818,14 @@ impl Encoder {
         sc.misses = misses;
     }
 
-    /// Normalise, tokenise and hash one raw value of field `fi` into a new
-    /// entry of `t`; returns its index.
+    /// Normalise, tokenise and hash one raw value of field `fi` (salted by
+    /// the range `salt` of `sc.salt`) into a new entry of `t`; returns its
+    /// index.
     fn encode_value(
         &self,
         fi: usize,
         raw: &str,
-        salt: &[u8],
+        salt: std::ops::Range<usize>,
         sc: &mut Scratch,
         tcache: &mut TokenCache,
         t: &mut ValueTable,
@@ -874,7 +878,7 @@ impl Encoder {
             }
             // A salted token is hashed as 0x1e ‖ salt ‖ token.
             sc.tok.clear();
-            sc.tok.extend_from_slice(salt);
+            sc.tok.extend_from_slice(&sc.salt[salt.clone()]);
             sc.tok.extend_from_slice(sc.tokens.get(ti));
             let tok = sc.tok.as_slice();
             let hashed = match tcache.get(tok) {

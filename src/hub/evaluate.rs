@@ -120,23 +120,18 @@ pub fn evaluate(rows: &[LinkRow], dedup: bool, truth: &Path) -> Result<Evaluatio
     // Record index by (agency, id); agencies numbered in order of first
     // appearance (truth-only agencies after the linked ones).
     let mut agencies: FxHashMap<&str, u32> = FxHashMap::default();
+    // The linked agencies' names, by number.
+    let mut names: Vec<&str> = Vec::new();
     let mut index: FxHashMap<(&str, &str), (u32, u32)> = FxHashMap::default();
     for r in rows {
-        let n = agencies.len() as u32;
-        let ag = *agencies.entry(&r.agency).or_insert(n);
+        let ag = *agencies.entry(&r.agency).or_insert_with(|| {
+            names.push(&r.agency);
+            names.len() as u32 - 1
+        });
         let n = index.len() as u32;
         index.entry((&r.agency, &r.record_id)).or_insert((n, ag));
     }
-    let linked_agencies = agencies.len();
-    let mut first_two: Vec<&str> = Vec::new();
-    for r in rows {
-        if !first_two.contains(&r.agency.as_str()) {
-            first_two.push(&r.agency);
-            if first_two.len() == 2 {
-                break;
-            }
-        }
-    }
+    let linked_agencies = names.len();
     let mut unknown_agencies: FxHashMap<String, u32> = FxHashMap::default();
     let mut unknown: FxHashMap<(String, String), (u32, u32)> = FxHashMap::default();
     let base = index.len() as u32;
@@ -204,7 +199,7 @@ pub fn evaluate(rows: &[LinkRow], dedup: bool, truth: &Path) -> Result<Evaluatio
             "truth must have columns `record_id_a,record_id_b` or `agency,record_id,entity`",
         ));
     }
-    if !three && first_two.len() < 2 && !dedup {
+    if !three && names.len() < 2 && !dedup {
         return Err(Error::input(
             truth,
             "a two-column truth file needs links from two agencies",
@@ -231,7 +226,7 @@ pub fn evaluate(rows: &[LinkRow], dedup: bool, truth: &Path) -> Result<Evaluatio
                 }
             }
         } else {
-            let (ag_a, ag_b) = match first_two[..] {
+            let (ag_a, ag_b) = match names[..] {
                 [a, b, ..] => (a, b),
                 [a] => (a, a),
                 [] => ("", ""),

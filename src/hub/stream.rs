@@ -26,7 +26,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::block::{PassStats, pack};
-use super::compare::{Kernel, RowPair, dice32};
+use super::compare::{Columns, Kernel, RowPair, dice32};
 use super::load::Dataset;
 use super::score::{Comparisons, clk_dice, compare_scored};
 
@@ -750,18 +750,9 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
         let total = lens[0] + lens[1];
         block_pairs += total as u64;
         let direct = alone(i) && (!two || alone(i + 1));
-        // In linkage, two rows against their (shared) columns.
-        let pair_of_rows = || {
-            let rows = RowPair {
-                a: [clk(i), clk(i + 1)],
-                pa: [pop[i], pop[i + 1]],
-                ids: [m[i], m[i + 1]],
-            };
-            (rows, (&tw[c * words..], &pop[c..], &m[c..]))
-        };
         if direct && two && !dedup {
             // Both rows' Dice and pairs written by the kernel in one pass.
-            let (rows, cols) = pair_of_rows();
+            let (rows, cols) = rows_and_columns(tw, pop, m, words, i, c);
             kernel.dice_pairs2(rows, cols, &mut out.dice, &mut out.pairs);
             i += 2;
             continue;
@@ -783,7 +774,7 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
             }
             dice1.clear();
             pairs1.clear();
-            let (rows, cols) = pair_of_rows();
+            let (rows, cols) = rows_and_columns(tw, pop, m, words, i, c);
             kernel.dice_pairs2_kept(
                 rows,
                 cols,
@@ -853,6 +844,28 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
         i += rows;
     }
     block_pairs
+}
+
+/// Rows `i` and `i + 1` of a gathered tile (`tw`: `words` per member,
+/// popcounts `pop`, records `m`) and the columns from `c`. Always inlined:
+/// a returned struct that stays in memory is re-read before its stores
+/// have landed, a stall in the kernel's per-call path.
+#[inline(always)]
+fn rows_and_columns<'a>(
+    tw: &'a [u64],
+    pop: &'a [u32],
+    m: &'a [u32],
+    words: usize,
+    i: usize,
+    c: usize,
+) -> (RowPair<'a>, Columns<'a>) {
+    let clk = |i: usize| &tw[i * words..(i + 1) * words];
+    let rows = RowPair {
+        a: [clk(i), clk(i + 1)],
+        pa: [pop[i], pop[i + 1]],
+        ids: [m[i], m[i + 1]],
+    };
+    (rows, (&tw[c * words..], &pop[c..], &m[c..]))
 }
 
 /// [`tile_pairs`] for a gathered block of a linkage pass that no earlier

@@ -286,6 +286,26 @@ fn compound_keys(ds: &Dataset, passes: &[String]) -> Result<Vec<(String, Vec<Opt
     Ok(out)
 }
 
+/// The key passes a job's blocking runs, in order, with each record's key
+/// (the `keys` method's passes of [`group`]: configured keys, or every key
+/// but date variants, then compound keys).
+pub(crate) fn key_passes(ds: &Dataset, cfg: &Blocking) -> Result<Vec<(String, Vec<Option<u128>>)>> {
+    let mut out: Vec<(String, Vec<Option<u128>>)> = ds
+        .blocks
+        .iter()
+        .filter(|(n, _)| {
+            if cfg.passes.is_empty() {
+                !super::load::is_date_variant(&ds.schema_json, n)
+            } else {
+                cfg.passes.contains(n)
+            }
+        })
+        .map(|(n, k)| (n.clone(), k.clone()))
+        .collect();
+    out.extend(compound_keys(ds, &cfg.passes)?);
+    Ok(out)
+}
+
 /// CLK bit positions set in 25–75% of records (widened to 10–90% if too
 /// few): bits that are almost always or almost never set agree between
 /// unrelated records too often or too rarely to be useful for LSH.

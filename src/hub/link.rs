@@ -339,62 +339,70 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
             (weight, probability, None)
         };
     clock.lap("score");
-    let scores: &[f32] = match mode {
-        ScoringMode::Probabilistic => &probability,
-        ScoringMode::Dice => &comps.dice,
-    };
-    // Value frequencies for confirming duplicates (kept for the report's
-    // re-resolutions at other thresholds): those comparison used, when it
-    // ran in this process.
-    let value_freq = (mode == ScoringMode::Probabilistic
+    // Value frequencies as comparison used them: for confirming duplicates
+    // (kept for the report's re-resolutions at other thresholds) and for
+    // the second look at records left single.
+    let confirm_tf = mode == ScoringMode::Probabilistic
         && !dedup
         && cfg.resolve.attach_duplicates
         && cfg.resolve.confirm_duplicates
-        && cfg.scoring.tf_adjustment)
+        && cfg.scoring.tf_adjustment;
+    let tf_all = (cfg.scoring.tf_adjustment && (confirm_tf || pair_probability.is_some()))
         .then(|| tf.unwrap_or_else(|| value_frequencies(&ds)));
-    let resolve_at = |scores: &[f32]| {
+    let resolve_at = |scores: &[f32], pairs: &[u64]| {
         resolve_job(
             &ds,
             cfg,
             &model,
-            value_freq.as_deref(),
+            tf_all.as_deref().filter(|_| confirm_tf),
             mode,
             dedup,
-            &cands.pairs,
+            pairs,
             scores,
             threshold,
         )
     };
-    let (mut resolution, mut linked) = resolve_at(scores);
-    // Records left single: their pairs again, with the taken records out
-    // of the sums (docs/decisions.md §19).
+    let (mut resolution, mut linked) = resolve_at(
+        match mode {
+            ScoringMode::Probabilistic => &probability,
+            ScoringMode::Dice => &comps.dice,
+        },
+        &cands.pairs,
+    );
+    // Records left single: a second look among them, with the taken
+    // records out of the sums (docs/decisions.md §19, §31).
     let (mut weight, mut probability) = (weight, probability);
+    let (mut cands, mut pair_probability) = (cands, pair_probability);
     if let Some(pairwise) = &pair_probability {
-        let lens: Vec<usize> = ds.agencies.iter().map(|a| a.len).collect();
-        let again = super::posterior::among_singles(
-            &ds.agency_of,
-            &lens,
+        let look = super::residual::second_look(
+            &ds,
+            cfg,
+            &model,
+            tf_all.as_deref(),
             &cands.pairs,
             pairwise,
-            &linked,
             &resolution.cluster_size,
-            model.lambda,
-            cfg.output.pairs_min_probability as f32,
-        )
-        .unwrap_or_default();
-        let mut raised = 0usize;
-        for (i, w, p) in again {
-            if p > probability[i] {
-                raised += usize::from(p as f64 >= threshold);
-                weight[i] = w;
-                probability[i] = p;
-            }
-        }
-        if raised > 0 {
-            tracing::info!(
-                "{raised} pairs of records left single reach the threshold once the records taken elsewhere leave their sums"
+        )?;
+        if let Some(look) = look {
+            let before = cands.pairs.len();
+            let raised = take_second_look(
+                look,
+                threshold,
+                cfg.output.pairs_min_probability as f32,
+                &mut cands,
+                &mut comps.dice,
+                &mut weight,
+                &mut probability,
+                pair_probability.as_mut().expect("pairwise"),
             );
-            (resolution, linked) = resolve_at(&probability);
+            tracing::info!(
+                "second look among the records left single: {} pairs compared, {} added, {raised} now reach the threshold",
+                cands.passes.last().map_or(0, |p| p.pairs),
+                cands.pairs.len() - before
+            );
+            if raised > 0 {
+                (resolution, linked) = resolve_at(&probability, &cands.pairs);
+            }
         }
     }
     if resolution.attached > 0 {
@@ -439,11 +447,72 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         pair_probability,
         linked,
         resolution,
-        value_freq,
+        value_freq: tf_all.filter(|_| confirm_tf),
         entity,
         changes,
         timings: clock.1,
     })
+}
+
+/// Fold the second look at the records left single into the run's pairs
+/// (all sorted by pair): a pair already kept takes its record-level
+/// figure from the look when that is higher; a new pair joins when its
+/// figure reaches `min_p` (it is then one the run reports). The look's
+/// pass joins the blocking table. Returns how many pairs now reach
+/// `threshold` that did not.
+#[allow(clippy::too_many_arguments)]
+fn take_second_look(
+    look: super::residual::SecondLook,
+    threshold: f64,
+    min_p: f32,
+    cands: &mut Candidates,
+    dice: &mut Vec<f32>,
+    weight: &mut Vec<f32>,
+    probability: &mut Vec<f32>,
+    pairwise: &mut Vec<f32>,
+) -> usize {
+    let t = threshold as f32;
+    let mut raised = 0;
+    let n = cands.pairs.len();
+    let mut added: Vec<usize> = Vec::new();
+    let mut i = 0;
+    for (k, &p) in look.pairs.iter().enumerate() {
+        while i < n && cands.pairs[i] < p {
+            i += 1;
+        }
+        let (w, q) = (look.weight[k], look.probability[k]);
+        if i < n && cands.pairs[i] == p {
+            if q > probability[i] {
+                raised += usize::from(q >= t && probability[i] < t);
+                weight[i] = w;
+                probability[i] = q;
+            }
+        } else if q >= min_p {
+            raised += usize::from(q >= t);
+            added.push(k);
+        }
+    }
+    if !added.is_empty() {
+        // Merge the new pairs in, keeping the order by pair.
+        let total = n + added.len();
+        let mut order: Vec<(u64, usize)> = Vec::with_capacity(total);
+        order.extend(cands.pairs.iter().enumerate().map(|(i, &p)| (p, i)));
+        order.extend(added.iter().map(|&k| (look.pairs[k], n + k)));
+        order.sort_unstable();
+        let pick = |old: &[f32], new: &[f32]| -> Vec<f32> {
+            order
+                .iter()
+                .map(|&(_, j)| if j < n { old[j] } else { new[j - n] })
+                .collect()
+        };
+        *dice = pick(dice, &look.dice);
+        *weight = pick(weight, &look.weight);
+        *probability = pick(probability, &look.probability);
+        *pairwise = pick(pairwise, &look.pairwise);
+        cands.pairs = order.into_iter().map(|(p, _)| p).collect();
+    }
+    cands.passes.push(look.stats);
+    raised
 }
 
 /// What the streamed comparison of all candidates produced.

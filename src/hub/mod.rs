@@ -15,6 +15,7 @@ pub mod output;
 pub mod posterior;
 pub mod pseudonym;
 pub mod refresh;
+pub mod residual;
 pub mod resolve;
 pub mod score;
 pub mod state;

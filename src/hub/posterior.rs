@@ -148,28 +148,28 @@ pub fn with_none(
     Some((w_out, p_out))
 }
 
-/// Record-level probabilities of the pairs between records that
-/// resolution left single, recomputed now that every other record is
-/// taken (docs/decisions.md §19): a record's competitors that linked
-/// elsewhere leave its sum, and `1 − π` becomes the chance that a single
-/// record's partner is not among the other agency's single records, from
-/// the estimated matches `λ·|A|·|B|` less the links made. Returns (pair
-/// index, weight, probability) of each such pair whose pairwise
-/// probability is at least `min_p`; `None` where [`record_level`] does
-/// not apply.
-#[allow(clippy::too_many_arguments)]
+/// Record-level probabilities of pairs between records that resolution
+/// left single (docs/decisions.md §19, §31), from their pairwise `weight`
+/// (bits, prior λ included). Among the single records, a record's partner
+/// (if it has one left) is one of the other agency's single records, not
+/// one of all its records: a pair's prior rises from λ to `M / (N_A·N_B)`,
+/// with `N` the single records of each agency (`cluster_size` 1) and `M`
+/// the matches among them, and `1 − π` becomes `1 − M / N_A`. `M` is fitted
+/// to the pairs themselves ([`partner_share`]), not taken from λ: the
+/// matches resolution missed are those λ's estimate counts least well.
+/// Only the single records' pairs with each other are in the sums, so a
+/// record's competitors that linked elsewhere have left them. `None` where
+/// [`record_level`] does not apply.
 pub fn among_singles(
     agency_of: &[u16],
     agency_len: &[usize],
     pairs: &[u64],
-    pairwise: &[f32],
-    linked: &[bool],
+    weight: &[f32],
     cluster_size: &[u32],
     lambda: f64,
-    min_p: f32,
-) -> Option<Vec<(usize, f32, f32)>> {
+) -> Option<(Vec<f32>, Vec<f32>)> {
     let na = agency_len.len();
-    if !(2..=MAX_AGENCIES).contains(&na) {
+    if !(2..=MAX_AGENCIES).contains(&na) || lambda <= 0.0 {
         return None;
     }
     let mut singles = vec![0f64; na];
@@ -178,49 +178,94 @@ pub fn among_singles(
             singles[agency_of[r] as usize] += 1.0;
         }
     }
-    let mut links = vec![0f64; na * na];
-    let mut subset = Vec::new();
-    for (i, &p) in pairs.iter().enumerate() {
+    // Each single record's likelihood ratio of "my partner is one of the
+    // single records of agency h, each as likely" against "I have none
+    // there": its pairs' Bayes factors (x / λ) averaged over them.
+    let slot = |r: usize, h: usize| r * na + h;
+    let mut ratio = vec![0f64; agency_of.len() * na];
+    for (&p, &w) in pairs.iter().zip(weight) {
         let (a, b) = unpack(p);
+        debug_assert!(cluster_size[a] == 1 && cluster_size[b] == 1);
         let (ga, gb) = (agency_of[a] as usize, agency_of[b] as usize);
-        if linked[i] {
-            links[ga * na + gb] += 1.0;
-            links[gb * na + ga] += 1.0;
-        } else if pairwise[i] >= min_p && cluster_size[a] == 1 && cluster_size[b] == 1 {
-            subset.push(i);
+        if ga == gb {
+            return None;
+        }
+        let bf = (w as f64).exp2() / lambda;
+        ratio[slot(a, gb)] += bf / singles[gb];
+        ratio[slot(b, ga)] += bf / singles[ga];
+    }
+    let mut of_agency: Vec<Vec<usize>> = vec![Vec::new(); na];
+    for (r, &c) in cluster_size.iter().enumerate() {
+        if c == 1 {
+            of_agency[agency_of[r] as usize].push(r);
         }
     }
+    let share: Vec<f64> = (0..na * na)
+        .into_par_iter()
+        .map(|k| {
+            let (g, h) = (k / na, k % na);
+            if g == h {
+                return 0.0;
+            }
+            partner_share(of_agency[g].iter().map(|&r| ratio[slot(r, h)]))
+        })
+        .collect();
+    // Matches among the single records of g and h: both sides' estimates,
+    // averaged.
+    let matches = |g: usize, h: usize| {
+        (share[g * na + h] * singles[g] + share[h * na + g] * singles[h]) / 2.0
+    };
     let none: Vec<f64> = (0..na * na)
         .map(|k| {
             let (g, h) = (k / na, k % na);
-            let left = (lambda * agency_len[g] as f64 * agency_len[h] as f64 - links[k]).max(0.0);
-            let pi = if singles[g] > 0.0 {
-                left / singles[g]
-            } else {
-                0.0
-            };
-            (1.0 - pi).clamp(NONE_MIN, 1.0)
+            if g == h || singles[g] == 0.0 {
+                return 1.0;
+            }
+            (1.0 - matches(g, h) / singles[g]).clamp(NONE_MIN, 1.0)
         })
         .collect();
-    let sub_pairs: Vec<u64> = subset.iter().map(|&i| pairs[i]).collect();
-    let sub_p: Vec<f32> = subset.iter().map(|&i| pairwise[i]).collect();
-    // Pairwise weights back from the probabilities (the pairs are far from
-    // certain: both records stayed single).
-    let sub_w: Vec<f32> = sub_p
+    tracing::debug!(
+        "records left single: {singles:?} per agency; share with a partner among the other agency's single records: {share:?}"
+    );
+    let shifted: Vec<f32> = pairs
         .iter()
-        .map(|&p| {
-            let p = p as f64;
-            (p.log2() - (1.0 - p).max(1e-18).log2()) as f32
+        .zip(weight)
+        .map(|(&p, &w)| {
+            let (a, b) = unpack(p);
+            let (g, h) = (agency_of[a] as usize, agency_of[b] as usize);
+            let prior = matches(g, h) / (singles[g] * singles[h]);
+            w + (prior.max(f64::MIN_POSITIVE) / lambda).log2() as f32
         })
         .collect();
-    let (w, p) = with_none(agency_of, na, &sub_pairs, &sub_w, &sub_p, &none, min_p)?;
-    Some(
-        subset
-            .into_iter()
-            .zip(w.into_iter().zip(p))
-            .map(|(i, (w, p))| (i, w, p))
-            .collect(),
-    )
+    let prob: Vec<f32> = shifted
+        .iter()
+        .map(|&w| super::score::probability(w))
+        .collect();
+    with_none(agency_of, na, pairs, &shifted, &prob, &none, 0.0)
+}
+
+/// The share of records that have a partner, fitted by EM from each
+/// record's likelihood ratio `r` of "partner" against "none": the `π` that
+/// maximises `Π ((1 − π) + π·r)`. 0 for no records.
+pub fn partner_share(ratios: impl Iterator<Item = f64> + Clone) -> f64 {
+    let n = ratios.clone().count() as f64;
+    if n == 0.0 {
+        return 0.0;
+    }
+    let mut pi = 0.5f64;
+    for _ in 0..1000 {
+        let next = ratios
+            .clone()
+            .map(|r| pi * r / ((1.0 - pi) + pi * r))
+            .sum::<f64>()
+            / n;
+        let done = (next - pi).abs() < 1e-9;
+        pi = next;
+        if done {
+            break;
+        }
+    }
+    pi
 }
 
 #[cfg(test)]
@@ -274,42 +319,53 @@ mod tests {
     }
 
     #[test]
-    fn records_left_single_lose_the_competitors_taken_elsewhere() {
-        // Agency A: 0, 1; agency B: 2, 3. 0–2 is linked; 1 and 3 each also
-        // compete for a taken record at even odds x = 2.
-        let agency_of = [0u16, 0, 1, 1];
-        let pairs = [pack(0, 2), pack(1, 2), pack(0, 3), pack(1, 3)];
-        let x = 2f64;
-        let p_even = (x / (1.0 + x)) as f32;
-        let pairwise = [0.999f32, p_even, p_even, p_even];
-        let linked = [true, false, false, false];
-        let cluster_size = [2u32, 1, 2, 1];
-        let singles = |lambda: f64, min_p: f32| {
-            among_singles(
-                &agency_of,
-                &[2, 2],
-                &pairs,
-                &pairwise,
-                &linked,
-                &cluster_size,
-                lambda,
-                min_p,
-            )
-            .unwrap()
-        };
-        // λ·|A|·|B| = 2 matches expected, 1 made: the one left is surely
-        // between the single records 1 and 3 (1 − π at its floor).
-        let r = singles(0.5, 0.01);
-        assert_eq!(r.len(), 1, "only the pair of two single records: {r:?}");
-        assert_eq!(r[0].0, 3);
-        let want = x / (NONE_MIN + x);
-        assert!((r[0].2 as f64 - want).abs() < 1e-4, "{r:?}");
-        // λ·|A|·|B| = 1: the match expected is made, so a single record
-        // has no partner left by the estimate: the pair keeps its own odds.
-        let r = singles(0.25, 0.01);
-        assert!((r[0].2 as f64 - x / (1.0 + x)).abs() < 1e-4, "{r:?}");
-        // Below the pairs' floor nothing is asked.
-        let r = singles(0.5, 0.9);
-        assert!(r.is_empty());
+    fn partner_share_is_the_maximum_likelihood_share() {
+        // Half the records 100 times likelier with a partner, half with
+        // none possible: ML solves 99 / (1 + 99π) = 1 / (1 − π), π = 98/198.
+        let r = [100.0f64, 0.0].repeat(50);
+        let pi = partner_share(r.iter().copied());
+        assert!((pi - 98.0 / 198.0).abs() < 1e-6, "{pi}");
+        assert!(partner_share([0.0f64; 10].iter().copied()) < 1e-6);
+        assert!(partner_share([1e6f64; 10].iter().copied()) > 0.999);
+        assert_eq!(partner_share(std::iter::empty()), 0.0);
+    }
+
+    #[test]
+    fn records_left_single_are_weighed_among_themselves() {
+        // Agency A: 0..4, agency B: 4..8, all single; λ = 1e-6 (the whole
+        // job's prior, far below one in four).
+        let agency_of = [0u16, 0, 0, 0, 1, 1, 1, 1];
+        let sizes = [1u32; 8];
+        let lambda = 1e-6f64;
+        let pairs: Vec<u64> = (0..4).map(|i| pack(i, i + 4)).collect();
+        // Strong evidence (2^20 Bayes factor): every single record has its
+        // partner among the others' singles, so M = 4, each pair's prior
+        // is 4 / 16 and 1 − π is at its floor.
+        let strong = vec![(20.0 + lambda.log2()) as f32; 4];
+        let (w, p) = among_singles(&agency_of, &[4, 4], &pairs, &strong, &sizes, lambda).unwrap();
+        let x = 2f64.powi(20) / 4.0;
+        let want = x / NONE_MIN;
+        for (&w, &p) in w.iter().zip(&p) {
+            assert!((w as f64 - want.log2()).abs() < 1e-3, "{w:?}");
+            assert!(p > 0.9999, "{p:?}");
+        }
+        // Evidence against (a Bayes factor of 1/8): no record is likelier
+        // to have a partner than not, the share goes to 0 and so do the
+        // pairs.
+        let weak = vec![(-3.0 + lambda.log2()) as f32; 4];
+        let (_, p) = among_singles(&agency_of, &[4, 4], &pairs, &weak, &sizes, lambda).unwrap();
+        assert!(p.iter().all(|&p| p < 1e-3), "{p:?}");
+        // A competitor: record 0 also pairs with 5 (as strongly), so 0's
+        // view of (0, 4) is shared, but 4's view is not: still likely.
+        let mut more = pairs.clone();
+        more.push(pack(0, 5));
+        let w5 = vec![strong[0]; 5];
+        let (_, p) = among_singles(&agency_of, &[4, 4], &more, &w5, &sizes, lambda).unwrap();
+        assert!(p[0] > 0.99, "{p:?}");
+        // Within one agency: not record-level.
+        let inside = [pack(0, 1)];
+        assert!(
+            among_singles(&agency_of, &[4, 4], &inside, &strong[..1], &sizes, lambda).is_none()
+        );
     }
 }

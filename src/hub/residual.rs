@@ -1,0 +1,118 @@
+//! Records left single: a second look among them (docs/decisions.md §19,
+//! §31).
+//!
+//! After resolution, the records left single are blocked again on every
+//! key pass of the job, restricted to them: blocks too large to compare in
+//! the whole job (a common surname's) are small among a few percent of the
+//! records. Those pairs, with the kept pairs of two single records, are
+//! compared and scored under the job's model, then made record-level among
+//! the single records only ([`super::posterior::among_singles`]). The set
+//! depends only on which records are single and on their keys, never on
+//! which pairs an earlier run kept, so an incremental refresh looks at the
+//! same pairs as a full run. Hub side: indices, keys and weights only;
+//! never sees plaintext.
+
+use rayon::prelude::*;
+
+use super::block::{PassStats, key_pass, key_passes, unpack};
+use super::config::JobConfig;
+use super::load::Dataset;
+use super::score::{Model, compare, cuts32, score};
+use crate::error::Result;
+
+/// The second look's pairs (sorted) and their figures.
+#[derive(Debug, Default)]
+pub struct SecondLook {
+    pub pairs: Vec<u64>,
+    /// CLK Dice.
+    pub dice: Vec<f32>,
+    /// Pairwise probability (prior λ, as the job scores every pair).
+    pub pairwise: Vec<f32>,
+    /// Record-level weight and probability among the single records.
+    pub weight: Vec<f32>,
+    pub probability: Vec<f32>,
+    /// The pass as the report's blocking table shows it.
+    pub stats: PassStats,
+}
+
+/// Name of the second look in the blocking table.
+pub const PASS: &str = "records left single";
+
+/// The second look at the records `cluster_size` leaves single: the
+/// cross-agency pairs of every key pass among them, and the `kept` pairs
+/// of two single records whose `pairwise` probability reaches
+/// `output.pairs_min_probability` (those a refresh carries over), scored
+/// under `model` (value frequencies `tf` as the job's scoring used them).
+/// `None` where record-level probabilities do not apply.
+pub fn second_look(
+    ds: &Dataset,
+    cfg: &JobConfig,
+    model: &Model,
+    tf: Option<&[Vec<f32>]>,
+    kept: &[u64],
+    pairwise: &[f32],
+    cluster_size: &[u32],
+) -> Result<Option<SecondLook>> {
+    let single = |g: usize| cluster_size[g] == 1;
+    let min_p = cfg.output.pairs_min_probability as f32;
+    let mut pairs: Vec<u64> = kept
+        .iter()
+        .zip(pairwise)
+        .filter(|&(&p, &q)| {
+            let (a, b) = unpack(p);
+            q >= min_p && single(a) && single(b)
+        })
+        .map(|(&p, _)| p)
+        .collect();
+    let mut stats = PassStats {
+        name: PASS.into(),
+        kind: "key".into(),
+        ..Default::default()
+    };
+    for (name, keys) in key_passes(ds, &cfg.blocking)? {
+        let among: Vec<Option<u128>> = keys
+            .par_iter()
+            .enumerate()
+            .map(|(g, &k)| k.filter(|_| single(g)))
+            .collect();
+        let st = key_pass(
+            ds,
+            &among,
+            &name,
+            "key",
+            false,
+            cfg.blocking.max_block_pairs,
+            &mut pairs,
+            usize::MAX,
+        );
+        stats.blocks += st.blocks;
+        stats.skipped_blocks += st.skipped_blocks;
+        stats.skipped_pairs += st.skipped_pairs;
+        stats.largest_block_pairs = stats.largest_block_pairs.max(st.largest_block_pairs);
+    }
+    pairs.par_sort_unstable();
+    pairs.dedup();
+    stats.pairs = pairs.len() as u64;
+    let cuts = cuts32(&cfg.scoring.levels);
+    let comps = compare(ds, &pairs, &cuts);
+    let (w, p) = score(model, &comps, &pairs, tf);
+    let lens: Vec<usize> = ds.agencies.iter().map(|a| a.len).collect();
+    let Some((weight, probability)) = super::posterior::among_singles(
+        &ds.agency_of,
+        &lens,
+        &pairs,
+        &w,
+        cluster_size,
+        model.lambda,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(SecondLook {
+        pairs,
+        dice: comps.dice,
+        pairwise: p,
+        weight,
+        probability,
+        stats,
+    }))
+}

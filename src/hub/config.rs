@@ -178,6 +178,11 @@ pub struct Resolve {
     /// single record's agency's estimated duplicate rate, clears the
     /// threshold (docs/decisions.md §22).
     pub duplicate_prior: bool,
+    /// After resolution, block the records left single again among
+    /// themselves and weigh their pairs against each other only
+    /// (docs/decisions.md §19, §31). One-to-one probabilistic linkage with
+    /// `scoring.record_prior` only.
+    pub second_look: bool,
 }
 
 impl Default for Resolve {
@@ -188,6 +193,7 @@ impl Default for Resolve {
             attach_min_probability: 0.999,
             confirm_duplicates: true,
             duplicate_prior: true,
+            second_look: true,
         }
     }
 }

@@ -51,6 +51,10 @@ fn records_left_single_are_blocked_again_among_themselves() {
     assert!(precision(&on) > 0.95, "precision {}", precision(&on));
     // Every record is accounted for either way.
     for r in [&off, &on] {
-        assert_eq!(r["reconciliation"]["balanced"], true, "{}", r["reconciliation"]);
+        assert_eq!(
+            r["reconciliation"]["balanced"], true,
+            "{}",
+            r["reconciliation"]
+        );
     }
 }

@@ -310,10 +310,11 @@ impl Kernel {
     /// holds: row `r`'s pair with column `j` is left out when some
     /// `(block, at)` of `held[r]` (an earlier pass holding the row's record
     /// in `block`, and where the columns' blocks in that pass start in
-    /// `blocks`) has `blocks[at + j] == block`. Row `r`'s kept Dice and
-    /// pairs are appended to `out[r]`, in column order. The AVX-512 kernel
-    /// tests and compresses eight columns a step in the loop that computes
-    /// their Dice.
+    /// `blocks`) has `blocks[at + j] == block`. Row 0's kept Dice and pairs
+    /// are appended to `dice` and `pairs`, in column order, then row 1's.
+    /// The AVX-512 kernel counts row 0's kept pairs first, so that both
+    /// rows are written in place, and tests and compresses eight columns a
+    /// step in the loop that computes their Dice.
     #[inline]
     pub fn dice_pairs2_kept(
         self,
@@ -321,7 +322,7 @@ impl Kernel {
         (b, bpop, bids): Columns,
         blocks: &[u32],
         held: [&[(u32, u32)]; 2],
-        out: [(&mut Vec<f32>, &mut Vec<u64>); 2],
+        (dice, pairs): (&mut Vec<f32>, &mut Vec<u64>),
     ) {
         let (words, n) = (a[0].len(), bpop.len());
         assert!(a[1].len() == words && b.len() == n * words && bids.len() == n);
@@ -329,48 +330,48 @@ impl Kernel {
             held.iter()
                 .all(|h| h.iter().all(|&(_, at)| at as usize + n <= blocks.len()))
         );
-        let [(d0, p0), (d1, p1)] = out;
         #[cfg(target_arch = "x86_64")]
         if self == Kernel::Avx512 && words == 16 {
-            // Room for every column plus a whole vector past the last.
-            for (d, p) in [(&mut *d0, &mut *p0), (&mut *d1, &mut *p1)] {
-                d.reserve(n + 8);
-                p.reserve(n + 8);
-            }
-            let at = [(d0.len(), p0.len()), (d1.len(), p1.len())];
+            dice.reserve(2 * n);
+            pairs.reserve(2 * n);
+            let (d, p) = (dice.len(), pairs.len());
             // SAFETY: only chosen when the CPU reports the features; each
-            // output has n + 8 free slots (reserved above), each held run
-            // has n entries (asserted above), and the lengths grow by
-            // exactly what the kernel wrote.
+            // held run has n entries (asserted above); row 0 writes its
+            // kept0 <= n pairs from the ends and row 1 its kept1 <= n right
+            // after them, all within the 2n slots reserved above, with
+            // masked stores (nothing past a row's count); the lengths grow
+            // by exactly what was written.
             unsafe {
+                let kept0 = n - x86::taken(blocks, held[0], n);
                 let kept = x86::two_rows_kept(
                     a,
                     pa,
                     b,
                     bpop,
-                    [d0.as_mut_ptr().add(at[0].0), d1.as_mut_ptr().add(at[1].0)],
+                    [dice.as_mut_ptr().add(d), dice.as_mut_ptr().add(d + kept0)],
+                    [kept0, 2 * n - kept0],
                     x86::Pairs {
                         ids,
                         bids,
-                        out: [p0.as_mut_ptr().add(at[0].1), p1.as_mut_ptr().add(at[1].1)],
+                        out: [pairs.as_mut_ptr().add(p), pairs.as_mut_ptr().add(p + kept0)],
                         blocks,
                         held,
                     },
                 );
-                d0.set_len(at[0].0 + kept[0]);
-                p0.set_len(at[0].1 + kept[0]);
-                d1.set_len(at[1].0 + kept[1]);
-                p1.set_len(at[1].1 + kept[1]);
+                debug_assert_eq!(kept[0], kept0);
+                dice.set_len(d + kept[0] + kept[1]);
+                pairs.set_len(p + kept[0] + kept[1]);
             }
             return;
         }
-        // Both rows' Dice in place, then each row compacted.
-        let (s0, s1) = (d0.len(), d1.len());
-        d0.resize(s0 + n, 0.0);
-        d1.resize(s1 + n, 0.0);
-        self.dice_many2(a, pa, b, bpop, [&mut d0[s0..], &mut d1[s1..]]);
-        for (r, (d, p, s)) in [(d0, p0, s0), (d1, p1, s1)].into_iter().enumerate() {
-            let mut w = s;
+        // Both rows' Dice in place, then compacted, row 0 then row 1 (each
+        // write is at or before the slot it reads).
+        let s = dice.len();
+        dice.resize(s + 2 * n, 0.0);
+        let (d0, d1) = dice[s..].split_at_mut(n);
+        self.dice_many2(a, pa, b, bpop, [d0, d1]);
+        let mut w = s;
+        for r in 0..2 {
             for (j, &g) in bids.iter().enumerate() {
                 if held[r]
                     .iter()
@@ -378,12 +379,12 @@ impl Kernel {
                 {
                     continue;
                 }
-                d[w] = d[s + j];
-                p.push(pair(ids[r], g));
+                dice[w] = dice[s + r * n + j];
+                pairs.push(pair(ids[r], g));
                 w += 1;
             }
-            d.truncate(w);
         }
+        dice.truncate(w);
     }
 }
 
@@ -861,15 +862,43 @@ mod x86 {
         }
     }
 
+    /// How many of the `n` columns some `(block, at)` of `held` holds
+    /// (`blocks[at + j] == block`), eight columns a step.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F and VL; each held run of `blocks` has `n`
+    /// entries.
+    #[target_feature(enable = "avx512f,avx512vl,avx2")]
+    pub unsafe fn taken(blocks: &[u32], held: &[(u32, u32)], n: usize) -> usize {
+        let bk = blocks.as_ptr();
+        let mut count = 0;
+        let mut j = 0;
+        while j + 8 <= n {
+            let mut taken: __mmask8 = 0;
+            for &(id, at) in held {
+                // SAFETY: at + j + 8 <= at + n entries exist (the caller's
+                // contract).
+                let c = unsafe { _mm256_loadu_si256(bk.add(at as usize + j) as *const __m256i) };
+                taken |= _mm256_cmpeq_epi32_mask(c, _mm256_set1_epi32(id as i32));
+            }
+            count += taken.count_ones() as usize;
+            j += 8;
+        }
+        count
+            + (j..n)
+                .filter(|&j| held.iter().any(|&(id, at)| blocks[at as usize + j] == id))
+                .count()
+    }
+
     /// [`two_rows`] writing only the pairs no earlier pass holds, and
     /// their Dice: each step tests its eight columns' blocks against the
     /// row's `held` blocks and compresses what is kept into place. Returns
     /// how many pairs each row wrote.
     ///
     /// # Safety
-    /// As for [`two_rows`] with pairs, each output having eight more slots
-    /// (the whole-vector stores run past the count); each held run of
-    /// `blocks` has `bpop.len()` block indices.
+    /// As for [`two_rows`] with pairs, each output having room for the
+    /// row's kept pairs (masked stores write nothing past them); each held
+    /// run of `blocks` has `bpop.len()` block indices.
     #[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq,avx512bw,avx512vbmi,avx512dq,avx2")]
     pub unsafe fn two_rows_kept(
         a: [&[u64]; 2],
@@ -877,6 +906,7 @@ mod x86 {
         b: &[u64],
         bpop: &[u32],
         out: [*mut f32; 2],
+        room: [usize; 2],
         pairs: Pairs,
     ) -> [usize; 2] {
         // SAFETY: each row has 16 words (the caller's contract).
@@ -923,9 +953,17 @@ mod x86 {
                             keep.count_ones() as usize,
                         )
                     };
-                    // Whole vectors, into the slack past the count.
-                    _mm256_storeu_ps(out[r].add(done[r]), d);
-                    _mm512_storeu_si512(po[r].add(done[r]) as *mut _, p);
+                    if done[r] + 8 <= room[r] {
+                        // Whole vectors, into room past the count.
+                        _mm256_storeu_ps(out[r].add(done[r]), d);
+                        _mm512_storeu_si512(po[r].add(done[r]) as *mut _, p);
+                    } else {
+                        // Only the kept lanes, where the room ends (row
+                        // 1's pairs follow row 0's).
+                        let lanes: __mmask8 = ((1u16 << kept) - 1) as u8;
+                        _mm256_mask_storeu_ps(out[r].add(done[r]), lanes, d);
+                        _mm512_mask_storeu_epi64(po[r].add(done[r]) as *mut _, lanes, p);
+                    }
                     done[r] += kept;
                 }
             }
@@ -1172,8 +1210,7 @@ mod tests {
                     })
                     .collect();
                 for k in Kernel::available() {
-                    let (mut d0, mut p0, mut d1, mut p1) =
-                        (vec![-2f32], vec![42u64], vec![], vec![]);
+                    let (mut d, mut p) = (vec![-2f32], vec![42u64]);
                     let rows = RowPair {
                         a: [a0, a1],
                         pa,
@@ -1184,11 +1221,22 @@ mod tests {
                         (bn, pn, idn),
                         &blocks,
                         [&held[0], &held[1]],
-                        [(&mut d0, &mut p0), (&mut d1, &mut p1)],
+                        (&mut d, &mut p),
                     );
-                    assert_eq!((d0[0], p0[0]), (-2.0, 42), "{k:?}");
-                    assert_eq!((d0[1..].to_vec(), p0[1..].to_vec()), want[0], "{k:?} n={n}");
-                    assert_eq!((d1, p1), want[1].clone(), "{k:?} n={n}");
+                    assert_eq!((d[0], p[0]), (-2.0, 42), "{k:?}");
+                    let n0 = want[0].0.len();
+                    assert_eq!(d.len(), 1 + n0 + want[1].0.len(), "{k:?} n={n}");
+                    assert_eq!(p.len(), d.len(), "{k:?} n={n}");
+                    assert_eq!(
+                        (d[1..=n0].to_vec(), p[1..=n0].to_vec()),
+                        want[0],
+                        "{k:?} n={n}"
+                    );
+                    assert_eq!(
+                        (d[1 + n0..].to_vec(), p[1 + n0..].to_vec()),
+                        want[1],
+                        "{k:?} n={n}"
+                    );
                 }
             }
         }

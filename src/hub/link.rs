@@ -373,7 +373,10 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
     // records out of the sums (docs/decisions.md §19, §31).
     let (mut weight, mut probability) = (weight, probability);
     let (mut cands, mut pair_probability) = (cands, pair_probability);
-    if let Some(pairwise) = pair_probability.as_ref().filter(|_| cfg.resolve.second_look) {
+    if let Some(pairwise) = pair_probability
+        .as_ref()
+        .filter(|_| cfg.resolve.second_look)
+    {
         let look = super::residual::second_look(
             &ds,
             cfg,

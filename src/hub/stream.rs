@@ -372,10 +372,6 @@ struct Tile {
     row: Vec<f32>,
     /// The earlier passes holding the row's record: (column, block).
     own: Vec<(usize, u32)>,
-    /// The second row's kept Dice and pairs, before they follow the
-    /// first's.
-    dice1: Vec<f32>,
-    pairs1: Vec<u64>,
 }
 
 /// The earlier passes of a chunk's pass, as ownership tests: the first
@@ -712,8 +708,7 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
         runs,
         row: dst,
         own,
-        dice1,
-        pairs1,
+        ..
     } = tile;
     // Row `i`'s columns: the later members of other agencies (a run, as
     // agencies are ordered), or all later members when de-duplicating.
@@ -772,18 +767,14 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
                     }
                 }
             }
-            dice1.clear();
-            pairs1.clear();
             let (rows, cols) = rows_and_columns(tw, pop, m, words, i, c);
             kernel.dice_pairs2_kept(
                 rows,
                 cols,
                 ids,
                 [&held[0][..len[0]], &held[1][..len[1]]],
-                [(&mut out.dice, &mut out.pairs), (dice1, pairs1)],
+                (&mut out.dice, &mut out.pairs),
             );
-            out.dice.extend_from_slice(dice1);
-            out.pairs.extend_from_slice(pairs1);
             i += 2;
             continue;
         }

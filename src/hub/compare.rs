@@ -337,10 +337,10 @@ impl Kernel {
             let (d, p) = (dice.len(), pairs.len());
             // SAFETY: only chosen when the CPU reports the features; each
             // held run has n entries (asserted above); row 0 writes its
-            // kept0 <= n pairs from the ends and row 1 its kept1 <= n right
-            // after them, all within the 2n slots reserved above, with
-            // masked stores (nothing past a row's count); the lengths grow
-            // by exactly what was written.
+            // kept0 <= n pairs from the ends, within a room of kept0 slots,
+            // and row 1 its pairs right after them, within the 2n - kept0
+            // slots left of the 2n reserved above; the lengths grow by
+            // exactly what was written.
             unsafe {
                 let kept0 = n - x86::taken(blocks, held[0], n);
                 let kept = x86::two_rows_kept(
@@ -896,9 +896,11 @@ mod x86 {
     /// how many pairs each row wrote.
     ///
     /// # Safety
-    /// As for [`two_rows`] with pairs, each output having room for the
-    /// row's kept pairs (masked stores write nothing past them); each held
-    /// run of `blocks` has `bpop.len()` block indices.
+    /// As for [`two_rows`] with pairs, except that row `r`'s outputs have
+    /// `room[r]` writable slots, at least as many as its kept pairs: a
+    /// step stores whole vectors while they fit the room and only the kept
+    /// lanes where it ends. Each held run of `blocks` has `bpop.len()`
+    /// block indices.
     #[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq,avx512bw,avx512vbmi,avx512dq,avx2")]
     pub unsafe fn two_rows_kept(
         a: [&[u64]; 2],

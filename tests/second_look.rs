@@ -43,12 +43,38 @@ fn records_left_single_are_blocked_again_among_themselves() {
     let on = run(d.path(), &ex, &truth, 3, true);
     let f1 = |r: &serde_json::Value| r["truth"]["evaluation"]["f1"].as_f64().unwrap();
     let precision = |r: &serde_json::Value| r["truth"]["evaluation"]["precision"].as_f64().unwrap();
-    eprintln!("F1 without the look {}, with {}", f1(&off), f1(&on));
+    eprintln!(
+        "F1 without the look {}, with {}; {}",
+        f1(&off),
+        f1(&on),
+        on["model"]["second_look"]
+    );
     assert!(look_pass(&off).is_none());
     let pass = look_pass(&on).expect("the look is a pass of the blocking table");
     assert!(pass["pairs"].as_u64().unwrap() > 0, "{pass}");
     assert!(f1(&on) > f1(&off) + 0.01, "F1 {} -> {}", f1(&off), f1(&on));
     assert!(precision(&on) > 0.95, "precision {}", precision(&on));
+    // The report's model section says what the look did; without it,
+    // nothing.
+    assert!(off["model"]["second_look"].is_null());
+    let s = &on["model"]["second_look"];
+    assert_eq!(s["pairs"], pass["pairs"], "{s}");
+    assert!(s["raised"].as_u64().unwrap() > 0, "{s}");
+    let singles: u64 = s["single_records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x[1].as_u64().unwrap())
+        .sum();
+    assert!(singles > 0, "{s}");
+    let shares = s["partner_share"].as_array().unwrap();
+    assert_eq!(shares.len(), 2, "{s}");
+    for x in shares {
+        let v = x["share"].as_f64().unwrap();
+        // Everyone has a partner in these extracts; most single records'
+        // partners are single too.
+        assert!((0.3..=1.0).contains(&v), "{s}");
+    }
     // Every record is accounted for either way.
     for r in [&off, &on] {
         assert_eq!(

@@ -95,6 +95,9 @@ pub struct LinkRun {
     /// Per field and record, the frequency of the record's value, when
     /// duplicates were confirmed with term-frequency adjustment.
     pub value_freq: Option<Vec<Vec<f32>>>,
+    /// What the second look at records left single did (docs/decisions.md
+    /// §31), when it ran.
+    pub second_look: Option<super::residual::Summary>,
     pub entity: Vec<String>,
     /// Changes since `--previous`, when given.
     pub changes: Option<super::refresh::Changes>,
@@ -373,6 +376,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
     // records out of the sums (docs/decisions.md §19, §31).
     let (mut weight, mut probability) = (weight, probability);
     let (mut cands, mut pair_probability) = (cands, pair_probability);
+    let mut second_look = None;
     if let Some(pairwise) = pair_probability
         .as_ref()
         .filter(|_| cfg.resolve.second_look)
@@ -389,7 +393,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         if let Some(look) = look {
             let before = cands.pairs.len();
             let raised = take_second_look(
-                look,
+                &look,
                 threshold,
                 cfg.output.pairs_min_probability as f32,
                 &mut cands,
@@ -403,6 +407,13 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
                 cands.passes.last().map_or(0, |p| p.pairs),
                 cands.pairs.len() - before
             );
+            second_look = Some(super::residual::Summary::of(
+                &ds,
+                &look,
+                &resolution.cluster_size,
+                (cands.pairs.len() - before) as u64,
+                raised as u64,
+            ));
             if raised > 0 {
                 (resolution, linked) = resolve_at(&probability, &cands.pairs);
             }
@@ -451,6 +462,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         linked,
         resolution,
         value_freq: tf_all.filter(|_| confirm_tf),
+        second_look,
         entity,
         changes,
         timings: clock.1,
@@ -465,7 +477,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
 /// `threshold` that did not.
 #[allow(clippy::too_many_arguments)]
 fn take_second_look(
-    look: super::residual::SecondLook,
+    look: &super::residual::SecondLook,
     threshold: f64,
     min_p: f32,
     cands: &mut Candidates,
@@ -514,7 +526,7 @@ fn take_second_look(
         *pairwise = pick(pairwise, &look.pairwise);
         cands.pairs = order.into_iter().map(|(p, _)| p).collect();
     }
-    cands.passes.push(look.stats);
+    cands.passes.push(look.stats.clone());
     raised
 }
 

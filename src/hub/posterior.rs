@@ -158,8 +158,10 @@ pub fn with_none(
 /// to the pairs themselves ([`partner_share`]), not taken from λ: the
 /// matches resolution missed are those λ's estimate counts least well.
 /// Only the single records' pairs with each other are in the sums, so a
-/// record's competitors that linked elsewhere have left them. `None` where
-/// [`record_level`] does not apply.
+/// record's competitors that linked elsewhere have left them. Returns the
+/// pairs' weights and probabilities, and per agency `g` and other agency
+/// `h` (at `g·n + h`) the fitted share of g's single records with a
+/// partner among h's; `None` where [`record_level`] does not apply.
 pub fn among_singles(
     agency_of: &[u16],
     agency_len: &[usize],
@@ -167,7 +169,7 @@ pub fn among_singles(
     weight: &[f32],
     cluster_size: &[u32],
     lambda: f64,
-) -> Option<(Vec<f32>, Vec<f32>)> {
+) -> Option<(Vec<f32>, Vec<f32>, Vec<f64>)> {
     let na = agency_len.len();
     if !(2..=MAX_AGENCIES).contains(&na) || lambda <= 0.0 {
         return None;
@@ -241,7 +243,8 @@ pub fn among_singles(
         .iter()
         .map(|&w| super::score::probability(w))
         .collect();
-    with_none(agency_of, na, pairs, &shifted, &prob, &none, 0.0)
+    let (w, p) = with_none(agency_of, na, pairs, &shifted, &prob, &none, 0.0)?;
+    Some((w, p, share))
 }
 
 /// The share of records that have a partner, fitted by EM from each
@@ -342,7 +345,9 @@ mod tests {
         // partner among the others' singles, so M = 4, each pair's prior
         // is 4 / 16 and 1 − π is at its floor.
         let strong = vec![(20.0 + lambda.log2()) as f32; 4];
-        let (w, p) = among_singles(&agency_of, &[4, 4], &pairs, &strong, &sizes, lambda).unwrap();
+        let (w, p, share) =
+            among_singles(&agency_of, &[4, 4], &pairs, &strong, &sizes, lambda).unwrap();
+        assert!(share[1] > 0.999 && share[2] > 0.999, "{share:?}");
         let x = 2f64.powi(20) / 4.0;
         let want = x / NONE_MIN;
         for (&w, &p) in w.iter().zip(&p) {
@@ -353,14 +358,16 @@ mod tests {
         // to have a partner than not, the share goes to 0 and so do the
         // pairs.
         let weak = vec![(-3.0 + lambda.log2()) as f32; 4];
-        let (_, p) = among_singles(&agency_of, &[4, 4], &pairs, &weak, &sizes, lambda).unwrap();
+        let (_, p, share) =
+            among_singles(&agency_of, &[4, 4], &pairs, &weak, &sizes, lambda).unwrap();
+        assert!(share[1] < 1e-3, "{share:?}");
         assert!(p.iter().all(|&p| p < 1e-3), "{p:?}");
         // A competitor: record 0 also pairs with 5 (as strongly), so 0's
         // view of (0, 4) is shared, but 4's view is not: still likely.
         let mut more = pairs.clone();
         more.push(pack(0, 5));
         let w5 = vec![strong[0]; 5];
-        let (_, p) = among_singles(&agency_of, &[4, 4], &more, &w5, &sizes, lambda).unwrap();
+        let (_, p, _) = among_singles(&agency_of, &[4, 4], &more, &w5, &sizes, lambda).unwrap();
         assert!(p[0] > 0.99, "{p:?}");
         // Within one agency: not record-level.
         let inside = [pack(0, 1)];

@@ -13,6 +13,7 @@
 //! never sees plaintext.
 
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::block::{PassStats, key_pass, key_passes, unpack};
 use super::config::JobConfig;
@@ -33,6 +34,69 @@ pub struct SecondLook {
     pub probability: Vec<f32>,
     /// The pass as the report's blocking table shows it.
     pub stats: PassStats,
+    /// Per agency and other agency (`g·n + h`): the fitted share of g's
+    /// single records with a partner among h's.
+    pub share: Vec<f64>,
+}
+
+/// What the second look did, for the report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Records left single by the first resolution, per agency.
+    pub single_records: Vec<(String, u64)>,
+    /// Pairs compared among them.
+    pub pairs: u64,
+    /// Pairs not among the run's kept pairs that joined them.
+    pub added: u64,
+    /// Pairs that reached the threshold through the look.
+    pub raised: u64,
+    /// Per agency and other agency: the share of the agency's single
+    /// records estimated to have their partner among the other's.
+    pub partner_share: Vec<PartnerShare>,
+}
+
+/// One agency's single records' fitted share with a partner among another
+/// agency's single records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartnerShare {
+    pub agency: String,
+    pub other: String,
+    pub share: f64,
+}
+
+impl Summary {
+    /// The summary of `look` on `ds`, with what folding it in added and
+    /// raised.
+    pub fn of(
+        ds: &Dataset,
+        look: &SecondLook,
+        cluster_size: &[u32],
+        added: u64,
+        raised: u64,
+    ) -> Summary {
+        let na = ds.agencies.len();
+        let mut singles = vec![0u64; na];
+        for (g, &c) in cluster_size.iter().enumerate() {
+            if c == 1 {
+                singles[ds.agency_of[g] as usize] += 1;
+            }
+        }
+        let name = |g: usize| ds.agencies[g].name.clone();
+        Summary {
+            single_records: (0..na).map(|g| (name(g), singles[g])).collect(),
+            pairs: look.stats.pairs,
+            added,
+            raised,
+            partner_share: (0..na * na)
+                .filter(|k| k / na != k % na)
+                .map(|k| PartnerShare {
+                    agency: name(k / na),
+                    other: name(k % na),
+                    share: look.share[k],
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Name of the second look in the blocking table.
@@ -97,7 +161,7 @@ pub fn second_look(
     let comps = compare(ds, &pairs, &cuts);
     let (w, p) = score(model, &comps, &pairs, tf);
     let lens: Vec<usize> = ds.agencies.iter().map(|a| a.len).collect();
-    let Some((weight, probability)) = super::posterior::among_singles(
+    let Some((weight, probability, share)) = super::posterior::among_singles(
         &ds.agency_of,
         &lens,
         &pairs,
@@ -114,5 +178,6 @@ pub fn second_look(
         weight,
         probability,
         stats,
+        share,
     }))
 }

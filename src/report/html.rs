@@ -459,6 +459,34 @@ pub fn render(r: &Report) -> String {
     if r.model.record_level {
         s.push_str("<p>Match probabilities are record-level: each pair is weighed against its records' other candidates and the chance that a record has a partner in the other agency at all (docs/decisions.md §17).</p>");
     }
+    if let Some(look) = &r.model.second_look {
+        let singles: Vec<String> = look
+            .single_records
+            .iter()
+            .map(|(a, n)| format!("{} {n}", esc(a)))
+            .collect();
+        let shares: Vec<String> = look
+            .partner_share
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} to {} {:.1}%",
+                    esc(&p.agency),
+                    esc(&p.other),
+                    100.0 * p.share
+                )
+            })
+            .collect();
+        let _ = write!(
+            s,
+            "<p>Second look at the records left single ({}): {} pairs among them compared, {} new pairs kept, {} pairs raised over the threshold. Estimated share of single records whose partner is a single record of the other agency: {} (docs/decisions.md §31).</p>",
+            singles.join(", "),
+            look.pairs,
+            look.added,
+            look.raised,
+            shares.join("; ")
+        );
+    }
     table(
         &mut s,
         "Match weights (log2 m/u) per field and level",

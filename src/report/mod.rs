@@ -142,6 +142,9 @@ pub struct ModelSection {
     /// pairwise.
     #[serde(default)]
     pub record_level: bool,
+    /// The second look at records left single (docs/decisions.md §31).
+    #[serde(default)]
+    pub second_look: Option<crate::hub::residual::Summary>,
 }
 
 /// A histogram of candidate-pair scores.
@@ -426,6 +429,7 @@ pub fn build(
             .collect(),
         em: m.clone(),
         record_level: run.pair_probability.is_some(),
+        second_look: run.second_look.clone(),
     };
     let truth = truth.map(|(path, evaluation)| TruthSection {
         file: path.display().to_string(),

@@ -350,7 +350,8 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         && cfg.resolve.attach_duplicates
         && cfg.resolve.confirm_duplicates
         && cfg.scoring.tf_adjustment;
-    let tf_all = (cfg.scoring.tf_adjustment && (confirm_tf || pair_probability.is_some()))
+    let looking = pair_probability.is_some() && cfg.resolve.second_look;
+    let tf_all = (cfg.scoring.tf_adjustment && (confirm_tf || looking))
         .then(|| tf.unwrap_or_else(|| value_frequencies(&ds)));
     let resolve_at = |scores: &[f32], pairs: &[u64]| {
         resolve_job(

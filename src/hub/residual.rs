@@ -99,6 +99,19 @@ impl Summary {
     }
 }
 
+/// Pairs compared and scored at a time (their field levels, 8 bytes a
+/// pair with eight fields, are only needed while they are scored).
+const LOOK_CHUNK: usize = 1 << 22;
+
+/// The look's pairs worth keeping, with their figures.
+#[derive(Default)]
+struct Scored {
+    pairs: Vec<u64>,
+    dice: Vec<f32>,
+    weight: Vec<f32>,
+    pairwise: Vec<f32>,
+}
+
 /// Name of the second look in the blocking table.
 pub const PASS: &str = "records left single";
 
@@ -157,24 +170,57 @@ pub fn second_look(
     pairs.par_sort_unstable();
     pairs.dedup();
     stats.pairs = pairs.len() as u64;
+    // Scored a chunk at a time, keeping only the pairs that could reach
+    // `min_p` even as their records' only candidate under the largest
+    // prior the single records allow (one in the larger agency's count):
+    // where most records are single, the look may compare tens of
+    // millions of pairs, nearly all hopeless.
+    let na = ds.agencies.len();
+    let mut singles = vec![0f64; na];
+    for (g, &c) in cluster_size.iter().enumerate() {
+        if c == 1 {
+            singles[ds.agency_of[g] as usize] += 1.0;
+        }
+    }
+    let logit2 = |p: f64| (p / (1.0 - p)).log2();
+    let least = |ga: usize, gb: usize| -> f32 {
+        let largest_prior = 1.0 / singles[ga].max(singles[gb]).max(1.0);
+        let lift =
+            (largest_prior / model.lambda).log2() + (1.0 / super::posterior::NONE_MIN).log2();
+        (logit2(min_p as f64) - lift.max(0.0)) as f32
+    };
     let cuts = cuts32(&cfg.scoring.levels);
-    let comps = compare(ds, &pairs, &cuts);
-    let (w, p) = score(model, &comps, &pairs, tf);
+    let mut look = Scored::default();
+    for chunk in pairs.chunks(LOOK_CHUNK) {
+        let comps = compare(ds, chunk, &cuts);
+        let (w, p) = score(model, &comps, chunk, tf);
+        for (i, &pair) in chunk.iter().enumerate() {
+            let (a, b) = unpack(pair);
+            let (ga, gb) = (ds.agency_of[a] as usize, ds.agency_of[b] as usize);
+            if w[i] >= least(ga, gb) {
+                look.pairs.push(pair);
+                look.dice.push(comps.dice[i]);
+                look.weight.push(w[i]);
+                look.pairwise.push(p[i]);
+            }
+        }
+    }
+    drop(pairs);
     let lens: Vec<usize> = ds.agencies.iter().map(|a| a.len).collect();
     let Some((weight, probability, share)) = super::posterior::among_singles(
         &ds.agency_of,
         &lens,
-        &pairs,
-        &w,
+        &look.pairs,
+        &look.weight,
         cluster_size,
         model.lambda,
     ) else {
         return Ok(None);
     };
     Ok(Some(SecondLook {
-        pairs,
-        dice: comps.dice,
-        pairwise: p,
+        pairs: look.pairs,
+        dice: look.dice,
+        pairwise: look.pairwise,
         weight,
         probability,
         stats,

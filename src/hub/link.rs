@@ -411,7 +411,6 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
             second_look = Some(super::residual::Summary::of(
                 &ds,
                 &look,
-                &resolution.cluster_size,
                 (cands.pairs.len() - before) as u64,
                 raised as u64,
             ));

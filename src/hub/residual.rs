@@ -37,6 +37,8 @@ pub struct SecondLook {
     /// Per agency and other agency (`g·n + h`): the fitted share of g's
     /// single records with a partner among h's.
     pub share: Vec<f64>,
+    /// Records left single, per agency.
+    pub singles: Vec<u64>,
 }
 
 /// What the second look did, for the report.
@@ -67,23 +69,11 @@ pub struct PartnerShare {
 impl Summary {
     /// The summary of `look` on `ds`, with what folding it in added and
     /// raised.
-    pub fn of(
-        ds: &Dataset,
-        look: &SecondLook,
-        cluster_size: &[u32],
-        added: u64,
-        raised: u64,
-    ) -> Summary {
+    pub fn of(ds: &Dataset, look: &SecondLook, added: u64, raised: u64) -> Summary {
         let na = ds.agencies.len();
-        let mut singles = vec![0u64; na];
-        for (g, &c) in cluster_size.iter().enumerate() {
-            if c == 1 {
-                singles[ds.agency_of[g] as usize] += 1;
-            }
-        }
         let name = |g: usize| ds.agencies[g].name.clone();
         Summary {
-            single_records: (0..na).map(|g| (name(g), singles[g])).collect(),
+            single_records: (0..na).map(|g| (name(g), look.singles[g])).collect(),
             pairs: look.stats.pairs,
             added,
             raised,
@@ -176,19 +166,22 @@ pub fn second_look(
     // where most records are single, the look may compare tens of
     // millions of pairs, nearly all hopeless.
     let na = ds.agencies.len();
-    let mut singles = vec![0f64; na];
+    let mut singles = vec![0u64; na];
     for (g, &c) in cluster_size.iter().enumerate() {
         if c == 1 {
-            singles[ds.agency_of[g] as usize] += 1.0;
+            singles[ds.agency_of[g] as usize] += 1;
         }
     }
     let logit2 = |p: f64| (p / (1.0 - p)).log2();
-    let least = |ga: usize, gb: usize| -> f32 {
-        let largest_prior = 1.0 / singles[ga].max(singles[gb]).max(1.0);
-        let lift =
-            (largest_prior / model.lambda).log2() + (1.0 / super::posterior::NONE_MIN).log2();
-        (logit2(min_p as f64) - lift.max(0.0)) as f32
-    };
+    let least: Vec<f32> = (0..na * na)
+        .map(|k| {
+            let (g, h) = (k / na, k % na);
+            let largest_prior = 1.0 / singles[g].max(singles[h]).max(1) as f64;
+            let lift =
+                (largest_prior / model.lambda).log2() + (1.0 / super::posterior::NONE_MIN).log2();
+            (logit2(min_p as f64) - lift.max(0.0)) as f32
+        })
+        .collect();
     let cuts = cuts32(&cfg.scoring.levels);
     let mut look = Scored::default();
     for chunk in pairs.chunks(LOOK_CHUNK) {
@@ -197,7 +190,7 @@ pub fn second_look(
         for (i, &pair) in chunk.iter().enumerate() {
             let (a, b) = unpack(pair);
             let (ga, gb) = (ds.agency_of[a] as usize, ds.agency_of[b] as usize);
-            if w[i] >= least(ga, gb) {
+            if w[i] >= least[ga * na + gb] {
                 look.pairs.push(pair);
                 look.dice.push(comps.dice[i]);
                 look.weight.push(w[i]);
@@ -225,5 +218,6 @@ pub fn second_look(
         probability,
         stats,
         share,
+        singles,
     }))
 }

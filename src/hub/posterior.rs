@@ -174,11 +174,30 @@ pub fn among_singles(
     if !(2..=MAX_AGENCIES).contains(&na) || lambda <= 0.0 {
         return None;
     }
+    // Everything below is per single record: they are numbered in order
+    // (so a pair's order holds), and the pairs renumbered.
+    let single: Vec<u32> = (0..cluster_size.len() as u32)
+        .filter(|&r| cluster_size[r as usize] == 1)
+        .collect();
+    let number =
+        |r: usize| -> Option<u32> { single.binary_search(&(r as u32)).ok().map(|i| i as u32) };
+    let mut pairs_s = Vec::with_capacity(pairs.len());
+    for &p in pairs {
+        let (a, b) = unpack(p);
+        let (Some(x), Some(y)) = (number(a), number(b)) else {
+            debug_assert!(
+                false,
+                "a pair of the look holds a record that is not single"
+            );
+            return None;
+        };
+        pairs_s.push(super::block::pack(x, y));
+    }
+    let pairs = &pairs_s[..];
+    let agency_of: Vec<u16> = single.iter().map(|&r| agency_of[r as usize]).collect();
     let mut singles = vec![0f64; na];
-    for (r, &c) in cluster_size.iter().enumerate() {
-        if c == 1 {
-            singles[agency_of[r] as usize] += 1.0;
-        }
+    for &g in &agency_of {
+        singles[g as usize] += 1.0;
     }
     // Each single record's likelihood ratio of "my partner is one of the
     // single records of agency h, each as likely" against "I have none
@@ -187,7 +206,6 @@ pub fn among_singles(
     let mut ratio = vec![0f64; agency_of.len() * na];
     for (&p, &w) in pairs.iter().zip(weight) {
         let (a, b) = unpack(p);
-        debug_assert!(cluster_size[a] == 1 && cluster_size[b] == 1);
         let (ga, gb) = (agency_of[a] as usize, agency_of[b] as usize);
         if ga == gb {
             return None;
@@ -197,10 +215,8 @@ pub fn among_singles(
         ratio[slot(b, ga)] += bf / singles[ga];
     }
     let mut of_agency: Vec<Vec<usize>> = vec![Vec::new(); na];
-    for (r, &c) in cluster_size.iter().enumerate() {
-        if c == 1 {
-            of_agency[agency_of[r] as usize].push(r);
-        }
+    for (r, &g) in agency_of.iter().enumerate() {
+        of_agency[g as usize].push(r);
     }
     let share: Vec<f64> = (0..na * na)
         .into_par_iter()
@@ -243,7 +259,7 @@ pub fn among_singles(
         .iter()
         .map(|&w| super::score::probability(w))
         .collect();
-    let (w, p) = with_none(agency_of, na, pairs, &shifted, &prob, &none, 0.0)?;
+    let (w, p) = with_none(&agency_of, na, pairs, &shifted, &prob, &none, 0.0)?;
     Some((w, p, share))
 }
 

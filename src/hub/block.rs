@@ -10,6 +10,8 @@
 
 use rand::SeedableRng;
 use rand::seq::index::sample;
+use std::borrow::Cow;
+
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -110,13 +112,7 @@ pub fn group(
         .blocks
         .iter()
         .enumerate()
-        .filter(|(_, (n, _))| {
-            if cfg.passes.is_empty() {
-                !super::load::is_date_variant(&ds.schema_json, n)
-            } else {
-                cfg.passes.contains(n)
-            }
-        })
+        .filter(|(_, (n, _))| is_key_pass(ds, cfg, n))
         .map(|(i, _)| i)
         .collect();
     let compound = compound_keys(ds, &cfg.passes)?;
@@ -286,23 +282,34 @@ fn compound_keys(ds: &Dataset, passes: &[String]) -> Result<Vec<(String, Vec<Opt
     Ok(out)
 }
 
+/// Whether the extracts' blocking key `name` is a pass of its own: the
+/// configured passes, or every key but date variants when none are.
+fn is_key_pass(ds: &Dataset, cfg: &Blocking, name: &str) -> bool {
+    if cfg.passes.is_empty() {
+        !super::load::is_date_variant(&ds.schema_json, name)
+    } else {
+        cfg.passes.iter().any(|p| p == name)
+    }
+}
+
+/// A key pass: its name and each record's key.
+pub(crate) type KeyPass<'a> = (String, Cow<'a, [Option<u128>]>);
+
 /// The key passes a job's blocking runs, in order, with each record's key
-/// (the `keys` method's passes of [`group`]: configured keys, or every key
-/// but date variants, then compound keys).
-pub(crate) fn key_passes(ds: &Dataset, cfg: &Blocking) -> Result<Vec<(String, Vec<Option<u128>>)>> {
-    let mut out: Vec<(String, Vec<Option<u128>>)> = ds
+/// (the `keys` method's passes of [`group`]: [`is_key_pass`] keys, borrowed,
+/// then compound keys).
+pub(crate) fn key_passes<'a>(ds: &'a Dataset, cfg: &Blocking) -> Result<Vec<KeyPass<'a>>> {
+    let mut out: Vec<KeyPass<'a>> = ds
         .blocks
         .iter()
-        .filter(|(n, _)| {
-            if cfg.passes.is_empty() {
-                !super::load::is_date_variant(&ds.schema_json, n)
-            } else {
-                cfg.passes.contains(n)
-            }
-        })
-        .map(|(n, k)| (n.clone(), k.clone()))
+        .filter(|(n, _)| is_key_pass(ds, cfg, n))
+        .map(|(n, k)| (n.clone(), Cow::Borrowed(&k[..])))
         .collect();
-    out.extend(compound_keys(ds, &cfg.passes)?);
+    out.extend(
+        compound_keys(ds, &cfg.passes)?
+            .into_iter()
+            .map(|(n, k)| (n, Cow::Owned(k))),
+    );
     Ok(out)
 }
 

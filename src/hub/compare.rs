@@ -373,10 +373,7 @@ impl Kernel {
         let mut w = s;
         for r in 0..2 {
             for (j, &g) in bids.iter().enumerate() {
-                if held[r]
-                    .iter()
-                    .any(|&(id, at)| blocks[at as usize + j] == id)
-                {
+                if is_held(held[r], blocks, j) {
                     continue;
                 }
                 dice[w] = dice[s + r * n + j];
@@ -386,6 +383,13 @@ impl Kernel {
         }
         dice.truncate(w);
     }
+}
+
+/// Whether some `(block, at)` of `held` holds column `j`
+/// (`blocks[at + j] == block`).
+#[inline(always)]
+fn is_held(held: &[(u32, u32)], blocks: &[u32], j: usize) -> bool {
+    held.iter().any(|&(id, at)| blocks[at as usize + j] == id)
 }
 
 /// A candidate pair as the hub packs it: the row's record above the
@@ -441,7 +445,7 @@ fn generic_dice_many(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Columns, RowPair, dice32, generic_dice_many, pair, scalar_and_pop};
+    use super::{Columns, RowPair, dice32, generic_dice_many, is_held, pair, scalar_and_pop};
 
     /// 1024-bit filters: `a ^ b` stays in two registers, two tests a mask.
     #[target_feature(enable = "avx512f")]
@@ -870,24 +874,36 @@ mod x86 {
     /// entries.
     #[target_feature(enable = "avx512f,avx512vl,avx2")]
     pub unsafe fn taken(blocks: &[u32], held: &[(u32, u32)], n: usize) -> usize {
-        let bk = blocks.as_ptr();
         let mut count = 0;
         let mut j = 0;
         while j + 8 <= n {
-            let mut taken: __mmask8 = 0;
-            for &(id, at) in held {
-                // SAFETY: at + j + 8 <= at + n entries exist (the caller's
-                // contract).
-                let c = unsafe { _mm256_loadu_si256(bk.add(at as usize + j) as *const __m256i) };
-                taken |= _mm256_cmpeq_epi32_mask(c, _mm256_set1_epi32(id as i32));
-            }
-            count += taken.count_ones() as usize;
+            // SAFETY: j + 8 <= n entries of each held run (the caller's
+            // contract).
+            count += unsafe { held_mask(blocks, held, j) }.count_ones() as usize;
             j += 8;
         }
-        count
-            + (j..n)
-                .filter(|&j| held.iter().any(|&(id, at)| blocks[at as usize + j] == id))
-                .count()
+        count + (j..n).filter(|&j| is_held(held, blocks, j)).count()
+    }
+
+    /// Which of the eight columns from `j` some `(block, at)` of `held`
+    /// holds (`blocks[at + j + t] == block`).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F and VL; each held run of `blocks` has entries
+    /// `j .. j + 8`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl,avx2")]
+    unsafe fn held_mask(blocks: &[u32], held: &[(u32, u32)], j: usize) -> __mmask8 {
+        let mut taken: __mmask8 = 0;
+        for &(id, at) in held {
+            // SAFETY: entries at + j .. at + j + 8 exist (the caller's
+            // contract).
+            let c = unsafe {
+                _mm256_loadu_si256(blocks.as_ptr().add(at as usize + j) as *const __m256i)
+            };
+            taken |= _mm256_cmpeq_epi32_mask(c, _mm256_set1_epi32(id as i32));
+        }
+        taken
     }
 
     /// [`two_rows`] writing only the pairs no earlier pass holds, and
@@ -921,7 +937,6 @@ mod x86 {
             blocks,
             held,
         } = pairs;
-        let bk = blocks.as_ptr();
         let high = |id: u32| _mm512_set1_epi64(((id as u64) << 32) as i64);
         let hi = [high(ids[0]), high(ids[1])];
         let mut done = [0usize; 2];
@@ -936,11 +951,7 @@ mod x86 {
                     bids.as_ptr().add(j) as *const __m256i
                 ));
                 for r in 0..2 {
-                    let mut taken: __mmask8 = 0;
-                    for &(id, at) in held[r] {
-                        let c = _mm256_loadu_si256(bk.add(at as usize + j) as *const __m256i);
-                        taken |= _mm256_cmpeq_epi32_mask(c, _mm256_set1_epi32(id as i32));
-                    }
+                    let taken = held_mask(blocks, held[r], j);
                     let p = _mm512_or_si512(hi[r], g);
                     let (d, p, kept) = if taken == 0 {
                         // The usual case: nothing earlier holds any.
@@ -974,10 +985,7 @@ mod x86 {
         while j < n {
             let bw = &b[j * 16..(j + 1) * 16];
             for r in 0..2 {
-                if held[r]
-                    .iter()
-                    .any(|&(id, at)| blocks[at as usize + j] == id)
-                {
+                if is_held(held[r], blocks, j) {
                     continue;
                 }
                 // SAFETY: the CPU has the features this function enables;

@@ -160,17 +160,17 @@ pub fn with_none(
 /// Only the single records' pairs with each other are in the sums, so a
 /// record's competitors that linked elsewhere have left them. Returns the
 /// pairs' weights and probabilities, and per agency `g` and other agency
-/// `h` (at `g·n + h`) the fitted share of g's single records with a
-/// partner among h's; `None` where [`record_level`] does not apply.
+/// `h` (at `g·na + h`, of `na` agencies) the fitted share of g's single
+/// records with a partner among h's; `None` where [`record_level`] does
+/// not apply.
 pub fn among_singles(
     agency_of: &[u16],
-    agency_len: &[usize],
+    na: usize,
     pairs: &[u64],
     weight: &[f32],
     cluster_size: &[u32],
     lambda: f64,
 ) -> Option<(Vec<f32>, Vec<f32>, Vec<f64>)> {
-    let na = agency_len.len();
     if !(2..=MAX_AGENCIES).contains(&na) || lambda <= 0.0 {
         return None;
     }
@@ -361,8 +361,7 @@ mod tests {
         // partner among the others' singles, so M = 4, each pair's prior
         // is 4 / 16 and 1 − π is at its floor.
         let strong = vec![(20.0 + lambda.log2()) as f32; 4];
-        let (w, p, share) =
-            among_singles(&agency_of, &[4, 4], &pairs, &strong, &sizes, lambda).unwrap();
+        let (w, p, share) = among_singles(&agency_of, 2, &pairs, &strong, &sizes, lambda).unwrap();
         assert!(share[1] > 0.999 && share[2] > 0.999, "{share:?}");
         let x = 2f64.powi(20) / 4.0;
         let want = x / NONE_MIN;
@@ -374,8 +373,7 @@ mod tests {
         // to have a partner than not, the share goes to 0 and so do the
         // pairs.
         let weak = vec![(-3.0 + lambda.log2()) as f32; 4];
-        let (_, p, share) =
-            among_singles(&agency_of, &[4, 4], &pairs, &weak, &sizes, lambda).unwrap();
+        let (_, p, share) = among_singles(&agency_of, 2, &pairs, &weak, &sizes, lambda).unwrap();
         assert!(share[1] < 1e-3, "{share:?}");
         assert!(p.iter().all(|&p| p < 1e-3), "{p:?}");
         // A competitor: record 0 also pairs with 5 (as strongly), so 0's
@@ -383,12 +381,10 @@ mod tests {
         let mut more = pairs.clone();
         more.push(pack(0, 5));
         let w5 = vec![strong[0]; 5];
-        let (_, p, _) = among_singles(&agency_of, &[4, 4], &more, &w5, &sizes, lambda).unwrap();
+        let (_, p, _) = among_singles(&agency_of, 2, &more, &w5, &sizes, lambda).unwrap();
         assert!(p[0] > 0.99, "{p:?}");
         // Within one agency: not record-level.
         let inside = [pack(0, 1)];
-        assert!(
-            among_singles(&agency_of, &[4, 4], &inside, &strong[..1], &sizes, lambda).is_none()
-        );
+        assert!(among_singles(&agency_of, 2, &inside, &strong[..1], &sizes, lambda).is_none());
     }
 }

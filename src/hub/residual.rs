@@ -199,10 +199,9 @@ pub fn second_look(
         }
     }
     drop(pairs);
-    let lens: Vec<usize> = ds.agencies.iter().map(|a| a.len).collect();
     let Some((weight, probability, share)) = super::posterior::among_singles(
         &ds.agency_of,
-        &lens,
+        na,
         &look.pairs,
         &look.weight,
         cluster_size,

@@ -7,7 +7,9 @@
 //! 1024-bit filters). Popcounts of each filter are computed once at load; a
 //! comparison costs one AND-popcount. The tile kernels take two rows at a
 //! time and write the pairs, and drop those an earlier pass holds, in the
-//! loop that computes their Dice (docs/decisions.md §26, §28). Nothing here
+//! loop that computes their Dice; a run of rows is one call, so that no
+//! row pair's arguments pass through memory (docs/decisions.md §26, §28,
+//! §33). Nothing here
 //! allocates per pair. Hub side: never sees plaintext or keys.
 
 use std::sync::OnceLock;
@@ -182,6 +184,10 @@ pub struct RowPair<'a> {
     pub ids: [u32; 2],
 }
 
+/// At most this many earlier passes holding a row are tested in the
+/// kernel's loop (more take the row-by-row test).
+pub const HELD_MAX: usize = 8;
+
 /// A run of a tile's columns: their filters side by side, popcounts and
 /// records (each greater than the rows' records).
 pub type Columns<'a> = (&'a [u64], &'a [u32], &'a [u32]);
@@ -270,27 +276,21 @@ impl Kernel {
             dice.reserve(whole);
             pairs.reserve(whole);
             let (d, p) = (dice.len(), pairs.len());
-            while i + 1 < rows {
-                before();
-                // SAFETY: only chosen when the CPU reports the features;
-                // rows i and i + 1 write slots i*n .. (i+2)*n of the
-                // `whole` reserved above, and the lengths cover them only
-                // once every row pair is written.
-                unsafe {
-                    x86::two_rows_with_pairs(
-                        two(i),
-                        (b, bpop, bids),
-                        dice.as_mut_ptr().add(d + i * n),
-                        pairs.as_mut_ptr().add(p + i * n),
-                    );
-                }
-                i += 2;
-            }
-            // SAFETY: every slot below the new lengths was written above.
+            // SAFETY: only chosen when the CPU reports the features; the
+            // row pairs write the `whole` slots reserved above, and the
+            // lengths cover them only once every row pair is written.
             unsafe {
+                x86::rows_with_pairs(
+                    (a, pa, ids),
+                    (b, bpop, bids),
+                    dice.as_mut_ptr().add(d),
+                    pairs.as_mut_ptr().add(p),
+                    &mut before,
+                );
                 dice.set_len(d + whole);
                 pairs.set_len(p + whole);
             }
+            i = rows & !1;
         }
         while i + 1 < rows {
             before();
@@ -306,82 +306,182 @@ impl Kernel {
         }
     }
 
-    /// [`Kernel::dice_pairs2`] keeping only the pairs no earlier pass
-    /// holds: row `r`'s pair with column `j` is left out when some
-    /// `(block, at)` of `held[r]` (an earlier pass holding the row's record
-    /// in `block`, and where the columns' blocks in that pass start in
-    /// `blocks`) has `blocks[at + j] == block`. Row 0's kept Dice and pairs
-    /// are appended to `dice` and `pairs`, in column order, then row 1's.
-    /// The AVX-512 kernel counts row 0's kept pairs first, so that both
-    /// rows are written in place, and tests and compresses eight columns a
-    /// step in the loop that computes their Dice.
-    #[inline]
-    pub fn dice_pairs2_kept(
+    /// [`Kernel::dice_pairs_rows`] keeping only the pairs no earlier pass
+    /// holds: row `i`'s earlier blocks are what `held_of(i, buf)` writes
+    /// to `buf` (it returns how many), each `(block, at)` (an earlier pass
+    /// holding the row's record in `block`, and where the columns' blocks
+    /// in that pass start in `blocks`) leaving out column `j` when
+    /// `blocks[at + j] == block`. Kept pairs are appended row after row,
+    /// each row's in column order. The AVX-512 kernel tests and compresses
+    /// eight columns a step in the loop that computes their Dice, and
+    /// writes both rows of a call in place (row 0's kept pairs counted
+    /// first).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dice_pairs_rows_kept(
         self,
-        RowPair { a, pa, ids }: RowPair,
-        (b, bpop, bids): Columns,
+        rows: (&[u64], &[u32], &[u32]),
+        cols: Columns,
         blocks: &[u32],
-        held: [&[(u32, u32)]; 2],
-        (dice, pairs): (&mut Vec<f32>, &mut Vec<u64>),
+        held_of: impl Fn(usize, &mut [(u32, u32); HELD_MAX]) -> usize,
+        dice: &mut Vec<f32>,
+        pairs: &mut Vec<u64>,
+        before: impl FnMut(),
     ) {
-        let (words, n) = (a[0].len(), bpop.len());
-        assert!(a[1].len() == words && b.len() == n * words && bids.len() == n);
-        assert!(
-            held.iter()
-                .all(|h| h.iter().all(|&(_, at)| at as usize + n <= blocks.len()))
-        );
+        let n = cols.1.len();
+        // Every (block, at) a row is given must reach n entries.
+        let held = |i: usize, buf: &mut [(u32, u32); HELD_MAX]| {
+            let len = held_of(i, buf);
+            assert!(
+                buf[..len]
+                    .iter()
+                    .all(|&(_, at)| at as usize + n <= blocks.len())
+            );
+            len
+        };
         #[cfg(target_arch = "x86_64")]
-        if self == Kernel::Avx512 && words == 16 {
-            dice.reserve(2 * n);
-            pairs.reserve(2 * n);
-            let (d, p) = (dice.len(), pairs.len());
-            // SAFETY: only chosen when the CPU reports the features; each
-            // held run has n entries (asserted above); row 0 writes its
-            // kept0 <= n pairs from the ends, within a room of kept0 slots,
-            // and row 1 its pairs right after them, within the 2n - kept0
-            // slots left of the 2n reserved above; the lengths grow by
-            // exactly what was written.
-            unsafe {
-                let kept0 = n - x86::taken(blocks, held[0], n);
-                let kept = x86::two_rows_kept(
-                    a,
-                    pa,
-                    b,
-                    bpop,
-                    [dice.as_mut_ptr().add(d), dice.as_mut_ptr().add(d + kept0)],
-                    [kept0, 2 * n - kept0],
-                    x86::Pairs {
-                        ids,
-                        bids,
-                        out: [pairs.as_mut_ptr().add(p), pairs.as_mut_ptr().add(p + kept0)],
-                        blocks,
-                        held,
-                    },
-                );
-                debug_assert_eq!(kept[0], kept0);
-                dice.set_len(d + kept[0] + kept[1]);
-                pairs.set_len(p + kept[0] + kept[1]);
-            }
+        let avx = |i: usize| {
+            let mut h = x86::ByBlock {
+                blocks,
+                held: [[(0, 0); HELD_MAX]; 2],
+                len: [0; 2],
+            };
+            h.len = [held(i, &mut h.held[0]), held(i + 1, &mut h.held[1])];
+            h
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx = ();
+        let out = |i: usize| {
+            let mut buf = [(0, 0); HELD_MAX];
+            let len = held(i, &mut buf);
+            move |j: usize| is_held(&buf[..len], blocks, j)
+        };
+        self.rows_kept(rows, cols, avx, out, (dice, pairs), before);
+    }
+
+    /// For each of `rows` (block indices in one earlier pass; `none`
+    /// holds nothing), which of the columns `col` (at most 64, their
+    /// blocks in that pass) share its block: bit `t` of `out[r]` for
+    /// column `t`, ORed into what `out` holds. These are the bits
+    /// [`Kernel::dice_pairs_rows_masked`] takes.
+    pub fn same_block(self, col: &[u32], rows: &[u32], none: u32, out: &mut [u64]) {
+        assert!(col.len() <= 64 && out.len() == rows.len());
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernel::Avx512 {
+            // SAFETY: only chosen when the CPU reports AVX-512 F and BW;
+            // lengths asserted above.
+            unsafe { x86::same_block(col, rows, none, out) };
             return;
         }
-        // Both rows' Dice in place, then compacted, row 0 then row 1 (each
-        // write is at or before the slot it reads).
-        let s = dice.len();
-        dice.resize(s + 2 * n, 0.0);
-        let (d0, d1) = dice[s..].split_at_mut(n);
-        self.dice_many2(a, pa, b, bpop, [d0, d1]);
-        let mut w = s;
-        for r in 0..2 {
-            for (j, &g) in bids.iter().enumerate() {
-                if is_held(held[r], blocks, j) {
-                    continue;
+        for (o, &id) in out.iter_mut().zip(rows) {
+            if id != none {
+                for (t, &c) in col.iter().enumerate() {
+                    *o |= ((c == id) as u64) << t;
                 }
-                dice[w] = dice[s + r * n + j];
-                pairs.push(pair(ids[r], g));
-                w += 1;
             }
         }
-        dice.truncate(w);
+    }
+
+    /// [`Kernel::dice_pairs_rows_kept`] with each row's held columns given
+    /// as bits: row `i` leaves out column `j` when bit `j` of `held[i]` is
+    /// set. At most 64 columns.
+    pub fn dice_pairs_rows_masked(
+        self,
+        rows: (&[u64], &[u32], &[u32]),
+        cols: Columns,
+        held: &[u64],
+        (dice, pairs): (&mut Vec<f32>, &mut Vec<u64>),
+        before: impl FnMut(),
+    ) {
+        let n = cols.1.len();
+        assert!(n <= 64 && held.len() == rows.1.len());
+        // Bits past the columns would miscount row 0's kept pairs.
+        assert!(n == 64 || held.iter().all(|&m| m >> n == 0));
+        #[cfg(target_arch = "x86_64")]
+        let avx = |i: usize| x86::ByMask([held[i], held[i + 1]]);
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx = ();
+        let out = |i: usize| {
+            let m = held[i];
+            move |j: usize| m >> j & 1 == 1
+        };
+        self.rows_kept(rows, cols, avx, out, (dice, pairs), before);
+    }
+
+    /// What [`Kernel::dice_pairs_rows_kept`] and
+    /// [`Kernel::dice_pairs_rows_masked`] share: the AVX-512 kernel two
+    /// rows a call (each pair of rows' held columns from `avx`), then any
+    /// row left one at a time (row `i` leaving out column `j` when
+    /// `out(i)(j)`).
+    fn rows_kept<#[cfg(target_arch = "x86_64")] H: x86::Held, R: Fn(usize) -> bool>(
+        self,
+        (a, pa, ids): (&[u64], &[u32], &[u32]),
+        (b, bpop, bids): Columns,
+        #[cfg(target_arch = "x86_64")] avx: impl FnMut(usize) -> H,
+        #[cfg(not(target_arch = "x86_64"))] _avx: (),
+        out: impl Fn(usize) -> R,
+        (dice, pairs): (&mut Vec<f32>, &mut Vec<u64>),
+        mut before: impl FnMut(),
+    ) {
+        let (rows, n) = (pa.len(), bpop.len());
+        if rows == 0 {
+            return;
+        }
+        let words = a.len() / rows;
+        assert!(a.len() == rows * words && ids.len() == rows);
+        assert!(b.len() == n * words && bids.len() == n);
+        let mut i = 0;
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernel::Avx512 && words == 16 {
+            let whole = (rows & !1) * n;
+            dice.reserve(whole);
+            pairs.reserve(whole);
+            let (d, p) = (dice.len(), pairs.len());
+            // SAFETY: only chosen when the CPU reports the features; each
+            // `Held` answers for the n columns (the callers check their
+            // blocks and bits); the row pairs write within the `whole`
+            // slots reserved above, and the lengths grow by what they
+            // kept.
+            unsafe {
+                let kept = x86::rows_kept(
+                    (a, pa, ids),
+                    (b, bpop, bids),
+                    avx,
+                    dice.as_mut_ptr().add(d),
+                    pairs.as_mut_ptr().add(p),
+                    &mut before,
+                );
+                dice.set_len(d + kept);
+                pairs.set_len(p + kept);
+            }
+            i = rows & !1;
+        }
+        // One row at a time: its Dice in place, then compacted (each write
+        // is at or before the slot it reads); a row pair's prefetches
+        // before its first row.
+        while i < rows {
+            if i % 2 == 0 {
+                before();
+            }
+            let at = dice.len();
+            dice.resize(at + n, 0.0);
+            self.dice_many(
+                &a[i * words..(i + 1) * words],
+                pa[i],
+                b,
+                bpop,
+                &mut dice[at..],
+            );
+            let (mut w, out) = (at, out(i));
+            for (j, &g) in bids.iter().enumerate() {
+                if !out(j) {
+                    dice[w] = dice[at + j];
+                    pairs.push(pair(ids[i], g));
+                    w += 1;
+                }
+            }
+            dice.truncate(w);
+            i += 1;
+        }
     }
 }
 
@@ -445,7 +545,9 @@ fn generic_dice_many(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Columns, RowPair, dice32, generic_dice_many, is_held, pair, scalar_and_pop};
+    use super::{
+        Columns, HELD_MAX, RowPair, dice32, generic_dice_many, is_held, pair, scalar_and_pop,
+    };
 
     /// 1024-bit filters: `a ^ b` stays in two registers, two tests a mask.
     #[target_feature(enable = "avx512f")]
@@ -694,17 +796,93 @@ mod x86 {
         }
     }
 
-    /// Where [`two_rows`] and [`two_rows_kept`] write each row's pairs,
-    /// and (for the latter) which columns an earlier pass holds with the
-    /// row: for each earlier pass holding the row's record, its block there
-    /// and where the columns' blocks in that pass start in `blocks` (one
-    /// per column).
+    /// Where [`two_rows`] and [`two_rows_kept`] write each row's pairs:
+    /// the rows' records, the columns' records, and each row's output.
     pub struct Pairs<'a> {
         pub ids: [u32; 2],
         pub bids: &'a [u32],
         pub out: [*mut u64; 2],
+    }
+
+    /// Which of a row's columns an earlier pass holds (so that
+    /// [`two_rows_kept`] leaves them out).
+    pub trait Held {
+        /// Row `r`'s held columns among the eight from `j` (bit `t`:
+        /// column `j + t`).
+        ///
+        /// # Safety
+        /// The CPU has AVX-512 F and VL; `j + 8` is at most the number of
+        /// columns.
+        unsafe fn eight(&self, r: usize, j: usize) -> __mmask8;
+        /// Whether row `r`'s column `j` is held.
+        fn one(&self, r: usize, j: usize) -> bool;
+        /// Whether neither row has a held column.
+        fn nothing(&self) -> bool;
+        /// How many of the `n` columns row 0 has held.
+        ///
+        /// # Safety
+        /// The CPU has AVX-512 F and VL; `n` is the number of columns.
+        unsafe fn count0(&self, n: usize) -> usize;
+    }
+
+    /// Held columns by block: for each earlier pass holding a row's
+    /// record, its block there and where the columns' blocks in that pass
+    /// start in `blocks` (one per column).
+    pub struct ByBlock<'a> {
         pub blocks: &'a [u32],
-        pub held: [&'a [(u32, u32)]; 2],
+        pub held: [[(u32, u32); HELD_MAX]; 2],
+        pub len: [usize; 2],
+    }
+
+    impl ByBlock<'_> {
+        #[inline(always)]
+        fn row(&self, r: usize) -> &[(u32, u32)] {
+            &self.held[r][..self.len[r]]
+        }
+    }
+
+    impl Held for ByBlock<'_> {
+        #[inline(always)]
+        unsafe fn eight(&self, r: usize, j: usize) -> __mmask8 {
+            // SAFETY: the trait's contract; each held run has an entry per
+            // column (the kernels' callers' contract).
+            unsafe { held_mask(self.blocks, self.row(r), j) }
+        }
+        #[inline(always)]
+        fn one(&self, r: usize, j: usize) -> bool {
+            is_held(self.row(r), self.blocks, j)
+        }
+        #[inline(always)]
+        fn nothing(&self) -> bool {
+            self.len == [0, 0]
+        }
+        #[inline(always)]
+        unsafe fn count0(&self, n: usize) -> usize {
+            // SAFETY: the trait's contract and the kernels' callers'.
+            unsafe { taken(self.blocks, self.row(0), n) }
+        }
+    }
+
+    /// Held columns as one bit per column (at most 64 columns).
+    pub struct ByMask(pub [u64; 2]);
+
+    impl Held for ByMask {
+        #[inline(always)]
+        unsafe fn eight(&self, r: usize, j: usize) -> __mmask8 {
+            (self.0[r] >> j) as u8
+        }
+        #[inline(always)]
+        fn one(&self, r: usize, j: usize) -> bool {
+            self.0[r] >> j & 1 == 1
+        }
+        #[inline(always)]
+        fn nothing(&self) -> bool {
+            self.0[0] | self.0[1] == 0
+        }
+        #[inline(always)]
+        unsafe fn count0(&self, _: usize) -> usize {
+            self.0[0].count_ones() as usize
+        }
     }
 
     /// Two rows (`rows`: their halves in four registers) against the
@@ -859,10 +1037,166 @@ mod x86 {
                     ids,
                     bids,
                     out: [pairs, pairs.add(n)],
-                    blocks: &[],
-                    held: [&[]; 2],
                 }),
             );
+        }
+    }
+
+    /// Each two rows of a run (`rows`: filters side by side, popcounts,
+    /// records) against the columns, as [`two_rows`] with pairs, in one
+    /// function so that no row pair's arguments pass through memory:
+    /// rows `i` and `i + 1` write slots `i * n .. (i + 2) * n` of `dice`
+    /// and `pairs`. `before` runs before each row pair. An odd last row is
+    /// left to the caller.
+    ///
+    /// # Safety
+    /// Rows and columns have 16 words each; `dice` and `pairs` have
+    /// `(rows & !1) * n` writable slots.
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw,avx512vbmi,avx512dq,avx2")]
+    pub unsafe fn rows_with_pairs(
+        (a, pa, ids): (&[u64], &[u32], &[u32]),
+        (b, bpop, bids): Columns,
+        dice: *mut f32,
+        pairs: *mut u64,
+        before: &mut impl FnMut(),
+    ) {
+        let n = bpop.len();
+        let mut i = 0;
+        while i + 1 < pa.len() {
+            before();
+            // SAFETY: rows i and i + 1 have 16 words each and write slots
+            // i * n .. (i + 2) * n (the caller's contract).
+            unsafe {
+                two_rows::<true>(
+                    [&a[i * 16..(i + 1) * 16], &a[(i + 1) * 16..(i + 2) * 16]],
+                    [pa[i], pa[i + 1]],
+                    b,
+                    bpop,
+                    [dice.add(i * n), dice.add((i + 1) * n)],
+                    Some(Pairs {
+                        ids: [ids[i], ids[i + 1]],
+                        bids,
+                        out: [pairs.add(i * n), pairs.add((i + 1) * n)],
+                    }),
+                );
+            }
+            i += 2;
+        }
+    }
+
+    /// Each two rows of a run (`rows`: filters side by side, popcounts,
+    /// records) against the columns, keeping only the pairs no earlier
+    /// pass holds ([`two_rows_kept`]; rows `i` and `i + 1`'s held columns
+    /// from `held_of(i)`), in one function so that no row pair's arguments
+    /// pass through memory. Kept pairs go row after row from the start of
+    /// `dice` and `pairs`; returns how many. `before` runs before each row
+    /// pair. An odd last row is left to the caller.
+    ///
+    /// # Safety
+    /// Rows and columns have 16 words each; `dice` and `pairs` have
+    /// `(rows & !1) * n` writable slots; every `Held` that `held_of` gives
+    /// answers for the `n` columns.
+    #[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq,avx512bw,avx512vbmi,avx512dq,avx2")]
+    pub unsafe fn rows_kept<H: Held>(
+        (a, pa, ids): (&[u64], &[u32], &[u32]),
+        (b, bpop, bids): Columns,
+        mut held_of: impl FnMut(usize) -> H,
+        dice: *mut f32,
+        pairs: *mut u64,
+        before: &mut impl FnMut(),
+    ) -> usize {
+        let n = bpop.len();
+        let mut done = 0;
+        let mut i = 0;
+        while i + 1 < pa.len() {
+            before();
+            let held = held_of(i);
+            let rows = [&a[i * 16..(i + 1) * 16], &a[(i + 1) * 16..(i + 2) * 16]];
+            let (d, p) = (dice.wrapping_add(done), pairs.wrapping_add(done));
+            let ids = [ids[i], ids[i + 1]];
+            if held.nothing() {
+                // SAFETY: rows i and i + 1 have 16 words each; with nothing
+                // left out each row writes n slots from `done`, and done +
+                // 2n <= (i + 2) * n, as every earlier row pair wrote at
+                // most 2n.
+                unsafe {
+                    two_rows::<true>(
+                        rows,
+                        [pa[i], pa[i + 1]],
+                        b,
+                        bpop,
+                        [d, d.add(n)],
+                        Some(Pairs {
+                            ids,
+                            bids,
+                            out: [p, p.add(n)],
+                        }),
+                    );
+                }
+                done += 2 * n;
+            } else {
+                // SAFETY: as above; `held` answers for the n columns (the
+                // caller's contract). Row 0 writes its kept0 pairs within
+                // a room of kept0 slots from `done`, row 1 its pairs right
+                // after, within the 2n - kept0 left.
+                unsafe {
+                    let kept0 = n - held.count0(n);
+                    let kept = two_rows_kept(
+                        rows,
+                        [pa[i], pa[i + 1]],
+                        b,
+                        bpop,
+                        [d, d.add(kept0)],
+                        [kept0, 2 * n - kept0],
+                        Pairs {
+                            ids,
+                            bids,
+                            out: [p, p.add(kept0)],
+                        },
+                        held,
+                    );
+                    debug_assert_eq!(kept[0], kept0);
+                    done += kept[0] + kept[1];
+                }
+            }
+            i += 2;
+        }
+        done
+    }
+
+    /// Which of the `n` columns (at most 64, in `col`) hold the same block
+    /// as each of `rows` (block indices; [`u32::MAX`]-like `none` entries
+    /// hold nothing): bit `t` of `out[r]` for column `t`, ORed in.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F and BW; `col.len() <= 64`; `out` has an entry
+    /// per row.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn same_block(col: &[u32], rows: &[u32], none: u32, out: &mut [u64]) {
+        let n = col.len();
+        debug_assert!(n <= 64 && out.len() >= rows.len());
+        if n == 0 {
+            return;
+        }
+        let mut v = [_mm512_setzero_si512(); 4];
+        for (q, v) in v.iter_mut().enumerate().take(n.div_ceil(16)) {
+            let lanes = (n - 16 * q).min(16);
+            let m: __mmask16 = ((1u32 << lanes) - 1) as u16;
+            // SAFETY: lanes past the column's end are masked off.
+            *v = unsafe { _mm512_maskz_loadu_epi32(m, col.as_ptr().add(16 * q) as *const i32) };
+        }
+        let full = n.div_ceil(16);
+        for (o, &id) in out.iter_mut().zip(rows) {
+            if id == none {
+                continue;
+            }
+            let x = _mm512_set1_epi32(id as i32);
+            let mut bits = 0u64;
+            for (q, &v) in v.iter().enumerate().take(full) {
+                bits |= (_mm512_cmpeq_epi32_mask(v, x) as u64) << (16 * q);
+            }
+            // Masked-off lanes read as zero: a row in block 0 matches them.
+            *o |= bits & (u64::MAX >> (64 - n));
         }
     }
 
@@ -872,6 +1206,7 @@ mod x86 {
     /// # Safety
     /// The CPU has AVX-512 F and VL; each held run of `blocks` has `n`
     /// entries.
+    #[inline]
     #[target_feature(enable = "avx512f,avx512vl,avx2")]
     pub unsafe fn taken(blocks: &[u32], held: &[(u32, u32)], n: usize) -> usize {
         let mut count = 0;
@@ -907,16 +1242,17 @@ mod x86 {
     }
 
     /// [`two_rows`] writing only the pairs no earlier pass holds, and
-    /// their Dice: each step tests its eight columns' blocks against the
-    /// row's `held` blocks and compresses what is kept into place. Returns
-    /// how many pairs each row wrote.
+    /// their Dice: each step asks `held` which of its eight columns each
+    /// row leaves out and compresses what is kept into place. Returns how
+    /// many pairs each row wrote.
     ///
     /// # Safety
     /// As for [`two_rows`] with pairs, except that row `r`'s outputs have
     /// `room[r]` writable slots, at least as many as its kept pairs: a
     /// step stores whole vectors while they fit the room and only the kept
-    /// lanes where it ends. Each held run of `blocks` has `bpop.len()`
-    /// block indices.
+    /// lanes where it ends. `held` answers for `bpop.len()` columns.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq,avx512bw,avx512vbmi,avx512dq,avx2")]
     pub unsafe fn two_rows_kept(
         a: [&[u64]; 2],
@@ -926,17 +1262,12 @@ mod x86 {
         out: [*mut f32; 2],
         room: [usize; 2],
         pairs: Pairs,
+        held: impl Held,
     ) -> [usize; 2] {
         // SAFETY: each row has 16 words (the caller's contract).
         let rows = unsafe { rows4(a) };
         let n = bpop.len();
-        let Pairs {
-            ids,
-            bids,
-            out: po,
-            blocks,
-            held,
-        } = pairs;
+        let Pairs { ids, bids, out: po } = pairs;
         let high = |id: u32| _mm512_set1_epi64(((id as u64) << 32) as i64);
         let hi = [high(ids[0]), high(ids[1])];
         let mut done = [0usize; 2];
@@ -950,8 +1281,21 @@ mod x86 {
                 let g = _mm512_cvtepu32_epi64(_mm256_loadu_si256(
                     bids.as_ptr().add(j) as *const __m256i
                 ));
+                let taken = [held.eight(0, j), held.eight(1, j)];
+                if taken[0] | taken[1] == 0 && done[0] + 8 <= room[0] {
+                    // The usual case: nothing earlier holds any; whole
+                    // vectors, as the untested kernel stores them.
+                    _mm256_storeu_ps(out[0].add(done[0]), d[0]);
+                    _mm256_storeu_ps(out[1].add(done[1]), d[1]);
+                    _mm512_storeu_si512(po[0].add(done[0]) as *mut _, _mm512_or_si512(hi[0], g));
+                    _mm512_storeu_si512(po[1].add(done[1]) as *mut _, _mm512_or_si512(hi[1], g));
+                    done[0] += 8;
+                    done[1] += 8;
+                    j += 8;
+                    continue;
+                }
                 for r in 0..2 {
-                    let taken = held_mask(blocks, held[r], j);
+                    let taken = taken[r];
                     let p = _mm512_or_si512(hi[r], g);
                     let (d, p, kept) = if taken == 0 {
                         // The usual case: nothing earlier holds any.
@@ -966,8 +1310,9 @@ mod x86 {
                             keep.count_ones() as usize,
                         )
                     };
-                    if done[r] + 8 <= room[r] {
-                        // Whole vectors, into room past the count.
+                    if r == 1 || done[0] + 8 <= room[0] {
+                        // Whole vectors, into room past the count (row 1's
+                        // room, 2n - kept0 >= n, always has them).
                         _mm256_storeu_ps(out[r].add(done[r]), d);
                         _mm512_storeu_si512(po[r].add(done[r]) as *mut _, p);
                     } else {
@@ -985,7 +1330,7 @@ mod x86 {
         while j < n {
             let bw = &b[j * 16..(j + 1) * 16];
             for r in 0..2 {
-                if is_held(held[r], blocks, j) {
+                if held.one(r, j) {
                     continue;
                 }
                 // SAFETY: the CPU has the features this function enables;
@@ -1176,78 +1521,126 @@ mod tests {
     /// The kept pairs and their Dice are what testing each pair of the
     /// fused kernel's output against the held blocks leaves, for no, one
     /// and several earlier passes, at every length through two steps and
-    /// a tail, after what the outputs held.
+    /// a tail, for one to five rows (pairs of rows and an odd last one),
+    /// after what the outputs held; given by block and (up to 64 columns)
+    /// as bits, in every kernel.
     #[test]
-    fn kept_pairs_of_two_rows_are_those_no_earlier_block_holds() {
+    fn kept_pairs_of_rows_are_those_no_earlier_block_holds() {
         let words = 16;
-        let a = rnd(2 * words, 7);
-        let b = rnd(words * 45, 8);
+        let a = rnd(5 * words, 7);
+        let b = rnd(words * 70, 8);
+        let pa: Vec<u32> = a.chunks_exact(words).map(popcount).collect();
         let bpop: Vec<u32> = b.chunks_exact(words).map(popcount).collect();
-        let bids: Vec<u32> = (0..45).map(|j| 500 + j).collect();
+        let bids: Vec<u32> = (0..70).map(|j| 500 + j).collect();
+        let ids = [11u32, 13, 17, 19, 23];
         // Three earlier passes' blocks per column (few values, many hits),
-        // each pass's run of 45 side by side.
+        // each pass's run of 70 side by side.
         let blocks: Vec<u32> = (0..3u64)
-            .flat_map(|k| rnd(45, 20 + k).into_iter().map(|x| (x % 3) as u32))
+            .flat_map(|k| rnd(70, 20 + k).into_iter().map(|x| (x % 3) as u32))
             .collect();
-        let (a0, a1) = a.split_at(words);
-        let pa = [popcount(a0), popcount(a1)];
-        for n in [0usize, 1, 7, 8, 9, 16, 23, 45] {
+        // Each row's (block, at) held runs, by case.
+        let cases: [[Vec<(u32, u32)>; 5]; 3] = [
+            Default::default(),
+            [vec![(1, 0)], vec![], vec![(2, 70)], vec![], vec![(0, 140)]],
+            [
+                vec![(0, 0), (2, 70)],
+                vec![(1, 70), (0, 140), (2, 0)],
+                vec![(2, 140)],
+                vec![(0, 0), (1, 70), (2, 140)],
+                vec![(1, 0), (1, 140)],
+            ],
+        ];
+        for n in [0usize, 1, 7, 8, 9, 16, 23, 45, 64, 70] {
             let (bn, pn, idn) = (&b[..n * words], &bpop[..n], &bids[..n]);
-            let cases: [[Vec<(u32, u32)>; 2]; 3] = [
-                [vec![], vec![]],
-                [vec![(1, 0)], vec![]],
-                [vec![(0, 0), (2, 90)], vec![(1, 45), (0, 90), (2, 0)]],
-            ];
-            for held in &cases {
-                let mut all = [vec![0f32; n], vec![0f32; n]];
-                let [w0, w1] = &mut all;
-                generic_dice_many(a0, pa[0], bn, pn, w0, scalar_and_pop);
-                generic_dice_many(a1, pa[1], bn, pn, w1, scalar_and_pop);
-                let want: Vec<(Vec<f32>, Vec<u64>)> = (0..2)
-                    .map(|r| {
-                        let keep: Vec<usize> = (0..n)
-                            .filter(|&j| {
-                                !held[r]
-                                    .iter()
-                                    .any(|&(id, at)| blocks[at as usize + j] == id)
-                            })
-                            .collect();
-                        let id = [11u64, 13][r];
-                        (
-                            keep.iter().map(|&j| all[r][j]).collect(),
-                            keep.iter().map(|&j| id << 32 | idn[j] as u64).collect(),
-                        )
-                    })
-                    .collect();
-                for k in Kernel::available() {
-                    let (mut d, mut p) = (vec![-2f32], vec![42u64]);
-                    let rows = RowPair {
-                        a: [a0, a1],
-                        pa,
-                        ids: [11, 13],
+            for rows in 1..=5 {
+                for held in &cases {
+                    let out = |r: usize, j: usize| {
+                        held[r]
+                            .iter()
+                            .any(|&(id, at)| blocks[at as usize + j] == id)
                     };
-                    k.dice_pairs2_kept(
-                        rows,
-                        (bn, pn, idn),
-                        &blocks,
-                        [&held[0], &held[1]],
-                        (&mut d, &mut p),
-                    );
-                    assert_eq!((d[0], p[0]), (-2.0, 42), "{k:?}");
-                    let n0 = want[0].0.len();
-                    assert_eq!(d.len(), 1 + n0 + want[1].0.len(), "{k:?} n={n}");
-                    assert_eq!(p.len(), d.len(), "{k:?} n={n}");
-                    assert_eq!(
-                        (d[1..=n0].to_vec(), p[1..=n0].to_vec()),
-                        want[0],
-                        "{k:?} n={n}"
-                    );
-                    assert_eq!(
-                        (d[1 + n0..].to_vec(), p[1 + n0..].to_vec()),
-                        want[1],
-                        "{k:?} n={n}"
-                    );
+                    let mut want = (vec![-2f32], vec![42u64]);
+                    for r in 0..rows {
+                        let mut all = vec![0f32; n];
+                        let ar = &a[r * words..(r + 1) * words];
+                        generic_dice_many(ar, pa[r], bn, pn, &mut all, scalar_and_pop);
+                        for j in (0..n).filter(|&j| !out(r, j)) {
+                            want.0.push(all[j]);
+                            want.1.push((ids[r] as u64) << 32 | idn[j] as u64);
+                        }
+                    }
+                    let bits: Vec<u64> = (0..rows)
+                        .map(|r| (0..n).filter(|&j| out(r, j)).map(|j| 1u64 << j).sum())
+                        .collect();
+                    let run = (&a[..rows * words], &pa[..rows], &ids[..rows]);
+                    for k in Kernel::available() {
+                        let (mut d, mut p) = (vec![-2f32], vec![42u64]);
+                        let mut calls = 0;
+                        k.dice_pairs_rows_kept(
+                            run,
+                            (bn, pn, idn),
+                            &blocks,
+                            |r, buf| {
+                                buf[..held[r].len()].copy_from_slice(&held[r]);
+                                held[r].len()
+                            },
+                            &mut d,
+                            &mut p,
+                            || calls += 1,
+                        );
+                        assert_eq!((&d, &p), (&want.0, &want.1), "{k:?} n={n} rows={rows}");
+                        assert_eq!(calls, rows.div_ceil(2), "{k:?}: one call a row pair");
+                        if n <= 64 {
+                            let (mut d, mut p) = (vec![-2f32], vec![42u64]);
+                            k.dice_pairs_rows_masked(
+                                run,
+                                (bn, pn, idn),
+                                &bits,
+                                (&mut d, &mut p),
+                                || {},
+                            );
+                            assert_eq!((d, p), want.clone(), "{k:?} n={n} rows={rows} bits");
+                        }
+                    }
                 }
+            }
+        }
+    }
+
+    /// Each row's bits are the columns holding its block, ORed over
+    /// passes, and a row in no block (`none`) gets none, in every kernel,
+    /// at every column count to 64 (masked tails included).
+    #[test]
+    fn same_block_bits_are_the_columns_sharing_the_block() {
+        for n in [0usize, 1, 15, 16, 17, 33, 63, 64] {
+            let passes: Vec<Vec<u32>> = (0..2u64)
+                .map(|k| {
+                    rnd(n + 5, 40 + k)
+                        .into_iter()
+                        .map(|x| if x % 7 == 0 { u32::MAX } else { (x % 4) as u32 })
+                        .collect()
+                })
+                .collect();
+            let want: Vec<u64> = (0..5)
+                .map(|r| {
+                    let mut m = 0u64;
+                    for p in &passes {
+                        let (col, id) = (&p[5..], p[r]);
+                        for (t, &c) in col.iter().enumerate() {
+                            if id != u32::MAX && c == id {
+                                m |= 1 << t;
+                            }
+                        }
+                    }
+                    m
+                })
+                .collect();
+            for k in Kernel::available() {
+                let mut got = vec![0u64; 5];
+                for p in &passes {
+                    k.same_block(&p[5..], &p[..5], u32::MAX, &mut got);
+                }
+                assert_eq!(got, want, "{k:?} n={n}");
             }
         }
     }

@@ -11,11 +11,14 @@
 //! once without ever meeting. Inside a chunk each block is a *tile*: its
 //! members' CLKs are copied side by side and each two rows of the block
 //! are one call of a register-tiled Dice kernel, which writes the pairs
-//! (those no earlier pass holds) beside their Dice; in a linkage block that
-//! no earlier pass can tell, each agency's run of rows is one call. Each
+//! (those no earlier pass holds) beside their Dice; in a linkage block each
+//! agency's run of rows is one call, and when earlier passes are told by
+//! block, which of a run's pairs they hold is worked out for the whole run
+//! first (one bit per pair up to 64 columns) from the chunk's members'
+//! earlier blocks, gathered once per chunk. Each
 //! work item's pairs (a run of blocks, about 16k pairs) are then compared
 //! while they and the blocks' records are in cache, never all held
-//! (docs/decisions.md §25, §26, §28). A chunk keeps the pairs whose match weight (before the prior)
+//! (docs/decisions.md §25, §26, §28, §33). A chunk keeps the pairs whose match weight (before the prior)
 //! could reach the reporting floor, and tallies all of them: level
 //! patterns (for the prior, by EM), a fine histogram of weight and Dice of
 //! the pairs not kept (for the report). Chunks are also the work units of
@@ -26,7 +29,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::block::{PassStats, pack};
-use super::compare::{Columns, Kernel, RowPair, dice32};
+use super::compare::{Columns, HELD_MAX, Kernel, RowPair, dice32};
 use super::load::Dataset;
 use super::score::{Comparisons, clk_dice, compare_scored};
 
@@ -367,6 +370,9 @@ struct Tile {
     pop: Vec<u32>,
     /// Each member's block indices in the earlier passes told by index.
     ids: Vec<u32>,
+    /// A run's rows' held columns, one bit each (tiles of at most 64
+    /// columns).
+    held: Vec<u64>,
     /// Positions where the block's agency runs start, and its length.
     runs: Vec<usize>,
     row: Vec<f32>,
@@ -459,11 +465,15 @@ pub fn emit_with<R: Send>(
     }
     // The first record of each agency but the first.
     let last = ds.agency_of.last().map_or(0, |&a| a);
+    let earlier = owners.before(c.pass as usize);
+    let base = p.starts[from] as usize;
+    let prior = prior_blocks(&earlier, &p.members[base..p.starts[to] as usize]);
     let cx = Context {
         ds,
         kernel,
         dedup,
-        earlier: owners.before(c.pass as usize),
+        earlier,
+        prior,
         bounds: (1..=last)
             .map(|k| ds.agency_of.partition_point(|&a| a < k) as u32)
             .collect(),
@@ -514,7 +524,9 @@ pub fn emit_with<R: Send>(
                     let stop = p.starts[b + 1] as usize;
                     ahead.to(stop);
                     ahead.aim(stop + AHEAD);
-                    block_pairs += tile_pairs(&cx, block(b), &mut ahead, tile, part);
+                    // Where the block's members start in `prior`'s runs.
+                    let at = p.starts[b] as usize - base;
+                    block_pairs += tile_pairs(&cx, block(b), at, &mut ahead, tile, part);
                 }
                 *asked = ahead.at;
                 let counts = EmitCounts {
@@ -530,19 +542,45 @@ pub fn emit_with<R: Send>(
     (done.into_iter().map(|d| d.0).collect(), counts)
 }
 
+/// The blocks of `members` (a chunk's, in order) in each earlier pass
+/// told by block index, column-major: `len` entries per earlier pass
+/// ([`NO_BLOCK`] where a record is in none). A tile's run of each column
+/// is then one contiguous copy, where reading each member's row would be a
+/// scattered load per member in the comparison's loop.
+fn prior_blocks(earlier: &Earlier, members: &[u32]) -> Vec<u32> {
+    let (nb, len) = (earlier.columns, members.len());
+    let mut prior = vec![NO_BLOCK; nb * len];
+    if len == 0 {
+        return prior;
+    }
+    const PIECE: usize = 1 << 14;
+    for (k, column) in prior.chunks_mut(len).enumerate() {
+        column
+            .par_chunks_mut(PIECE)
+            .zip(members.par_chunks(PIECE))
+            .for_each(|(out, ms)| {
+                for (o, &g) in out.iter_mut().zip(ms) {
+                    if let Some(&id) = earlier.row(g as usize).get(k) {
+                        *o = id;
+                    }
+                }
+            });
+    }
+    prior
+}
+
 /// What every tile of a chunk shares.
 struct Context<'a> {
     ds: &'a Dataset,
     kernel: Kernel,
     dedup: bool,
     earlier: Earlier<'a>,
+    /// The chunk's members' blocks in the earlier passes
+    /// ([`prior_blocks`]).
+    prior: Vec<u32>,
     /// The first record of each agency but the first.
     bounds: Vec<u32>,
 }
-
-/// At most this many earlier passes holding a row are tested in the
-/// kernel's loop (more take the row-by-row test).
-const HELD_MAX: usize = 8;
 
 /// Members up to this many past the block compared are asked for while
 /// its rows are compared (more only crowds the CPU's miss buffers).
@@ -551,8 +589,9 @@ const AHEAD: usize = 64;
 /// Loads asked for ahead of the tiles: `members[..at]` are asked for,
 /// `goal` is where to be by the end of the current block, `per_step` how
 /// many to ask for at each of its row pairs. What a member's gather reads
-/// (its CLK's lines and its row of earlier blocks) is addressed from
-/// fields copied here, so asking costs a few instructions.
+/// (its CLK's lines; its earlier blocks come from the chunk's
+/// [`prior_blocks`]) is addressed from fields copied here, so asking costs
+/// a few instructions.
 struct Ahead<'a> {
     members: &'a [u32],
     at: usize,
@@ -561,7 +600,6 @@ struct Ahead<'a> {
     clk: &'a [u64],
     /// Filter `g`'s words start at `g * stride + offset`; `words` long.
     place: (usize, usize, usize),
-    earlier: &'a Earlier<'a>,
 }
 
 impl<'a> Ahead<'a> {
@@ -574,7 +612,6 @@ impl<'a> Ahead<'a> {
             per_step: 0,
             clk: &f.data,
             place: (f.stride, f.offset, f.words),
-            earlier: &cx.earlier,
         }
     }
 
@@ -601,10 +638,6 @@ impl<'a> Ahead<'a> {
                     one(line as *const u64);
                     line += 64;
                 }
-            }
-            let row = self.earlier.row(g);
-            if !row.is_empty() {
-                one(row.as_ptr() as *const u64);
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -647,12 +680,20 @@ impl<'a> Ahead<'a> {
 /// pass holds, with their CLK Dice, appended to `out`; returns how many
 /// pairs the block has (before dropping those of earlier passes).
 #[inline]
-fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: &mut Part) -> u64 {
+fn tile_pairs(
+    cx: &Context,
+    m: &[u32],
+    at: usize,
+    ahead: &mut Ahead,
+    tile: &mut Tile,
+    out: &mut Part,
+) -> u64 {
     let Context {
         ds,
         kernel,
         dedup,
         ref earlier,
+        ref prior,
         ref bounds,
     } = *cx;
     let words = ds.clk.words;
@@ -662,7 +703,6 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
     // Block indices column-major (one run of `n` per earlier pass), so a
     // row's test reads each pass's column as one vector.
     tile.ids.clear();
-    tile.ids.resize(n * nb, NO_BLOCK);
     // The CLKs' popcounts come from the words just read rather than one
     // more line to fetch.
     let f = &ds.clk;
@@ -673,11 +713,12 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
         &mut tile.words,
         &mut tile.pop,
     );
-    if nb > 0 {
-        for (r, &g) in m.iter().enumerate() {
-            for (k, &id) in earlier.row(g as usize).iter().enumerate() {
-                tile.ids[k * n + r] = id;
-            }
+    // Each earlier pass's run of the block's members, copied from the
+    // chunk's `prior` runs.
+    if let Some(len) = prior.len().checked_div(nb) {
+        for k in 0..nb {
+            tile.ids
+                .extend_from_slice(&prior[k * len + at..k * len + at + n]);
         }
     }
     // Where the block's agency runs start (members and agencies are both
@@ -698,8 +739,13 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
         _ => 0,
     };
     ahead.plan(working.div_ceil(2));
-    if !dedup && nb == 0 && earlier.masks.is_empty() {
-        return linked_tile(cx, m, ahead, tile, out);
+    if !dedup && earlier.masks.is_empty() {
+        if nb == 0 {
+            return linked_tile(cx, m, ahead, tile, out);
+        }
+        if nb <= HELD_MAX {
+            return tested_tile(cx, m, ahead, tile, out);
+        }
     }
     let Tile {
         words: tw,
@@ -749,32 +795,6 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
             // Both rows' Dice and pairs written by the kernel in one pass.
             let (rows, cols) = rows_and_columns(tw, pop, m, words, i, c);
             kernel.dice_pairs2(rows, cols, &mut out.dice, &mut out.pairs);
-            i += 2;
-            continue;
-        }
-        if two && !dedup && earlier.masks.is_empty() && nb <= HELD_MAX {
-            // Each row tested against the earlier passes holding its
-            // record, in the kernel's loop; the second row's kept pairs
-            // follow the first's.
-            let mut held = [[(NO_BLOCK, 0u32); HELD_MAX]; 2];
-            let mut len = [0usize; 2];
-            for (r, h) in held.iter_mut().enumerate() {
-                for k in 0..nb {
-                    let id = ids[k * n + i + r];
-                    if id != NO_BLOCK {
-                        h[len[r]] = (id, (k * n + c) as u32);
-                        len[r] += 1;
-                    }
-                }
-            }
-            let (rows, cols) = rows_and_columns(tw, pop, m, words, i, c);
-            kernel.dice_pairs2_kept(
-                rows,
-                cols,
-                ids,
-                [&held[0][..len[0]], &held[1][..len[1]]],
-                (&mut out.dice, &mut out.pairs),
-            );
             i += 2;
             continue;
         }
@@ -885,6 +905,73 @@ fn linked_tile(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &Tile, out: &mu
             &mut out.pairs,
             || ahead.step(),
         );
+        block_pairs += ((e - s) * (n - e)) as u64;
+        s = e;
+    }
+    block_pairs
+}
+
+/// [`linked_tile`] for a linkage pass whose earlier passes are told by
+/// block (at most [`HELD_MAX`] of them, no LSH bands): each agency's run
+/// of rows against the later agencies' members, two rows a kernel call,
+/// each row's pairs tested in the kernel's loop against the earlier
+/// blocks holding its record. Up to 64 columns, those tests are first
+/// made for the whole run at once, one bit per row and column.
+#[inline]
+fn tested_tile(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: &mut Part) -> u64 {
+    let (kernel, words, n, nb) = (cx.kernel, cx.ds.clk.words, m.len(), cx.earlier.columns);
+    let Tile {
+        words: tw,
+        pop,
+        ids,
+        runs,
+        held,
+        ..
+    } = tile;
+    let mut block_pairs = 0;
+    let mut s = 0;
+    // Each run but the last: rows s..e against columns e..n.
+    for &e in &runs[..runs.len() - 1] {
+        let rows = (&tw[s * words..e * words], &pop[s..e], &m[s..e]);
+        let cols = (&tw[e * words..], &pop[e..], &m[e..]);
+        if n - e <= 64 {
+            held.clear();
+            held.resize(e - s, 0);
+            for k in 0..nb {
+                let pass = &ids[k * n..(k + 1) * n];
+                kernel.same_block(&pass[e..], &pass[s..e], NO_BLOCK, held);
+            }
+            kernel.dice_pairs_rows_masked(
+                rows,
+                cols,
+                held,
+                (&mut out.dice, &mut out.pairs),
+                || ahead.step(),
+            );
+        } else {
+            // Row i's earlier blocks, and where its columns' blocks in
+            // that pass start in `ids` (column-major, n per earlier pass).
+            let held_of = |i: usize, buf: &mut [(u32, u32); HELD_MAX]| {
+                let mut len = 0;
+                for k in 0..nb {
+                    let id = ids[k * n + s + i];
+                    if id != NO_BLOCK {
+                        buf[len] = (id, (k * n + e) as u32);
+                        len += 1;
+                    }
+                }
+                len
+            };
+            kernel.dice_pairs_rows_kept(
+                rows,
+                cols,
+                ids,
+                held_of,
+                &mut out.dice,
+                &mut out.pairs,
+                || ahead.step(),
+            );
+        }
         block_pairs += ((e - s) * (n - e)) as u64;
         s = e;
     }
@@ -1312,6 +1399,98 @@ mod tests {
                     assert_eq!(e.dice[1..], scalar.dice[..], "{k:?} n {n} c {c}");
                     assert_eq!((e.pairs[0], e.dice[0]), (1, 0.5));
                 }
+            }
+        }
+    }
+
+    /// Every chunk's emitted pairs, over passes whose blocks hold up to
+    /// ~150 members of three agencies (tiles tested by bits and by block,
+    /// with odd rows), in chunks of one pass and of a few blocks: each pair
+    /// a pass's block forms that no earlier pass's block holds, once, with
+    /// its CLK Dice, and the same for de-duplication.
+    #[test]
+    fn emitted_pairs_are_each_candidate_once() {
+        let mut x = 11u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (people, n) = (1500usize, 4500usize);
+        let agency: Vec<u16> = (0..n).map(|g| (g / people) as u16).collect();
+        let clks: Vec<u64> = (0..16 * n).map(|_| next() & next()).collect();
+        let ds = Dataset::of_clks(16, clks, agency.clone());
+        // A person's records share most keys (so that earlier passes hold
+        // many pairs); some records have none. Blocks of ~3 x size.
+        let keys = |size: u64, mult: u64, next: &mut dyn FnMut() -> u64| -> Vec<Option<u128>> {
+            (0..n)
+                .map(|g| {
+                    let person = (g % people) as u64 * mult % people as u64;
+                    match next() % 10 {
+                        0 => None,
+                        1 => Some((next() % 1000) as u128),
+                        _ => Some((person / size) as u128),
+                    }
+                })
+                .collect()
+        };
+        for dedup in [false, true] {
+            let passes: Vec<Pass> = [(9u64, 1u64), (50, 7), (4, 13), (21, 1)]
+                .iter()
+                .enumerate()
+                .map(|(i, &(size, mult))| {
+                    let k = keys(size, mult, &mut next);
+                    group_pass(&ds, &k, &format!("p{i}"), "key", dedup, u64::MAX)
+                })
+                .collect();
+            let owners = Owners::new(&passes, &[], 16);
+            // Record -> block, per pass.
+            let block_of: Vec<Vec<Option<usize>>> = passes
+                .iter()
+                .map(|p| {
+                    let mut b = vec![None; n];
+                    for (i, m) in p.blocks().enumerate() {
+                        m.iter().for_each(|&g| b[g as usize] = Some(i));
+                    }
+                    b
+                })
+                .collect();
+            let mut want = Vec::new();
+            for (pi, p) in passes.iter().enumerate() {
+                for m in p.blocks() {
+                    for (i, &a) in m.iter().enumerate() {
+                        for &b in &m[i + 1..] {
+                            let (a, b) = (a as usize, b as usize);
+                            let held = (0..pi).any(|q| {
+                                block_of[q][a].is_some() && block_of[q][a] == block_of[q][b]
+                            });
+                            if (dedup || agency[a] != agency[b]) && !held {
+                                let d = clk_dice(&ds, Kernel::Scalar, a, b);
+                                want.push((pack(a as u32, b as u32), d.to_bits()));
+                            }
+                        }
+                    }
+                }
+            }
+            assert!(
+                want.len() > 20_000,
+                "{} pairs: too few to span work items",
+                want.len()
+            );
+            want.sort_unstable();
+            let unique = want.len();
+            want.dedup();
+            assert_eq!(want.len(), unique, "no pair in two passes' candidates");
+            for target in [u64::MAX, 3_000] {
+                let mut got = Vec::new();
+                for c in chunks(&passes, target) {
+                    let (pairs, dice) = emit(&ds, &passes, &owners, dedup, c).pairs_and_dice();
+                    got.extend(pairs.into_iter().zip(dice.into_iter().map(f32::to_bits)));
+                }
+                got.sort_unstable();
+                assert_eq!(got.len(), want.len(), "dedup {dedup} target {target}");
+                assert!(got == want, "dedup {dedup} target {target}");
             }
         }
     }

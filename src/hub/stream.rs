@@ -14,8 +14,8 @@
 //! (those no earlier pass holds) beside their Dice; in a linkage block each
 //! agency's run of rows is one call, and when earlier passes are told by
 //! block, which of a run's pairs they hold is worked out for the whole run
-//! first (one bit per pair up to 64 columns) from the chunk's members'
-//! earlier blocks, gathered once per chunk. Each
+//! first (one bit per pair up to 64 columns) from the members' earlier
+//! blocks, gathered with their CLKs. Each
 //! work item's pairs (a run of blocks, about 16k pairs) are then compared
 //! while they and the blocks' records are in cache, never all held
 //! (docs/decisions.md §25, §26, §28, §33). A chunk keeps the pairs whose match weight (before the prior)
@@ -466,14 +466,11 @@ pub fn emit_with<R: Send>(
     // The first record of each agency but the first.
     let last = ds.agency_of.last().map_or(0, |&a| a);
     let earlier = owners.before(c.pass as usize);
-    let base = p.starts[from] as usize;
-    let prior = prior_blocks(&earlier, &p.members[base..p.starts[to] as usize]);
     let cx = Context {
         ds,
         kernel,
         dedup,
         earlier,
-        prior,
         bounds: (1..=last)
             .map(|k| ds.agency_of.partition_point(|&a| a < k) as u32)
             .collect(),
@@ -524,9 +521,7 @@ pub fn emit_with<R: Send>(
                     let stop = p.starts[b + 1] as usize;
                     ahead.to(stop);
                     ahead.aim(stop + AHEAD);
-                    // Where the block's members start in `prior`'s runs.
-                    let at = p.starts[b] as usize - base;
-                    block_pairs += tile_pairs(&cx, block(b), at, &mut ahead, tile, part);
+                    block_pairs += tile_pairs(&cx, block(b), &mut ahead, tile, part);
                 }
                 *asked = ahead.at;
                 let counts = EmitCounts {
@@ -542,42 +537,12 @@ pub fn emit_with<R: Send>(
     (done.into_iter().map(|d| d.0).collect(), counts)
 }
 
-/// The blocks of `members` (a chunk's, in order) in each earlier pass
-/// told by block index, column-major: `len` entries per earlier pass
-/// ([`NO_BLOCK`] where a record is in none). A tile's run of each column
-/// is then one contiguous copy, where reading each member's row would be a
-/// scattered load per member in the comparison's loop.
-fn prior_blocks(earlier: &Earlier, members: &[u32]) -> Vec<u32> {
-    let (nb, len) = (earlier.columns, members.len());
-    let mut prior = vec![NO_BLOCK; nb * len];
-    if len == 0 {
-        return prior;
-    }
-    const PIECE: usize = 1 << 14;
-    for (k, column) in prior.chunks_mut(len).enumerate() {
-        column
-            .par_chunks_mut(PIECE)
-            .zip(members.par_chunks(PIECE))
-            .for_each(|(out, ms)| {
-                for (o, &g) in out.iter_mut().zip(ms) {
-                    if let Some(&id) = earlier.row(g as usize).get(k) {
-                        *o = id;
-                    }
-                }
-            });
-    }
-    prior
-}
-
 /// What every tile of a chunk shares.
 struct Context<'a> {
     ds: &'a Dataset,
     kernel: Kernel,
     dedup: bool,
     earlier: Earlier<'a>,
-    /// The chunk's members' blocks in the earlier passes
-    /// ([`prior_blocks`]).
-    prior: Vec<u32>,
     /// The first record of each agency but the first.
     bounds: Vec<u32>,
 }
@@ -589,9 +554,8 @@ const AHEAD: usize = 64;
 /// Loads asked for ahead of the tiles: `members[..at]` are asked for,
 /// `goal` is where to be by the end of the current block, `per_step` how
 /// many to ask for at each of its row pairs. What a member's gather reads
-/// (its CLK's lines; its earlier blocks come from the chunk's
-/// [`prior_blocks`]) is addressed from fields copied here, so asking costs
-/// a few instructions.
+/// (its CLK's lines and its row of earlier blocks) is addressed from
+/// fields copied here, so asking costs a few instructions.
 struct Ahead<'a> {
     members: &'a [u32],
     at: usize,
@@ -600,6 +564,7 @@ struct Ahead<'a> {
     clk: &'a [u64],
     /// Filter `g`'s words start at `g * stride + offset`; `words` long.
     place: (usize, usize, usize),
+    earlier: &'a Earlier<'a>,
 }
 
 impl<'a> Ahead<'a> {
@@ -612,6 +577,7 @@ impl<'a> Ahead<'a> {
             per_step: 0,
             clk: &f.data,
             place: (f.stride, f.offset, f.words),
+            earlier: &cx.earlier,
         }
     }
 
@@ -638,6 +604,10 @@ impl<'a> Ahead<'a> {
                     one(line as *const u64);
                     line += 64;
                 }
+            }
+            let row = self.earlier.row(g);
+            if !row.is_empty() {
+                one(row.as_ptr() as *const u64);
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -680,20 +650,12 @@ impl<'a> Ahead<'a> {
 /// pass holds, with their CLK Dice, appended to `out`; returns how many
 /// pairs the block has (before dropping those of earlier passes).
 #[inline]
-fn tile_pairs(
-    cx: &Context,
-    m: &[u32],
-    at: usize,
-    ahead: &mut Ahead,
-    tile: &mut Tile,
-    out: &mut Part,
-) -> u64 {
+fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: &mut Part) -> u64 {
     let Context {
         ds,
         kernel,
         dedup,
         ref earlier,
-        ref prior,
         ref bounds,
     } = *cx;
     let words = ds.clk.words;
@@ -713,13 +675,13 @@ fn tile_pairs(
         &mut tile.words,
         &mut tile.pop,
     );
-    // Each earlier pass's run of the block's members, copied from the
-    // chunk's `prior` runs.
-    if let Some(len) = prior.len().checked_div(nb) {
-        for k in 0..nb {
-            tile.ids
-                .extend_from_slice(&prior[k * len + at..k * len + at + n]);
-        }
+    // Each earlier pass's run of the block's members (their rows were
+    // asked for with their CLKs). Every pass's member has a row (`Owners`
+    // sizes them so): an index past them is a bug, and panics.
+    let (rows, stride) = (earlier.ids, earlier.stride);
+    for k in 0..nb {
+        tile.ids
+            .extend(m.iter().map(|&g| rows[g as usize * stride + k]));
     }
     // Where the block's agency runs start (members and agencies are both
     // ordered by record index).

@@ -246,68 +246,27 @@ impl Kernel {
     /// rows side by side in `a` (popcounts `pa`, records `ids`) against
     /// columns `b` (popcounts `bpop`, records `bids`, each greater than
     /// every row's), appending each row's Dice and pairs in row order, two
-    /// rows a kernel call ([`Kernel::dice_pairs2`]). `before` runs before
-    /// each call (a caller spreads its prefetches over them). The outputs
-    /// grow once for the whole rectangle.
+    /// rows a kernel call (the AVX-512 kernel's whole run in one function:
+    /// [`Kernel::dice_pairs_rows_kept`] with nothing held). `before` runs
+    /// before each call (a caller spreads its prefetches over them). The
+    /// outputs grow once for the whole rectangle.
     #[allow(clippy::too_many_arguments)]
     pub fn dice_pairs_rows(
         self,
         a: &[u64],
         pa: &[u32],
         ids: &[u32],
-        (b, bpop, bids): Columns,
+        cols: Columns,
         dice: &mut Vec<f32>,
         pairs: &mut Vec<u64>,
-        mut before: impl FnMut(),
+        before: impl FnMut(),
     ) {
-        let (rows, n) = (pa.len(), bpop.len());
-        if rows == 0 {
-            return;
-        }
-        let words = a.len() / rows;
-        assert!(a.len() == rows * words && ids.len() == rows);
-        assert!(b.len() == n * words && bids.len() == n);
-        let row = |i: usize| &a[i * words..(i + 1) * words];
-        let two = |i: usize| RowPair {
-            a: [row(i), row(i + 1)],
-            pa: [pa[i], pa[i + 1]],
-            ids: [ids[i], ids[i + 1]],
-        };
-        let mut i = 0;
         #[cfg(target_arch = "x86_64")]
-        if self == Kernel::Avx512 && words == 16 {
-            let whole = (rows & !1) * n;
-            dice.reserve(whole);
-            pairs.reserve(whole);
-            let (d, p) = (dice.len(), pairs.len());
-            // SAFETY: only chosen when the CPU reports the features; the
-            // row pairs write the `whole` slots reserved above, and the
-            // lengths cover them only once every row pair is written.
-            unsafe {
-                x86::rows_with_pairs(
-                    (a, pa, ids),
-                    (b, bpop, bids),
-                    dice.as_mut_ptr().add(d),
-                    pairs.as_mut_ptr().add(p),
-                    &mut before,
-                );
-                dice.set_len(d + whole);
-                pairs.set_len(p + whole);
-            }
-            i = rows & !1;
-        }
-        while i + 1 < rows {
-            before();
-            self.dice_pairs2(two(i), (b, bpop, bids), dice, pairs);
-            i += 2;
-        }
-        if i < rows {
-            before();
-            let at = dice.len();
-            dice.resize(at + n, 0.0);
-            self.dice_many(row(i), pa[i], b, bpop, &mut dice[at..]);
-            pairs.extend(bids.iter().map(|&g| pair(ids[i], g)));
-        }
+        let avx = |_| x86::Nothing;
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx = ();
+        let out = |_| |_| false;
+        self.rows_kept((a, pa, ids), cols, avx, out, (dice, pairs), before);
     }
 
     /// [`Kernel::dice_pairs_rows`] keeping only the pairs no earlier pass
@@ -458,32 +417,34 @@ impl Kernel {
             }
             i = rows & !1;
         }
-        // One row at a time: its Dice in place, then compacted (each write
-        // is at or before the slot it reads); a row pair's prefetches
-        // before its first row.
+        // Two rows a call of the kernel (one load of each column for both),
+        // then an odd last row; each row's Dice in place, then compacted
+        // (each write is at or before the slot it reads).
+        let row = |i: usize| &a[i * words..(i + 1) * words];
         while i < rows {
-            if i % 2 == 0 {
-                before();
-            }
+            before();
+            let count = (rows - i).min(2);
             let at = dice.len();
-            dice.resize(at + n, 0.0);
-            self.dice_many(
-                &a[i * words..(i + 1) * words],
-                pa[i],
-                b,
-                bpop,
-                &mut dice[at..],
-            );
-            let (mut w, out) = (at, out(i));
-            for (j, &g) in bids.iter().enumerate() {
-                if !out(j) {
-                    dice[w] = dice[at + j];
-                    pairs.push(pair(ids[i], g));
-                    w += 1;
+            dice.resize(at + count * n, 0.0);
+            if count == 2 {
+                let (d0, d1) = dice[at..].split_at_mut(n);
+                self.dice_many2([row(i), row(i + 1)], [pa[i], pa[i + 1]], b, bpop, [d0, d1]);
+            } else {
+                self.dice_many(row(i), pa[i], b, bpop, &mut dice[at..]);
+            }
+            let mut w = at;
+            for (t, &id) in ids[i..i + count].iter().enumerate() {
+                let (from, out) = (at + t * n, out(i + t));
+                for (j, &g) in bids.iter().enumerate() {
+                    if !out(j) {
+                        dice[w] = dice[from + j];
+                        pairs.push(pair(id, g));
+                        w += 1;
+                    }
                 }
             }
             dice.truncate(w);
-            i += 1;
+            i += 2;
         }
     }
 }
@@ -866,6 +827,28 @@ mod x86 {
         }
     }
 
+    /// No held columns: the run of an untested tile.
+    pub struct Nothing;
+
+    impl Held for Nothing {
+        #[inline(always)]
+        unsafe fn eight(&self, _: usize, _: usize) -> __mmask8 {
+            0
+        }
+        #[inline(always)]
+        fn one(&self, _: usize, _: usize) -> bool {
+            false
+        }
+        #[inline(always)]
+        fn nothing(&self) -> bool {
+            true
+        }
+        #[inline(always)]
+        unsafe fn count0(&self, _: usize) -> usize {
+            0
+        }
+    }
+
     /// Held columns as one bit per column (at most 64 columns).
     pub struct ByMask(pub [u64; 2]);
 
@@ -1044,48 +1027,6 @@ mod x86 {
                     out: [pairs, pairs.add(n)],
                 }),
             );
-        }
-    }
-
-    /// Each two rows of a run (`rows`: filters side by side, popcounts,
-    /// records) against the columns, as [`two_rows`] with pairs, in one
-    /// function so that no row pair's arguments pass through memory:
-    /// rows `i` and `i + 1` write slots `i * n .. (i + 2) * n` of `dice`
-    /// and `pairs`. `before` runs before each row pair. An odd last row is
-    /// left to the caller.
-    ///
-    /// # Safety
-    /// Rows and columns have 16 words each; `dice` and `pairs` have
-    /// `(rows & !1) * n` writable slots.
-    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw,avx512vbmi,avx512dq,avx2")]
-    pub unsafe fn rows_with_pairs(
-        (a, pa, ids): (&[u64], &[u32], &[u32]),
-        (b, bpop, bids): Columns,
-        dice: *mut f32,
-        pairs: *mut u64,
-        before: &mut impl FnMut(),
-    ) {
-        let n = bpop.len();
-        let mut i = 0;
-        while i + 1 < pa.len() {
-            before();
-            // SAFETY: rows i and i + 1 have 16 words each and write slots
-            // i * n .. (i + 2) * n (the caller's contract).
-            unsafe {
-                two_rows::<true>(
-                    [&a[i * 16..(i + 1) * 16], &a[(i + 1) * 16..(i + 2) * 16]],
-                    [pa[i], pa[i + 1]],
-                    b,
-                    bpop,
-                    [dice.add(i * n), dice.add((i + 1) * n)],
-                    Some(Pairs {
-                        ids: [ids[i], ids[i + 1]],
-                        bids,
-                        out: [pairs.add(i * n), pairs.add((i + 1) * n)],
-                    }),
-                );
-            }
-            i += 2;
         }
     }
 

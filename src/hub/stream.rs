@@ -701,13 +701,8 @@ fn tile_pairs(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: 
         _ => 0,
     };
     ahead.plan(working.div_ceil(2));
-    if !dedup && earlier.masks.is_empty() {
-        if nb == 0 {
-            return linked_tile(cx, m, ahead, tile, out);
-        }
-        if nb <= HELD_MAX {
-            return tested_tile(cx, m, ahead, tile, out);
-        }
+    if !dedup && earlier.masks.is_empty() && nb <= HELD_MAX {
+        return linked_tile(cx, m, ahead, tile, out);
     }
     let Tile {
         words: tw,
@@ -841,46 +836,15 @@ fn rows_and_columns<'a>(
     (rows, (&tw[c * words..], &pop[c..], &m[c..]))
 }
 
-/// [`tile_pairs`] for a gathered block of a linkage pass that no earlier
-/// pass can tell (every pair is kept): each agency's run of rows against
-/// the later agencies' members, two rows a kernel call, with nothing to
-/// test row by row.
+/// [`tile_pairs`] for a gathered block of a linkage pass whose earlier
+/// passes, if any, are told by block (at most [`HELD_MAX`] of them, no LSH
+/// bands): each agency's run of rows against the later agencies' members,
+/// two rows a kernel call. With earlier passes each row's pairs are tested
+/// in the kernel's loop against the earlier blocks holding its record; up
+/// to 64 columns those tests are first made for the whole run at once, one
+/// bit per row and column.
 #[inline]
-fn linked_tile(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &Tile, out: &mut Part) -> u64 {
-    let (kernel, words, n) = (cx.kernel, cx.ds.clk.words, m.len());
-    let Tile {
-        words: tw,
-        pop,
-        runs,
-        ..
-    } = tile;
-    let mut block_pairs = 0;
-    let mut s = 0;
-    // Each run but the last: rows s..e against columns e..n.
-    for &e in &runs[..runs.len() - 1] {
-        kernel.dice_pairs_rows(
-            &tw[s * words..e * words],
-            &pop[s..e],
-            &m[s..e],
-            (&tw[e * words..], &pop[e..], &m[e..]),
-            &mut out.dice,
-            &mut out.pairs,
-            || ahead.step(),
-        );
-        block_pairs += ((e - s) * (n - e)) as u64;
-        s = e;
-    }
-    block_pairs
-}
-
-/// [`linked_tile`] for a linkage pass whose earlier passes are told by
-/// block (at most [`HELD_MAX`] of them, no LSH bands): each agency's run
-/// of rows against the later agencies' members, two rows a kernel call,
-/// each row's pairs tested in the kernel's loop against the earlier
-/// blocks holding its record. Up to 64 columns, those tests are first
-/// made for the whole run at once, one bit per row and column.
-#[inline]
-fn tested_tile(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: &mut Part) -> u64 {
+fn linked_tile(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out: &mut Part) -> u64 {
     let (kernel, words, n, nb) = (cx.kernel, cx.ds.clk.words, m.len(), cx.earlier.columns);
     let Tile {
         words: tw,
@@ -896,20 +860,17 @@ fn tested_tile(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out:
     for &e in &runs[..runs.len() - 1] {
         let rows = (&tw[s * words..e * words], &pop[s..e], &m[s..e]);
         let cols = (&tw[e * words..], &pop[e..], &m[e..]);
-        if n - e <= 64 {
+        let out = (&mut out.dice, &mut out.pairs);
+        if nb == 0 {
+            kernel.dice_pairs_rows(rows.0, rows.1, rows.2, cols, out.0, out.1, || ahead.step());
+        } else if n - e <= 64 {
             held.clear();
             held.resize(e - s, 0);
             for k in 0..nb {
                 let pass = &ids[k * n..(k + 1) * n];
                 kernel.same_block(&pass[e..], &pass[s..e], NO_BLOCK, held);
             }
-            kernel.dice_pairs_rows_masked(
-                rows,
-                cols,
-                held,
-                (&mut out.dice, &mut out.pairs),
-                || ahead.step(),
-            );
+            kernel.dice_pairs_rows_masked(rows, cols, held, out, || ahead.step());
         } else {
             // Row i's earlier blocks, and where its columns' blocks in
             // that pass start in `ids` (column-major, n per earlier pass).
@@ -924,15 +885,7 @@ fn tested_tile(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out:
                 }
                 len
             };
-            kernel.dice_pairs_rows_kept(
-                rows,
-                cols,
-                ids,
-                held_of,
-                &mut out.dice,
-                &mut out.pairs,
-                || ahead.step(),
-            );
+            kernel.dice_pairs_rows_kept(rows, cols, ids, held_of, out.0, out.1, || ahead.step());
         }
         block_pairs += ((e - s) * (n - e)) as u64;
         s = e;

@@ -465,12 +465,11 @@ pub fn emit_with<R: Send>(
     }
     // The first record of each agency but the first.
     let last = ds.agency_of.last().map_or(0, |&a| a);
-    let earlier = owners.before(c.pass as usize);
     let cx = Context {
         ds,
         kernel,
         dedup,
-        earlier,
+        earlier: owners.before(c.pass as usize),
         bounds: (1..=last)
             .map(|k| ds.agency_of.partition_point(|&a| a < k) as u32)
             .collect(),

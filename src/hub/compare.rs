@@ -250,23 +250,18 @@ impl Kernel {
     /// [`Kernel::dice_pairs_rows_kept`] with nothing held). `before` runs
     /// before each call (a caller spreads its prefetches over them). The
     /// outputs grow once for the whole rectangle.
-    #[allow(clippy::too_many_arguments)]
     pub fn dice_pairs_rows(
         self,
-        a: &[u64],
-        pa: &[u32],
-        ids: &[u32],
+        rows: (&[u64], &[u32], &[u32]),
         cols: Columns,
-        dice: &mut Vec<f32>,
-        pairs: &mut Vec<u64>,
+        out: (&mut Vec<f32>, &mut Vec<u64>),
         before: impl FnMut(),
     ) {
         #[cfg(target_arch = "x86_64")]
         let avx = |_| x86::Nothing;
         #[cfg(not(target_arch = "x86_64"))]
         let avx = ();
-        let out = |_| |_| false;
-        self.rows_kept((a, pa, ids), cols, avx, out, (dice, pairs), before);
+        self.rows_kept(rows, cols, avx, |_| |_| false, out, before);
     }
 
     /// [`Kernel::dice_pairs_rows`] keeping only the pairs no earlier pass
@@ -279,15 +274,12 @@ impl Kernel {
     /// eight columns a step in the loop that computes their Dice, and
     /// writes both rows of a call in place (row 0's kept pairs counted
     /// first).
-    #[allow(clippy::too_many_arguments)]
     pub fn dice_pairs_rows_kept(
         self,
         rows: (&[u64], &[u32], &[u32]),
         cols: Columns,
-        blocks: &[u32],
-        held_of: impl Fn(usize, &mut [(u32, u32); HELD_MAX]) -> usize,
-        dice: &mut Vec<f32>,
-        pairs: &mut Vec<u64>,
+        (blocks, held_of): (&[u32], impl Fn(usize, &mut [(u32, u32); HELD_MAX]) -> usize),
+        out: (&mut Vec<f32>, &mut Vec<u64>),
         before: impl FnMut(),
     ) {
         let n = cols.1.len();
@@ -313,12 +305,12 @@ impl Kernel {
         };
         #[cfg(not(target_arch = "x86_64"))]
         let avx = ();
-        let out = |i: usize| {
+        let left_out = |i: usize| {
             let mut buf = [(0, 0); HELD_MAX];
             let len = held(i, &mut buf);
             move |j: usize| is_held(&buf[..len], blocks, j)
         };
-        self.rows_kept(rows, cols, avx, out, (dice, pairs), before);
+        self.rows_kept(rows, cols, avx, left_out, out, before);
     }
 
     /// For each of `rows` (block indices in one earlier pass; `none`
@@ -352,7 +344,7 @@ impl Kernel {
         rows: (&[u64], &[u32], &[u32]),
         cols: Columns,
         held: &[u64],
-        (dice, pairs): (&mut Vec<f32>, &mut Vec<u64>),
+        out: (&mut Vec<f32>, &mut Vec<u64>),
         before: impl FnMut(),
     ) {
         let n = cols.1.len();
@@ -362,11 +354,11 @@ impl Kernel {
         let avx = |i: usize| x86::ByMask([held[i], held[i + 1]]);
         #[cfg(not(target_arch = "x86_64"))]
         let avx = ();
-        let out = |i: usize| {
+        let left_out = |i: usize| {
             let m = held[i];
             move |j: usize| m >> j & 1 == 1
         };
-        self.rows_kept(rows, cols, avx, out, (dice, pairs), before);
+        self.rows_kept(rows, cols, avx, left_out, out, before);
     }
 
     /// What [`Kernel::dice_pairs_rows_kept`] and
@@ -1066,18 +1058,12 @@ mod x86 {
                 // 2n <= (i + 2) * n, as every earlier row pair wrote at
                 // most 2n.
                 unsafe {
-                    two_rows::<true>(
-                        rows,
-                        [pa[i], pa[i + 1]],
-                        b,
-                        bpop,
-                        [d, d.add(n)],
-                        Some(Pairs {
-                            ids,
-                            bids,
-                            out: [p, p.add(n)],
-                        }),
-                    );
+                    let rows = RowPair {
+                        a: rows,
+                        pa: [pa[i], pa[i + 1]],
+                        ids,
+                    };
+                    two_rows_with_pairs(rows, (b, bpop, bids), d, p);
                 }
                 done += 2 * n;
             } else {
@@ -1449,12 +1435,9 @@ mod tests {
                 for k in Kernel::available() {
                     let (mut d, mut p, mut calls) = (vec![-2f32], vec![42u64], 0);
                     k.dice_pairs_rows(
-                        &a[..rows * words],
-                        &pa[..rows],
-                        &ids[..rows],
+                        (&a[..rows * words], &pa[..rows], &ids[..rows]),
                         (bn, pn, idn),
-                        &mut d,
-                        &mut p,
+                        (&mut d, &mut p),
                         || calls += 1,
                     );
                     assert_eq!((&d, &p), (&want_d, &want_p), "{k:?} rows={rows} n={n}");
@@ -1522,16 +1505,15 @@ mod tests {
                     for k in Kernel::available() {
                         let (mut d, mut p) = (vec![-2f32], vec![42u64]);
                         let mut calls = 0;
+                        let held_of = |r: usize, buf: &mut [(u32, u32); HELD_MAX]| {
+                            buf[..held[r].len()].copy_from_slice(&held[r]);
+                            held[r].len()
+                        };
                         k.dice_pairs_rows_kept(
                             run,
                             (bn, pn, idn),
-                            &blocks,
-                            |r, buf| {
-                                buf[..held[r].len()].copy_from_slice(&held[r]);
-                                held[r].len()
-                            },
-                            &mut d,
-                            &mut p,
+                            (&blocks, held_of),
+                            (&mut d, &mut p),
                             || calls += 1,
                         );
                         assert_eq!((&d, &p), (&want.0, &want.1), "{k:?} n={n} rows={rows}");

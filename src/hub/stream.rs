@@ -861,7 +861,7 @@ fn linked_tile(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out:
         let cols = (&tw[e * words..], &pop[e..], &m[e..]);
         let out = (&mut out.dice, &mut out.pairs);
         if nb == 0 {
-            kernel.dice_pairs_rows(rows.0, rows.1, rows.2, cols, out.0, out.1, || ahead.step());
+            kernel.dice_pairs_rows(rows, cols, out, || ahead.step());
         } else if n - e <= 64 {
             held.clear();
             held.resize(e - s, 0);
@@ -884,7 +884,7 @@ fn linked_tile(cx: &Context, m: &[u32], ahead: &mut Ahead, tile: &mut Tile, out:
                 }
                 len
             };
-            kernel.dice_pairs_rows_kept(rows, cols, ids, held_of, out.0, out.1, || ahead.step());
+            kernel.dice_pairs_rows_kept(rows, cols, (ids, held_of), out, || ahead.step());
         }
         block_pairs += ((e - s) * (n - e)) as u64;
         s = e;

@@ -28,6 +28,7 @@ use super::input::{Cell, Chunk, Input};
 use super::normalise::{Normalised, normalise};
 use super::schema::{BlockFn, DEFAULT_MISSING, Hash, Mode, Schema, Strategy, StratumKind};
 use super::secret::Secret;
+use super::tokencache::{self, TokenCache};
 use super::tokenise::TokenBuf;
 use crate::bloom::{set_bit, xor_fold};
 use crate::error::{Error, Result};
@@ -98,8 +99,6 @@ struct FieldEnc {
     ff: Option<TokenHasher>,
     pattern: Option<regex::Regex>,
 }
-
-type TokenCache = ByteMap<(Hashed, Option<Hashed>)>;
 
 /// Slot of a row whose field has no value (a null cell, or a value that
 /// set no bit).
@@ -320,8 +319,8 @@ struct Scratch {
     salts: Vec<(u32, u32)>,
     vkey: Vec<u8>,
     tok: Vec<u8>,
-    pos_clk: Vec<u32>,
-    pos_ff: Vec<u32>,
+    /// A value's tokens packed for the token cache.
+    keys: Vec<Option<u128>>,
     /// Per field, per row of the slice: the value's entry (`OWN` set when in
     /// the slice's own table), or `NO_VALUE`.
     slots: Vec<u32>,
@@ -592,8 +591,7 @@ impl Encoder {
             salts: Vec::new(),
             vkey: Vec::new(),
             tok: Vec::new(),
-            pos_clk: Vec::new(),
-            pos_ff: Vec::new(),
+            keys: Vec::new(),
             slots: Vec::new(),
             bad: Vec::new(),
             misses: Vec::new(),
@@ -855,16 +853,33 @@ impl Encoder {
         }
         sc.tokens.tokenise(&f.tokens, &sc.norm);
         let field_bits = self.ff_hash_bits;
-        let (mut clk, mut ff) = (
-            std::mem::take(&mut sc.pos_clk),
-            std::mem::take(&mut sc.pos_ff),
-        );
-        clk.clear();
-        ff.clear();
         let tn = sc.tokens.len();
         if tcache.len() > CACHE_LIMIT {
             tcache.clear();
         }
+        // Every token's home slot asked for first, so that their cache
+        // misses overlap.
+        sc.keys.clear();
+        for ti in 0..tn {
+            sc.tok.clear();
+            sc.tok.extend_from_slice(&sc.salt[salt.clone()]);
+            sc.tok.extend_from_slice(sc.tokens.get(ti));
+            let key = tokencache::pack(&sc.tok);
+            if let Some(key) = key {
+                tcache.prefetch(key);
+            }
+            sc.keys.push(key);
+        }
+        // Bits go straight into the entry's CLK part (zeroed above) and,
+        // for a native field filter, into its unbalanced half.
+        let native = self.schema.mode != Mode::Clkhash;
+        let mut half = std::mem::take(&mut sc.ff_bytes);
+        half.clear();
+        if native {
+            half.resize(field_bits as usize / 8, 0);
+        }
+        let (clk_part, ff_part) = t.data[at..at + self.stride].split_at_mut(self.split);
+        let mut any = false;
         for ti in 0..tn {
             let k = match f.strategy {
                 Strategy::BitsPerToken(k) => k as usize,
@@ -876,37 +891,34 @@ impl Encoder {
             if k == 0 {
                 continue;
             }
+            any = true;
             // A salted token is hashed as 0x1e ‖ salt ‖ token.
             sc.tok.clear();
             sc.tok.extend_from_slice(&sc.salt[salt.clone()]);
             sc.tok.extend_from_slice(sc.tokens.get(ti));
             let tok = sc.tok.as_slice();
-            let hashed = match tcache.get(tok) {
+            let key = sc.keys[ti];
+            let hashed = match tcache.get(tok, key) {
                 Some(e) if e.0.covers(k) => e,
                 _ => {
                     let c = enc.clk.hash(tok, self.hash_bits, k);
                     let g = enc.ff.as_ref().map(|h| h.hash(tok, field_bits, k));
-                    tcache.insert(tok, (c, g))
+                    tcache.insert(tok, key, (c.clone(), g.clone()));
+                    (c, g)
                 }
             };
-            for j in 0..k {
-                clk.push(hashed.0.index(j, self.hash_bits) as u32);
-                if let Some(g) = &hashed.1 {
-                    ff.push(g.index(j, field_bits) as u32);
-                }
+            set_positions(clk_part, &hashed.0, k, self.hash_bits);
+            if let (true, Some(g)) = (native, &hashed.1) {
+                set_positions(&mut half, g, k, field_bits);
             }
         }
         t.norms.push_str(&sc.norm);
         entry.norm.1 = sc.norm.len() as u32;
         // A value with no tokens (or only k = 0 tokens) is missing.
-        if !clk.is_empty() {
+        if any {
             entry.present = true;
             let s = &self.schema;
-            let (clk_part, ff_part) = t.data[at..at + self.stride].split_at_mut(self.split);
-            for &p in &clk {
-                set_bit(clk_part, p as usize);
-            }
-            if s.mode == Mode::Clkhash {
+            if !native {
                 // Field filter = the field's own CLK bits, folded like the CLK.
                 if s.xor_folds == 0 {
                     ff_part.copy_from_slice(clk_part);
@@ -918,20 +930,13 @@ impl Encoder {
                     ff_part.copy_from_slice(&b);
                 }
             } else {
-                let half = &mut sc.ff_bytes;
-                half.clear();
-                half.resize(self.ff_hash_bits as usize / 8, 0);
-                for &p in &ff {
-                    set_bit(half, p as usize);
-                }
                 match &self.balance {
-                    Some((_, perms)) => ff_part.copy_from_slice(&balanced(half, &perms[fi])),
-                    None => ff_part.copy_from_slice(half),
+                    Some((_, perms)) => ff_part.copy_from_slice(&balanced(&half, &perms[fi])),
+                    None => ff_part.copy_from_slice(&half),
                 }
             }
         }
-        sc.pos_clk = clk;
-        sc.pos_ff = ff;
+        sc.ff_bytes = half;
         t.entries.push(entry);
         idx
     }
@@ -1465,6 +1470,21 @@ fn key_name(schema: &Schema, f: &super::schema::Field) -> String {
         schema.swap.join("+")
     } else {
         f.name.clone()
+    }
+}
+
+/// Set the `k` positions of `h` in a filter of `l` bits (`bytes`).
+fn set_positions(bytes: &mut [u8], h: &Hashed, k: usize, l: u64) {
+    match h {
+        Hashed::Pair(h1, h2) if l.is_power_of_two() => {
+            // (h1 + j·h2) mod l, stepped: l divides 2^64.
+            let mut x = *h1;
+            for _ in 0..k {
+                set_bit(bytes, (x & (l - 1)) as usize);
+                x = x.wrapping_add(*h2);
+            }
+        }
+        _ => (0..k).for_each(|j| set_bit(bytes, h.index(j, l))),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod normalise;
 pub mod payload;
 pub mod schema;
 pub mod secret;
+pub mod tokencache;
 pub mod tokenise;
 
 pub use encode::{EncodeOptions, EncodeResult, Encoder, rejects_path};

@@ -1117,18 +1117,28 @@ mod x86 {
             // SAFETY: lanes past the column's end are masked off.
             *v = unsafe { _mm512_maskz_loadu_epi32(m, col.as_ptr().add(16 * q) as *const i32) };
         }
-        let full = n.div_ceil(16);
-        for (o, &id) in out.iter_mut().zip(rows) {
-            if id == none {
-                continue;
-            }
-            let x = _mm512_set1_epi32(id as i32);
-            let mut bits = 0u64;
-            for (q, &v) in v.iter().enumerate().take(full) {
-                bits |= (_mm512_cmpeq_epi32_mask(v, x) as u64) << (16 * q);
-            }
-            // Masked-off lanes read as zero: a row in block 0 matches them.
-            *o |= bits & (u64::MAX >> (64 - n));
+        // Masked-off lanes read as zero: a row in block 0 matches them, so
+        // only the n columns' bits are kept.
+        let cols = u64::MAX >> (64 - n);
+        // Each row against the first `$q` vectors of columns, held in
+        // registers rather than an array indexed in a loop.
+        macro_rules! each {
+            ($($q:literal),+) => {
+                for (o, &id) in out.iter_mut().zip(rows) {
+                    if id != none {
+                        let x = _mm512_set1_epi32(id as i32);
+                        let mut b = 0u64;
+                        $(b |= (_mm512_cmpeq_epi32_mask(v[$q], x) as u64) << (16 * $q);)+
+                        *o |= b & cols;
+                    }
+                }
+            };
+        }
+        match n.div_ceil(16) {
+            1 => each!(0),
+            2 => each!(0, 1),
+            3 => each!(0, 1, 2),
+            _ => each!(0, 1, 2, 3),
         }
     }
 

@@ -113,6 +113,31 @@ fn demo_runs_end_to_end_with_f1_above_0_97() {
 }
 
 #[test]
+fn demo_command_numbers_its_steps_one_to_five_of_five() {
+    let d = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(common::bin())
+        .args(["demo", "--people", "300", "--quiet", "--out"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    // Each step's lines in order, every one counted out of the same total.
+    let steps: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(k, _)| k))
+        .filter(|k| k.contains('/') && k.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .collect();
+    let firsts: Vec<&str> = steps.iter().copied().fold(Vec::new(), |mut v, k| {
+        if v.last() != Some(&k) {
+            v.push(k);
+        }
+        v
+    });
+    assert_eq!(firsts, ["1/5", "2/5", "3/5", "4/5", "5/5"], "{err}");
+}
+
+#[test]
 fn report_estimates_are_close_to_the_truth_at_20k_people() {
     // Measured (2026-11-28, 20k people in both agencies): estimated
     // precision 0.997 against 0.998, recall 0.986 against 0.969. Summing

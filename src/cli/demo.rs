@@ -29,7 +29,7 @@ pub fn run_demo(
     progress: bool,
 ) -> Result<DemoOutcome> {
     eprintln!(
-        "1/4 synthesising {people} people across {agencies} agencies -> {}",
+        "1/5 synthesising {people} people across {agencies} agencies -> {}",
         dir.join("data").display()
     );
     let s = synth::generate(&synth::Params {

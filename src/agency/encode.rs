@@ -336,6 +336,15 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// Token `ti` of the value just tokenised, salted by the range `salt`
+    /// of `self.salt`, into `tok`: a salted token is hashed as
+    /// 0x1e ‖ salt ‖ token.
+    fn salted_token(&mut self, salt: std::ops::Range<usize>, ti: usize) {
+        self.tok.clear();
+        self.tok.extend_from_slice(&self.salt[salt]);
+        self.tok.extend_from_slice(self.tokens.get(ti));
+    }
+
     /// A value's cache key into `vkey`: its salt (the range `salt` of
     /// `self.salt`), then its raw text.
     fn value_key(&mut self, salt: std::ops::Range<usize>, raw: &str) {
@@ -861,9 +870,7 @@ impl Encoder {
         // misses overlap.
         sc.keys.clear();
         for ti in 0..tn {
-            sc.tok.clear();
-            sc.tok.extend_from_slice(&sc.salt[salt.clone()]);
-            sc.tok.extend_from_slice(sc.tokens.get(ti));
+            sc.salted_token(salt.clone(), ti);
             let key = tokencache::pack(&sc.tok);
             if let Some(key) = key {
                 tcache.prefetch(key);
@@ -892,19 +899,17 @@ impl Encoder {
                 continue;
             }
             any = true;
-            // A salted token is hashed as 0x1e ‖ salt ‖ token.
-            sc.tok.clear();
-            sc.tok.extend_from_slice(&sc.salt[salt.clone()]);
-            sc.tok.extend_from_slice(sc.tokens.get(ti));
+            sc.salted_token(salt.clone(), ti);
             let tok = sc.tok.as_slice();
             let key = sc.keys[ti];
-            let hashed = match tcache.get(tok, key) {
-                Some(e) if e.0.covers(k) => e,
-                _ => {
+            let found = tcache.get(tok, key).filter(|e| e.0.covers(k));
+            let hashed = match found {
+                Some(e) => e,
+                None => {
                     let c = enc.clk.hash(tok, self.hash_bits, k);
                     let g = enc.ff.as_ref().map(|h| h.hash(tok, field_bits, k));
                     tcache.insert(tok, key, (c.clone(), g.clone()));
-                    (c, g)
+                    std::borrow::Cow::Owned((c, g))
                 }
             };
             set_positions(clk_part, &hashed.0, k, self.hash_bits);

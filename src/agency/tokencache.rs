@@ -14,6 +14,8 @@
 //! Agency side: keys are plaintext fragments; they never leave the process
 //! and are dropped with the encoder.
 
+use std::borrow::Cow;
+
 use super::bytemap::ByteMap;
 use super::hash::Hashed;
 
@@ -100,11 +102,13 @@ impl TokenCache {
         }
     }
 
-    /// The hashes stored for `token` (`key` its packing, if it has one).
+    /// The hashes stored for `token` (`key` its packing, if it has one):
+    /// built from a slot, or borrowed from the map (word hashes are not
+    /// copied).
     #[inline]
-    pub fn get(&self, token: &[u8], key: Option<u128>) -> Option<Hashes> {
+    pub fn get(&self, token: &[u8], key: Option<u128>) -> Option<Cow<'_, Hashes>> {
         let Some(key) = key else {
-            return self.other.get(token).cloned();
+            return self.other.get(token).map(Cow::Borrowed);
         };
         let mask = self.slots.len() - 1;
         let mut i = self.home(key);
@@ -112,14 +116,17 @@ impl TokenCache {
             let s = &self.slots[i];
             if s.key == key {
                 let ff = (s.ff[0] != NONE).then(|| Hashed::Pair(s.ff[0] as u64, s.ff[1] as u64));
-                return Some((Hashed::Pair(s.clk[0] as u64, s.clk[1] as u64), ff));
+                return Some(Cow::Owned((
+                    Hashed::Pair(s.clk[0] as u64, s.clk[1] as u64),
+                    ff,
+                )));
             }
             if s.key == 0 {
                 // Not in the slots; a hash too large for them is in the map.
                 return if self.other.is_empty() {
                     None
                 } else {
-                    self.other.get(token).cloned()
+                    self.other.get(token).map(Cow::Borrowed)
                 };
             }
             i = (i + 1) & mask;

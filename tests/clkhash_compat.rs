@@ -60,6 +60,25 @@ fn full_file(variant: &str) {
             got.len(),
             expected.len()
         );
+        // Unfolded, each field's filter is its own CLK bits: together they
+        // make the CLK, record by record.
+        assert_eq!(enc.schema().xor_folds, 0);
+        let e = bloomlink::extract::read_extract(&out).unwrap();
+        for i in 0..e.len {
+            let mut or = vec![0u64; e.clk.words];
+            for f in &e.fields {
+                assert_eq!(f.words, e.clk.words, "{}", f.name);
+                for (w, x) in or.iter_mut().zip(f.get(i)) {
+                    *w |= x;
+                }
+            }
+            assert_eq!(
+                or,
+                e.clk.get(i),
+                "{variant} {side} row {}: field filters",
+                i + 1
+            );
+        }
     }
 }
 

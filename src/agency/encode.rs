@@ -303,9 +303,12 @@ pub struct Encoder {
     block_fields: Vec<Vec<usize>>,
     key_check: String,
     /// Bytes of a value's CLK contribution (in the hash space) and of a
-    /// value table entry (that, then the field filter).
+    /// value table entry (that, then the field filter, unless `ff_is_clk`).
     split: usize,
     stride: usize,
+    /// The field filter is the CLK contribution itself (a clkhash schema
+    /// without folding): stored once, so an entry is half the size.
+    ff_is_clk: bool,
     caches: Vec<Mutex<Cache>>,
     soundex: rphonetic::Soundex,
     metaphone: rphonetic::DoubleMetaphone,
@@ -502,13 +505,21 @@ impl Encoder {
             field_order.retain(|&f| f != sf);
             field_order.insert(0, sf);
         }
+        let ff_is_clk = schema.mode == Mode::Clkhash && schema.xor_folds == 0;
+        debug_assert!(!ff_is_clk || schema.field_bits as u64 == hash_bits);
         Ok(Encoder {
             salt,
             field_order,
             blip,
             key_check: key_check(secret),
             split: (hash_bits / 8) as usize,
-            stride: (hash_bits / 8) as usize + schema.field_bits as usize / 8,
+            stride: (hash_bits / 8) as usize
+                + if ff_is_clk {
+                    0
+                } else {
+                    schema.field_bits as usize / 8
+                },
+            ff_is_clk,
             hash_bits,
             ff_hash_bits,
             balance,
@@ -924,10 +935,9 @@ impl Encoder {
             entry.present = true;
             let s = &self.schema;
             if !native {
-                // Field filter = the field's own CLK bits, folded like the CLK.
-                if s.xor_folds == 0 {
-                    ff_part.copy_from_slice(clk_part);
-                } else {
+                // Field filter = the field's own CLK bits, folded like the CLK
+                // (unfolded, it is the CLK part itself: `ff_is_clk`).
+                if s.xor_folds > 0 {
                     let mut b = xor_fold(clk_part);
                     for _ in 1..s.xor_folds {
                         b = xor_fold(&b);
@@ -980,6 +990,7 @@ impl Encoder {
             let (e, t) = value_table(cache, fi, e);
             let bytes = t.bytes(e, self.stride);
             let (clk_part, ff_part) = bytes.split_at(self.split);
+            let ff_part = if self.ff_is_clk { clk_part } else { ff_part };
             // A fallback repeats its field's value in another form: it has
             // a filter of its own but adds nothing to the CLK.
             if s.fields[fi].fallback_for.is_none() {

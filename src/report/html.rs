@@ -156,7 +156,7 @@ pub fn render(r: &Report) -> String {
     let e = &r.estimates;
     let _ = write!(
         s,
-        "<p>Without ground truth: estimated precision <strong>{}</strong> (band {}–{}), estimated recall <strong>{}</strong> (band {}–{}), over {} linked pairs.</p><p>{}</p>",
+        "<p>Without ground truth: estimated precision <strong>{}</strong> (chance band {}–{}), estimated recall <strong>{}</strong> (chance band {}–{}), over {} linked pairs. The bands cover chance given the fitted model, not the model's own error.</p><p>{}</p>",
         pct(e.precision),
         pct(e.precision_band[0]),
         pct(e.precision_band[1]),

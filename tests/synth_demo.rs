@@ -137,6 +137,21 @@ fn demo_command_numbers_its_steps_one_to_five_of_five() {
     assert_eq!(firsts, ["1/5", "2/5", "3/5", "4/5", "5/5"], "{err}");
 }
 
+/// Link with `opts` against `truth` and return the run's report.json.
+fn link_report(opts: &bloomlink::hub::LinkOptions, truth: &std::path::Path) -> serde_json::Value {
+    bloomlink::cli::link::link_and_report(opts, Some(truth), vec![]).unwrap();
+    serde_json::from_slice(&std::fs::read(opts.out.join("report.json")).unwrap()).unwrap()
+}
+
+/// The report of the default job on 20k synthetic people in two agencies
+/// (`overlap` of them in each), encoded under `key`.
+fn default_report(dir: &std::path::Path, seed: u64, overlap: f64, key: &[u8]) -> serde_json::Value {
+    let (ex, truth, _) = common::synthetic_with_overlap(dir, 20_000, 2, seed, overlap, key);
+    let opts =
+        bloomlink::hub::LinkOptions::new(ex, dir.join("out"), bloomlink::hub::JobConfig::default());
+    link_report(&opts, &truth)
+}
+
 #[test]
 fn report_estimates_are_close_to_the_truth_at_20k_people() {
     // Measured (2026-11-28, 20k people in both agencies): estimated
@@ -145,13 +160,7 @@ fn report_estimates_are_close_to_the_truth_at_20k_people() {
     // 0.83 here (0.60 against 0.95 at a million records): the alternatives
     // to accepted links counted as missed matches.
     let d = tempfile::tempdir().unwrap();
-    let (ex, truth, _) = common::synthetic_with_overlap(d.path(), 20_000, 2, 3, 1.0, b"estimates");
-    let out = d.path().join("out");
-    let opts =
-        bloomlink::hub::LinkOptions::new(ex, out.clone(), bloomlink::hub::JobConfig::default());
-    bloomlink::cli::link::link_and_report(&opts, Some(&truth), vec![]).unwrap();
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let r = default_report(d.path(), 3, 1.0, b"estimates");
     let (est, truth) = (&r["estimates"], &r["truth"]["evaluation"]);
     eprintln!("estimates {est}\ntruth {truth}");
     // Nearly every record has a partner: no advice to change the model.
@@ -196,13 +205,7 @@ fn report_estimates_are_close_to_the_truth_at_20k_people() {
 #[test]
 fn report_estimates_stay_within_the_stated_error_where_partners_are_few() {
     let d = tempfile::tempdir().unwrap();
-    let (ex, truth, _) = common::synthetic_with_overlap(d.path(), 20_000, 2, 11, 0.6, b"few");
-    let out = d.path().join("out");
-    let opts =
-        bloomlink::hub::LinkOptions::new(ex, out.clone(), bloomlink::hub::JobConfig::default());
-    bloomlink::cli::link::link_and_report(&opts, Some(&truth), vec![]).unwrap();
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let r = default_report(d.path(), 11, 0.6, b"few");
     let (est, truth) = (&r["estimates"], &r["truth"]["evaluation"]);
     eprintln!("estimates {est}\ntruth {truth}");
     let gap = |k: &str| est[k].as_f64().unwrap() - truth[k].as_f64().unwrap();
@@ -245,11 +248,9 @@ fn salt_run(
     let mut cfg = bloomlink::hub::JobConfig::default();
     cfg.scoring.salt_correction = correction;
     cfg.scoring.record_prior = record_prior;
-    let mut opts = bloomlink::hub::LinkOptions::new(ex.to_vec(), out.clone(), cfg);
+    let mut opts = bloomlink::hub::LinkOptions::new(ex.to_vec(), out, cfg);
     opts.dedup = dedup;
-    bloomlink::cli::link::link_and_report(&opts, Some(truth), vec![]).unwrap();
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let r = link_report(&opts, truth);
     // Record-level probabilities apply to one-to-one linkage only, and the
     // report says which kind it holds.
     assert_eq!(r["model"]["record_level"], record_prior && !dedup);

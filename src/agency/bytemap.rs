@@ -24,9 +24,10 @@ impl<V> Default for ByteMap<V> {
     }
 }
 
-/// `key` packed with its length in the top byte, when it fits.
+/// `key` packed with its length in the top byte, when it fits (at most
+/// 15 bytes).
 #[inline]
-fn pack(key: &[u8]) -> Option<u128> {
+pub(crate) fn pack(key: &[u8]) -> Option<u128> {
     if key.len() > 15 {
         return None;
     }

@@ -36,17 +36,12 @@ struct Slot {
 /// In [`Slot::ff`]: no field filter.
 const NONE: u32 = u32::MAX;
 
-/// A packed token: its bytes, its length in byte 15 and bit 127 set (so no
-/// token packs to 0, the empty slot). `None` past 15 bytes.
+/// A packed token: [`ByteMap`]'s packing (its bytes, its length in byte
+/// 15) with bit 127 set, so that no token packs to 0, the empty slot.
+/// `None` past 15 bytes.
 #[inline]
 pub fn pack(token: &[u8]) -> Option<u128> {
-    if token.len() > 15 {
-        return None;
-    }
-    let mut b = [0u8; 16];
-    b[..token.len()].copy_from_slice(token);
-    b[15] = token.len() as u8 | 0x80;
-    Some(u128::from_le_bytes(b))
+    super::bytemap::pack(token).map(|k| k | 1 << 127)
 }
 
 /// The cache: packed tokens in slots, the rest in a map.

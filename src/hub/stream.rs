@@ -53,7 +53,9 @@ pub struct Pass {
 /// The indices are stored record-major (one row of `columns` entries per
 /// record, passes in order), so that a record's rows for all earlier passes
 /// are one read. Explicit pairs (all-pairs nearest neighbours) come after
-/// every block pass and are never consulted.
+/// every block pass and are never consulted; as they are tested against
+/// every block pass (though listed first), the last block pass keeps its
+/// column too.
 #[derive(Debug, Clone, Default)]
 pub struct Owners {
     /// Per pass: its column in `ids`, when told by block index.
@@ -1350,7 +1352,7 @@ mod tests {
                 .collect()
         };
         for dedup in [false, true] {
-            let passes: Vec<Pass> = [(9u64, 1u64), (50, 7), (4, 13), (21, 1)]
+            let blocked: Vec<Pass> = [(9u64, 1u64), (50, 7), (4, 13), (21, 1)]
                 .iter()
                 .enumerate()
                 .map(|(i, &(size, mult))| {
@@ -1358,9 +1360,8 @@ mod tests {
                     group_pass(&ds, &k, &format!("p{i}"), "key", dedup, u64::MAX)
                 })
                 .collect();
-            let owners = Owners::new(&passes, &[], 16);
-            // Record -> block, per pass.
-            let block_of: Vec<Vec<Option<usize>>> = passes
+            // Record -> block, per block pass.
+            let block_of: Vec<Vec<Option<usize>>> = blocked
                 .iter()
                 .map(|p| {
                     let mut b = vec![None; n];
@@ -1370,15 +1371,58 @@ mod tests {
                     b
                 })
                 .collect();
+            let in_pass = |q: usize, a: usize, b: usize| {
+                block_of[q][a].is_some() && block_of[q][a] == block_of[q][b]
+            };
+            // An explicit pass first (as all-pairs blocking puts it),
+            // whose pairs are tested against every block pass, the last
+            // one's included: random pairs, and pairs of the last pass's
+            // blocks.
+            let mut explicit = Vec::new();
+            while explicit.len() < 3000 {
+                let (a, b) = ((next() % n as u64) as usize, (next() % n as u64) as usize);
+                if a < b && (dedup || agency[a] != agency[b]) {
+                    explicit.push(pack(a as u32, b as u32));
+                }
+            }
+            for m in blocked[3].blocks().take(200) {
+                for (i, &a) in m.iter().enumerate() {
+                    for &b in &m[i + 1..] {
+                        if dedup || agency[a as usize] != agency[b as usize] {
+                            explicit.push(pack(a, b));
+                        }
+                    }
+                }
+            }
+            explicit.sort_unstable();
+            explicit.dedup();
+            let mut passes = vec![Pass {
+                pairs: explicit.clone(),
+                starts: vec![0],
+                ..Default::default()
+            }];
+            passes.extend(blocked.iter().cloned());
+            let owners = Owners::new(&passes, &[], 16);
             let mut want = Vec::new();
-            for (pi, p) in passes.iter().enumerate() {
+            let mut held_by_last = 0;
+            for &pair in &explicit {
+                let (a, b) = crate::hub::block::unpack(pair);
+                held_by_last += usize::from(in_pass(3, a, b));
+                if !(0..blocked.len()).any(|q| in_pass(q, a, b)) {
+                    let d = clk_dice(&ds, Kernel::Scalar, a, b);
+                    want.push((pair, d.to_bits()));
+                }
+            }
+            assert!(
+                held_by_last > 100,
+                "{held_by_last} explicit pairs in the last pass's blocks"
+            );
+            for (pi, p) in blocked.iter().enumerate() {
                 for m in p.blocks() {
                     for (i, &a) in m.iter().enumerate() {
                         for &b in &m[i + 1..] {
                             let (a, b) = (a as usize, b as usize);
-                            let held = (0..pi).any(|q| {
-                                block_of[q][a].is_some() && block_of[q][a] == block_of[q][b]
-                            });
+                            let held = (0..pi).any(|q| in_pass(q, a, b));
                             if (dedup || agency[a] != agency[b]) && !held {
                                 let d = clk_dice(&ds, Kernel::Scalar, a, b);
                                 want.push((pack(a as u32, b as u32), d.to_bits()));

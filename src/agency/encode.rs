@@ -913,19 +913,21 @@ impl Encoder {
             sc.salted_token(salt.clone(), ti);
             let tok = sc.tok.as_slice();
             let key = sc.keys[ti];
-            let found = tcache.get(tok, key).filter(|e| e.0.covers(k));
-            let hashed = match found {
-                Some(e) => e,
+            let mut set = |(c, g): &tokencache::Hashes| {
+                set_positions(clk_part, c, k, self.hash_bits);
+                if let (true, Some(g)) = (native, g) {
+                    set_positions(&mut half, g, k, field_bits);
+                }
+            };
+            match tcache.get(tok, key).filter(|e| e.0.covers(k)) {
+                Some(e) => set(&e),
                 None => {
                     let c = enc.clk.hash(tok, self.hash_bits, k);
                     let g = enc.ff.as_ref().map(|h| h.hash(tok, field_bits, k));
-                    tcache.insert(tok, key, (c.clone(), g.clone()));
-                    std::borrow::Cow::Owned((c, g))
+                    let hashes = (c, g);
+                    set(&hashes);
+                    tcache.insert(tok, key, hashes);
                 }
-            };
-            set_positions(clk_part, &hashed.0, k, self.hash_bits);
-            if let (true, Some(g)) = (native, &hashed.1) {
-                set_positions(&mut half, g, k, field_bits);
             }
         }
         t.norms.push_str(&sc.norm);

@@ -82,6 +82,18 @@ impl TokenCache {
         (h >> 32) as usize & (self.slots.len() - 1)
     }
 
+    /// The slot holding `key`, or the empty slot where it would go (open
+    /// addressing, linear probing; the table is never full).
+    #[inline]
+    fn find(&self, key: u128) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key);
+        while self.slots[i].key != 0 && self.slots[i].key != key {
+            i = (i + 1) & mask;
+        }
+        i
+    }
+
     /// Ask for `key`'s home slot to be brought into cache.
     #[inline]
     pub fn prefetch(&self, key: u128) {
@@ -105,26 +117,19 @@ impl TokenCache {
         let Some(key) = key else {
             return self.other.get(token).map(Cow::Borrowed);
         };
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(key);
-        loop {
-            let s = &self.slots[i];
-            if s.key == key {
-                let ff = (s.ff[0] != NONE).then(|| Hashed::Pair(s.ff[0] as u64, s.ff[1] as u64));
-                return Some(Cow::Owned((
-                    Hashed::Pair(s.clk[0] as u64, s.clk[1] as u64),
-                    ff,
-                )));
-            }
-            if s.key == 0 {
-                // Not in the slots; a hash too large for them is in the map.
-                return if self.other.is_empty() {
-                    None
-                } else {
-                    self.other.get(token).map(Cow::Borrowed)
-                };
-            }
-            i = (i + 1) & mask;
+        let s = &self.slots[self.find(key)];
+        if s.key == key {
+            let ff = (s.ff[0] != NONE).then(|| Hashed::Pair(s.ff[0] as u64, s.ff[1] as u64));
+            return Some(Cow::Owned((
+                Hashed::Pair(s.clk[0] as u64, s.clk[1] as u64),
+                ff,
+            )));
+        }
+        // Not in the slots; a hash too large for them is in the map.
+        if self.other.is_empty() {
+            None
+        } else {
+            self.other.get(token).map(Cow::Borrowed)
         }
     }
 
@@ -141,11 +146,7 @@ impl TokenCache {
         if 2 * (self.len + 1) > self.slots.len() {
             self.grow();
         }
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(key);
-        while self.slots[i].key != 0 && self.slots[i].key != key {
-            i = (i + 1) & mask;
-        }
+        let i = self.find(key);
         if self.slots[i].key == 0 {
             self.len += 1;
         }
@@ -156,12 +157,8 @@ impl TokenCache {
     fn grow(&mut self) {
         let old = std::mem::take(&mut self.slots);
         self.slots = vec![Slot::default(); old.len() * 2];
-        let mask = self.slots.len() - 1;
         for s in old.into_iter().filter(|s| s.key != 0) {
-            let mut i = self.home(s.key);
-            while self.slots[i].key != 0 {
-                i = (i + 1) & mask;
-            }
+            let i = self.find(s.key);
             self.slots[i] = s;
         }
     }

@@ -1397,15 +1397,16 @@ mod tests {
             explicit.sort_unstable();
             explicit.dedup();
             let mut passes = vec![Pass {
-                pairs: explicit.clone(),
+                pairs: explicit,
                 starts: vec![0],
                 ..Default::default()
             }];
             passes.extend(blocked.iter().cloned());
+            let explicit = &passes[0].pairs;
             let owners = Owners::new(&passes, &[], 16);
             let mut want = Vec::new();
             let mut held_by_last = 0;
-            for &pair in &explicit {
+            for &pair in explicit {
                 let (a, b) = crate::hub::block::unpack(pair);
                 held_by_last += usize::from(in_pass(3, a, b));
                 if !(0..blocked.len()).any(|q| in_pass(q, a, b)) {

@@ -53,13 +53,18 @@ pub struct Pass {
 /// The indices are stored record-major (one row of `columns` entries per
 /// record, passes in order), so that a record's rows for all earlier passes
 /// are one read. Explicit pairs (all-pairs nearest neighbours) come after
-/// every block pass and are never consulted; as they are tested against
-/// every block pass (though listed first), the last block pass keeps its
-/// column too.
+/// every block pass and are never consulted. As they are tested against
+/// every block pass (though listed first), the last block pass's indices
+/// are kept too when there are explicit pairs, but apart (`last`): no
+/// block pass reads them, and leaving them out of the rows keeps the rows
+/// the block passes gather as small as they can be.
 #[derive(Debug, Clone, Default)]
 pub struct Owners {
     /// Per pass: its column in `ids`, when told by block index.
     column: Vec<Option<usize>>,
+    /// The last block pass's block index per record, when it is told by
+    /// index and there are explicit pairs to test against it.
+    last: Vec<u32>,
     /// Per pass: how many passes before it are told by bits.
     bands_before: Vec<usize>,
     /// Masks over the CLK's words of the passes told by bits, in order.
@@ -88,7 +93,11 @@ impl Owners {
             ..Default::default()
         };
         let mut band = 0;
-        for p in passes {
+        // The last block pass: only explicit pairs are tested against it.
+        let last_block = passes.iter().rposition(|p| p.starts.len() >= 2);
+        let any_explicit = passes.iter().any(explicit);
+        let mut last = None;
+        for (at, p) in passes.iter().enumerate() {
             o.bands_before.push(o.masks.len() / words.max(1));
             let lsh = p.stats.kind == "lsh";
             let positions = if lsh { lsh_positions.get(band) } else { None };
@@ -102,6 +111,11 @@ impl Owners {
                             mask[q as usize / 64] |= 1 << (q % 64);
                         }
                         o.masks.extend(mask);
+                    }
+                    None if Some(at) == last_block => {
+                        if any_explicit {
+                            last = Some(p);
+                        }
                     }
                     None => {
                         column = Some(o.columns);
@@ -127,6 +141,14 @@ impl Owners {
                 }
             }
         }
+        if let Some(p) = last {
+            o.last = vec![NO_BLOCK; n];
+            for (b, m) in p.blocks().enumerate() {
+                for &g in m {
+                    o.last[g as usize] = b as u32;
+                }
+            }
+        }
         o
     }
 
@@ -137,6 +159,11 @@ impl Owners {
             columns: self.column[..pass].iter().flatten().count(),
             stride: self.columns,
             ids: &self.ids,
+            last: if pass >= self.column.len() {
+                &self.last
+            } else {
+                &[]
+            },
             masks: &self.masks[..self.bands_before[pass] * self.words],
         }
     }
@@ -388,6 +415,8 @@ struct Earlier<'a> {
     columns: usize,
     stride: usize,
     ids: &'a [u32],
+    /// The last block pass's indices, for explicit pairs (else empty).
+    last: &'a [u32],
     /// Band masks, side by side.
     masks: &'a [u64],
 }
@@ -406,6 +435,12 @@ impl Earlier<'_> {
         if x.len() == self.columns
             && y.len() == self.columns
             && x.iter().zip(y).any(|(&p, &q)| p != NO_BLOCK && p == q)
+        {
+            return true;
+        }
+        if let (Some(&p), Some(&q)) = (self.last.get(a), self.last.get(b))
+            && p != NO_BLOCK
+            && p == q
         {
             return true;
         }
@@ -1452,6 +1487,37 @@ mod tests {
                 assert!(got == want, "dedup {dedup} target {target}");
             }
         }
+    }
+
+    /// Block passes read only the earlier passes' indices, so the last
+    /// block pass's are not in the rows they gather: they are kept apart,
+    /// and only when there are explicit pairs to test against them.
+    #[test]
+    fn the_last_block_pass_is_kept_apart_for_explicit_pairs_only() {
+        let n = 40usize;
+        let ds = Dataset::of_clks(16, vec![0; 16 * n], vec![0; n]);
+        let blocked: Vec<Pass> = [3u128, 5, 7]
+            .iter()
+            .map(|&m| {
+                let keys: Vec<Option<u128>> = (0..n as u128).map(|g| Some(g % m)).collect();
+                group_pass(&ds, &keys, "p", "key", true, u64::MAX)
+            })
+            .collect();
+        let o = Owners::new(&blocked, &[], 16);
+        assert_eq!((o.columns, o.ids.len(), o.last.len()), (2, 2 * n, 0));
+        assert_eq!(o.column, [Some(0), Some(1), None]);
+        let mut passes = blocked.clone();
+        passes.push(Pass {
+            pairs: vec![pack(0, 7)],
+            starts: vec![0],
+            ..Default::default()
+        });
+        let o = Owners::new(&passes, &[], 16);
+        assert_eq!((o.columns, o.ids.len(), o.last.len()), (2, 2 * n, n));
+        // Records 0 and 7 share a block of the last pass only (7 = 0 mod 7).
+        let e = o.before(passes.len());
+        assert!(e.holds_records(Kernel::Scalar, &ds, 0, 7));
+        assert!(!o.before(2).holds_records(Kernel::Scalar, &ds, 0, 7));
     }
 
     #[test]

@@ -134,19 +134,15 @@ impl Owners {
         o.ids = vec![NO_BLOCK; n * o.columns];
         for (p, col) in passes.iter().zip(&o.column) {
             if let Some(col) = col {
-                for (b, m) in p.blocks().enumerate() {
-                    for &g in m {
-                        o.ids[g as usize * o.columns + col] = b as u32;
-                    }
+                for (g, b) in p.block_of() {
+                    o.ids[g * o.columns + col] = b;
                 }
             }
         }
         if let Some(p) = last {
             o.last = vec![NO_BLOCK; n];
-            for (b, m) in p.blocks().enumerate() {
-                for &g in m {
-                    o.last[g as usize] = b as u32;
-                }
+            for (g, b) in p.block_of() {
+                o.last[g] = b;
             }
         }
         o
@@ -175,6 +171,13 @@ impl Pass {
         self.starts
             .windows(2)
             .map(|w| &self.members[w[0] as usize..w[1] as usize])
+    }
+
+    /// Each member of a kept block with its block's index: (record, block).
+    fn block_of(&self) -> impl Iterator<Item = (usize, u32)> {
+        self.blocks()
+            .enumerate()
+            .flat_map(|(b, m)| m.iter().map(move |&g| (g as usize, b as u32)))
     }
 }
 

@@ -112,11 +112,7 @@ impl Owners {
                         }
                         o.masks.extend(mask);
                     }
-                    None if Some(at) == last_block => {
-                        if any_explicit {
-                            last = Some(p);
-                        }
-                    }
+                    None if Some(at) == last_block => last = any_explicit.then_some(p),
                     None => {
                         column = Some(o.columns);
                         o.columns += 1;

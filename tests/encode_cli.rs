@@ -98,6 +98,77 @@ fn encodes_rejects_and_reconciles() {
     assert_eq!(meta.key_check.len(), 16);
 }
 
+/// A row with more cells than the header (an address with an unquoted
+/// comma) or fewer (the two halves of a row cut by an unquoted line
+/// break) is rejected whole: none of its cells reaches the extract (the
+/// `area` stratum is kept in clear), the payload or the rejects file, and
+/// the rows around it encode as usual.
+#[test]
+fn rows_of_the_wrong_width_are_rejected_whole() {
+    let d = tempfile::tempdir().unwrap();
+    let (schema, _, key) = setup(d.path());
+    let input = d.path().join("shifted.csv");
+    std::fs::write(
+        &input,
+        "id,first name,dob,postcode,area,notes\n\
+         1,Aaliyah,2012-03-04,LS6 1AB,urban,a\n\
+         2,Bartholomew,2010-12-31,BD1 2CD,Hollyhock Lane,rural,b\n\
+         3,Cressida,2011-01-01\n\
+         LS1 1AA,Wisteria Walk,c\n\
+         4,Dorothea,2011-01-01,LS2 2BB,\"urban\",\"Foxglove Row, d\"\n",
+    )
+    .unwrap();
+    let out = d.path().join("x.parquet");
+    let pay = d.path().join("pay.parquet");
+    let o = common::encode(
+        &schema,
+        &key,
+        &input,
+        &out,
+        "council",
+        &[
+            "--payload-columns",
+            "notes",
+            "--payload-output",
+            pay.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = bloomlink::extract::read_extract(&out).unwrap();
+    let c = &e.meta.counts;
+    assert_eq!((c.rows_read, c.encoded, c.rejected), (5, 2, 3));
+    assert_eq!((e.ids.get(0), e.ids.get(1)), ("1", "4"));
+    assert_eq!(e.strata[0].labels, vec!["urban"]);
+    let rejects = std::fs::read_to_string(d.path().join("x.rejects.csv")).unwrap();
+    let lines: Vec<&str> = rejects.lines().collect();
+    assert_eq!(lines.len(), 4, "{rejects}");
+    for (line, row, cells) in [(1, 2, 7), (2, 3, 3), (3, 4, 3)] {
+        let want = format!(
+            "{row},,(whole row),\"the row has {cells} cells where the header has 6: a value with an unquoted comma"
+        );
+        assert!(lines[line].starts_with(&want), "{rejects}");
+    }
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let written = [
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&pay).unwrap(),
+        rejects.clone().into_bytes(),
+        stderr.as_bytes().to_vec(),
+    ];
+    for v in [
+        "Hollyhock",
+        "hollyhock",
+        "Wisteria",
+        "wisteria",
+        "Bartholomew",
+        "Cressida",
+    ] {
+        for w in &written {
+            assert!(!w.windows(v.len()).any(|x| x == v.as_bytes()), "{v} leaked");
+        }
+    }
+}
+
 #[test]
 fn same_input_and_key_give_identical_bytes_and_env_secret_works() {
     let d = tempfile::tempdir().unwrap();

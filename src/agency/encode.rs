@@ -275,6 +275,8 @@ const VALUE_CACHE_LIMIT: usize = 1 << 17;
 /// Column positions in the input for everything the schema reads.
 #[derive(Debug, Clone)]
 pub struct ColumnMap {
+    /// Cells in the header: a CSV row with more or fewer is rejected whole.
+    pub width: usize,
     pub record_id: Option<usize>,
     pub fields: Vec<usize>,
     pub strata: Vec<Option<usize>>,
@@ -592,6 +594,7 @@ impl Encoder {
             pay.push(c);
         }
         Ok(ColumnMap {
+            width: header.len(),
             record_id,
             fields,
             strata,
@@ -1236,6 +1239,23 @@ impl Encoder {
                 column: s.record_id.clone().unwrap_or_else(|| "(row number)".into()),
                 reason: reason.into(),
             };
+            // A row with more cells than the header (a value holding an
+            // unquoted comma) would put each value after that one under the
+            // next column's name: into a stratum, say, that the extract
+            // keeps in clear. One with fewer may be the rest of a row cut
+            // by an unquoted line break. Neither row's cells are where the
+            // header says, its record id included: the row is rejected
+            // whole, by its row number only.
+            if let Some(n) = chunk.cells(row).filter(|&n| n != cols.width) {
+                ids.push(Err(Reject {
+                    column: "(whole row)".into(),
+                    ..reject(&format!(
+                        "the row has {n} cells where the header has {}: a value with an unquoted comma, quote or line break? Quote it",
+                        cols.width
+                    ))
+                }));
+                continue;
+            }
             let id = match cols.record_id {
                 None => Ok(rownum.to_string()),
                 Some(c) => match chunk.cell(row, c) {

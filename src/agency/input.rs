@@ -91,6 +91,12 @@ impl CsvRows {
         self.rows.push(self.ends.len());
     }
 
+    /// How many cells row `row` has.
+    #[inline]
+    pub fn cells(&self, row: usize) -> usize {
+        self.rows[row + 1] - self.rows[row]
+    }
+
     /// The bytes of cell `col` of row `row`, if the row has that many cells.
     #[inline]
     pub fn get(&self, row: usize, col: usize) -> Option<&[u8]> {
@@ -115,6 +121,15 @@ impl Chunk {
     /// Whether the chunk has no rows.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// How many cells row `row` has, for a CSV chunk (a Parquet row always
+    /// has one per column).
+    pub fn cells(&self, row: usize) -> Option<usize> {
+        match self {
+            Chunk::Csv(r) => Some(r.cells(row)),
+            Chunk::Arrow(_) => None,
+        }
     }
 
     /// Cell at `row`, input column `col`.

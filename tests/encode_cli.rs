@@ -169,6 +169,80 @@ fn rows_of_the_wrong_width_are_rejected_whole() {
     }
 }
 
+/// Strata are written to the extract in clear: a schema whose stratum
+/// reads an identifying column or field is refused, and so is an input
+/// whose stratum column has a value per person; coarse groups pass.
+#[test]
+fn strata_never_hold_identifiers() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let (_, _, key) = setup(dir);
+    let key = key.to_str().unwrap().to_string();
+    let run = |schema: &str, rows: usize, groups: usize, needle: Option<&str>| {
+        std::fs::write(dir.join("st.toml"), schema).unwrap();
+        let mut csv = String::from("id,first name,dob,postcode,area,notes\n");
+        for i in 0..rows {
+            csv += &format!("{i},Name,2012-03-04,LS6 1AB,a{},x\n", i % groups);
+        }
+        std::fs::write(dir.join("st.csv"), csv).unwrap();
+        let args = [
+            "encode",
+            "--schema",
+            "st.toml",
+            "--secret-file",
+            key.as_str(),
+            "--input",
+            "st.csv",
+            "--output",
+            "out.parquet",
+            "--agency",
+            "a",
+        ];
+        match needle {
+            Some(n) => fails_with(&args, None, n, dir),
+            None => {
+                let o = Command::new(bin())
+                    .args(args)
+                    .current_dir(dir)
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                std::fs::remove_file(dir.join("out.parquet")).unwrap();
+                std::fs::remove_file(dir.join("out.rejects.csv")).unwrap();
+            }
+        }
+    };
+    let stratum = "[[stratum]]\nname = \"area\"\nsource = \"area\"";
+    assert!(SCHEMA.contains(stratum));
+    let with = |s: &str| SCHEMA.replace(stratum, s);
+    for (schema, needle) in [
+        (
+            with("[[stratum]]\nname = \"area\"\nsource = \"first name\""),
+            "reads column `first name`, which field `first` encodes",
+        ),
+        (
+            with("[[stratum]]\nname = \"area\"\nsource = \"id\""),
+            "reads column `id`, which is the record id",
+        ),
+        (
+            with("[[stratum]]\nname = \"area\"\ntype = \"field\"\nsource = \"dob\""),
+            "only a `sex` field may be one",
+        ),
+    ] {
+        run(&schema, 3, 3, Some(needle));
+    }
+    run(
+        SCHEMA,
+        1001,
+        1001,
+        Some("has more than 1000 distinct values"),
+    );
+    run(SCHEMA, 60, 60, Some("has 60 distinct values in 60 rows"));
+    // Coarse: 51 groups over 200 rows, 3 over 60.
+    run(SCHEMA, 200, 51, None);
+    run(SCHEMA, 60, 3, None);
+}
+
 #[test]
 fn same_input_and_key_give_identical_bytes_and_env_secret_works() {
     let d = tempfile::tempdir().unwrap();

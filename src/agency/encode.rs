@@ -17,6 +17,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use arrow_array::builder::StringBuilder;
 use hmac::{Hmac, KeyInit, Mac};
 use rayon::prelude::*;
 use rphonetic::Encoder as _;
@@ -1332,6 +1333,8 @@ impl Encoder {
         let mut counts = Counts::default();
         let mut missing = vec![0u64; s.fields.len()];
         let mut seen: HashSet<u128> = HashSet::new();
+        // Each stratum's distinct values, to hold strata to coarse groups.
+        let mut strata_seen: Vec<HashSet<Vec<u8>>> = vec![HashSet::new(); s.strata.len()];
         let bar = crate::progress::rows_bar(opts.progress, "encoding");
         // A reader thread parses the next chunk while this one is encoded.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk>>(1);
@@ -1369,14 +1372,20 @@ impl Encoder {
                 let n = chunk.len();
                 let ids = self.check_ids(&chunk, &cols, first_row, &mut seen, &mut counts);
                 let slice = 4096;
-                let parts: Vec<SliceOut> = (0..n.div_ceil(slice))
+                let parts: Vec<(SliceOut, Vec<HashSet<Vec<u8>>>)> = (0..n.div_ceil(slice))
                     .into_par_iter()
                     .map(|p| {
                         let r = p * slice..((p + 1) * slice).min(n);
-                        self.encode_slice(&chunk, &cols, r.clone(), &ids[r], first_row)
+                        let out = self.encode_slice(&chunk, &cols, r.clone(), &ids[r], first_row);
+                        let values = out.batch.strata.iter().map(stratum_values).collect();
+                        (out, values)
                     })
                     .collect();
-                for part in parts {
+                for (part, values) in parts {
+                    for (si, v) in values.into_iter().enumerate() {
+                        strata_seen[si].extend(v);
+                        self.check_coarse(input, si, strata_seen[si].len(), None)?;
+                    }
                     for (m, x) in missing.iter_mut().zip(&part.missing) {
                         *m += x;
                     }
@@ -1398,6 +1407,9 @@ impl Encoder {
             written.join().expect("the writer thread does not panic")
         })?;
         bar.finish_and_clear();
+        for (si, v) in strata_seen.iter().enumerate() {
+            self.check_coarse(input, si, v.len(), Some(counts.encoded))?;
+        }
         counts.rejected = rejects.len() as u64;
         for r in &rejects {
             *counts
@@ -1438,6 +1450,71 @@ impl Encoder {
             key_check: meta.key_check,
             fingerprint: meta.fingerprint,
         })
+    }
+}
+
+/// The most distinct values a stratum may take (decisions §40).
+pub const STRATUM_MAX_VALUES: usize = 1000;
+
+/// Above this many distinct values, a stratum may not have a distinct
+/// value for more than half the rows (decisions §40).
+const STRATUM_FEW_VALUES: usize = 50;
+
+/// The distinct values of a stratum column being built, up to one past
+/// [`STRATUM_MAX_VALUES`] (enough to tell that there are too many).
+fn stratum_values(b: &StringBuilder) -> HashSet<Vec<u8>> {
+    let (data, offsets) = (b.values_slice(), b.offsets_slice());
+    let valid = |i: usize| {
+        b.validity_slice()
+            .is_none_or(|v| v[i / 8] >> (i % 8) & 1 == 1)
+    };
+    let mut out = HashSet::new();
+    for (i, w) in offsets.windows(2).enumerate() {
+        if valid(i) && w[1] > w[0] {
+            out.insert(data[w[0] as usize..w[1] as usize].to_vec());
+            if out.len() > STRATUM_MAX_VALUES {
+                break;
+            }
+        }
+    }
+    out
+}
+
+impl Encoder {
+    /// Fail when stratum `si`, with `values` distinct values so far (over
+    /// `rows` encoded rows, once all are read), is not a coarse group.
+    /// Strata are written to the extract in clear, for the bias report: a
+    /// column with a value per person (an NHS number, a name, a full
+    /// address) must never become one.
+    fn check_coarse(
+        &self,
+        input: &Path,
+        si: usize,
+        values: usize,
+        rows: Option<u64>,
+    ) -> Result<()> {
+        let many = values > STRATUM_MAX_VALUES
+            || rows.is_some_and(|r| values > STRATUM_FEW_VALUES && values as u64 * 2 > r);
+        if !many {
+            return Ok(());
+        }
+        let st = &self.schema.strata[si];
+        let from = match &st.kind {
+            StratumKind::Value { column } => format!("column `{column}`"),
+            StratumKind::Field { field } => format!("field `{field}`"),
+            StratumKind::AgeBand { field, .. } => format!("field `{field}`"),
+        };
+        let count = match rows {
+            Some(r) => format!("{values} distinct values in {r} rows"),
+            None => format!("more than {STRATUM_MAX_VALUES} distinct values"),
+        };
+        Err(Error::input(
+            input,
+            format!(
+                "stratum `{}` ({from}) has {count}: strata are written to the extract in clear for the bias report, so they must be coarse groups (at most {STRATUM_MAX_VALUES} values, and more than {STRATUM_FEW_VALUES} only where most rows share theirs); this looks like an identifier. Group the column's values before encoding, or leave the stratum out of the schema",
+                st.name
+            ),
+        ))
     }
 }
 

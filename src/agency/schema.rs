@@ -694,14 +694,41 @@ impl NativeToml {
                     format!("{at}: names use lower-case letters, digits and `_` only"),
                 ));
             }
+            // Strata are written to the extract in clear, for the bias
+            // report: never from a column or field that identifies.
             let kind = match s.kind.as_deref().unwrap_or("value") {
-                "value" => StratumKind::Value { column: s.source },
+                "value" => {
+                    let reads = fields.iter().find(|f| f.column == s.source);
+                    let identifies = match reads {
+                        Some(f) => Some(format!("field `{}` encodes", f.name)),
+                        None => (s.source == self.record_id).then(|| "is the record id".into()),
+                    };
+                    if let Some(what) = identifies {
+                        return Err(Error::config(
+                            path,
+                            format!(
+                                "{at} reads column `{}`, which {what}: strata are written to the extract in clear, so they must be coarse groups (area type, ethnic group...) from a column no field reads",
+                                s.source
+                            ),
+                        ));
+                    }
+                    StratumKind::Value { column: s.source }
+                }
                 "field" => {
-                    if !fields.iter().any(|f| f.name == s.source) {
+                    let Some(f) = fields.iter().find(|f| f.name == s.source) else {
                         return Err(Error::config(
                             path,
                             format!(
                                 "{at}: `source` must name a declared field for type = \"field\""
+                            ),
+                        ));
+                    };
+                    if f.kind != Kind::Sex {
+                        return Err(Error::config(
+                            path,
+                            format!(
+                                "{at}: type = \"field\" writes the field's value to the extract in clear, so only a `sex` field may be one (`{}` is not); use type = \"age_band\" for a date",
+                                f.name
                             ),
                         ));
                     }

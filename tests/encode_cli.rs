@@ -243,6 +243,63 @@ fn strata_never_hold_identifiers() {
     run(SCHEMA, 60, 3, None);
 }
 
+/// A header that lacks a schema's column is never echoed (in a file
+/// without a header row it is a record), but the error says what is
+/// likely wrong: no header row, another separator, a near name.
+#[test]
+fn header_errors_never_echo_cells_but_say_what_is_wrong() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let (schema, _, key) = setup(dir);
+    let (schema, key) = (schema.to_str().unwrap(), key.to_str().unwrap());
+    let row = "7,Philomena,2012-03-04,LS6 1AB,urban,a\n";
+    for (file, text, hint) in [
+        (
+            "nohead.csv",
+            row.to_string(),
+            "does the file have a header row?",
+        ),
+        (
+            "semi.csv",
+            format!(
+                "id;first name;dob;postcode;area;notes\n{}",
+                row.replace(',', ";")
+            ),
+            "the header is one cell separated by `;`",
+        ),
+        (
+            "near.csv",
+            format!("id,First_Name,dob,postcode,area,notes\n{row}"),
+            "did you mean `First_Name`?",
+        ),
+    ] {
+        std::fs::write(dir.join(file), text).unwrap();
+        let args = [
+            "encode",
+            "--schema",
+            schema,
+            "--secret-file",
+            key,
+            "--input",
+            file,
+            "--output",
+            "out.parquet",
+            "--agency",
+            "a",
+        ];
+        fails_with(&args, None, hint, dir);
+        let o = Command::new(bin())
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        for v in ["Philomena", "2012-03-04", "LS6 1AB", "urban"] {
+            assert!(!err.contains(v), "{file}: the error echoes {v}: {err}");
+        }
+    }
+}
+
 #[test]
 fn same_input_and_key_give_identical_bytes_and_env_secret_works() {
     let d = tempfile::tempdir().unwrap();

@@ -547,6 +547,48 @@ impl Encoder {
         &self.key_check
     }
 
+    /// Why column `name` is not in `header`, with what may help: a near
+    /// name, a header that is one cell holding another separator, or no
+    /// header row at all. The header's cells are never listed: in a file
+    /// without a header row they are a record's values.
+    fn not_in_header(&self, header: &[String], name: &str, what: &str) -> String {
+        let mut msg = format!("column `{name}` ({what}) is not in the header row");
+        let fold = |x: &str| {
+            x.chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect::<String>()
+        };
+        let near = header.iter().find(|h| {
+            let (a, b) = (fold(h), fold(name));
+            !a.is_empty() && (a == b || strsim::jaro_winkler(&a, &b) >= 0.9)
+        });
+        let expected = self
+            .schema
+            .fields
+            .iter()
+            .map(|f| f.column.as_str())
+            .chain(self.schema.record_id.as_deref());
+        let separator = [';', '\t', '|'].into_iter().find(|&c| {
+            header.len() == 1 && header[0].contains(c) && header[0].split(c).any(|h| h == name)
+        });
+        if let Some(h) = near {
+            msg += &format!("; did you mean `{h}`?");
+        } else if let Some(c) = separator {
+            let c = if c == '\t' {
+                "tab".to_string()
+            } else {
+                format!("`{c}`")
+            };
+            msg += &format!(
+                "; the header is one cell separated by {c}: bloomlink reads comma-separated .csv and tab-separated .tsv files"
+            );
+        } else if !expected.clone().any(|e| header.iter().any(|h| h == e)) {
+            msg += "; none of the schema's columns is in the first row: does the file have a header row?";
+        }
+        msg + " (the header's cells are not listed here: in a file without a header row they would be a record's values)"
+    }
+
     /// Map the schema's columns onto an input header.
     pub fn column_map(
         &self,
@@ -555,15 +597,10 @@ impl Encoder {
         payload: &[String],
     ) -> Result<ColumnMap> {
         let find = |name: &str, what: &str| -> Result<usize> {
-            header.iter().position(|h| h == name).ok_or_else(|| {
-                Error::input(
-                    path,
-                    format!(
-                        "column `{name}` ({what}) is not in the header; the file has: {}",
-                        header.join(", ")
-                    ),
-                )
-            })
+            header
+                .iter()
+                .position(|h| h == name)
+                .ok_or_else(|| Error::input(path, self.not_in_header(header, name, what)))
         };
         let record_id = match &self.schema.record_id {
             Some(c) => Some(find(c, "the record id")?),

@@ -163,7 +163,7 @@ fn killed_encode_and_link_leave_no_partial_outputs_and_reruns_match() {
         if lout.join("report.json").exists() {
             let r: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(lout.join("report.json")).unwrap()).unwrap();
-            assert_eq!(r["report_version"], "1");
+            assert_eq!(r["report_version"], "2");
         }
         assert!(link(&lout).status().unwrap().success());
         assert_eq!(leftovers(&lout), 0, "the link rerun left temporaries");

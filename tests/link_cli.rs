@@ -305,6 +305,84 @@ fn dedup_links_duplicates_within_one_extract() {
     );
 }
 
+/// Groups (strata values) with fewer records than
+/// `output.min_reported_group` have their counts and rates withheld from
+/// report.json and report.html, and are never flagged; 0 shows every group.
+#[test]
+fn small_groups_are_withheld_from_the_report() {
+    let d = tempfile::tempdir().unwrap();
+    let (ex, _, _) = synthetic(d.path(), 800, 2, 17, b"k");
+    let strata = |min: u64| {
+        let cfg = d.path().join(format!("job{min}.toml"));
+        std::fs::write(&cfg, format!("[output]\nmin_reported_group = {min}\n")).unwrap();
+        let out = d.path().join(format!("out{min}"));
+        let o = link(&ex, &out, &["--config", cfg.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+        let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+        (
+            r["match_rates"]["strata"].as_array().unwrap().clone(),
+            r,
+            html,
+        )
+    };
+    let (all, _, _) = strata(0);
+    assert!(
+        all.iter()
+            .all(|x| x["withheld"] == false && x["rate"]["n"].is_u64())
+    );
+    let n = |x: &serde_json::Value| x["rate"]["n"].as_u64().unwrap();
+    // A bar between the smallest and the largest group.
+    let (lo, hi) = (
+        all.iter().map(n).min().unwrap(),
+        all.iter().map(n).max().unwrap(),
+    );
+    assert!(lo < hi, "{lo} {hi}");
+    let min = (lo + hi) / 2;
+    let (some, r, html) = strata(min);
+    assert_eq!(some.len(), all.len());
+    let mut withheld = 0;
+    for (x, y) in some.iter().zip(&all) {
+        assert_eq!((&x["stratum"], &x["value"]), (&y["stratum"], &y["value"]));
+        if n(y) < min {
+            withheld += 1;
+            assert_eq!(x["withheld"], true, "{x}");
+            assert!(x["rate"].is_null() && x["z"].is_null(), "{x}");
+            assert_eq!(x["flagged"], false);
+        } else {
+            assert_eq!(x["withheld"], false, "{x}");
+            assert_eq!(x["rate"], y["rate"]);
+        }
+    }
+    assert!(withheld > 0 && withheld < all.len());
+    assert!(html.contains(&format!("withheld (fewer than {min})")));
+    let points = r["summary"]["points"].to_string();
+    assert!(
+        points.contains(&format!(
+            "{withheld} group(s) of fewer than {min} records are withheld"
+        )),
+        "{points}"
+    );
+    // A version 1 report (no group withheld, no `withheld` key) still
+    // re-renders.
+    let out = d.path().join("out0");
+    let mut r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["report_version"], "2");
+    r["report_version"] = "1".into();
+    for x in r["match_rates"]["strata"].as_array_mut().unwrap() {
+        x.as_object_mut().unwrap().remove("withheld");
+    }
+    std::fs::write(out.join("report.json"), r.to_string()).unwrap();
+    let o = Command::new(bin())
+        .arg("report")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 #[test]
 fn report_has_every_section_and_rerenders() {
     let d = tempfile::tempdir().unwrap();

@@ -207,6 +207,10 @@ pub struct Output {
     /// File holding the hub's job key for entity pseudonyms (else
     /// BLOOMLINK_JOB_KEY, else `OUT/job.key`, created on first run).
     pub job_key_file: Option<PathBuf>,
+    /// The report withholds the counts and rates of a declared group
+    /// (stratum value) with fewer records, or fewer true pairs, than this:
+    /// statistical disclosure control (0 shows every group).
+    pub min_reported_group: u64,
 }
 
 impl Default for Output {
@@ -214,6 +218,7 @@ impl Default for Output {
         Output {
             pairs_min_probability: 0.01,
             job_key_file: None,
+            min_reported_group: 10,
         }
     }
 }

@@ -36,6 +36,11 @@ th,td{border:1px solid #bbb;padding:.3em .5em;text-align:left}thead th{backgroun
 /// Render the report as one HTML document.
 pub fn render(r: &Report) -> String {
     let mut s = String::new();
+    // Groups too small to show (statistical disclosure control).
+    let min = r.run.config["output"]["min_reported_group"]
+        .as_u64()
+        .unwrap_or(0);
+    let withheld = format!("withheld (fewer than {min})");
     let _ = write!(
         s,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>bloomlink linkage quality report</title><style>{CSS}</style></head><body><main>"
@@ -188,14 +193,21 @@ pub fn render(r: &Report) -> String {
                 &["stratum", "value", "true pairs", "found", "recall"],
                 t.recall_by_stratum
                     .iter()
-                    .map(|x| {
-                        vec![
+                    .map(|x| match (x.true_pairs, x.found, x.recall) {
+                        (Some(n), Some(k), Some(rec)) => vec![
                             x.stratum.clone(),
                             x.value.clone(),
-                            x.true_pairs.to_string(),
-                            x.found.to_string(),
-                            pct(x.recall),
-                        ]
+                            n.to_string(),
+                            k.to_string(),
+                            pct(rec),
+                        ],
+                        _ => vec![
+                            x.stratum.clone(),
+                            x.value.clone(),
+                            withheld.clone(),
+                            String::new(),
+                            String::new(),
+                        ],
                     })
                     .collect(),
             );
@@ -241,21 +253,32 @@ pub fn render(r: &Report) -> String {
     } else {
         s.push_str("<table><caption>Match rate by declared group (flagged: differs from overall beyond chance, p &lt; 0.001, by 2+ points)</caption><thead><tr><th scope=\"col\">stratum</th><th scope=\"col\">value</th><th scope=\"col\">records</th><th scope=\"col\">rate (95% CI)</th><th scope=\"col\">z</th><th scope=\"col\">flag</th></tr></thead><tbody>");
         for x in &mr.strata {
+            let (records, rate, z) = match (&x.rate, x.z) {
+                (Some(r), Some(z)) => (
+                    r.n.to_string(),
+                    format!("{} ({}–{})", pct(r.rate), pct(r.ci[0]), pct(r.ci[1])),
+                    format!("{z:.1}"),
+                ),
+                _ => (withheld.clone(), String::new(), String::new()),
+            };
             let _ = write!(
                 s,
-                "<tr{}><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{} ({}–{})</td><td>{:.1}</td><td>{}</td></tr>",
+                "<tr{}><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 if x.flagged { " class=\"flag\"" } else { "" },
                 esc(&x.stratum),
                 esc(&x.value),
-                x.rate.n,
-                pct(x.rate.rate),
-                pct(x.rate.ci[0]),
-                pct(x.rate.ci[1]),
-                x.z,
+                records,
+                rate,
+                z,
                 if x.flagged { "FLAG" } else { "" }
             );
         }
         s.push_str("</tbody></table>");
+        if mr.strata.iter().any(|x| x.withheld) {
+            s.push_str(&format!(
+                "<p>Groups of fewer than {min} records are withheld: a rate over a handful of people can tell whether a given person was linked (statistical disclosure control; set by <code>output.min_reported_group</code> in the job config).</p>"
+            ));
+        }
     }
     s.push_str("</section>");
     // 6. Input quality.

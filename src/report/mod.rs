@@ -27,7 +27,7 @@ use crate::hub::score::Model;
 pub use stats::wilson;
 
 /// Version of the report JSON layout.
-pub const REPORT_VERSION: &str = "1";
+pub const REPORT_VERSION: &str = "2";
 
 /// The whole report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -203,9 +203,14 @@ pub struct TruthSection {
 pub struct StratumRecall {
     pub stratum: String,
     pub value: String,
-    pub true_pairs: u64,
-    pub found: u64,
-    pub recall: f64,
+    /// `None` (with `found` and `recall`) when withheld.
+    pub true_pairs: Option<u64>,
+    pub found: Option<u64>,
+    pub recall: Option<f64>,
+    /// The group has fewer true pairs than `output.min_reported_group`:
+    /// its figures are withheld (disclosure control).
+    #[serde(default)]
+    pub withheld: bool,
 }
 
 /// A rate with its 95% Wilson interval.
@@ -230,10 +235,16 @@ pub struct PairRate {
 pub struct StratumRate {
     pub stratum: String,
     pub value: String,
-    pub rate: Rate,
+    /// `None` (with `z`) when withheld.
+    pub rate: Option<Rate>,
     pub overall: f64,
-    pub z: f64,
+    pub z: Option<f64>,
     pub flagged: bool,
+    /// The group has fewer records than `output.min_reported_group`: its
+    /// count and rate are withheld (disclosure control), and it is never
+    /// flagged.
+    #[serde(default)]
+    pub withheld: bool,
 }
 
 /// Match rates (section 5).
@@ -529,7 +540,7 @@ fn summarise(
                     "{} = {} ({} vs {} overall)",
                     s.stratum,
                     s.value,
-                    pct(s.rate.rate),
+                    pct(s.rate.as_ref().map_or(0.0, |r| r.rate)),
                     pct(s.overall)
                 )
             })
@@ -538,6 +549,13 @@ fn summarise(
             "{} group(s) have match rates that differ from the overall rate beyond chance: {}. A lower rate can mean these people appear in fewer agencies, or that linkage fails more often for them; check before drawing conclusions about these groups.",
             flagged.len(),
             list.join("; ")
+        ));
+    }
+    let withheld = rates.strata.iter().filter(|s| s.withheld).count();
+    if withheld > 0 {
+        points.push(format!(
+            "{withheld} group(s) of fewer than {} records are withheld from the match rates by group (statistical disclosure control) and are never flagged.",
+            run.config.output.min_reported_group
         ));
     }
     let mut checks = vec![
@@ -637,7 +655,8 @@ pub fn read(dir: &Path) -> Result<Report> {
     let text = std::fs::read_to_string(&p).map_err(|e| Error::read(&p, e))?;
     let r: Report = serde_json::from_str(&text)
         .map_err(|e| Error::input(&p, format!("not a bloomlink report: {e}")))?;
-    if r.report_version != REPORT_VERSION {
+    // Version 1 reads as version 2 with nothing withheld.
+    if r.report_version != REPORT_VERSION && r.report_version != "1" {
         return Err(Error::input(
             &p,
             format!(

@@ -366,15 +366,18 @@ pub(super) fn match_rates(run: &LinkRun, linked: &[bool]) -> MatchRates {
             } else {
                 0.0
             };
+            let withheld = nn < run.config.output.min_reported_group;
             strata.push(StratumRate {
                 stratum: s.name.clone(),
                 value: s.labels[c].clone(),
-                rate: rate(kk, nn),
+                rate: (!withheld).then(|| rate(kk, nn)),
                 overall: overall.rate,
-                z,
+                z: (!withheld).then_some(z),
                 // Beyond chance at p < 0.001 and a gap of at least 2 points.
-                flagged: z.abs() > 3.29
+                flagged: !withheld
+                    && z.abs() > 3.29
                     && ((kk as f64 / nn.max(1) as f64) - overall.rate).abs() >= 0.02,
+                withheld,
             });
         }
     }
@@ -637,12 +640,14 @@ pub(super) fn recall_by_stratum(run: &LinkRun, truth: &Path) -> Option<Vec<Strat
             }
         }
         for (c, &(n, k)) in per.iter().enumerate() {
+            let shown = n >= run.config.output.min_reported_group;
             out.push(StratumRecall {
                 stratum: s.name.clone(),
                 value: s.labels[c].clone(),
-                true_pairs: n,
-                found: k,
-                recall: if n > 0 { k as f64 / n as f64 } else { 0.0 },
+                true_pairs: shown.then_some(n),
+                found: shown.then_some(k),
+                recall: shown.then(|| if n > 0 { k as f64 / n as f64 } else { 0.0 }),
+                withheld: !shown,
             });
         }
     }

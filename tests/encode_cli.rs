@@ -300,6 +300,116 @@ fn header_errors_never_echo_cells_but_say_what_is_wrong() {
     }
 }
 
+/// A CSV saved by Excel in Windows-1252, or separated by semicolons, gives
+/// the same extract as the UTF-8, comma-separated file once its encoding
+/// and separator are given; without `--encoding` its accented names are
+/// rejects that say what to do.
+#[test]
+fn encodings_and_separators_give_the_same_extract() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let (schema, _, key) = setup(dir);
+    let text = "id,first name,dob,postcode,area,notes\n\
+                1,Zoë,2012-03-04,LS6 1AB,urban,a\n\
+                2,José,2010-12-31,BD1 2CD,rural,b\n\
+                3,Ann,2011-01-01,LS2 2BB,urban,c\n";
+    let cp1252: Vec<u8> = text
+        .chars()
+        .map(|c| match c {
+            'ë' => 0xEB,
+            'é' => 0xE9,
+            c => c as u8,
+        })
+        .collect();
+    let files = [
+        ("utf8.csv", text.as_bytes().to_vec(), vec![]),
+        (
+            "excel.csv",
+            cp1252.clone(),
+            vec!["--encoding", "windows-1252"],
+        ),
+        ("latin1.csv", cp1252.clone(), vec!["--encoding", "latin1"]),
+        (
+            "semi.csv",
+            text.replace(',', ";").into_bytes(),
+            vec!["--delimiter", ";"],
+        ),
+        (
+            "pipe.txt",
+            text.replace(',', "|").into_bytes(),
+            vec!["--delimiter", "|"],
+        ),
+        (
+            "tabs.csv",
+            text.replace(',', "\t").into_bytes(),
+            vec!["--delimiter", "tab"],
+        ),
+    ];
+    let mut extracts = Vec::new();
+    for (name, bytes, extra) in &files {
+        let input = dir.join(name);
+        std::fs::write(&input, bytes).unwrap();
+        let out = dir.join(format!("{name}.parquet"));
+        let o = common::encode(&schema, &key, &input, &out, "council", extra);
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let e = bloomlink::extract::read_extract(&out).unwrap();
+        assert_eq!(e.meta.counts.encoded, 3, "{name}");
+        extracts.push((name, std::fs::read(&out).unwrap()));
+    }
+    for (name, e) in &extracts[1..] {
+        assert!(
+            *e == extracts[0].1,
+            "{name}: the extract differs from UTF-8's"
+        );
+    }
+    // Without its encoding, the Windows-1252 file's accented rows are
+    // rejected with a hint; the rest encode.
+    let input = dir.join("excel.csv");
+    let out = dir.join("plain.parquet");
+    let o = common::encode(&schema, &key, &input, &out, "council", &[]);
+    assert!(o.status.success());
+    let rejects = std::fs::read_to_string(dir.join("plain.rejects.csv")).unwrap();
+    assert_eq!(rejects.lines().count(), 3, "{rejects}");
+    assert!(rejects.contains("--encoding windows-1252"), "{rejects}");
+    // Bad values are clear errors, and a Parquet input takes neither.
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "encode",
+            "--schema",
+            schema.to_str().unwrap(),
+            "--secret-file",
+            key.to_str().unwrap(),
+            "--input",
+            "utf8.csv",
+            "--output",
+            "out.parquet",
+            "--agency",
+            "a",
+        ];
+        v.extend_from_slice(extra);
+        v.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    for (extra, needle) in [
+        (vec!["--encoding", "klingon"], "unknown encoding `klingon`"),
+        (vec!["--encoding", "utf-16le"], "convert it to UTF-8 first"),
+        (vec!["--delimiter", ";;"], "is not a separator"),
+        (vec!["--delimiter", "\""], "is not a separator"),
+    ] {
+        let a = args(&extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        fails_with(&a, None, needle, dir);
+    }
+    let pq = dir.join("utf8.csv.parquet");
+    let mut a = args(&["--delimiter", ";"]);
+    a[6] = pq.to_str().unwrap().to_string();
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    fails_with(&a, None, "applies to CSV input only", dir);
+}
+
 #[test]
 fn same_input_and_key_give_identical_bytes_and_env_secret_works() {
     let d = tempfile::tempdir().unwrap();

@@ -25,7 +25,7 @@ use sha2::Sha256;
 
 use super::bytemap::ByteMap;
 use super::hash::{Hashed, TokenHasher, clkhash_keys, derive_key, key_check};
-use super::input::{Cell, Chunk, Input};
+use super::input::{Cell, Chunk, CsvFormat, Input};
 use super::normalise::{Normalised, normalise};
 use super::schema::{BlockFn, DEFAULT_MISSING, Hash, Mode, Schema, Strategy, StratumKind};
 use super::secret::Secret;
@@ -51,6 +51,8 @@ pub struct EncodeOptions {
     pub chunk_rows: usize,
     /// Show a progress bar.
     pub progress: bool,
+    /// How a CSV input is written (separator, encoding).
+    pub csv: CsvFormat,
 }
 
 impl EncodeOptions {
@@ -62,6 +64,7 @@ impl EncodeOptions {
             payload_output: None,
             chunk_rows: 64 * 1024,
             progress: false,
+            csv: CsvFormat::default(),
         }
     }
 }
@@ -816,7 +819,9 @@ impl Encoder {
         let text = |row: usize| -> std::result::Result<Option<Cell<'_>>, &'static str> {
             match chunk.cell(row, col) {
                 Cell::Null => Ok(None),
-                Cell::BadUtf8 => Err("not valid UTF-8"),
+                Cell::BadUtf8 => {
+                    Err("not valid UTF-8 (give the file's encoding: --encoding windows-1252, say)")
+                }
                 Cell::Absent => Err("the row has fewer cells than the header"),
                 c => Ok(Some(c)),
             }
@@ -1299,7 +1304,9 @@ impl Encoder {
                 Some(c) => match chunk.cell(row, c) {
                     Cell::Text(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
                     Cell::Owned(t) => Ok(t),
-                    Cell::BadUtf8 => Err(reject("record id is not valid UTF-8")),
+                    Cell::BadUtf8 => Err(reject(
+                        "record id is not valid UTF-8 (give the file's encoding: --encoding windows-1252, say)",
+                    )),
                     Cell::Absent => Err(reject("the row has fewer cells than the header")),
                     _ => Err(reject("record id is empty")),
                 },
@@ -1341,7 +1348,7 @@ impl Encoder {
                 "--payload-columns needs --payload-output P.parquet".into(),
             ));
         }
-        let mut reader = Input::open(input, opts.chunk_rows)?;
+        let mut reader = Input::open(input, opts.chunk_rows, opts.csv)?;
         let cols = self.column_map(reader.header(), input, &opts.payload_columns)?;
         let mut used: Vec<usize> = cols.fields.clone();
         used.extend(cols.record_id);

@@ -13,6 +13,7 @@ use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use csv::ByteRecord;
+use encoding_rs::{Encoding, UTF_8};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
 use crate::error::{Error, Result};
@@ -97,6 +98,21 @@ impl CsvRows {
         self.rows[row + 1] - self.rows[row]
     }
 
+    /// Append a record's cells as a row, each decoded from `enc` to UTF-8
+    /// (the CSV's structure, commas, quotes and line breaks, is ASCII in
+    /// every encoding bloomlink accepts, so the record was split right).
+    pub fn push_decoded(&mut self, rec: &ByteRecord, enc: &'static Encoding) {
+        if self.rows.is_empty() {
+            self.rows.push(0);
+        }
+        for cell in rec {
+            let (text, _) = enc.decode_without_bom_handling(cell);
+            self.data.extend_from_slice(text.as_bytes());
+            self.ends.push(self.data.len());
+        }
+        self.rows.push(self.ends.len());
+    }
+
     /// The bytes of cell `col` of row `row`, if the row has that many cells.
     #[inline]
     pub fn get(&self, row: usize, col: usize) -> Option<&[u8]> {
@@ -166,6 +182,42 @@ enum Source {
     Parquet(ParquetRecordBatchReader),
 }
 
+/// How a CSV input is written: its separator (else `,`, or a tab for
+/// `.tsv`) and its text encoding (UTF-8 unless told).
+#[derive(Debug, Clone, Copy)]
+pub struct CsvFormat {
+    pub delimiter: Option<u8>,
+    pub encoding: &'static Encoding,
+}
+
+impl Default for CsvFormat {
+    fn default() -> Self {
+        CsvFormat {
+            delimiter: None,
+            encoding: UTF_8,
+        }
+    }
+}
+
+impl CsvFormat {
+    /// The encoding named by `label` (WHATWG labels: `utf-8`,
+    /// `windows-1252`, `latin1`, `iso-8859-15`...), if a CSV can be read
+    /// in it: one where the separators, quotes and line breaks are ASCII
+    /// bytes (not UTF-16).
+    pub fn encoding_for(label: &str) -> std::result::Result<&'static Encoding, String> {
+        match Encoding::for_label(label.trim().as_bytes()) {
+            Some(e) if e.is_ascii_compatible() => Ok(e),
+            Some(e) => Err(format!(
+                "a CSV in {} cannot be read byte by byte: convert it to UTF-8 first",
+                e.name()
+            )),
+            None => Err(format!(
+                "unknown encoding `{label}`: use a name such as utf-8, windows-1252 or iso-8859-15"
+            )),
+        }
+    }
+}
+
 /// An open input file.
 pub struct Input {
     path: PathBuf,
@@ -173,19 +225,31 @@ pub struct Input {
     source: Source,
     /// The CSV record being read.
     record: ByteRecord,
+    /// The CSV's encoding, when it is not UTF-8 (cells are decoded as read).
+    decode: Option<&'static Encoding>,
 }
 
 impl Input {
-    /// Open a CSV (`.csv`, `.txt`, `.tsv` is tab-separated) or Parquet (`.parquet`) file.
-    pub fn open(path: &Path, batch: usize) -> Result<Self> {
+    /// Open a CSV (`.csv`, `.txt`, `.tsv` is tab-separated) or Parquet
+    /// (`.parquet`) file; `csv` says how a CSV is written (a Parquet file
+    /// must be given the default).
+    pub fn open(path: &Path, batch: usize, csv: CsvFormat) -> Result<Self> {
         let ext = path
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
         match ext.as_deref() {
-            Some("parquet") | Some("pq") => Self::open_parquet(path, batch),
+            Some("parquet") | Some("pq") => {
+                if csv.delimiter.is_some() || csv.encoding != UTF_8 {
+                    return Err(Error::input(
+                        path,
+                        "a separator or an encoding applies to CSV input only, not to a Parquet file",
+                    ));
+                }
+                Self::open_parquet(path, batch)
+            }
             Some("csv") | Some("txt") | Some("tsv") | None => {
-                Self::open_csv(path, ext.as_deref() == Some("tsv"))
+                Self::open_csv(path, ext.as_deref() == Some("tsv"), csv)
             }
             Some(other) => Err(Error::input(
                 path,
@@ -194,20 +258,33 @@ impl Input {
         }
     }
 
-    fn open_csv(path: &Path, tab: bool) -> Result<Self> {
+    fn open_csv(path: &Path, tab: bool, csv: CsvFormat) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::read(path, e))?;
+        let default = if tab { b'\t' } else { b',' };
         let mut rdr = csv::ReaderBuilder::new()
             .flexible(true)
-            .delimiter(if tab { b'\t' } else { b',' })
+            .delimiter(csv.delimiter.unwrap_or(default))
             .from_reader(file);
+        let decode = (csv.encoding != UTF_8).then_some(csv.encoding);
         let header = rdr
             .byte_headers()
             .map_err(|e| Error::input(path, format!("cannot read the header row: {e}")))?;
         let mut names = Vec::new();
         for (i, h) in header.iter().enumerate() {
-            let s = std::str::from_utf8(h).map_err(|_| {
-                Error::input(path, format!("header column {} is not valid UTF-8", i + 1))
-            })?;
+            let s = match decode {
+                Some(enc) => enc.decode_without_bom_handling(h).0,
+                None => std::str::from_utf8(h)
+                    .map_err(|_| {
+                        Error::input(
+                            path,
+                            format!(
+                                "header column {} is not valid UTF-8: give the file's encoding (--encoding windows-1252, say)",
+                                i + 1
+                            ),
+                        )
+                    })?
+                    .into(),
+            };
             names.push(s.trim_start_matches('\u{feff}').trim().to_string());
         }
         if names.iter().all(|n| n.is_empty()) {
@@ -218,6 +295,7 @@ impl Input {
             header: names,
             source: Source::Csv(rdr),
             record: ByteRecord::new(),
+            decode,
         })
     }
 
@@ -240,6 +318,7 @@ impl Input {
             header,
             source: Source::Parquet(reader),
             record: ByteRecord::new(),
+            decode: None,
         })
     }
 
@@ -280,7 +359,10 @@ impl Input {
                     if !more {
                         break;
                     }
-                    rows.push(rec);
+                    match self.decode {
+                        Some(enc) => rows.push_decoded(rec, enc),
+                        None => rows.push(rec),
+                    }
                     n += 1;
                 }
                 Ok(n > 0)

@@ -17,5 +17,6 @@ pub mod tokencache;
 pub mod tokenise;
 
 pub use encode::{EncodeOptions, EncodeResult, Encoder, rejects_path};
+pub use input::CsvFormat;
 pub use schema::Schema;
 pub use secret::Secret;

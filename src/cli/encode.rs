@@ -1,7 +1,7 @@
 //! `bloomlink encode`: load schema and secret, encode, print the counts.
 
 use super::EncodeArgs;
-use crate::agency::{EncodeOptions, Encoder, Schema, Secret};
+use crate::agency::{CsvFormat, EncodeOptions, Encoder, Schema, Secret};
 use crate::error::Result;
 
 /// Run `encode`.
@@ -14,6 +14,10 @@ pub fn run(a: EncodeArgs, progress: bool) -> Result<()> {
     opts.payload_columns = a.payload_columns;
     opts.payload_output = a.payload_output;
     opts.progress = progress;
+    opts.csv = CsvFormat {
+        delimiter: a.delimiter,
+        encoding: a.encoding,
+    };
     let start = std::time::Instant::now();
     let r = encoder.encode_file(&a.input, &a.output, &opts)?;
     let secs = start.elapsed().as_secs_f64();

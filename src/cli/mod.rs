@@ -221,6 +221,31 @@ pub struct EncodeArgs {
     /// Payload file (Parquet), keyed by record id.
     #[arg(long)]
     pub payload_output: Option<PathBuf>,
+    /// CSV separator: one character, or `tab` (default `,`, a tab for .tsv).
+    #[arg(long, value_parser = parse_delimiter)]
+    pub delimiter: Option<u8>,
+    /// CSV text encoding, e.g. windows-1252 for a CSV saved by Excel
+    /// (default utf-8).
+    #[arg(long, value_parser = parse_encoding, default_value = "utf-8")]
+    pub encoding: &'static encoding_rs::Encoding,
+}
+
+/// A CSV separator: one ASCII character other than a quote or line break,
+/// or `tab`.
+fn parse_delimiter(s: &str) -> std::result::Result<u8, String> {
+    match s {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ if s.len() == 1 && s.is_ascii() && !matches!(s, "\"" | "\n" | "\r") => {
+            Ok(s.as_bytes()[0])
+        }
+        _ => Err(format!(
+            "`{s}` is not a separator: give one character such as `;` or `|`, or `tab`"
+        )),
+    }
+}
+
+fn parse_encoding(s: &str) -> std::result::Result<&'static encoding_rs::Encoding, String> {
+    crate::agency::CsvFormat::encoding_for(s)
 }
 
 /// Arguments of `bloomlink inspect`.

@@ -410,6 +410,47 @@ fn encodings_and_separators_give_the_same_extract() {
     fails_with(&a, None, "applies to CSV input only", dir);
 }
 
+/// Dates written as date-times at midnight (as spreadsheets and databases
+/// export them) parse; other shapes are rejects whose reason gives the
+/// shape, never the value; and when most rows are rejected, encode warns.
+#[test]
+fn date_times_at_midnight_parse_and_mass_rejects_warn() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let (schema, _, key) = setup(dir);
+    let input = dir.join("dt.csv");
+    std::fs::write(
+        &input,
+        "id,first name,dob,postcode,area,notes\n\
+         1,Ann,2012-03-04 00:00:00.000,LS6 1AB,urban,a\n\
+         2,Bea,2012-03-04T00:00:00Z,LS6 1AB,urban,a\n\
+         3,Cai,04 March 2012,LS6 1AB,urban,a\n\
+         4,Dee,2012-03-04 10:30:00,LS6 1AB,urban,a\n\
+         5,Eve,07 April 2013,LS6 1AB,urban,a\n",
+    )
+    .unwrap();
+    let out = dir.join("dt.parquet");
+    let o = encode(&schema, &input, &key, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = bloomlink::extract::read_extract(&out).unwrap();
+    assert_eq!((e.meta.counts.encoded, e.meta.counts.rejected), (2, 3));
+    let rejects = std::fs::read_to_string(dir.join("dt.rejects.csv")).unwrap();
+    assert!(rejects.contains("shaped like 99 aaaaa 9999"), "{rejects}");
+    assert!(
+        rejects.contains("shaped like 9999-99-99 99:99:99"),
+        "{rejects}"
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("3 of 5 rows of"), "{err}");
+    assert!(
+        err.contains("were rejected, most of them for `dob: not a valid date"),
+        "{err}"
+    );
+    for v in ["March", "April", "10:30"] {
+        assert!(!rejects.contains(v) && !err.contains(v), "{v} leaked");
+    }
+}
+
 #[test]
 fn same_input_and_key_give_identical_bytes_and_env_secret_works() {
     let d = tempfile::tempdir().unwrap();

@@ -1464,6 +1464,16 @@ impl Encoder {
         for (f, m) in s.fields.iter().zip(&missing) {
             counts.missing.insert(f.name.clone(), *m);
         }
+        if counts.rejected * 2 > counts.rows_read {
+            let top = counts.reject_reasons.iter().max_by_key(|(_, n)| **n);
+            tracing::warn!(
+                "{} of {} rows of {} were rejected, most of them for {}: check the schema against this file (column names, date formats, --encoding, --delimiter) before sharing the extract",
+                counts.rejected,
+                counts.rows_read,
+                input.display(),
+                top.map_or(String::new(), |(r, n)| format!("`{r}` ({n})"))
+            );
+        }
         debug_assert_eq!(counts.rows_read, counts.encoded + counts.rejected);
         let meta = ExtractMeta {
             format_version: FORMAT_VERSION.into(),

@@ -163,15 +163,20 @@ pub fn normalise(
         },
         Kind::Date => {
             let t = raw.trim();
-            for fmt in &field.formats {
-                if let Ok(d) = chrono::NaiveDate::parse_from_str(t, fmt) {
-                    out.push_str(&d.format("%Y%m%d").to_string());
-                    return Normalised::Value;
+            // Then without a midnight time of day, as spreadsheets and
+            // databases write a date held as a date-time.
+            for t in [Some(t), without_midnight(t)].into_iter().flatten() {
+                for fmt in &field.formats {
+                    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, fmt) {
+                        out.push_str(&d.format("%Y%m%d").to_string());
+                        return Normalised::Value;
+                    }
                 }
             }
             Normalised::Reject(format!(
-                "not a valid date in any declared format ({})",
-                field.formats.join(", ")
+                "not a valid date in any declared format ({}); the values are shaped like {}",
+                field.formats.join(", "),
+                shape(t)
             ))
         }
         Kind::Raw => {
@@ -214,6 +219,36 @@ pub fn normalise(
             }
         }
     }
+}
+
+/// `t` without a trailing midnight time of day (` 00:00`, ` 00:00:00`,
+/// `T00:00:00.000Z` and the like), if it has one.
+fn without_midnight(t: &str) -> Option<&str> {
+    let at = t.rfind([' ', 'T'])?;
+    let time = t[at + 1..].trim_end_matches('Z');
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let midnight =
+        matches!(hms, "00:00" | "00:00:00") && !frac.is_empty() && frac.bytes().all(|b| b == b'0');
+    midnight.then(|| t[..at].trim_end())
+}
+
+/// The shape of a date value, for a reject reason that must not hold the
+/// value: each digit as `9`, each letter as `a`, anything else as itself
+/// (at most 24 characters).
+fn shape(t: &str) -> String {
+    let mut s: String = t
+        .chars()
+        .take(24)
+        .map(|c| match c {
+            c if c.is_ascii_digit() => '9',
+            c if c.is_alphabetic() => 'a',
+            c => c,
+        })
+        .collect();
+    if t.chars().count() > 24 {
+        s.push('…');
+    }
+    s
 }
 
 /// Canonical decimal form of an integer, like Python's `str(int(s, 10))`:
@@ -296,6 +331,33 @@ mod tests {
         let mut o = String::new();
         clean_text(s, &mut o);
         o
+    }
+
+    #[test]
+    fn dates_held_as_date_times_at_midnight_parse() {
+        for (t, d) in [
+            ("1964-05-02 00:00:00", Some("1964-05-02")),
+            ("1964-05-02 00:00", Some("1964-05-02")),
+            ("1964-05-02T00:00:00Z", Some("1964-05-02")),
+            ("1964-05-02 00:00:00.000", Some("1964-05-02")),
+            ("1964-05-02T00:00:00.000Z", Some("1964-05-02")),
+            ("1964-05-02 13:45:00", None),
+            ("1964-05-02 00:00:01", None),
+            ("1964-05-02 00:00:00.5", None),
+            ("1964-05-02", None),
+            ("00:00:00", None),
+        ] {
+            assert_eq!(without_midnight(t), d, "{t}");
+        }
+    }
+
+    #[test]
+    fn a_date_shape_holds_no_digit_or_letter() {
+        assert_eq!(shape("02/May/1964 13:45"), "99/aaa/9999 99:99");
+        assert_eq!(
+            shape("1964-05-02T13:45:00.000+0100"),
+            "9999-99-99a99:99:99.999+…"
+        );
     }
 
     #[test]

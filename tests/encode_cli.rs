@@ -785,6 +785,36 @@ fn the_secret_never_appears_in_logs_or_outputs_and_loose_permissions_warn() {
         !String::from_utf8_lossy(&o.stderr).contains("chmod 600"),
         "mode 600 must not warn"
     );
+    // A 28-byte secret draws no warning about its length; a 15-byte one,
+    // from a file or the environment, does (without printing it).
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("test guesses"));
+    let short_dir = d.path().join("short");
+    std::fs::create_dir(&short_dir).unwrap();
+    let short = secret_file(&short_dir, b"fifteen bytes!!");
+    let o = common::encode(&schema, &short, &input, &out, "council", &[]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the secret is 15 bytes") && !err.contains("fifteen"),
+        "{err}"
+    );
+    let o = Command::new(bin())
+        .args(["encode", "--schema"])
+        .arg(&schema)
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&out)
+        .args(["--agency", "council"])
+        .env("BLOOMLINK_SECRET", "fifteen bytes!!")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the secret is 15 bytes") && !err.contains("fifteen"),
+        "{err}"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -66,18 +66,35 @@ impl Secret {
                 )));
             }
             warn_if_loose(path);
+            warn_if_short(bytes.len());
             return Ok(Secret(Zeroizing::new(bytes.to_vec())));
         }
         match std::env::var_os(SECRET_ENV) {
             Some(v) => {
                 let v = Zeroizing::new(v.into_encoded_bytes());
-                Secret::from_bytes(v.to_vec())
-                    .map_err(|_| Error::Secret(format!("{SECRET_ENV} is set but empty")))
+                let s = Secret::from_bytes(v.to_vec())
+                    .map_err(|_| Error::Secret(format!("{SECRET_ENV} is set but empty")))?;
+                warn_if_short(s.0.len());
+                Ok(s)
             }
             None => Err(Error::Secret(format!(
                 "no secret given: use --secret-file FILE or set {SECRET_ENV} (never pass the key itself as an argument)"
             ))),
         }
+    }
+}
+
+/// Secrets shorter than this draw a warning.
+pub const SHORT_SECRET: usize = 16;
+
+/// Warn about a secret of `len` bytes that is short enough to guess: an
+/// extract's key check lets whoever holds it test guesses offline.
+fn warn_if_short(len: usize) {
+    if len < SHORT_SECRET {
+        tracing::warn!(
+            "the secret is {len} bytes: anyone holding an extract can test guesses at a key this short against its key check; share a random key of {} bytes or more instead (for example `head -c 32 /dev/urandom | base64 > linkage.key`)",
+            2 * SHORT_SECRET
+        );
     }
 }
 

@@ -572,6 +572,39 @@ fn bad_input_is_a_clear_error_with_exit_code_2_and_no_output() {
         std::fs::write(dir.join(&name), bad).unwrap();
         run(base(&name, "in.csv", "secret.key"), needle);
     }
+    // An output that would overwrite the input (by name or as a hard
+    // link), one not named .parquet, a payload on the extract's path: the
+    // input is left as it was.
+    let before = std::fs::read(dir.join("in.csv")).unwrap();
+    for (output, needle) in [
+        ("in.csv", "is the input file"),
+        ("./in.csv", "is the input file"),
+        ("extract.csv", "must be a Parquet file named .parquet"),
+    ] {
+        let mut a = base("s.toml", "in.csv", "secret.key");
+        a[8] = output.into();
+        run(a, needle);
+    }
+    #[cfg(unix)]
+    {
+        std::fs::hard_link(dir.join("in.csv"), dir.join("alias.parquet")).unwrap();
+        let mut a = base("s.toml", "in.csv", "secret.key");
+        a[8] = "alias.parquet".into();
+        run(a, "is the input file");
+        std::fs::remove_file(dir.join("alias.parquet")).unwrap();
+    }
+    let mut a = base("s.toml", "in.csv", "secret.key");
+    a.extend(
+        [
+            "--payload-columns",
+            "notes",
+            "--payload-output",
+            "out.parquet",
+        ]
+        .map(String::from),
+    );
+    run(a, "the extract's own path");
+    assert_eq!(std::fs::read(dir.join("in.csv")).unwrap(), before);
     // Empty secret file; no secret at all.
     std::fs::write(dir.join("empty.key"), b"").unwrap();
     run(base("s.toml", "in.csv", "empty.key"), "empty");

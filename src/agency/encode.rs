@@ -1348,6 +1348,7 @@ impl Encoder {
                 "--payload-columns needs --payload-output P.parquet".into(),
             ));
         }
+        check_outputs(input, output, opts.payload_output.as_deref())?;
         let mut reader = Input::open(input, opts.chunk_rows, opts.csv)?;
         let cols = self.column_map(reader.header(), input, &opts.payload_columns)?;
         let mut used: Vec<usize> = cols.fields.clone();
@@ -1505,6 +1506,50 @@ impl Encoder {
             fingerprint: meta.fingerprint,
         })
     }
+}
+
+/// Refuse outputs that would overwrite the input (or each other), and an
+/// extract or payload not named as a Parquet file: the usual slip is
+/// `--output` given the input's name, which would replace the plaintext
+/// file with its extract.
+fn check_outputs(input: &Path, output: &Path, payload: Option<&Path>) -> Result<()> {
+    let rejects = rejects_path(output);
+    let mut outputs = vec![
+        ("--output", output),
+        ("the rejects file", rejects.as_path()),
+    ];
+    outputs.extend(payload.map(|p| ("--payload-output", p)));
+    for &(what, o) in &outputs {
+        if same_file::is_same_file(input, o).unwrap_or(false) || input == o {
+            return Err(Error::Usage(format!(
+                "{what} {} is the input file: encoding would overwrite it; give the extract another name (say `{}`)",
+                o.display(),
+                input.with_extension("parquet").display()
+            )));
+        }
+    }
+    let parquet =
+        std::iter::once(("--output", output)).chain(payload.map(|p| ("--payload-output", p)));
+    for (what, o) in parquet {
+        let ext = o
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        if !matches!(ext.as_deref(), Some("parquet") | Some("pq")) {
+            return Err(Error::Usage(format!(
+                "{what} {} must be a Parquet file named .parquet",
+                o.display()
+            )));
+        }
+    }
+    if let Some(p) = payload
+        && (same_file::is_same_file(output, p).unwrap_or(false) || output == p)
+    {
+        return Err(Error::Usage(
+            "--payload-output is the extract's own path: give the payload a name of its own".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The most distinct values a stratum may take (decisions §40).

@@ -123,6 +123,25 @@ impl Pending {
     }
 }
 
+/// Refuse to write a generated folder's `files` (relative to `dir`) over
+/// files that some other tool made: when any of them exists, `dir` must
+/// hold `marker`, the file a previous run of the same command left there.
+/// Synthetic data or a demo written into a folder of real extracts would
+/// otherwise replace them (`social_care.csv`, `extracts/school.parquet`).
+pub fn check_own_folder(dir: &Path, marker: &str, files: &[&str], command: &str) -> Result<()> {
+    if dir.join(marker).exists() {
+        return Ok(());
+    }
+    match files.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
+        Some(p) => Err(Error::Usage(format!(
+            "{} exists and {} was not made by `bloomlink {command}` (it has no {marker}): choose a new or empty folder, so that nothing of yours is overwritten",
+            p.display(),
+            dir.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Write `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let p = Pending::create(path)?;

@@ -137,6 +137,50 @@ fn demo_command_numbers_its_steps_one_to_five_of_five() {
     assert_eq!(firsts, ["1/5", "2/5", "3/5", "4/5", "5/5"], "{err}");
 }
 
+/// `demo` and `synth` refuse a folder holding files they did not make
+/// (real extracts, a real `social_care.csv`) and leave those files as
+/// they were; they write again into a folder of their own.
+#[test]
+fn demo_and_synth_never_write_over_files_they_did_not_make() {
+    let d = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], dir: &std::path::Path| {
+        std::process::Command::new(common::bin())
+            .args(args)
+            .args(["--quiet", "--out"])
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let demo = ["demo", "--people", "200"];
+    let synth = ["synth", "--people", "200", "--agencies", "2"];
+    for (args, own, mine) in [
+        (&demo[..], "demo.key", "extracts/school.parquet"),
+        (&synth[..], "synth_stats.json", "social_care.csv"),
+    ] {
+        let dir = d.path().join(args[0]);
+        let file = dir.join(mine);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, b"somebody's real data").unwrap();
+        let o = run(args, &dir);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&format!("has no {own}")), "{err}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"somebody's real data");
+        assert!(!dir.join(own).exists());
+        // A fresh folder, then the same folder again.
+        let fresh = d.path().join(format!("{}-own", args[0]));
+        for _ in 0..2 {
+            let o = run(args, &fresh);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+    }
+}
+
 /// Link with `opts` against `truth` and return the run's report.json.
 fn link_report(opts: &bloomlink::hub::LinkOptions, truth: &std::path::Path) -> serde_json::Value {
     bloomlink::cli::link::link_and_report(opts, Some(truth), vec![]).unwrap();

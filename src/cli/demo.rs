@@ -28,6 +28,23 @@ pub fn run_demo(
     seed: u64,
     progress: bool,
 ) -> Result<DemoOutcome> {
+    // Never over a folder of someone's own files; the key marks a demo's.
+    let key_path = dir.join("demo.key");
+    crate::io::check_own_folder(
+        dir,
+        "demo.key",
+        &[
+            "data",
+            "schemas",
+            "extracts",
+            "payload",
+            "linked",
+            "analysis.parquet",
+            "demo-hub.jobkey",
+        ],
+        "demo",
+    )?;
+    crate::io::write_atomic(&key_path, DEMO_KEY)?;
     eprintln!(
         "1/5 synthesising {people} people across {agencies} agencies -> {}",
         dir.join("data").display()
@@ -39,8 +56,6 @@ pub fn run_demo(
         overlap: 0.6,
     });
     let csvs = synth::write(&s, &dir.join("data"), seed)?;
-    let key_path = dir.join("demo.key");
-    crate::io::write_atomic(&key_path, DEMO_KEY)?;
     let mut extracts = Vec::new();
     let mut payloads = Vec::new();
     for (i, csv) in csvs.iter().enumerate() {

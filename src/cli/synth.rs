@@ -14,6 +14,12 @@ pub fn run(a: SynthArgs) -> Result<()> {
     if !(0.0..=1.0).contains(&a.overlap) {
         return Err(Error::Usage("--overlap must be between 0 and 1".into()));
     }
+    let mut files: Vec<String> = (0..a.agencies)
+        .map(|i| format!("{}.csv", crate::synth::agency_name(i)))
+        .collect();
+    files.push("truth.csv".into());
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    crate::io::check_own_folder(&a.out, "synth_stats.json", &files, "synth")?;
     let start = std::time::Instant::now();
     let s = generate(&Params {
         people: a.people,

@@ -451,6 +451,81 @@ fn date_times_at_midnight_parse_and_mass_rejects_warn() {
     }
 }
 
+/// Record ids are written to the extract in clear: a schema whose record
+/// id is a compared field's column is refused, and so is an input whose
+/// ids are mostly NHS numbers; other ten-digit ids pass.
+#[test]
+fn record_ids_are_never_identifiers() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let (schema, _, key) = setup(dir);
+    let (schema, key) = (schema.to_str().unwrap(), key.to_str().unwrap());
+    // NHS numbers: nine digits and their modulus 11 check digit.
+    let nhs = |i: u64| {
+        let base = format!("{:09}", 400_000_000 + i * 7919);
+        let sum: u32 = base
+            .bytes()
+            .zip((2..=10).rev())
+            .map(|(b, w)| (b - b'0') as u32 * w)
+            .sum();
+        match 11 - sum % 11 {
+            11 => Some(format!("{base}0")),
+            10 => None,
+            c => Some(format!("{base}{c}")),
+        }
+    };
+    let ids: Vec<String> = (0..40).filter_map(nhs).take(25).collect();
+    let write = |name: &str, ids: &[String]| {
+        let mut csv = String::from("id,first name,dob,postcode,area,notes\n");
+        for id in ids {
+            csv += &format!("{id},Ann,2012-03-04,LS6 1AB,urban,a\n");
+        }
+        std::fs::write(dir.join(name), csv).unwrap();
+    };
+    write("nhs.csv", &ids);
+    let args = |input: &str, schema: &str| {
+        [
+            "encode",
+            "--schema",
+            schema,
+            "--secret-file",
+            key,
+            "--input",
+            input,
+            "--output",
+            "out.parquet",
+            "--agency",
+            "a",
+        ]
+        .map(String::from)
+    };
+    let a = args("nhs.csv", schema);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    fails_with(&a, None, "record ids look like NHS numbers (25 of 25", dir);
+    // Ten-digit ids whose check digits are off by one: about one in eleven
+    // passes by chance, so they encode.
+    let off: Vec<String> = ids
+        .iter()
+        .map(|id| format!("{}{}", &id[..9], (id.as_bytes()[9] - b'0' + 1) % 10))
+        .collect();
+    write("local.csv", &off);
+    let a = args("local.csv", schema);
+    let o = Command::new(bin())
+        .args(a)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::remove_file(dir.join("out.parquet")).unwrap();
+    std::fs::remove_file(dir.join("out.rejects.csv")).unwrap();
+    // A schema whose record id is a compared field's column.
+    let text = SCHEMA.replace("record_id = \"id\"", "record_id = \"postcode\"");
+    std::fs::write(dir.join("rid.toml"), text).unwrap();
+    let a = args("local.csv", "rid.toml");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    fails_with(&a, None, "is also field `postcode`'s column", dir);
+}
+
 #[test]
 fn same_input_and_key_give_identical_bytes_and_env_secret_works() {
     let d = tempfile::tempdir().unwrap();

@@ -1378,6 +1378,8 @@ impl Encoder {
         let mut counts = Counts::default();
         let mut missing = vec![0u64; s.fields.len()];
         let mut seen: HashSet<u128> = HashSet::new();
+        // Record ids read, and how many look like NHS numbers.
+        let mut id_checks = (0u64, 0u64);
         // Each stratum's distinct values, to hold strata to coarse groups.
         let mut strata_seen: Vec<HashSet<Vec<u8>>> = vec![HashSet::new(); s.strata.len()];
         let bar = crate::progress::rows_bar(opts.progress, "encoding");
@@ -1416,6 +1418,10 @@ impl Encoder {
                 let chunk = chunk?;
                 let n = chunk.len();
                 let ids = self.check_ids(&chunk, &cols, first_row, &mut seen, &mut counts);
+                for id in ids.iter().flatten() {
+                    id_checks.0 += 1;
+                    id_checks.1 += u64::from(nhs_number_like(id));
+                }
                 let slice = 4096;
                 let parts: Vec<(SliceOut, Vec<HashSet<Vec<u8>>>)> = (0..n.div_ceil(slice))
                     .into_par_iter()
@@ -1452,6 +1458,15 @@ impl Encoder {
             written.join().expect("the writer thread does not panic")
         })?;
         bar.finish_and_clear();
+        if id_checks.0 >= 20 && id_checks.1 * 2 > id_checks.0 {
+            return Err(Error::input(
+                input,
+                format!(
+                    "record ids look like NHS numbers ({} of {} are ten digits with a valid NHS check digit): record ids are written to the extract in clear and reach the hub, so they must be the agency's own row reference; give `record_id` another column, or a pseudonymous one",
+                    id_checks.1, id_checks.0
+                ),
+            ));
+        }
         for (si, v) in strata_seen.iter().enumerate() {
             self.check_coarse(input, si, v.len(), Some(counts.encoded))?;
         }
@@ -1550,6 +1565,32 @@ fn check_outputs(input: &Path, output: &Path, payload: Option<&Path>) -> Result<
         ));
     }
     Ok(())
+}
+
+/// Whether `id` is ten digits (spaces and hyphens aside) with a valid NHS
+/// number check digit (modulus 11; Scotland's CHI numbers use it too).
+/// About one random ten-digit number in eleven passes.
+pub fn nhs_number_like(id: &str) -> bool {
+    let mut d = [0u32; 10];
+    let mut n = 0;
+    for c in id.chars().filter(|c| !matches!(c, ' ' | '-')) {
+        match c.to_digit(10) {
+            Some(x) if n < 10 => {
+                d[n] = x;
+                n += 1;
+            }
+            _ => return false,
+        }
+    }
+    if n != 10 {
+        return false;
+    }
+    let sum: u32 = d[..9].iter().zip((2..=10).rev()).map(|(x, w)| x * w).sum();
+    match 11 - sum % 11 {
+        11 => d[9] == 0,
+        10 => false,
+        c => d[9] == c,
+    }
 }
 
 /// The most distinct values a stratum may take (decisions §40).
@@ -1849,6 +1890,35 @@ mod tests {
         }
         v.push(format!("{:?} {:?}", o.rejects, o.encoded_rows).into_bytes());
         v
+    }
+
+    #[test]
+    fn nhs_numbers_are_told_by_their_check_digit() {
+        // Published example NHS numbers, with and without spacing.
+        for id in ["9434765919", "943 476 5919", "943-476-5919", "4010232137"] {
+            assert!(nhs_number_like(id), "{id}");
+        }
+        for id in [
+            "9434765918",
+            "943476591",
+            "94347659190",
+            "SC0001",
+            "",
+            "943476591X",
+        ] {
+            assert!(!nhs_number_like(id), "{id}");
+        }
+        // About one random ten-digit number in eleven passes.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let pass = (0..11_000)
+            .filter(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                nhs_number_like(&format!("{:010}", x % 10_000_000_000))
+            })
+            .count();
+        assert!((800..1200).contains(&pass), "{pass}");
     }
 
     #[test]

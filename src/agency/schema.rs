@@ -685,6 +685,17 @@ impl NativeToml {
                 parts,
             });
         }
+        // The record id is written to the extract in clear: it must be the
+        // agency's own row reference, never an identifier that is linked on.
+        if let Some(f) = fields.iter().find(|f| f.column == self.record_id) {
+            return Err(Error::config(
+                path,
+                format!(
+                    "`record_id` = \"{}\" is also field `{}`'s column: record ids are written to the extract in clear, so they must be the agency's own row reference, never an identifier the linkage compares",
+                    self.record_id, f.name
+                ),
+            ));
+        }
         let mut strata = Vec::new();
         for s in self.strata {
             let at = format!("stratum `{}`", s.name);

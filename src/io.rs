@@ -123,6 +123,23 @@ impl Pending {
     }
 }
 
+/// Refuse to write any of `outputs` (what, path) over one of `inputs`,
+/// by path or as the same file under another name (a hard link): a slip
+/// in a command line must never replace a command's own input.
+pub fn refuse_overwrite(inputs: &[&Path], outputs: &[(&str, &Path)]) -> Result<()> {
+    for &(what, o) in outputs {
+        for &i in inputs {
+            if i == o || same_file::is_same_file(i, o).unwrap_or(false) {
+                return Err(Error::Usage(format!(
+                    "{what} {} is also an input: writing it would overwrite that file; give the output another name",
+                    o.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Refuse to write a generated folder's `files` (relative to `dir`) over
 /// files that some other tool made: when any of them exists, `dir` must
 /// hold `marker`, the file a previous run of the same command left there.

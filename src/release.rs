@@ -205,6 +205,16 @@ pub fn manifest_path(out: &Path) -> PathBuf {
 
 /// Write the release and its manifest atomically.
 pub fn release(o: &ReleaseOptions) -> Result<Manifest> {
+    let manifest = manifest_path(&o.out);
+    let mut inputs = vec![o.links.as_path()];
+    inputs.extend(o.payloads.iter().map(|(_, p)| p.as_path()));
+    crate::io::refuse_overwrite(
+        &inputs,
+        &[
+            ("--out", o.out.as_path()),
+            ("the manifest", manifest.as_path()),
+        ],
+    )?;
     let (links, _) = read_links(&o.links)?;
     let mut payloads: BTreeMap<String, Payload> = BTreeMap::new();
     let mut sources = BTreeMap::new();

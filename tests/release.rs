@@ -146,3 +146,52 @@ fn identifying_payload_is_refused_unless_allowed_and_small_counts_are_suppressed
     );
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Neither `release` nor `link` writes an output over one of its inputs:
+/// `--out` naming the links or a payload file, or an extract kept where
+/// the link run writes `links.parquet`, is refused and the file kept.
+#[test]
+fn outputs_never_overwrite_inputs() {
+    let d = tempfile::tempdir().unwrap();
+    bloomlink::cli::demo::run_demo(d.path(), 300, 2, 5, false).unwrap();
+    let links = d.path().join("linked/links.parquet");
+    let pay = d.path().join("payload/social_care.parquet");
+    let keep = |p: &std::path::Path| std::fs::read(p).unwrap();
+    let (lb, pb) = (keep(&links), keep(&pay));
+    for out in [&links, &pay] {
+        let o = Command::new(bin())
+            .arg("release")
+            .arg("--links")
+            .arg(&links)
+            .arg("--payload")
+            .arg(format!("social_care={}", pay.display()))
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("is also an input"), "{err}");
+    }
+    assert_eq!((keep(&links), keep(&pay)), (lb, pb));
+    // An extract sitting where the link run writes links.parquet.
+    let out = d.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let moved = out.join("links.parquet");
+    std::fs::copy(d.path().join("extracts/school.parquet"), &moved).unwrap();
+    let before = keep(&moved);
+    let o = Command::new(bin())
+        .arg("link")
+        .arg("--extract")
+        .arg(d.path().join("extracts/social_care.parquet"))
+        .arg("--extract")
+        .arg(&moved)
+        .arg("--out")
+        .arg(&out)
+        .env("BLOOMLINK_JOB_KEY", "k")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is also an input"));
+    assert_eq!(keep(&moved), before);
+}

@@ -24,6 +24,24 @@ pub fn link_and_report(
     truth: Option<&Path>,
     command: Vec<String>,
 ) -> Result<Outcome> {
+    let outputs: Vec<std::path::PathBuf> = [
+        "links.parquet",
+        "pairs.parquet",
+        "report.json",
+        "report.html",
+        "refresh-state.parquet",
+    ]
+    .iter()
+    .map(|f| opts.out.join(f))
+    .collect();
+    let mut inputs: Vec<&Path> = opts.extracts.iter().map(|p| p.as_path()).collect();
+    inputs.extend(truth);
+    inputs.extend(opts.model.as_deref());
+    let named: Vec<(&str, &Path)> = outputs
+        .iter()
+        .map(|p| ("the output", p.as_path()))
+        .collect();
+    crate::io::refuse_overwrite(&inputs, &named)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::write(&opts.out, e))?;
     let start = std::time::Instant::now();
     let run = link::run(opts)?;

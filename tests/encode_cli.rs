@@ -185,19 +185,7 @@ fn strata_never_hold_identifiers() {
             csv += &format!("{i},Name,2012-03-04,LS6 1AB,a{},x\n", i % groups);
         }
         std::fs::write(dir.join("st.csv"), csv).unwrap();
-        let args = [
-            "encode",
-            "--schema",
-            "st.toml",
-            "--secret-file",
-            key.as_str(),
-            "--input",
-            "st.csv",
-            "--output",
-            "out.parquet",
-            "--agency",
-            "a",
-        ];
+        let args = encode_args("st.toml", &key, "st.csv", &[]);
         match needle {
             Some(n) => fails_with(&args, None, n, dir),
             None => {
@@ -274,19 +262,7 @@ fn header_errors_never_echo_cells_but_say_what_is_wrong() {
         ),
     ] {
         std::fs::write(dir.join(file), text).unwrap();
-        let args = [
-            "encode",
-            "--schema",
-            schema,
-            "--secret-file",
-            key,
-            "--input",
-            file,
-            "--output",
-            "out.parquet",
-            "--agency",
-            "a",
-        ];
+        let args = encode_args(schema, key, file, &[]);
         fails_with(&args, None, hint, dir);
         let o = Command::new(bin())
             .args(args)
@@ -376,23 +352,8 @@ fn encodings_and_separators_give_the_same_extract() {
     assert_eq!(rejects.lines().count(), 3, "{rejects}");
     assert!(rejects.contains("--encoding windows-1252"), "{rejects}");
     // Bad values are clear errors, and a Parquet input takes neither.
-    let args = |extra: &[&str]| {
-        let mut v = vec![
-            "encode",
-            "--schema",
-            schema.to_str().unwrap(),
-            "--secret-file",
-            key.to_str().unwrap(),
-            "--input",
-            "utf8.csv",
-            "--output",
-            "out.parquet",
-            "--agency",
-            "a",
-        ];
-        v.extend_from_slice(extra);
-        v.into_iter().map(String::from).collect::<Vec<_>>()
-    };
+    let (schema, key) = (schema.to_str().unwrap(), key.to_str().unwrap());
+    let args = |extra: &[&str]| encode_args(schema, key, "utf8.csv", extra);
     for (extra, needle) in [
         (vec!["--encoding", "klingon"], "unknown encoding `klingon`"),
         (vec!["--encoding", "utf-16le"], "convert it to UTF-8 first"),
@@ -400,13 +361,11 @@ fn encodings_and_separators_give_the_same_extract() {
         (vec!["--delimiter", "\""], "is not a separator"),
     ] {
         let a = args(&extra);
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
         fails_with(&a, None, needle, dir);
     }
     let pq = dir.join("utf8.csv.parquet");
     let mut a = args(&["--delimiter", ";"]);
     a[6] = pq.to_str().unwrap().to_string();
-    let a: Vec<&str> = a.iter().map(String::as_str).collect();
     fails_with(&a, None, "applies to CSV input only", dir);
 }
 
@@ -483,24 +442,8 @@ fn record_ids_are_never_identifiers() {
         std::fs::write(dir.join(name), csv).unwrap();
     };
     write("nhs.csv", &ids);
-    let args = |input: &str, schema: &str| {
-        [
-            "encode",
-            "--schema",
-            schema,
-            "--secret-file",
-            key,
-            "--input",
-            input,
-            "--output",
-            "out.parquet",
-            "--agency",
-            "a",
-        ]
-        .map(String::from)
-    };
+    let args = |input: &str, schema: &str| encode_args(schema, key, input, &[]);
     let a = args("nhs.csv", schema);
-    let a: Vec<&str> = a.iter().map(String::as_str).collect();
     fails_with(&a, None, "record ids look like NHS numbers (25 of 25", dir);
     // Ten-digit ids whose check digits are off by one: about one in eleven
     // passes by chance, so they encode.
@@ -522,7 +465,6 @@ fn record_ids_are_never_identifiers() {
     let text = SCHEMA.replace("record_id = \"id\"", "record_id = \"postcode\"");
     std::fs::write(dir.join("rid.toml"), text).unwrap();
     let a = args("local.csv", "rid.toml");
-    let a: Vec<&str> = a.iter().map(String::as_str).collect();
     fails_with(&a, None, "is also field `postcode`'s column", dir);
 }
 
@@ -561,7 +503,31 @@ fn same_input_and_key_give_identical_bytes_and_env_secret_works() {
     assert_eq!(m1.fingerprint, m2.fingerprint);
 }
 
-fn fails_with(args: &[&str], env_secret: Option<&str>, needle: &str, dir: &Path) {
+/// `encode` of `input` (in the test's folder) with `schema` and `key` into
+/// `out.parquet` for agency `a`, then `extra`.
+fn encode_args(schema: &str, key: &str, input: &str, extra: &[&str]) -> Vec<String> {
+    let base = [
+        "encode",
+        "--schema",
+        schema,
+        "--secret-file",
+        key,
+        "--input",
+        input,
+        "--output",
+        "out.parquet",
+        "--agency",
+        "a",
+    ];
+    base.iter().chain(extra).map(|s| s.to_string()).collect()
+}
+
+fn fails_with<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
+    args: &[S],
+    env_secret: Option<&str>,
+    needle: &str,
+    dir: &Path,
+) {
     let mut cmd = Command::new(bin());
     cmd.args(args)
         .current_dir(dir)
@@ -588,28 +554,8 @@ fn bad_input_is_a_clear_error_with_exit_code_2_and_no_output() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     setup(dir);
-    let base = |schema: &str, input: &str, key: &str| -> Vec<String> {
-        vec![
-            "encode",
-            "--schema",
-            schema,
-            "--secret-file",
-            key,
-            "--input",
-            input,
-            "--output",
-            "out.parquet",
-            "--agency",
-            "a",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect()
-    };
-    let run = |args: Vec<String>, needle: &str| {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        fails_with(&a, None, needle, dir);
-    };
+    let base = |schema: &str, input: &str, key: &str| encode_args(schema, key, input, &[]);
+    let run = |args: Vec<String>, needle: &str| fails_with(&args, None, needle, dir);
     // Missing column (named, with the file).
     std::fs::write(
         dir.join("nocol.csv"),

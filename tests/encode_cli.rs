@@ -188,16 +188,7 @@ fn strata_never_hold_identifiers() {
         let args = encode_args("st.toml", &key, "st.csv", &[]);
         match needle {
             Some(n) => fails_with(&args, None, n, dir),
-            None => {
-                let o = Command::new(bin())
-                    .args(args)
-                    .current_dir(dir)
-                    .output()
-                    .unwrap();
-                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-                std::fs::remove_file(dir.join("out.parquet")).unwrap();
-                std::fs::remove_file(dir.join("out.rejects.csv")).unwrap();
-            }
+            None => succeeds(&args, dir),
         }
     };
     let stratum = "[[stratum]]\nname = \"area\"\nsource = \"area\"";
@@ -452,15 +443,7 @@ fn record_ids_are_never_identifiers() {
         .map(|id| format!("{}{}", &id[..9], (id.as_bytes()[9] - b'0' + 1) % 10))
         .collect();
     write("local.csv", &off);
-    let a = args("local.csv", schema);
-    let o = Command::new(bin())
-        .args(a)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    std::fs::remove_file(dir.join("out.parquet")).unwrap();
-    std::fs::remove_file(dir.join("out.rejects.csv")).unwrap();
+    succeeds(&args("local.csv", schema), dir);
     // A schema whose record id is a compared field's column.
     let text = SCHEMA.replace("record_id = \"id\"", "record_id = \"postcode\"");
     std::fs::write(dir.join("rid.toml"), text).unwrap();
@@ -520,6 +503,19 @@ fn encode_args(schema: &str, key: &str, input: &str, extra: &[&str]) -> Vec<Stri
         "a",
     ];
     base.iter().chain(extra).map(|s| s.to_string()).collect()
+}
+
+/// Run `args` in `dir`, expect success and remove `out.parquet` and its
+/// rejects file, so that a later `fails_with` can check none is left.
+fn succeeds<S: AsRef<std::ffi::OsStr>>(args: &[S], dir: &Path) {
+    let o = Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::remove_file(dir.join("out.parquet")).unwrap();
+    std::fs::remove_file(dir.join("out.rejects.csv")).unwrap();
 }
 
 fn fails_with<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(

@@ -592,3 +592,75 @@ fn thread_count_changes_no_output_and_is_reported() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--threads"));
     assert!(!out.exists());
 }
+
+/// The hub refuses an extract whose stratum (kept in clear) has more
+/// distinct values than coarse groups do, however it was made: here, an
+/// encoded extract rewritten with a value per record in its stratum.
+#[test]
+fn the_hub_refuses_strata_with_a_value_per_person() {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, RecordBatch, StringArray};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::metadata::KeyValue;
+    use parquet::file::properties::WriterProperties;
+
+    let d = tempfile::tempdir().unwrap();
+    let (ex, _, _) = synthetic(d.path(), 2000, 2, 23, b"k");
+    let out = d.path().join("out");
+    assert!(link(&ex, &out, &[]).status.success());
+    let b = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&ex[1]).unwrap()).unwrap();
+    let kv: Vec<KeyValue> = b
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap()
+        .iter()
+        .filter(|k| k.key.starts_with("bloomlink."))
+        .cloned()
+        .collect();
+    let schema = b.schema().clone();
+    let batches: Vec<RecordBatch> = b.build().unwrap().map(|r| r.unwrap()).collect();
+    let col = schema
+        .fields()
+        .iter()
+        .position(|f| f.name().starts_with("s_") && f.name() != "s_sex")
+        .expect("a value stratum");
+    let mut n = 0;
+    let rewritten = d.path().join("rewritten.parquet");
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(Some(kv))
+        .build();
+    let mut w = ArrowWriter::try_new(
+        std::fs::File::create(&rewritten).unwrap(),
+        schema.clone(),
+        Some(props),
+    )
+    .unwrap();
+    for batch in &batches {
+        let values: StringArray = (0..batch.num_rows())
+            .map(|i| Some(format!("person {}", n + i)))
+            .collect();
+        n += batch.num_rows();
+        let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
+        cols[col] = Arc::new(values);
+        w.write(&RecordBatch::try_new(schema.clone(), cols).unwrap())
+            .unwrap();
+    }
+    w.close().unwrap();
+    assert!(n > 1000, "{n} records");
+    let o = link(
+        &[ex[0].clone(), rewritten.clone()],
+        &d.path().join("out2"),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("has {n} distinct values")), "{err}");
+    assert!(
+        err.contains("rewritten.parquet") && !err.contains("person 1"),
+        "{err}"
+    );
+    assert!(!d.path().join("out2/report.html").exists());
+}

@@ -34,7 +34,8 @@ use super::tokenise::TokenBuf;
 use crate::bloom::{set_bit, xor_fold};
 use crate::error::{Error, Result};
 use crate::extract::{
-    Counts, ExtractMeta, ExtractWriter, FORMAT_VERSION, OwnedBatch, valid_agency,
+    Counts, ExtractMeta, ExtractWriter, FORMAT_VERSION, OwnedBatch, STRATUM_MAX_VALUES,
+    valid_agency,
 };
 use crate::io::Pending;
 
@@ -1592,9 +1593,6 @@ pub fn nhs_number_like(id: &str) -> bool {
         c => d[9] == c,
     }
 }
-
-/// The most distinct values a stratum may take (decisions §40).
-pub const STRATUM_MAX_VALUES: usize = 1000;
 
 /// Above this many distinct values, a stratum may not have a distinct
 /// value for more than half the rows (decisions §40).

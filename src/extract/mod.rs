@@ -19,6 +19,11 @@ pub use write::{ExtractWriter, OwnedBatch};
 
 /// Version of the extract format written by this build.
 pub const FORMAT_VERSION: &str = "1";
+
+/// The most distinct values a stratum (`s_<name>`, kept in clear) may
+/// take: strata are coarse groups, never identifiers. Encode refuses
+/// more; the hub refuses an extract that has more (docs/decisions.md §40).
+pub const STRATUM_MAX_VALUES: usize = 1000;
 /// Metadata key: extract format version.
 pub const META_FORMAT_VERSION: &str = "bloomlink.format_version";
 /// Metadata key: bloomlink version that wrote the file.

@@ -683,6 +683,19 @@ fn assemble(extracts: Vec<Extract>) -> Result<Dataset> {
             dst.append(&mut src.keys);
         }
         for (dst, src) in ds.strata.iter_mut().zip(e.strata.iter()) {
+            // Kept in clear and printed in the report: never more than
+            // coarse groups, whatever made the extract.
+            if src.labels.len() > crate::extract::STRATUM_MAX_VALUES {
+                return Err(Error::input(
+                    &e.path,
+                    format!(
+                        "stratum `{}` has {} distinct values: strata are coarse groups of at most {}, and one with a value per person would spread identifiers through the report; re-encode the extract with a coarse stratum",
+                        dst.name,
+                        src.labels.len(),
+                        crate::extract::STRATUM_MAX_VALUES
+                    ),
+                ));
+            }
             // Re-code labels into the dataset-wide dictionary.
             let map: Vec<u32> = src
                 .labels

@@ -593,11 +593,15 @@ fn thread_count_changes_no_output_and_is_reported() {
     assert!(!out.exists());
 }
 
-/// The hub refuses an extract whose stratum (kept in clear) has more
-/// distinct values than coarse groups do, however it was made: here, an
-/// encoded extract rewritten with a value per record in its stratum.
-#[test]
-fn the_hub_refuses_strata_with_a_value_per_person() {
+/// `extract` rewritten as `to` with the values of its first column whose
+/// name `pick` accepts replaced by `value(row)`; its bloomlink metadata is
+/// kept. Returns how many rows it has.
+fn rewrite_column(
+    extract: &Path,
+    to: &Path,
+    pick: impl Fn(&str) -> bool,
+    value: impl Fn(usize) -> String,
+) -> usize {
     use std::sync::Arc;
 
     use arrow_array::{ArrayRef, RecordBatch, StringArray};
@@ -606,11 +610,8 @@ fn the_hub_refuses_strata_with_a_value_per_person() {
     use parquet::file::metadata::KeyValue;
     use parquet::file::properties::WriterProperties;
 
-    let d = tempfile::tempdir().unwrap();
-    let (ex, _, _) = synthetic(d.path(), 2000, 2, 23, b"k");
-    let out = d.path().join("out");
-    assert!(link(&ex, &out, &[]).status.success());
-    let b = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&ex[1]).unwrap()).unwrap();
+    let b =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(extract).unwrap()).unwrap();
     let kv: Vec<KeyValue> = b
         .metadata()
         .file_metadata()
@@ -621,27 +622,24 @@ fn the_hub_refuses_strata_with_a_value_per_person() {
         .cloned()
         .collect();
     let schema = b.schema().clone();
-    let batches: Vec<RecordBatch> = b.build().unwrap().map(|r| r.unwrap()).collect();
     let col = schema
         .fields()
         .iter()
-        .position(|f| f.name().starts_with("s_") && f.name() != "s_sex")
-        .expect("a value stratum");
-    let mut n = 0;
-    let rewritten = d.path().join("rewritten.parquet");
+        .position(|f| pick(f.name()))
+        .expect("a column to rewrite");
     let props = WriterProperties::builder()
         .set_key_value_metadata(Some(kv))
         .build();
     let mut w = ArrowWriter::try_new(
-        std::fs::File::create(&rewritten).unwrap(),
+        std::fs::File::create(to).unwrap(),
         schema.clone(),
         Some(props),
     )
     .unwrap();
-    for batch in &batches {
-        let values: StringArray = (0..batch.num_rows())
-            .map(|i| Some(format!("person {}", n + i)))
-            .collect();
+    let mut n = 0;
+    for batch in b.build().unwrap() {
+        let batch = batch.unwrap();
+        let values: StringArray = (n..n + batch.num_rows()).map(|i| Some(value(i))).collect();
         n += batch.num_rows();
         let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
         cols[col] = Arc::new(values);
@@ -649,18 +647,56 @@ fn the_hub_refuses_strata_with_a_value_per_person() {
             .unwrap();
     }
     w.close().unwrap();
+    n
+}
+
+/// The hub refuses an extract whose stratum (kept in clear) has more
+/// distinct values than coarse groups do, or whose record ids are NHS
+/// numbers, however it was made: here, encoded extracts rewritten.
+#[test]
+fn the_hub_refuses_identifiers_in_clear_columns() {
+    let d = tempfile::tempdir().unwrap();
+    let (ex, _, _) = synthetic(d.path(), 2000, 2, 23, b"k");
+    assert!(link(&ex, &d.path().join("out"), &[]).status.success());
+    // A stratum with a value per record.
+    let strata = d.path().join("strata.parquet");
+    let n = rewrite_column(
+        &ex[1],
+        &strata,
+        |c| c.starts_with("s_") && c != "s_sex",
+        |i| format!("person {i}"),
+    );
     assert!(n > 1000, "{n} records");
-    let o = link(
-        &[ex[0].clone(), rewritten.clone()],
-        &d.path().join("out2"),
-        &[],
-    );
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains(&format!("has {n} distinct values")), "{err}");
-    assert!(
-        err.contains("rewritten.parquet") && !err.contains("person 1"),
-        "{err}"
-    );
-    assert!(!d.path().join("out2/report.html").exists());
+    // Record ids that are NHS numbers: nine digits and their check digit.
+    let nhs = |i: usize| {
+        let base = format!("{:09}", 400_000_000 + i * 7919);
+        let sum: u32 = base
+            .bytes()
+            .zip((2..=10).rev())
+            .map(|(b, w)| (b - b'0') as u32 * w)
+            .sum();
+        match 11 - sum % 11 {
+            11 => format!("{base}0"),
+            10 => format!("X{i}"),
+            c => format!("{base}{c}"),
+        }
+    };
+    let ids = d.path().join("ids.parquet");
+    rewrite_column(&ex[1], &ids, |c| c == "record_id", nhs);
+    for (file, needle) in [
+        (&strata, format!("has {n} distinct values")),
+        (&ids, "record ids look like NHS numbers".to_string()),
+    ] {
+        let out = d.path().join("refused");
+        let o = link(&[ex[0].clone(), file.clone()], &out, &[]);
+        assert_eq!(o.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&needle), "{err}");
+        let name = file.file_name().unwrap().to_str().unwrap();
+        assert!(
+            err.contains(name) && !err.contains("person 1") && !err.contains(&nhs(1)),
+            "{err}"
+        );
+        assert!(!out.join("report.html").exists() && !out.join("links.parquet").exists());
+    }
 }

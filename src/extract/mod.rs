@@ -24,6 +24,38 @@ pub const FORMAT_VERSION: &str = "1";
 /// take: strata are coarse groups, never identifiers. Encode refuses
 /// more; the hub refuses an extract that has more (docs/decisions.md §40).
 pub const STRATUM_MAX_VALUES: usize = 1000;
+
+/// Record ids are kept in clear: ids that are mostly NHS numbers (at least
+/// this many read, over half [`nhs_number_like`]) are refused by encode
+/// and by the hub (docs/decisions.md §48).
+pub const NHS_IDS_MIN: u64 = 20;
+
+/// Whether `id` is ten digits (spaces and hyphens aside) with a valid NHS
+/// number check digit (modulus 11; Scotland's CHI numbers use it too).
+/// About one random ten-digit number in eleven passes.
+pub fn nhs_number_like(id: &str) -> bool {
+    let mut d = [0u32; 10];
+    let mut n = 0;
+    for c in id.chars().filter(|c| !matches!(c, ' ' | '-')) {
+        match c.to_digit(10) {
+            Some(x) if n < 10 => {
+                d[n] = x;
+                n += 1;
+            }
+            _ => return false,
+        }
+    }
+    if n != 10 {
+        return false;
+    }
+    let sum: u32 = d[..9].iter().zip((2..=10).rev()).map(|(x, w)| x * w).sum();
+    match 11 - sum % 11 {
+        11 => d[9] == 0,
+        10 => false,
+        c => d[9] == c,
+    }
+}
+
 /// Metadata key: extract format version.
 pub const META_FORMAT_VERSION: &str = "bloomlink.format_version";
 /// Metadata key: bloomlink version that wrote the file.
@@ -122,4 +154,38 @@ pub fn valid_agency(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nhs_numbers_are_told_by_their_check_digit() {
+        // Published example NHS numbers, with and without spacing.
+        for id in ["9434765919", "943 476 5919", "943-476-5919", "4010232137"] {
+            assert!(nhs_number_like(id), "{id}");
+        }
+        for id in [
+            "9434765918",
+            "943476591",
+            "94347659190",
+            "SC0001",
+            "",
+            "943476591X",
+        ] {
+            assert!(!nhs_number_like(id), "{id}");
+        }
+        // About one random ten-digit number in eleven passes.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let pass = (0..11_000)
+            .filter(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                nhs_number_like(&format!("{:010}", x % 10_000_000_000))
+            })
+            .count();
+        assert!((800..1200).contains(&pass), "{pass}");
+    }
 }

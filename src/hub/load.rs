@@ -655,8 +655,22 @@ fn assemble(extracts: Vec<Extract>) -> Result<Dataset> {
     for (ai, mut e) in extracts.into_iter().enumerate() {
         let start = ds.agency_of.len();
         ds.agency_of.extend(std::iter::repeat_n(ai as u16, e.len));
+        let mut nhs = 0u64;
         for i in 0..e.len {
-            ds.ids.push(e.ids.get(i));
+            let id = e.ids.get(i);
+            nhs += u64::from(crate::extract::nhs_number_like(id));
+            ds.ids.push(id);
+        }
+        // Record ids are kept in clear and written to every output: never
+        // NHS numbers, whatever made the extract.
+        if e.len as u64 >= crate::extract::NHS_IDS_MIN && nhs * 2 > e.len as u64 {
+            return Err(Error::input(
+                &e.path,
+                format!(
+                    "record ids look like NHS numbers ({nhs} of {} have a valid NHS check digit): the hub must never receive them; the agency should re-encode with its own row reference as the record id",
+                    e.len
+                ),
+            ));
         }
         clk_data.append(&mut e.clk.data);
         ds.clk.valid.append(&mut e.clk.valid);

@@ -410,21 +410,7 @@ fn record_ids_are_never_identifiers() {
     let dir = d.path();
     let (schema, _, key) = setup(dir);
     let (schema, key) = (schema.to_str().unwrap(), key.to_str().unwrap());
-    // NHS numbers: nine digits and their modulus 11 check digit.
-    let nhs = |i: u64| {
-        let base = format!("{:09}", 400_000_000 + i * 7919);
-        let sum: u32 = base
-            .bytes()
-            .zip((2..=10).rev())
-            .map(|(b, w)| (b - b'0') as u32 * w)
-            .sum();
-        match 11 - sum % 11 {
-            11 => Some(format!("{base}0")),
-            10 => None,
-            c => Some(format!("{base}{c}")),
-        }
-    };
-    let ids: Vec<String> = (0..40).filter_map(nhs).take(25).collect();
+    let ids: Vec<String> = (0..40).filter_map(common::nhs_number).take(25).collect();
     let write = |name: &str, ids: &[String]| {
         let mut csv = String::from("id,first name,dob,postcode,area,notes\n");
         for id in ids {

@@ -667,20 +667,8 @@ fn the_hub_refuses_identifiers_in_clear_columns() {
         |i| format!("person {i}"),
     );
     assert!(n > 1000, "{n} records");
-    // Record ids that are NHS numbers: nine digits and their check digit.
-    let nhs = |i: usize| {
-        let base = format!("{:09}", 400_000_000 + i * 7919);
-        let sum: u32 = base
-            .bytes()
-            .zip((2..=10).rev())
-            .map(|(b, w)| (b - b'0') as u32 * w)
-            .sum();
-        match 11 - sum % 11 {
-            11 => format!("{base}0"),
-            10 => format!("X{i}"),
-            c => format!("{base}{c}"),
-        }
-    };
+    // Record ids that are NHS numbers (a non-number where none is valid).
+    let nhs = |i: usize| common::nhs_number(i).unwrap_or_else(|| format!("X{i}"));
     let ids = d.path().join("ids.parquet");
     rewrite_column(&ex[1], &ids, |c| c == "record_id", nhs);
     for (file, needle) in [

@@ -159,3 +159,19 @@ pub fn synthetic_with_overlap(
     }
     (out, dir.join("data/truth.csv"), csvs)
 }
+
+/// The `i`th of a run of NHS numbers: nine digits and their modulus 11
+/// check digit (`None` where no check digit is valid, one base in eleven).
+pub fn nhs_number(i: usize) -> Option<String> {
+    let base = format!("{:09}", 400_000_000 + i * 7919);
+    let sum: u32 = base
+        .bytes()
+        .zip((2..=10).rev())
+        .map(|(b, w)| (b - b'0') as u32 * w)
+        .sum();
+    match 11 - sum % 11 {
+        11 => Some(format!("{base}0")),
+        10 => None,
+        c => Some(format!("{base}{c}")),
+    }
+}

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod error;
 pub mod extract;
 pub mod hub;
+pub mod identify;
 pub mod io;
 pub mod progress;
 pub mod release;

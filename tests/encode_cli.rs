@@ -437,6 +437,57 @@ fn record_ids_are_never_identifiers() {
     fails_with(&a, None, "is also field `postcode`'s column", dir);
 }
 
+/// A payload column that looks identifying draws a warning as the payload
+/// is written (release would refuse it), naming the column and what its
+/// values look like, never a value; a coarse one does not.
+#[test]
+fn identifying_payload_columns_warn_at_encode() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let (schema, _, key) = setup(dir);
+    let input = dir.join("pay.csv");
+    let mut csv = String::from("id,first name,dob,postcode,area,notes,home\n");
+    for i in 0..30 {
+        csv += &format!(
+            "{i},Ann,2012-03-04,LS6 1AB,urban,cin,LS{} {}AB\n",
+            i % 9 + 1,
+            i % 9
+        );
+    }
+    std::fs::write(&input, csv).unwrap();
+    let (schema, key) = (schema.to_str().unwrap(), key.to_str().unwrap());
+    let run = |columns: &str| {
+        let o = Command::new(bin())
+            .args(encode_args(
+                schema,
+                key,
+                "pay.csv",
+                &[
+                    "--payload-columns",
+                    columns,
+                    "--payload-output",
+                    "pay.parquet",
+                ],
+            ))
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(dir.join("pay.parquet").exists());
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    let err = run("notes,home");
+    assert!(
+        err.contains("payload column `home` looks identifying (30 of 30 sampled values look like UK postcodes)"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("`notes` looks") && !err.contains("LS1 0AB"),
+        "{err}"
+    );
+    assert!(!run("notes").contains("looks identifying"));
+}
+
 #[test]
 fn same_input_and_key_give_identical_bytes_and_env_secret_works() {
     let d = tempfile::tempdir().unwrap();

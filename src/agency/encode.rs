@@ -1505,7 +1505,14 @@ impl Encoder {
         let extract = writer.finish(&meta)?;
         let rejects_pending = write_rejects(&rejects_file, &rejects)?;
         let payload_pending = match payload {
-            Some(p) => Some(p.finish()?),
+            Some(p) => {
+                for (column, why) in p.identifying() {
+                    tracing::warn!(
+                        "payload column `{column}` looks identifying ({why}): payload goes to analysts, and `bloomlink release` refuses such a column unless it is allowed (--allow-column {column})"
+                    );
+                }
+                Some(p.finish()?)
+            }
             None => None,
         };
         extract.commit()?;

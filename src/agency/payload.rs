@@ -24,7 +24,13 @@ pub struct PayloadWriter {
     schema: SchemaRef,
     writer: ArrowWriter<File>,
     pending: Pending,
+    /// Per column, its first [`SAMPLE`] values, for [`Self::identifying`].
+    samples: Vec<Vec<String>>,
 }
+
+/// Values per payload column looked at for signs of an identifier (as many
+/// as `bloomlink release` looks at).
+const SAMPLE: usize = 500;
 
 impl PayloadWriter {
     /// Start a payload file.
@@ -56,6 +62,7 @@ impl PayloadWriter {
             schema,
             writer,
             pending,
+            samples: vec![Vec::new(); columns.len()],
         })
     }
 
@@ -74,10 +81,20 @@ impl PayloadWriter {
         let mut builders: Vec<StringBuilder> = cols.iter().map(|_| StringBuilder::new()).collect();
         for &r in rows {
             id.append_value(ids[r].as_ref().map(String::as_str).unwrap_or_default());
-            for (b, &c) in builders.iter_mut().zip(cols) {
+            for ((b, &c), sample) in builders.iter_mut().zip(cols).zip(&mut self.samples) {
                 match chunk.cell(r, c) {
-                    Cell::Text(t) => b.append_value(t),
-                    Cell::Owned(t) => b.append_value(t),
+                    Cell::Text(t) => {
+                        b.append_value(t);
+                        if sample.len() < SAMPLE {
+                            sample.push(t.to_string());
+                        }
+                    }
+                    Cell::Owned(t) => {
+                        b.append_value(&t);
+                        if sample.len() < SAMPLE {
+                            sample.push(t);
+                        }
+                    }
                     _ => b.append_null(),
                 }
             }
@@ -93,6 +110,20 @@ impl PayloadWriter {
         self.writer
             .write(&batch)
             .map_err(|e| Error::parquet_write(self.pending.path(), e))
+    }
+
+    /// The payload columns that look identifying, with why (never a
+    /// value): `bloomlink release` refuses them unless allowed.
+    pub fn identifying(&self) -> Vec<(String, String)> {
+        self.schema.fields()[1..]
+            .iter()
+            .zip(&self.samples)
+            .filter_map(|(f, sample)| {
+                let values: Vec<&str> = sample.iter().map(String::as_str).collect();
+                crate::identify::identifying_reason(f.name(), &values)
+                    .map(|why| (f.name().clone(), why))
+            })
+            .collect()
     }
 
     /// Close the file; the caller commits it.

@@ -123,21 +123,29 @@ impl Pending {
     }
 }
 
-/// Refuse to write any of `outputs` (what, path) over one of `inputs`,
-/// by path or as the same file under another name (a hard link): a slip
-/// in a command line must never replace a command's own input.
+/// The first of `outputs` (what, path) that is one of `inputs`, by path
+/// or as the same file under another name (a hard link).
+pub fn overwritten<'a>(
+    inputs: &[&Path],
+    outputs: &[(&'a str, &'a Path)],
+) -> Option<(&'a str, &'a Path)> {
+    outputs.iter().copied().find(|&(_, o)| {
+        inputs
+            .iter()
+            .any(|&i| i == o || same_file::is_same_file(i, o).unwrap_or(false))
+    })
+}
+
+/// Refuse to write any of `outputs` over one of `inputs` ([`overwritten`]):
+/// a slip in a command line must never replace a command's own input.
 pub fn refuse_overwrite(inputs: &[&Path], outputs: &[(&str, &Path)]) -> Result<()> {
-    for &(what, o) in outputs {
-        for &i in inputs {
-            if i == o || same_file::is_same_file(i, o).unwrap_or(false) {
-                return Err(Error::Usage(format!(
-                    "{what} {} is also an input: writing it would overwrite that file; give the output another name",
-                    o.display()
-                )));
-            }
-        }
+    match overwritten(inputs, outputs) {
+        Some((what, o)) => Err(Error::Usage(format!(
+            "{what} {} is also an input: writing it would overwrite that file; give the output another name",
+            o.display()
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Refuse to write a generated folder's `files` (relative to `dir`) over

@@ -34,8 +34,8 @@ use super::tokenise::TokenBuf;
 use crate::bloom::{set_bit, xor_fold};
 use crate::error::{Error, Result};
 use crate::extract::{
-    Counts, ExtractMeta, ExtractWriter, FORMAT_VERSION, NHS_IDS_MIN, OwnedBatch,
-    STRATUM_MAX_VALUES, nhs_number_like, valid_agency,
+    Counts, ExtractMeta, ExtractWriter, FORMAT_VERSION, OwnedBatch, STRATUM_MAX_VALUES,
+    mostly_nhs_numbers, nhs_number_like, valid_agency,
 };
 use crate::io::Pending;
 
@@ -1459,7 +1459,7 @@ impl Encoder {
             written.join().expect("the writer thread does not panic")
         })?;
         bar.finish_and_clear();
-        if id_checks.0 >= NHS_IDS_MIN && id_checks.1 * 2 > id_checks.0 {
+        if mostly_nhs_numbers(id_checks.0, id_checks.1) {
             return Err(Error::input(
                 input,
                 format!(
@@ -1542,14 +1542,12 @@ fn check_outputs(input: &Path, output: &Path, payload: Option<&Path>) -> Result<
         ("the rejects file", rejects.as_path()),
     ];
     outputs.extend(payload.map(|p| ("--payload-output", p)));
-    for &(what, o) in &outputs {
-        if same_file::is_same_file(input, o).unwrap_or(false) || input == o {
-            return Err(Error::Usage(format!(
-                "{what} {} is the input file: encoding would overwrite it; give the extract another name (say `{}`)",
-                o.display(),
-                input.with_extension("parquet").display()
-            )));
-        }
+    if let Some((what, o)) = crate::io::overwritten(&[input], &outputs) {
+        return Err(Error::Usage(format!(
+            "{what} {} is the input file: encoding would overwrite it; give the extract another name (say `{}`)",
+            o.display(),
+            input.with_extension("parquet").display()
+        )));
     }
     let parquet =
         std::iter::once(("--output", output)).chain(payload.map(|p| ("--payload-output", p)));
@@ -1566,7 +1564,7 @@ fn check_outputs(input: &Path, output: &Path, payload: Option<&Path>) -> Result<
         }
     }
     if let Some(p) = payload
-        && (same_file::is_same_file(output, p).unwrap_or(false) || output == p)
+        && crate::io::overwritten(&[output], &[("--payload-output", p)]).is_some()
     {
         return Err(Error::Usage(
             "--payload-output is the extract's own path: give the payload a name of its own".into(),

@@ -30,6 +30,12 @@ pub const STRATUM_MAX_VALUES: usize = 1000;
 /// and by the hub (docs/decisions.md §48).
 pub const NHS_IDS_MIN: u64 = 20;
 
+/// Whether record ids of which `nhs` of `ids` are [`nhs_number_like`]
+/// are mostly NHS numbers: at least [`NHS_IDS_MIN`] read, over half of them.
+pub fn mostly_nhs_numbers(ids: u64, nhs: u64) -> bool {
+    ids >= NHS_IDS_MIN && nhs * 2 > ids
+}
+
 /// Whether `id` is ten digits (spaces and hyphens aside) with a valid NHS
 /// number check digit (modulus 11; Scotland's CHI numbers use it too).
 /// About one random ten-digit number in eleven passes.

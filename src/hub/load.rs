@@ -663,7 +663,7 @@ fn assemble(extracts: Vec<Extract>) -> Result<Dataset> {
         }
         // Record ids are kept in clear and written to every output: never
         // NHS numbers, whatever made the extract.
-        if e.len as u64 >= crate::extract::NHS_IDS_MIN && nhs * 2 > e.len as u64 {
+        if crate::extract::mostly_nhs_numbers(e.len as u64, nhs) {
             return Err(Error::input(
                 &e.path,
                 format!(

@@ -98,13 +98,21 @@ impl Error {
 
     /// A Parquet error while reading `path`. Parquet errors describe structure,
     /// never cell values, so they are safe to show.
+    /// The message says what the file looks like instead when its first
+    /// and last bytes tell (never showing them): text, such as a CSV not
+    /// yet encoded, or a Parquet file cut short.
     pub fn parquet_read(path: impl AsRef<Path>, e: impl std::fmt::Display) -> Self {
-        Error::input(
-            path,
-            format!(
-                "not a readable Parquet file ({e}); check the path and that the file is complete"
-            ),
-        )
+        let path = path.as_ref();
+        let hint = match parquet_shape(path) {
+            Some(Shape::Text) => {
+                "it is a text file (a CSV?), not Parquet: `encode` reads a CSV named .csv, and `link` reads the extracts `encode` writes"
+            }
+            Some(Shape::Cut) => {
+                "it starts as a Parquet file but its end is missing: it was probably cut short while being copied or written; copy it again"
+            }
+            _ => "check the path and that the file is complete",
+        };
+        Error::input(path, format!("not a readable Parquet file ({e}); {hint}"))
     }
 
     /// A Parquet/Arrow error while writing `path`.
@@ -114,4 +122,41 @@ impl Error {
             source: std::io::Error::other(e.to_string()),
         }
     }
+}
+
+/// What a file that Parquet could not read looks like.
+enum Shape {
+    /// Printable text in its first bytes.
+    Text,
+    /// Parquet's magic at the start but not at the end.
+    Cut,
+    Other,
+}
+
+/// [`Shape`] of `path` from its first 512 and last 4 bytes (`None` when it
+/// cannot be read). Only the shape is kept: no byte is ever shown.
+fn parquet_shape(path: &Path) -> Option<Shape> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut head = [0u8; 512];
+    let n = f.read(&mut head).ok()?;
+    let head = &head[..n];
+    if head.starts_with(b"PAR1") {
+        let mut tail = [0u8; 4];
+        f.seek(SeekFrom::End(-4)).ok()?;
+        f.read_exact(&mut tail).ok()?;
+        return Some(if &tail == b"PAR1" {
+            Shape::Other
+        } else {
+            Shape::Cut
+        });
+    }
+    // Bytes, not characters: a CSV in any 8-bit encoding (or UTF-8 cut
+    // mid-character at byte 512) has no control bytes but line ends and
+    // tabs.
+    let text = !head.is_empty()
+        && head
+            .iter()
+            .all(|&b| b >= 0x20 && b != 0x7f || matches!(b, b'\n' | b'\r' | b'\t'));
+    Some(if text { Shape::Text } else { Shape::Other })
 }

@@ -48,6 +48,57 @@ fn remove_stale_temporaries(dir: &Path) {
     }
 }
 
+/// An output folder a command is about to fill: created now, so that a
+/// folder that cannot be made fails before any work, and removed again
+/// (with any parent folders made for it) if the command fails before
+/// [`OutputDir::keep`], as long as they are still empty: a failed run
+/// leaves nothing behind.
+pub struct OutputDir {
+    /// The folders this made, deepest first.
+    created: Vec<PathBuf>,
+}
+
+impl OutputDir {
+    /// Create `path` and any missing parents.
+    pub fn prepare(path: &Path) -> Result<OutputDir> {
+        let mut created = Vec::new();
+        let mut p = Some(path);
+        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            created.push(d.to_path_buf());
+            p = d.parent();
+        }
+        std::fs::create_dir_all(path).map_err(|e| Error::write(path, e))?;
+        Ok(OutputDir { created })
+    }
+
+    /// [`OutputDir::prepare`] for the folder a file is written into.
+    pub fn prepare_for(file: &Path) -> Result<OutputDir> {
+        match file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => OutputDir::prepare(d),
+            _ => Ok(OutputDir {
+                created: Vec::new(),
+            }),
+        }
+    }
+
+    /// The command succeeded: leave the folders.
+    pub fn keep(mut self) {
+        self.created.clear();
+    }
+}
+
+impl Drop for OutputDir {
+    fn drop(&mut self) {
+        // `remove_dir` refuses a folder that is not empty, and so stops
+        // at the first that holds anything.
+        for d in &self.created {
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+        }
+    }
+}
+
 /// A file being written; becomes visible under `path` on [`Pending::commit`].
 pub struct Pending {
     path: PathBuf,

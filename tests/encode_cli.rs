@@ -222,6 +222,48 @@ fn strata_never_hold_identifiers() {
     run(SCHEMA, 60, 3, None);
 }
 
+/// A run that fails after its outputs were begun (here: a stratum with a
+/// value per record, found only once the rows are read) leaves neither
+/// files nor the folders it made for them; a folder that was there stays.
+#[test]
+fn a_failed_encode_leaves_no_folder_it_made() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let (schema, _, key) = setup(dir);
+    let mut csv = String::from("id,first name,dob,postcode,area,notes\n");
+    for i in 0..1001 {
+        csv += &format!("{i},Name,2012-03-04,LS6 1AB,a{i},x\n");
+    }
+    std::fs::write(dir.join("st.csv"), csv).unwrap();
+    std::fs::create_dir(dir.join("there")).unwrap();
+    for (out, pay) in [
+        ("new/deeper/out.parquet", "other/pay.parquet"),
+        ("there/out.parquet", "there/pay.parquet"),
+    ] {
+        let o = common::encode(
+            &schema,
+            &key,
+            &dir.join("st.csv"),
+            &dir.join(out),
+            "a",
+            &[
+                "--payload-columns",
+                "notes",
+                "--payload-output",
+                dir.join(pay).to_str().unwrap(),
+            ],
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("more than 1000 distinct values"), "{err}");
+    }
+    for gone in ["new", "other"] {
+        assert!(!dir.join(gone).exists(), "{gone} left after a failed run");
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.join("there")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// A header that lacks a schema's column is never echoed (in a file
 /// without a header row it is a record), but the error says what is
 /// likely wrong: no header row, another separator, a near name.

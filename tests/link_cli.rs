@@ -124,6 +124,12 @@ fn incompatible_extracts_are_refused_before_any_work() {
         assert_eq!(o.status.code(), Some(2), "{err}");
         assert!(err.contains(needle), "expected `{needle}` in {err}");
         assert!(!out.join("links.parquet").exists());
+        // Nor is the output folder left behind, empty.
+        assert!(
+            !out.exists(),
+            "{} left after a refusal ({needle})",
+            out.display()
+        );
     };
     // Same agency twice.
     refuse(&[ex[0].clone(), ex[0].clone()], "both come from agency");
@@ -156,13 +162,23 @@ fn incompatible_extracts_are_refused_before_any_work() {
     enc.encode_file(&csvs[1], &s2, &EncodeOptions::new("school"))
         .unwrap();
     refuse(&[ex[0].clone(), s2], "different schemas");
-    // Not an extract at all.
+    // Not an extract at all: the error says what the file looks like.
     refuse(
         &[ex[0].clone(), csvs[1].clone()],
-        "not a readable Parquet file",
+        "it is a text file (a CSV?), not Parquet",
     );
+    // An extract cut short in copying.
+    let bytes = std::fs::read(&ex[1]).unwrap();
+    let cut = other.join("cut.parquet");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    refuse(&[ex[0].clone(), cut], "its end is missing");
     // A single extract without --dedup.
     refuse(&[ex[0].clone()], "--dedup");
+    // A folder that was there before a refusal stays.
+    std::fs::create_dir_all(&out).unwrap();
+    let o = link(&[ex[0].clone()], &out, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(out.is_dir());
 }
 
 #[test]

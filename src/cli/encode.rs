@@ -18,8 +18,15 @@ pub fn run(a: EncodeArgs, progress: bool) -> Result<()> {
         delimiter: a.delimiter,
         encoding: a.encoding,
     };
+    // Folders made for the outputs go again if encoding fails.
+    let dirs = [Some(&a.output), opts.payload_output.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|p| crate::io::OutputDir::prepare_for(p))
+        .collect::<Result<Vec<_>>>()?;
     let start = std::time::Instant::now();
     let r = encoder.encode_file(&a.input, &a.output, &opts)?;
+    dirs.into_iter().for_each(crate::io::OutputDir::keep);
     let secs = start.elapsed().as_secs_f64();
     if !progress {
         return Ok(());

@@ -42,7 +42,7 @@ pub fn link_and_report(
         .map(|p| ("the output", p.as_path()))
         .collect();
     crate::io::refuse_overwrite(&inputs, &named)?;
-    std::fs::create_dir_all(&opts.out).map_err(|e| Error::write(&opts.out, e))?;
+    let dir = crate::io::OutputDir::prepare(&opts.out)?;
     let start = std::time::Instant::now();
     let run = link::run(opts)?;
     let mut pending = link::write_outputs(&run, &opts.out)?;
@@ -55,6 +55,7 @@ pub fn link_and_report(
     for p in pending {
         p.commit()?;
     }
+    dir.keep();
     Ok(Outcome {
         records: run.ds.len(),
         linked: report.reconciliation.linked_records,

@@ -13,12 +13,15 @@ pub fn run(a: ReleaseArgs) -> Result<()> {
         })?;
         payloads.push((agency.to_string(), path.into()));
     }
+    // A folder made for the output goes again if the release is refused.
+    let dir = crate::io::OutputDir::prepare_for(&a.out)?;
     let m = release(&ReleaseOptions {
         links: a.links.clone(),
         payloads,
         out: a.out.clone(),
         allow: a.allow_column.clone(),
     })?;
+    dir.keep();
     eprintln!(
         "released {} rows ({} entities), columns {} -> {}; manifest {}",
         m.rows,

@@ -704,3 +704,55 @@ fn the_hub_refuses_identifiers_in_clear_columns() {
         assert!(!out.join("report.html").exists() && !out.join("links.parquet").exists());
     }
 }
+
+/// Without a job key given, the first run makes one (`OUT/job.key`, 32
+/// bytes, owner-only) and a rerun into the same folder uses it: the same
+/// entity ids. A run that fails once the key is made (here on a bad truth
+/// file, read after linking) leaves neither the key nor the folder.
+#[test]
+fn a_job_key_made_for_a_run_appears_with_its_outputs_or_not_at_all() {
+    let d = tempfile::tempdir().unwrap();
+    let (ex, truth, _) = synthetic(d.path(), 200, 2, 9, b"key one");
+    let out = d.path().join("out");
+    let run = |extra: &[&str]| {
+        let mut c = Command::new(bin());
+        c.arg("link");
+        for e in &ex {
+            c.arg("--extract").arg(e);
+        }
+        c.arg("--out")
+            .arg(&out)
+            .args(extra)
+            .env_remove("BLOOMLINK_JOB_KEY");
+        c.output().unwrap()
+    };
+    let bad = d.path().join("bad_truth.csv");
+    std::fs::write(&bad, "a,b\n1\n").unwrap();
+    let o = run(&["--truth", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!out.exists(), "a failed run left {}", out.display());
+    let entities = || {
+        let mut e: Vec<(String, String, String)> = read_links(&out.join("links.parquet"))
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|r| (r.agency, r.record_id, r.entity_id))
+            .collect();
+        e.sort();
+        e
+    };
+    let o = run(&["--truth", truth.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let key = out.join("job.key");
+    assert_eq!(std::fs::read(&key).unwrap().len(), 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "job.key readable by others: {mode:o}");
+    }
+    let first = entities();
+    let o = run(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(entities(), first);
+}

@@ -44,8 +44,10 @@ pub fn link_and_report(
     crate::io::refuse_overwrite(&inputs, &named)?;
     let dir = crate::io::OutputDir::prepare(&opts.out)?;
     let start = std::time::Instant::now();
-    let run = link::run(opts)?;
+    let mut run = link::run(opts)?;
     let mut pending = link::write_outputs(&run, &opts.out)?;
+    // A job key made for this run appears with the outputs or not at all.
+    pending.extend(run.new_job_key.take());
     let evaluation = match truth {
         Some(t) => Some(evaluate(&link::link_rows(&run), run.dedup, t)?),
         None => None,

@@ -135,9 +135,14 @@ pub fn evaluate(rows: &[LinkRow], dedup: bool, truth: &Path) -> Result<Evaluatio
     let mut unknown_agencies: FxHashMap<String, u32> = FxHashMap::default();
     let mut unknown: FxHashMap<(String, String), (u32, u32)> = FxHashMap::default();
     let base = index.len() as u32;
+    // Truth ids found among the linked records.
+    let mut found = 0u64;
     let mut id_of = |a: &str, r: &str| -> (u32, u32) {
         match index.get(&(a, r)) {
-            Some(&i) => i,
+            Some(&i) => {
+                found += 1;
+                i
+            }
             None => {
                 let ag = match agencies.get(a) {
                     Some(&ag) => ag,
@@ -205,8 +210,23 @@ pub fn evaluate(rows: &[LinkRow], dedup: bool, truth: &Path) -> Result<Evaluatio
             "a two-column truth file needs links from two agencies",
         ));
     }
+    // A two-column file's columns are the first two agencies in links
+    // order, unless its header names two of them.
+    let (ag_a, ag_b) = match names[..] {
+        _ if !three
+            && header[0] != header[1]
+            && [0, 1].iter().all(|&c| names.contains(&header[c].as_str())) =>
+        {
+            let n = |c: usize| *names.iter().find(|&&a| a == header[c]).expect("checked");
+            (n(0), n(1))
+        }
+        [a, b, ..] => (a, b),
+        [a] => (a, a),
+        [] => ("", ""),
+    };
     let mut entities: FxHashMap<String, Vec<(u32, u32)>> = FxHashMap::default();
     let mut listed: Vec<u64> = Vec::new();
+    let mut rows_read = 0u64;
     let mut rec = csv::StringRecord::new();
     let mut line = 0;
     loop {
@@ -216,6 +236,7 @@ pub fn evaluate(rows: &[LinkRow], dedup: bool, truth: &Path) -> Result<Evaluatio
             Ok(false) => break,
             Err(e) => return Err(Error::input(truth, format!("row {line}: {e}"))),
         }
+        rows_read += 1;
         if three {
             let (a, r, e) = (rec[0].trim(), rec[1].trim(), rec[2].trim());
             let i = id_of(a, r);
@@ -226,17 +247,27 @@ pub fn evaluate(rows: &[LinkRow], dedup: bool, truth: &Path) -> Result<Evaluatio
                 }
             }
         } else {
-            let (ag_a, ag_b) = match names[..] {
-                [a, b, ..] => (a, b),
-                [a] => (a, a),
-                [] => ("", ""),
-            };
             let (a, _) = id_of(ag_a, rec[0].trim());
             let (b, _) = id_of(ag_b, rec[1].trim());
             if a != b {
                 listed.push(key(a, b));
             }
         }
+    }
+    if rows_read > 0 && found == 0 {
+        let how = if three {
+            "its `agency` and `record_id` columns".to_string()
+        } else {
+            format!(
+                "its first column is read as agency `{ag_a}`'s record ids and its second as `{ag_b}`'s (name the agencies in its header to choose)"
+            )
+        };
+        return Err(Error::input(
+            truth,
+            format!(
+                "none of its {rows_read} rows names a linked record: {how}; is it the truth for these extracts?"
+            ),
+        ));
     }
     let mut truth_pairs = pairs_of(&mut entities.values());
     if !listed.is_empty() {
@@ -324,6 +355,34 @@ mod tests {
         let e = evaluate(&links, false, t.path()).unwrap();
         // True: a1-b1 (found), a2-b2 (not linked), a3-b9 (unknown record).
         assert_eq!(counts(&e), (1, 3, 3));
+        // A header naming the agencies picks the columns, in any order.
+        let t = truth("b,a\nb1,a1\nb2,a2\nb9,a3\n");
+        let e = evaluate(&links, false, t.path()).unwrap();
+        assert_eq!(counts(&e), (1, 3, 3));
+    }
+
+    /// A truth file none of whose records is among the links (another
+    /// linkage's, or two columns the wrong way round) is an error, not an
+    /// F1 of 0; it names no record id.
+    #[test]
+    fn a_truth_file_naming_no_linked_record_is_refused() {
+        let links = rows(&[("a", "a1", "E1"), ("b", "b1", "E1")]);
+        for text in [
+            "record_id_a,record_id_b\nb1,a1\n",
+            "agency,record_id,entity\na,x1,P\nb,x2,P\n",
+        ] {
+            let t = truth(text);
+            let e = evaluate(&links, false, t.path()).unwrap_err().to_string();
+            assert!(e.contains("names a linked record"), "{e}");
+            assert!(
+                !e.contains("a1") && !e.contains("b1") && !e.contains("x1"),
+                "{e}"
+            );
+        }
+        // One record found is enough: the rest may be records rejected at
+        // encode.
+        let t = truth("record_id_a,record_id_b\na1,b1\na7,b7\n");
+        assert!(evaluate(&links, false, t.path()).is_ok());
     }
 
     #[test]

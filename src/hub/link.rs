@@ -102,6 +102,9 @@ pub struct LinkRun {
     /// Changes since `--previous`, when given.
     pub changes: Option<super::refresh::Changes>,
     pub timings: Vec<Timing>,
+    /// The job key made for this run (none was given or found), written
+    /// but not yet visible: committed with the outputs.
+    pub new_job_key: Option<Pending>,
 }
 
 impl LinkRun {
@@ -430,6 +433,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
     }
     clock.lap("resolve");
     let key = JobKey::load(cfg.output.job_key_file.as_deref(), &opts.out)?;
+    let new_job_key = key.new_file()?;
     let mut entity = name_entities(&ds, &resolution, &key);
     let changes = match &opts.previous {
         Some(p) => {
@@ -466,6 +470,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
         entity,
         changes,
         timings: clock.1,
+        new_job_key,
     })
 }
 

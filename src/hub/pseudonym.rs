@@ -37,7 +37,8 @@ impl std::fmt::Debug for JobKey {
 
 impl JobKey {
     /// Load from `file`, else `BLOOMLINK_JOB_KEY`, else `out_dir/job.key`
-    /// (created with 32 random bytes, mode 600, on first use).
+    /// (made of 32 random bytes on first use; [`JobKey::new_file`] writes
+    /// it, mode 600).
     pub fn load(file: Option<&Path>, out_dir: &Path) -> Result<Self> {
         if let Some(p) = file {
             let k = Zeroizing::new(std::fs::read(p).map_err(|e| Error::read(p, e))?);
@@ -74,15 +75,32 @@ impl JobKey {
         let mut k = Zeroizing::new(vec![0u8; 32]);
         getrandom::fill(&mut k)
             .map_err(|e| Error::Runtime(format!("no system randomness for the job key: {e}")))?;
-        crate::io::write_atomic(&p, &k)?;
-        tracing::warn!(
-            "created a new job key at {}; keep it to get the same entity ids on reruns",
-            p.display()
-        );
         Ok(JobKey {
             key: k,
             source: KeySource::Created(p),
         })
+    }
+
+    /// A key made by [`JobKey::load`] (none was given or found), written
+    /// to its file but not yet visible there: the caller commits it with
+    /// the run's outputs, so that a run that fails leaves no key behind
+    /// (only the temporary file's own mode, owner-only, ever holds it).
+    pub fn new_file(&self) -> Result<Option<crate::io::Pending>> {
+        let KeySource::Created(p) = &self.source else {
+            return Ok(None);
+        };
+        let pending = crate::io::Pending::create(p)?;
+        {
+            use std::io::Write;
+            let mut f = pending.file()?;
+            f.write_all(&self.key).map_err(|e| Error::write(p, e))?;
+            f.flush().map_err(|e| Error::write(p, e))?;
+        }
+        tracing::warn!(
+            "created a new job key at {}; keep it to get the same entity ids on reruns",
+            p.display()
+        );
+        Ok(Some(pending))
     }
 
     /// A key from bytes (tests).

@@ -1084,3 +1084,38 @@ fn field_filters_and_blocking_keys_use_dictionary_pages() {
     }
     assert!(seen >= 2, "no field-filter or blocking-key column found");
 }
+
+/// An input with a header and no rows encodes to an empty extract, with
+/// a warning at encode and again at the hub, whose other agency's
+/// records all stay single.
+#[test]
+fn an_empty_input_warns_at_encode_and_at_the_hub() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let (schema, input, key) = setup(dir);
+    let header = std::fs::read_to_string(&input).unwrap();
+    let header = header.lines().next().unwrap();
+    std::fs::write(dir.join("empty.csv"), format!("{header}\n")).unwrap();
+    let (full, empty) = (dir.join("full.parquet"), dir.join("empty.parquet"));
+    let o = common::encode(&schema, &key, &input, &full, "a", &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("no rows"));
+    let o = common::encode(&schema, &key, &dir.join("empty.csv"), &empty, "b", &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("has no rows but its header"), "{err}");
+    let o = Command::new(bin())
+        .args(["link", "--extract"])
+        .arg(&full)
+        .arg("--extract")
+        .arg(&empty)
+        .arg("--out")
+        .arg(dir.join("linked"))
+        .env("BLOOMLINK_JOB_KEY", "k")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("(agency `b`) holds no records"), "{err}");
+    assert!(!err.contains("(agency `a`) holds no records"), "{err}");
+}

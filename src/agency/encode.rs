@@ -1481,6 +1481,12 @@ impl Encoder {
         for (f, m) in s.fields.iter().zip(&missing) {
             counts.missing.insert(f.name.clone(), *m);
         }
+        if counts.rows_read == 0 {
+            tracing::warn!(
+                "{} has no rows but its header: the extract holds no records; check the export before sharing it",
+                input.display()
+            );
+        }
         if counts.rejected * 2 > counts.rows_read {
             let top = counts.reject_reasons.iter().max_by_key(|(_, n)| **n);
             tracing::warn!(

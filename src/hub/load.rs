@@ -572,6 +572,15 @@ pub fn load(paths: &[PathBuf]) -> Result<Dataset> {
         .par_iter()
         .map(|p| read_extract(p))
         .collect::<Result<_>>()?;
+    for (p, e) in paths.iter().zip(&extracts) {
+        if e.len == 0 {
+            tracing::warn!(
+                "{} (agency `{}`) holds no records: none of its agency's records can link; was its input empty?",
+                p.display(),
+                e.meta.agency
+            );
+        }
+    }
     assemble(extracts)
 }
 

@@ -68,6 +68,8 @@ fn text_value(a: &ArrayRef, i: usize) -> Option<String> {
 struct Payload {
     columns: Vec<String>,
     rows: HashMap<String, Vec<Option<String>>>,
+    /// The agency encode wrote it for (`bloomlink.payload_of`), if said.
+    of: Option<String>,
 }
 
 fn read_payload(path: &Path) -> Result<Payload> {
@@ -87,6 +89,13 @@ fn read_payload(path: &Path) -> Result<Payload> {
             "a payload file needs a `record_id` column (make it with `encode --payload-output`)",
         ));
     }
+    // The agency whose encode wrote the file, when it says.
+    let of = b
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == "bloomlink.payload_of"))
+        .and_then(|k| k.value.clone());
     let mut rows = HashMap::new();
     for batch in b.build().map_err(|e| Error::parquet_read(path, e))? {
         let batch = batch.map_err(|e| Error::parquet_read(path, e))?;
@@ -102,7 +111,7 @@ fn read_payload(path: &Path) -> Result<Payload> {
             rows.insert(rid, cols.iter().map(|c| text_value(c, i)).collect());
         }
     }
-    Ok(Payload { columns, rows })
+    Ok(Payload { columns, rows, of })
 }
 
 /// Release options.
@@ -148,6 +157,31 @@ pub fn release(o: &ReleaseOptions) -> Result<Manifest> {
             )));
         }
         let p = read_payload(path)?;
+        if let Some(of) = p.of.as_ref().filter(|&of| of != agency) {
+            return Err(Error::input(
+                path,
+                format!(
+                    "this is agency `{of}`'s payload (encode wrote it for `{of}`), given as `{agency}`'s: pass --payload {of}={}",
+                    path.display()
+                ),
+            ));
+        }
+        // Not one of the agency's linked records in the file: the wrong
+        // file, or another linkage's.
+        let records = links.iter().filter(|r| &r.agency == agency).count();
+        if !links
+            .iter()
+            .any(|r| &r.agency == agency && p.rows.contains_key(&r.record_id))
+        {
+            return Err(Error::input(
+                path,
+                format!(
+                    "none of its {} record ids is among agency `{agency}`'s {records} records in {}: is it `{agency}`'s payload, from the extract that was linked?",
+                    p.rows.len(),
+                    o.links.display()
+                ),
+            ));
+        }
         // Identifying checks, on a sample of values.
         for (ci, c) in p.columns.iter().enumerate() {
             let sample: Vec<&str> = p

@@ -130,6 +130,60 @@ fn identifying_payload_is_refused_unless_allowed_and_small_counts_are_suppressed
             .unwrap();
     assert_eq!(m["rows_per_agency"]["a"], "<10");
     assert_eq!(m["allowed_identifying"][0], "old_pc");
+    // Payloads matched to the wrong agency: one encode wrote for another
+    // agency, or one from another linkage (no record id in common).
+    let wrong = |a: &str, b: &str, needle: &str| {
+        let o = Command::new(bin())
+            .arg("release")
+            .arg("--links")
+            .arg(dir.join("out/links.parquet"))
+            .arg("--payload")
+            .arg(format!("a={}", dir.join(a).display()))
+            .arg("--payload")
+            .arg(format!("b={}", dir.join(b).display()))
+            .args(["--allow-column", "old_pc", "--out"])
+            .arg(dir.join("wrong.parquet"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(needle), "expected `{needle}` in {err}");
+        assert!(!dir.join("wrong.parquet").exists());
+    };
+    wrong(
+        "b.payload.parquet",
+        "b.payload.parquet",
+        "this is agency `b`'s payload",
+    );
+    let other = std::fs::read_to_string(&input)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match i {
+            0 => format!("{l}\n"),
+            _ => format!("10{l}\n"),
+        })
+        .collect::<String>();
+    std::fs::write(dir.join("other.csv"), other).unwrap();
+    let o = common::encode(
+        &schema,
+        &key,
+        &dir.join("other.csv"),
+        &dir.join("b2.parquet"),
+        "b",
+        &[
+            "--payload-columns",
+            "category,old_pc",
+            "--payload-output",
+            dir.join("b2.payload.parquet").to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    wrong(
+        "a.payload.parquet",
+        "b2.payload.parquet",
+        "none of its 6 record ids is among agency `b`'s 6 records",
+    );
     // A payload column that repeats a schema identifier is refused at encode.
     let o = common::encode(
         &schema,

@@ -756,3 +756,27 @@ fn a_job_key_made_for_a_run_appears_with_its_outputs_or_not_at_all() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(entities(), first);
 }
+
+/// A refresh missing an agency of the previous run (a forgotten
+/// `--extract`) says so, naming the agency; one with every agency does not.
+#[test]
+fn a_refresh_without_an_agency_of_the_previous_run_warns() {
+    let d = tempfile::tempdir().unwrap();
+    let (ex, _, _) = synthetic(d.path(), 200, 3, 4, b"key one");
+    let first = d.path().join("first");
+    let o = link(&ex, &first, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let agency = bloomlink::synth::agency_name(2);
+    let previous = ["--previous", first.to_str().unwrap()];
+    let o = link(&ex[..2], &d.path().join("two"), &previous);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("agency `{agency}` of the previous run")),
+        "{err}"
+    );
+    let o = link(&ex, &d.path().join("three"), &previous);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("of the previous run"), "{err}");
+}

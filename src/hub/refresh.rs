@@ -80,6 +80,19 @@ pub fn carry_over(
         );
         *old_members.entry(&l.entity_id).or_default() += 1;
     }
+    // An agency of the previous run missing from this one (a forgotten
+    // --extract?) takes all its records out of their entities.
+    let now: HashSet<&str> = ds.agencies.iter().map(|a| a.name.as_str()).collect();
+    let mut gone: BTreeMap<&str, u64> = BTreeMap::new();
+    for l in old.iter().filter(|l| !now.contains(l.agency.as_str())) {
+        *gone.entry(l.agency.as_str()).or_default() += 1;
+    }
+    for (a, n) in &gone {
+        tracing::warn!(
+            "agency `{a}` of the previous run ({}) is not in this one: its {n} records leave their entities; give its extract with --extract if it was left out by mistake",
+            previous.display()
+        );
+    }
     // Members of each new cluster, and their previous ids.
     let mut clusters: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for g in 0..ds.len() {

@@ -779,4 +779,17 @@ fn a_refresh_without_an_agency_of_the_previous_run_warns() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(!err.contains("of the previous run"), "{err}");
+    // A run's outputs given as extracts say what they are.
+    for (file, needle) in [
+        ("links.parquet", "a link run's output"),
+        (
+            "refresh-state.parquet",
+            "a link run's refresh-state.parquet",
+        ),
+    ] {
+        let o = link(&[ex[0].clone(), first.join(file)], &d.path().join("x"), &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(needle), "expected `{needle}` in {err}");
+    }
 }

@@ -155,6 +155,20 @@ fn identifying_payload_is_refused_unless_allowed_and_small_counts_are_suppressed
         "b.payload.parquet",
         "this is agency `b`'s payload",
     );
+    // A payload given to the hub as an extract says what it is.
+    let o = Command::new(bin())
+        .arg("link")
+        .arg("--extract")
+        .arg(&ex[0])
+        .arg("--extract")
+        .arg(dir.join("b.payload.parquet"))
+        .arg("--out")
+        .arg(dir.join("out2"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("agency `b`'s payload file"), "{err}");
     let other = std::fs::read_to_string(&input)
         .unwrap()
         .lines()

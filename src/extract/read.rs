@@ -116,6 +116,30 @@ fn read_meta_unguarded(path: &Path) -> Result<(ExtractMeta, usize)> {
             )
         })
     };
+    // Another bloomlink file given where an extract belongs says what it
+    // is (from its metadata's keys only).
+    if !kv.contains_key(META_FORMAT_VERSION) {
+        let what = if let Some(agency) = kv.get("bloomlink.payload_of") {
+            Some(format!(
+                "it is agency `{agency}`'s payload file (`encode --payload-output`), which stays with the agency; the extract is the file `encode --output` wrote"
+            ))
+        } else if kv.contains_key("bloomlink.refresh_state") {
+            Some("it is a link run's refresh-state.parquet, not an extract".to_string())
+        } else if kv.contains_key("bloomlink.dedup") {
+            Some(
+                "it is a link run's output (links.parquet or pairs.parquet), not an extract"
+                    .to_string(),
+            )
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(Error::input(
+                path,
+                format!("not a bloomlink extract: {what}"),
+            ));
+        }
+    }
     let format_version = get(META_FORMAT_VERSION)?;
     if format_version != FORMAT_VERSION {
         return Err(Error::input(

@@ -203,3 +203,108 @@ fn parquet_input_encodes_as_the_same_csv() {
     assert!(e.contains("`dob`") && e.contains("Float64"), "{e}");
     assert!(!out.exists());
 }
+
+/// Parquet columns as the usual exports type them encode exactly as the
+/// same values in a CSV: a date of birth as a `Date32` (a SQL `date`) or a
+/// `Timestamp(ns)` (pandas), written in the field's own format before it
+/// is parsed; a coded column as a dictionary (a pandas categorical); a
+/// small integer as `UInt8`.
+#[test]
+fn typed_parquet_columns_encode_as_their_text() {
+    use std::sync::Arc;
+
+    use arrow_array::types::Int32Type;
+    use arrow_array::{
+        ArrayRef, Date32Array, DictionaryArray, RecordBatch, StringArray, TimestampNanosecondArray,
+        UInt8Array,
+    };
+    use arrow_schema::{Field, Schema as ArrowSchema};
+
+    let d = tempfile::tempdir().unwrap();
+    let mut rdr = csv::Reader::from_path(synthetic_csv(d.path(), 1500, 8)).unwrap();
+    let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+    let col = |n: &str| header.iter().position(|h| h == n).unwrap();
+    let (dob, gender, imd) = (col("dob"), col("gender"), col("imd_decile"));
+    let date = |v: &str| chrono::NaiveDate::parse_from_str(v, "%d/%m/%Y").ok();
+    // Rows whose date of birth a Date32 can hold (a date, or none): an
+    // impossible date has no typed form.
+    let rows: Vec<Vec<String>> = rdr
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect::<Vec<_>>())
+        .filter(|r: &Vec<String>| r[dob].is_empty() || date(&r[dob]).is_some())
+        .collect();
+    assert!(rows.len() > 1000);
+    assert!(rows.iter().any(|r| r[dob].is_empty()));
+    let csv_path = d.path().join("in.csv");
+    let mut w = csv::Writer::from_path(&csv_path).unwrap();
+    w.write_record(&header).unwrap();
+    for r in &rows {
+        w.write_record(r).unwrap();
+    }
+    w.flush().unwrap();
+    let cells = |c: usize| {
+        rows.iter()
+            .map(move |r| Some(r[c].as_str()).filter(|v| !v.is_empty()))
+    };
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+    let days = || cells(dob).map(|v| v.map(|v| (date(v).unwrap() - epoch).num_days()));
+    let typed = |dob_column: ArrayRef| {
+        let mut fields = Vec::new();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for (c, name) in header.iter().enumerate() {
+            let a: ArrayRef = if c == dob {
+                dob_column.clone()
+            } else if c == gender {
+                Arc::new(cells(c).collect::<DictionaryArray<Int32Type>>())
+            } else if c == imd {
+                Arc::new(
+                    cells(c)
+                        .map(|v| v.map(|v| v.parse::<u8>().unwrap()))
+                        .collect::<UInt8Array>(),
+                )
+            } else {
+                Arc::new(cells(c).collect::<StringArray>())
+            };
+            fields.push(Field::new(name, a.data_type().clone(), true));
+            columns.push(a);
+        }
+        RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns).unwrap()
+    };
+    let date32: ArrayRef = Arc::new(days().map(|v| v.map(|v| v as i32)).collect::<Date32Array>());
+    let stamps: ArrayRef = Arc::new(
+        days()
+            .map(|v| v.map(|v| v * 86_400 * 1_000_000_000))
+            .collect::<TimestampNanosecondArray>(),
+    );
+    let sp = d.path().join("social_care.toml");
+    std::fs::write(&sp, bloomlink::synth::profile(0).schema).unwrap();
+    let enc = Encoder::new(
+        Schema::load(&sp).unwrap(),
+        &Secret::from_bytes(b"typed parquet".to_vec()).unwrap(),
+    )
+    .unwrap();
+    let encode = |input: &Path, name: &str| {
+        let out = d.path().join(format!("out_{name}.parquet"));
+        let r = enc
+            .encode_file(input, &out, &EncodeOptions::new("social_care"))
+            .unwrap();
+        assert_eq!(r.counts.rows_read, rows.len() as u64, "{name}");
+        (std::fs::read(&out).unwrap(), r.counts.rejected)
+    };
+    let want = encode(&csv_path, "csv");
+    for (name, dob_column) in [("date32", date32), ("timestamp", stamps)] {
+        let batch = typed(dob_column);
+        let path = d.path().join(format!("{name}.parquet"));
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let got = encode(&path, name);
+        assert_eq!(got.1, want.1, "{name}: rejected counts differ");
+        assert!(got.0 == want.0, "{name}: extracts differ");
+    }
+}

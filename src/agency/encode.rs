@@ -27,7 +27,7 @@ use super::bytemap::ByteMap;
 use super::hash::{Hashed, TokenHasher, clkhash_keys, derive_key, key_check};
 use super::input::{Cell, Chunk, CsvFormat, Input};
 use super::normalise::{Normalised, normalise};
-use super::schema::{BlockFn, DEFAULT_MISSING, Hash, Mode, Schema, Strategy, StratumKind};
+use super::schema::{BlockFn, DEFAULT_MISSING, Hash, Kind, Mode, Schema, Strategy, StratumKind};
 use super::secret::Secret;
 use super::tokencache::{self, TokenCache};
 use super::tokenise::TokenBuf;
@@ -1352,6 +1352,14 @@ impl Encoder {
         check_outputs(input, output, opts.payload_output.as_deref())?;
         let mut reader = Input::open(input, opts.chunk_rows, opts.csv)?;
         let cols = self.column_map(reader.header(), input, &opts.payload_columns)?;
+        // Typed date columns (Parquet) as text in a format their date
+        // field parses: its first with a four-digit year, else ISO.
+        for (f, &c) in self.schema.fields.iter().zip(&cols.fields) {
+            if matches!(f.kind, Kind::Date | Kind::ClkDate) {
+                let four = f.formats.iter().find(|x| x.contains("%Y"));
+                reader.date_format(c, four.map_or("%Y-%m-%d", String::as_str));
+            }
+        }
         let mut used: Vec<usize> = cols.fields.clone();
         used.extend(cols.record_id);
         used.extend(cols.strata.iter().flatten());

@@ -2,16 +2,19 @@
 //!
 //! CSV cells are kept as raw bytes and checked for UTF-8 when used, so one bad
 //! row becomes a reject rather than aborting the file. Parquet string and
-//! integer columns are read as they are. Agency side only; errors name the
+//! integer columns are read as they are; dates, time stamps, other
+//! integers and categories are turned into text a batch at a time
+//! (`arrow_text`). Agency side only; errors name the
 //! file, row and column, never a value.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::DataType;
+use arrow_schema::{DataType, Field, Schema};
 use csv::ByteRecord;
 use encoding_rs::{Encoding, UTF_8};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
@@ -227,6 +230,10 @@ pub struct Input {
     record: ByteRecord,
     /// The CSV's encoding, when it is not UTF-8 (cells are decoded as read).
     decode: Option<&'static Encoding>,
+    /// How a Parquet date or time stamp column is written as text, by
+    /// column (else ISO `%Y-%m-%d`): in a format the fields reading it
+    /// parse.
+    date_formats: Vec<(usize, String)>,
 }
 
 impl Input {
@@ -296,6 +303,7 @@ impl Input {
             source: Source::Csv(rdr),
             record: ByteRecord::new(),
             decode,
+            date_formats: Vec::new(),
         })
     }
 
@@ -319,7 +327,17 @@ impl Input {
             source: Source::Parquet(reader),
             record: ByteRecord::new(),
             decode: None,
+            date_formats: Vec::new(),
         })
+    }
+
+    /// Write Parquet date and time stamp column `c` as text in `format`
+    /// (a chrono format with a four-digit year, so that it parses back to
+    /// the same date).
+    pub fn date_format(&mut self, c: usize, format: &str) {
+        if !self.date_formats.iter().any(|(d, _)| *d == c) {
+            self.date_formats.push((c, format.to_string()));
+        }
     }
 
     /// Column names.
@@ -370,25 +388,37 @@ impl Input {
             Source::Parquet(reader) => match reader.next() {
                 None => Ok(false),
                 Some(b) => {
-                    let b = b.map_err(|e| Error::parquet_read(&self.path, e))?;
+                    let mut b = b.map_err(|e| Error::parquet_read(&self.path, e))?;
                     for &c in used {
-                        let t = b.column(c).data_type();
-                        if !matches!(
-                            t,
-                            DataType::Utf8
-                                | DataType::LargeUtf8
-                                | DataType::Utf8View
-                                | DataType::Int32
-                                | DataType::Int64
-                        ) {
+                        if let Some(why) = super::arrow_text::unreadable(b.column(c).data_type()) {
                             return Err(Error::input(
                                 &self.path,
-                                format!(
-                                    "column `{}` has type {t}; bloomlink reads text or integer columns (cast it to string)",
-                                    self.header[c]
-                                ),
+                                format!("column `{}`: {why}", self.header[c]),
                             ));
                         }
+                    }
+                    // Dates, time stamps, other integers and categories
+                    // become text, a column at a time.
+                    if used
+                        .iter()
+                        .any(|&c| !super::arrow_text::read_as_is(b.column(c).data_type()))
+                    {
+                        let mut fields: Vec<Field> =
+                            b.schema().fields().iter().map(|f| (**f).clone()).collect();
+                        let mut columns = b.columns().to_vec();
+                        for &c in used {
+                            let format = self
+                                .date_formats
+                                .iter()
+                                .find(|(d, _)| *d == c)
+                                .map_or("%Y-%m-%d", |(_, f)| f.as_str());
+                            if let Some(t) = super::arrow_text::to_text(&columns[c], format) {
+                                columns[c] = t;
+                                fields[c] = Field::new(fields[c].name(), DataType::Utf8, true);
+                            }
+                        }
+                        b = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+                            .map_err(|e| Error::parquet_read(&self.path, e))?;
                     }
                     *chunk = Chunk::Arrow(b);
                     Ok(true)

@@ -4,6 +4,7 @@
 //! extract. Nothing in this module writes a plaintext identifier to an
 //! output, a log line or an error; the hub side never imports it.
 
+pub mod arrow_text;
 pub mod bytemap;
 pub mod encode;
 pub mod hash;

@@ -98,6 +98,7 @@ impl Error {
 
     /// A Parquet error while reading `path`. Parquet errors describe structure,
     /// never cell values, so they are safe to show.
+    ///
     /// The message says what the file looks like instead when its first
     /// and last bytes tell (never showing them): text, such as a CSV not
     /// yet encoded, or a Parquet file cut short.

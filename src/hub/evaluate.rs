@@ -212,18 +212,17 @@ pub fn evaluate(rows: &[LinkRow], dedup: bool, truth: &Path) -> Result<Evaluatio
     }
     // A two-column file's columns are the first two agencies in links
     // order, unless its header names two of them.
-    let (ag_a, ag_b) = match names[..] {
-        _ if !three
-            && header[0] != header[1]
-            && [0, 1].iter().all(|&c| names.contains(&header[c].as_str())) =>
-        {
-            let n = |c: usize| *names.iter().find(|&&a| a == header[c]).expect("checked");
-            (n(0), n(1))
-        }
+    let named = |c: usize| names.iter().copied().find(|&a| a == header[c]);
+    let by_header = if three || header[0] == header[1] {
+        None
+    } else {
+        named(0).zip(named(1))
+    };
+    let (ag_a, ag_b) = by_header.unwrap_or(match names[..] {
         [a, b, ..] => (a, b),
         [a] => (a, a),
         [] => ("", ""),
-    };
+    });
     let mut entities: FxHashMap<String, Vec<(u32, u32)>> = FxHashMap::default();
     let mut listed: Vec<u64> = Vec::new();
     let mut rows_read = 0u64;

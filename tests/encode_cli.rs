@@ -1119,3 +1119,29 @@ fn an_empty_input_warns_at_encode_and_at_the_hub() {
     assert!(err.contains("(agency `b`) holds no records"), "{err}");
     assert!(!err.contains("(agency `a`) holds no records"), "{err}");
 }
+
+/// A CSV saved as UTF-16 (Excel's "Unicode Text"), with or without a
+/// byte-order mark, is named as such, with what to do; the error no longer
+/// suggests an 8-bit encoding that could never read it.
+#[test]
+fn a_utf16_csv_is_named_as_such() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let (schema, input, key) = setup(dir);
+    let text = std::fs::read_to_string(&input).unwrap();
+    let le: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let be: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
+    for (name, bytes) in [
+        ("le_bom.csv", [&[0xff, 0xfe][..], &le].concat()),
+        ("be_bom.csv", [&[0xfe, 0xff][..], &be].concat()),
+        ("le.csv", le.clone()),
+        ("be.csv", be.clone()),
+    ] {
+        std::fs::write(dir.join(name), bytes).unwrap();
+        let (schema, key) = (schema.to_str().unwrap(), key.to_str().unwrap());
+        for extra in [&[][..], &["--encoding", "windows-1252"][..]] {
+            let args = encode_args(schema, key, name, extra);
+            fails_with(&args, None, "the file is UTF-16", dir);
+        }
+    }
+}

@@ -221,6 +221,27 @@ impl CsvFormat {
     }
 }
 
+/// Whether `file` starts as UTF-16 text: a UTF-16 byte-order mark, or a
+/// NUL in every other byte of its start (ASCII text in UTF-16 without a
+/// mark). Rewinds the file.
+fn utf16(file: &mut File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut head = [0u8; 256];
+    let n = file.read(&mut head)?;
+    file.seek(SeekFrom::Start(0))?;
+    let head = &head[..n & !1];
+    let marked = head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]);
+    let nuls = |odd: usize| {
+        head.iter()
+            .skip(odd)
+            .step_by(2)
+            .filter(|&&b| b == 0)
+            .count()
+    };
+    let half = head.len() / 2;
+    Ok(marked || half >= 4 && (nuls(0) * 10 >= half * 9 || nuls(1) * 10 >= half * 9))
+}
+
 /// An open input file.
 pub struct Input {
     path: PathBuf,
@@ -266,7 +287,13 @@ impl Input {
     }
 
     fn open_csv(path: &Path, tab: bool, csv: CsvFormat) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::read(path, e))?;
+        let mut file = File::open(path).map_err(|e| Error::read(path, e))?;
+        if utf16(&mut file).map_err(|e| Error::read(path, e))? {
+            return Err(Error::input(
+                path,
+                "the file is UTF-16 (as Excel's \"Unicode Text\" saves it), which cannot be read byte by byte: save it as \"CSV UTF-8\", or convert it to UTF-8 first",
+            ));
+        }
         let default = if tab { b'\t' } else { b',' };
         let mut rdr = csv::ReaderBuilder::new()
             .flexible(true)

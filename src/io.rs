@@ -9,7 +9,7 @@
 //! This module never interprets what it writes.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -125,6 +125,18 @@ impl Pending {
         })
     }
 
+    /// Start writing `path` with all of `bytes`, to be committed later
+    /// (with other outputs, say). Written straight to the file, with no
+    /// buffer between: the bytes may be a key, and no copy of them is
+    /// left in freed memory.
+    pub fn with_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
+        let p = Pending::create(path)?;
+        p.file()?
+            .write_all(bytes)
+            .map_err(|e| Error::write(path, e))?;
+        Ok(p)
+    }
+
     /// The destination path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -220,12 +232,7 @@ pub fn check_own_folder(dir: &Path, marker: &str, files: &[&str], command: &str)
 
 /// Write `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let p = Pending::create(path)?;
-    let mut w = BufWriter::new(p.file()?);
-    w.write_all(bytes).map_err(|e| Error::write(path, e))?;
-    w.flush().map_err(|e| Error::write(path, e))?;
-    drop(w);
-    p.commit()
+    Pending::with_bytes(path, bytes)?.commit()
 }
 
 /// SHA-256 of a file, as lowercase hex (for the audit trail).

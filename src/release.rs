@@ -94,7 +94,7 @@ fn read_payload(path: &Path) -> Result<Payload> {
         .metadata()
         .file_metadata()
         .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|k| k.key == "bloomlink.payload_of"))
+        .and_then(|kv| kv.iter().find(|k| k.key == crate::extract::META_PAYLOAD_OF))
         .and_then(|k| k.value.clone());
     let mut rows = HashMap::new();
     for batch in b.build().map_err(|e| Error::parquet_read(path, e))? {

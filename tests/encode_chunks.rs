@@ -135,14 +135,17 @@ fn write_parquet(path: &Path, rows: &[Vec<String>], int_column: &str, float_colu
             columns.push(Arc::new(v));
         }
     }
-    let batch = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(path).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
+    write_batch(
+        path,
+        &RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns).unwrap(),
+    );
+}
+
+/// `batch` as a Parquet file at `path`.
+fn write_batch(path: &Path, batch: &arrow_array::RecordBatch) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
     w.close().unwrap();
 }
 
@@ -293,16 +296,8 @@ fn typed_parquet_columns_encode_as_their_text() {
     };
     let want = encode(&csv_path, "csv");
     for (name, dob_column) in [("date32", date32), ("timestamp", stamps)] {
-        let batch = typed(dob_column);
         let path = d.path().join(format!("{name}.parquet"));
-        let mut w = parquet::arrow::ArrowWriter::try_new(
-            std::fs::File::create(&path).unwrap(),
-            batch.schema(),
-            None,
-        )
-        .unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
+        write_batch(&path, &typed(dob_column));
         let got = encode(&path, name);
         assert_eq!(got.1, want.1, "{name}: rejected counts differ");
         assert!(got.0 == want.0, "{name}: extracts differ");

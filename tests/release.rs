@@ -72,51 +72,67 @@ fn identifying_payload_is_refused_unless_allowed_and_small_counts_are_suppressed
     }
     let input = dir.join("in.csv");
     std::fs::write(&input, csv).unwrap();
-    let mut ex = Vec::new();
-    for agency in ["a", "b"] {
-        let out = dir.join(format!("{agency}.parquet"));
-        let payload = dir.join(format!("{agency}.payload.parquet"));
-        let o = common::encode(
+    // Encode `input` as `agency`'s `NAME.parquet`, its `columns` to the
+    // payload `NAME.payload.parquet`.
+    let encode = |input: &std::path::Path, agency: &str, columns: &str, name: &str| {
+        common::encode(
             &schema,
             &key,
-            &input,
-            &out,
+            input,
+            &dir.join(format!("{name}.parquet")),
             agency,
             &[
                 "--payload-columns",
-                "category,old_pc",
+                columns,
                 "--payload-output",
-                payload.to_str().unwrap(),
+                dir.join(format!("{name}.payload.parquet"))
+                    .to_str()
+                    .unwrap(),
             ],
-        );
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        ex.push(out);
-    }
-    let o = Command::new(bin())
-        .arg("link")
-        .arg("--extract")
-        .arg(&ex[0])
-        .arg("--extract")
-        .arg(&ex[1])
-        .arg("--out")
-        .arg(dir.join("out"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let release = |extra: &[&str]| {
+        )
+    };
+    let link = |extracts: [&std::path::Path; 2], out: &str| {
         Command::new(bin())
-            .arg("release")
-            .arg("--links")
-            .arg(dir.join("out/links.parquet"))
-            .arg("--payload")
-            .arg(format!("a={}", dir.join("a.payload.parquet").display()))
-            .arg("--payload")
-            .arg(format!("b={}", dir.join("b.payload.parquet").display()))
+            .arg("link")
+            .arg("--extract")
+            .arg(extracts[0])
+            .arg("--extract")
+            .arg(extracts[1])
             .arg("--out")
-            .arg(dir.join("analysis.parquet"))
+            .arg(dir.join(out))
+            .output()
+            .unwrap()
+    };
+    // Release the links with payloads `[a, b]` to `out`.
+    let release_with = |payloads: [&str; 2], out: &str, extra: &[&str]| {
+        let mut c = Command::new(bin());
+        c.arg("release")
+            .arg("--links")
+            .arg(dir.join("out/links.parquet"));
+        for (agency, p) in ["a", "b"].iter().zip(payloads) {
+            c.arg("--payload")
+                .arg(format!("{agency}={}", dir.join(p).display()));
+        }
+        c.arg("--out")
+            .arg(dir.join(out))
             .args(extra)
             .output()
             .unwrap()
+    };
+    let mut ex = Vec::new();
+    for agency in ["a", "b"] {
+        let o = encode(&input, agency, "category,old_pc", agency);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        ex.push(dir.join(format!("{agency}.parquet")));
+    }
+    let o = link([&ex[0], &ex[1]], "out");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let release = |extra: &[&str]| {
+        release_with(
+            ["a.payload.parquet", "b.payload.parquet"],
+            "analysis.parquet",
+            extra,
+        )
     };
     let o = release(&[]);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -133,18 +149,7 @@ fn identifying_payload_is_refused_unless_allowed_and_small_counts_are_suppressed
     // Payloads matched to the wrong agency: one encode wrote for another
     // agency, or one from another linkage (no record id in common).
     let wrong = |a: &str, b: &str, needle: &str| {
-        let o = Command::new(bin())
-            .arg("release")
-            .arg("--links")
-            .arg(dir.join("out/links.parquet"))
-            .arg("--payload")
-            .arg(format!("a={}", dir.join(a).display()))
-            .arg("--payload")
-            .arg(format!("b={}", dir.join(b).display()))
-            .args(["--allow-column", "old_pc", "--out"])
-            .arg(dir.join("wrong.parquet"))
-            .output()
-            .unwrap();
+        let o = release_with([a, b], "wrong.parquet", &["--allow-column", "old_pc"]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{err}");
         assert!(err.contains(needle), "expected `{needle}` in {err}");
@@ -156,16 +161,7 @@ fn identifying_payload_is_refused_unless_allowed_and_small_counts_are_suppressed
         "this is agency `b`'s payload",
     );
     // A payload given to the hub as an extract says what it is.
-    let o = Command::new(bin())
-        .arg("link")
-        .arg("--extract")
-        .arg(&ex[0])
-        .arg("--extract")
-        .arg(dir.join("b.payload.parquet"))
-        .arg("--out")
-        .arg(dir.join("out2"))
-        .output()
-        .unwrap();
+    let o = link([&ex[0], &dir.join("b.payload.parquet")], "out2");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("agency `b`'s payload file"), "{err}");
@@ -179,19 +175,7 @@ fn identifying_payload_is_refused_unless_allowed_and_small_counts_are_suppressed
         })
         .collect::<String>();
     std::fs::write(dir.join("other.csv"), other).unwrap();
-    let o = common::encode(
-        &schema,
-        &key,
-        &dir.join("other.csv"),
-        &dir.join("b2.parquet"),
-        "b",
-        &[
-            "--payload-columns",
-            "category,old_pc",
-            "--payload-output",
-            dir.join("b2.payload.parquet").to_str().unwrap(),
-        ],
-    );
+    let o = encode(&dir.join("other.csv"), "b", "category,old_pc", "b2");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     wrong(
         "a.payload.parquet",
@@ -199,19 +183,7 @@ fn identifying_payload_is_refused_unless_allowed_and_small_counts_are_suppressed
         "none of its 6 record ids is among agency `b`'s 6 records",
     );
     // A payload column that repeats a schema identifier is refused at encode.
-    let o = common::encode(
-        &schema,
-        &key,
-        &input,
-        &dir.join("c.parquet"),
-        "c",
-        &[
-            "--payload-columns",
-            "surname",
-            "--payload-output",
-            dir.join("c.payload.parquet").to_str().unwrap(),
-        ],
-    );
+    let o = encode(&input, "c", "surname", "c");
     assert_eq!(o.status.code(), Some(2));
 }
 

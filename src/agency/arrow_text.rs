@@ -17,7 +17,7 @@ use arrow_array::{Array, ArrayRef, ArrowPrimitiveType};
 use arrow_schema::{DataType, TimeUnit};
 
 /// Whether the encoder reads a column of type `t` as it is.
-pub fn read_as_is(t: &DataType) -> bool {
+fn read_as_is(t: &DataType) -> bool {
     matches!(
         t,
         DataType::Utf8

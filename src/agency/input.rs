@@ -416,34 +416,33 @@ impl Input {
                 None => Ok(false),
                 Some(b) => {
                     let mut b = b.map_err(|e| Error::parquet_read(&self.path, e))?;
+                    // Dates, time stamps, other integers and categories
+                    // become text, a column at a time; the batch is
+                    // rebuilt only when one did.
+                    let mut text: Option<(Vec<Field>, Vec<ArrayRef>)> = None;
                     for &c in used {
-                        if let Some(why) = super::arrow_text::unreadable(b.column(c).data_type()) {
+                        let a = b.column(c);
+                        if let Some(why) = super::arrow_text::unreadable(a.data_type()) {
                             return Err(Error::input(
                                 &self.path,
                                 format!("column `{}`: {why}", self.header[c]),
                             ));
                         }
-                    }
-                    // Dates, time stamps, other integers and categories
-                    // become text, a column at a time.
-                    if used
-                        .iter()
-                        .any(|&c| !super::arrow_text::read_as_is(b.column(c).data_type()))
-                    {
-                        let mut fields: Vec<Field> =
-                            b.schema().fields().iter().map(|f| (**f).clone()).collect();
-                        let mut columns = b.columns().to_vec();
-                        for &c in used {
-                            let format = self
-                                .date_formats
-                                .iter()
-                                .find(|(d, _)| *d == c)
-                                .map_or("%Y-%m-%d", |(_, f)| f.as_str());
-                            if let Some(t) = super::arrow_text::to_text(&columns[c], format) {
-                                columns[c] = t;
-                                fields[c] = Field::new(fields[c].name(), DataType::Utf8, true);
-                            }
+                        let format = self
+                            .date_formats
+                            .iter()
+                            .find(|(d, _)| *d == c)
+                            .map_or("%Y-%m-%d", |(_, f)| f.as_str());
+                        if let Some(t) = super::arrow_text::to_text(a, format) {
+                            let (fields, columns) = text.get_or_insert_with(|| {
+                                let f = b.schema().fields().iter().map(|f| (**f).clone()).collect();
+                                (f, b.columns().to_vec())
+                            });
+                            columns[c] = t;
+                            fields[c] = Field::new(fields[c].name(), DataType::Utf8, true);
                         }
+                    }
+                    if let Some((fields, columns)) = text {
                         b = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
                             .map_err(|e| Error::parquet_read(&self.path, e))?;
                     }

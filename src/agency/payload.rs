@@ -48,7 +48,10 @@ impl PayloadWriter {
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_key_value_metadata(Some(vec![
-                KeyValue::new("bloomlink.payload_of".into(), Some(agency.to_string())),
+                KeyValue::new(
+                    crate::extract::META_PAYLOAD_OF.into(),
+                    Some(agency.to_string()),
+                ),
                 KeyValue::new(
                     "bloomlink.version".into(),
                     Some(env!("CARGO_PKG_VERSION").to_string()),

@@ -77,6 +77,17 @@ pub const META_KEY_CHECK: &str = "bloomlink.key_check";
 /// Metadata key: encode counts (JSON).
 pub const META_COUNTS: &str = "bloomlink.counts";
 
+// Keys of the other files bloomlink writes, here so that every stage that
+// writes or recognises one names it the same way.
+
+/// Metadata key of a payload file: the agency encode wrote it for.
+pub const META_PAYLOAD_OF: &str = "bloomlink.payload_of";
+/// Metadata key of `links.parquet` and `pairs.parquet`: whether the run
+/// deduplicated.
+pub const META_DEDUP: &str = "bloomlink.dedup";
+/// Metadata key of `refresh-state.parquet`: the state (JSON).
+pub const META_REFRESH_STATE: &str = "bloomlink.refresh_state";
+
 /// Size in bytes of a keyed blocking key.
 pub const BLOCK_KEY_BYTES: usize = 16;
 

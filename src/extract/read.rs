@@ -119,13 +119,13 @@ fn read_meta_unguarded(path: &Path) -> Result<(ExtractMeta, usize)> {
     // Another bloomlink file given where an extract belongs says what it
     // is (from its metadata's keys only).
     if !kv.contains_key(META_FORMAT_VERSION) {
-        let what = if let Some(agency) = kv.get("bloomlink.payload_of") {
+        let what = if let Some(agency) = kv.get(super::META_PAYLOAD_OF) {
             Some(format!(
                 "it is agency `{agency}`'s payload file (`encode --payload-output`), which stays with the agency; the extract is the file `encode --output` wrote"
             ))
-        } else if kv.contains_key("bloomlink.refresh_state") {
+        } else if kv.contains_key(super::META_REFRESH_STATE) {
             Some("it is a link run's refresh-state.parquet, not an extract".to_string())
-        } else if kv.contains_key("bloomlink.dedup") {
+        } else if kv.contains_key(super::META_DEDUP) {
             Some(
                 "it is a link run's output (links.parquet or pairs.parquet), not an extract"
                     .to_string(),

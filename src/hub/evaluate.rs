@@ -82,7 +82,7 @@ pub fn read_links(path: &Path) -> Result<(Vec<LinkRow>, bool)> {
         .key_value_metadata()
         .and_then(|kv| {
             kv.iter()
-                .find(|e| e.key == "bloomlink.dedup")
+                .find(|e| e.key == crate::extract::META_DEDUP)
                 .and_then(|e| e.value.clone())
         })
         .as_deref()

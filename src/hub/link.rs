@@ -1193,7 +1193,10 @@ pub fn write_outputs(run: &LinkRun, out: &Path) -> Result<Vec<Pending>> {
             "bloomlink.version".to_string(),
             env!("CARGO_PKG_VERSION").to_string(),
         ),
-        ("bloomlink.dedup".to_string(), run.dedup.to_string()),
+        (
+            crate::extract::META_DEDUP.to_string(),
+            run.dedup.to_string(),
+        ),
         (
             "bloomlink.agencies".to_string(),
             serde_json::to_string(&agencies).expect("json"),

@@ -89,13 +89,7 @@ impl JobKey {
         let KeySource::Created(p) = &self.source else {
             return Ok(None);
         };
-        let pending = crate::io::Pending::create(p)?;
-        {
-            use std::io::Write;
-            let mut f = pending.file()?;
-            f.write_all(&self.key).map_err(|e| Error::write(p, e))?;
-            f.flush().map_err(|e| Error::write(p, e))?;
-        }
+        let pending = crate::io::Pending::with_bytes(p, &self.key)?;
         tracing::warn!(
             "created a new job key at {}; keep it to get the same entity ids on reruns",
             p.display()

@@ -29,11 +29,11 @@ use super::config::{JobConfig, ScoringMode};
 use super::load::Dataset;
 use super::score::Model;
 use crate::error::{Error, Result};
+use crate::extract::META_REFRESH_STATE;
 use crate::io::Pending;
 
 /// File name of the state in a run's output folder.
 pub const FILE: &str = "refresh-state.parquet";
-const META_KEY: &str = "bloomlink.refresh_state";
 const VERSION: u32 = 1;
 
 /// Settings and fitted parameters a refresh must share with its previous run.
@@ -165,7 +165,7 @@ pub fn write(path: &Path, ds: &Dataset, meta: &StateMeta) -> Result<Pending> {
         path,
         batch,
         vec![(
-            META_KEY.to_string(),
+            META_REFRESH_STATE.to_string(),
             serde_json::to_string(meta).expect("json"),
         )],
     )
@@ -184,11 +184,16 @@ pub fn read(dir: &Path) -> Result<Option<Prior>> {
         .metadata()
         .file_metadata()
         .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|e| e.key == META_KEY))
+        .and_then(|kv| kv.iter().find(|e| e.key == META_REFRESH_STATE))
         .and_then(|e| e.value.clone())
-        .ok_or_else(|| Error::input(&path, format!("not a refresh state: no `{META_KEY}`")))?;
+        .ok_or_else(|| {
+            Error::input(
+                &path,
+                format!("not a refresh state: no `{META_REFRESH_STATE}`"),
+            )
+        })?;
     let meta: StateMeta = serde_json::from_str(&meta)
-        .map_err(|e| Error::input(&path, format!("unreadable `{META_KEY}`: {e}")))?;
+        .map_err(|e| Error::input(&path, format!("unreadable `{META_REFRESH_STATE}`: {e}")))?;
     let mut fingerprints: HashMap<String, HashMap<String, u64>> = HashMap::new();
     for batch in b.build().map_err(|e| Error::parquet_read(&path, e))? {
         let batch = batch.map_err(|e| Error::parquet_read(&path, e))?;

@@ -553,6 +553,7 @@ mod x86 {
         }
     }
 
+    #[inline]
     #[target_feature(enable = "popcnt")]
     pub unsafe fn popcnt_and_pop(a: &[u64], b: &[u64]) -> u32 {
         scalar_and_pop(a, b)

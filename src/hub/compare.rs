@@ -260,7 +260,7 @@ impl Kernel {
     /// rows side by side in `a` (popcounts `pa`, records `ids`) against
     /// columns `b` (popcounts `bpop`, records `bids`, each greater than
     /// every row's), appending each row's Dice and pairs in row order, two
-    /// rows a kernel call (the AVX-512 kernel's whole run in one function:
+    /// rows a kernel call (a vector kernel's whole run in one function:
     /// [`Kernel::dice_pairs_rows_kept`] with nothing held). `before` runs
     /// before each call (a caller spreads its prefetches over them). The
     /// outputs grow once for the whole rectangle.
@@ -284,10 +284,10 @@ impl Kernel {
     /// holding the row's record in `block`, and where the columns' blocks
     /// in that pass start in `blocks`) leaving out column `j` when
     /// `blocks[at + j] == block`. Kept pairs are appended row after row,
-    /// each row's in column order. The AVX-512 kernel tests and compresses
-    /// eight columns a step in the loop that computes their Dice, and
-    /// writes both rows of a call in place (row 0's kept pairs counted
-    /// first).
+    /// each row's in column order. The vector kernels test and compress
+    /// eight columns a step in the loop that computes their Dice: the
+    /// AVX-512 kernel writes both rows of a call in place (row 0's kept
+    /// pairs counted first), the AVX2 kernel one row after the other.
     pub fn dice_pairs_rows_kept(
         self,
         rows: (&[u64], &[u32], &[u32]),

@@ -582,16 +582,15 @@ mod x86 {
 
     impl Row2 {
         /// # Safety
-        /// `a` has 16 words; the CPU has AVX2.
+        /// `a` has 16 words and outlives the `Row2`; the CPU has AVX2.
         #[inline]
         #[target_feature(enable = "avx2")]
         unsafe fn new(a: &[u64]) -> Row2 {
             debug_assert_eq!(a.len(), 16);
-            let l = |p: *const u64| unsafe { _mm256_loadu_si256(p as *const __m256i) };
-            let p = a.as_ptr();
             Row2 {
-                w: p,
-                lut: l(NIBBLE_POP.as_ptr() as *const u64),
+                w: a.as_ptr(),
+                // SAFETY: NIBBLE_POP is 32 bytes, one vector.
+                lut: unsafe { _mm256_loadu_si256(NIBBLE_POP.as_ptr() as *const __m256i) },
                 low: _mm256_set1_epi8(0x0f),
             }
         }
@@ -699,10 +698,11 @@ mod x86 {
     pub unsafe fn avx2_dice_many(a: &[u64], pa: u32, b: &[u64], bpop: &[u32], out: &mut [f32]) {
         let n = bpop.len();
         assert!(a.len() == 16 && b.len() == n * 16 && out.len() >= n);
-        // SAFETY: a has 16 words; j + 8 <= n columns and slots exist.
+        // SAFETY: a has 16 words (asserted) and outlives `row`.
         let row = unsafe { Row2::new(a) };
         let mut j = 0;
         while j + 8 <= n {
+            // SAFETY: j + 8 <= n columns, popcounts and slots of `out` exist.
             unsafe {
                 let d = dice_of8(row.common8_at(b, j), pa, bpop, j);
                 _mm256_storeu_ps(out.as_mut_ptr().add(j), d);
@@ -837,7 +837,7 @@ mod x86 {
     ) -> usize {
         let (b, bpop, bids) = cols;
         let n = bpop.len();
-        // SAFETY: the row has 16 words (the contract).
+        // SAFETY: the row has 16 words (the contract) and outlives `row`.
         let row = unsafe { Row2::new(a) };
         let hi = _mm256_set1_epi64x(((id as u64) << 32) as i64);
         let mut done = 0;

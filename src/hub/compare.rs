@@ -642,7 +642,35 @@ mod x86 {
         #[target_feature(enable = "avx2")]
         unsafe fn common8(&self, q: *const u64) -> __m256i {
             // SAFETY: column t's 16 words are readable (the contract).
-            let c = |t: usize| unsafe { self.common(q.add(16 * t)) };
+            unsafe { narrow8(|t| self.common(q.add(16 * t))) }
+        }
+
+        /// The common bits of the row with the eight columns from column
+        /// `j` of `b` ([`Row2::common8`]).
+        ///
+        /// # Safety
+        /// Columns `j .. j + 8` exist in `b`; the CPU has AVX2.
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn common8_at(&self, b: &[u64], j: usize) -> __m256i {
+            debug_assert!(b.len() >= (j + 8) * 16);
+            // SAFETY: columns j .. j + 8 exist (the contract).
+            unsafe { self.common8(b.as_ptr().add(16 * j)) }
+        }
+    }
+
+    /// Eight columns' common bits, `c(t)` for column `t` as four 64-bit
+    /// lane sums (at most 256 each), as eight 32-bit lanes in column
+    /// order: narrowed by two unsigned packs, beside the others', then
+    /// added in pairs (VPMADDWD) and across the halves (eleven operations
+    /// for eight columns).
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[inline(always)]
+    unsafe fn narrow8(c: impl Fn(usize) -> __m256i) -> __m256i {
+        // SAFETY: AVX2 (the contract); no memory is touched.
+        unsafe {
             let ones = _mm256_set1_epi16(1);
             // Lane halves: [c0 c0' c1 c1' c2 c2' c3 c3'] (u16) after two
             // packs; the multiply-add sums each column's two.
@@ -660,18 +688,134 @@ mod x86 {
                 _mm256_permute2x128_si256::<0x31>(x, y),
             )
         }
+    }
 
-        /// The common bits of the row with the eight columns from column
-        /// `j` of `b` ([`Row2::common8`]).
-        ///
+    /// What [`avx2_row`] counts with: the common bits of its row with the
+    /// eight columns from column `j`, as eight 32-bit lanes.
+    trait Count8 {
+        /// Whether [`avx2_row`] pipelines its steps when some columns can
+        /// be held: only where that was measured to pay (decisions §55).
+        const PIPELINE_HELD: bool;
         /// # Safety
-        /// Columns `j .. j + 8` exist in `b`; the CPU has AVX2.
+        /// Columns `j .. j + 8` exist; the CPU has AVX2.
+        unsafe fn common8_at(&self, j: usize) -> __m256i;
+    }
+
+    /// A row against the columns as they are stored ([`Row2`]).
+    struct InPlace<'a> {
+        row: Row2,
+        b: &'a [u64],
+    }
+
+    impl Count8 for InPlace<'_> {
+        const PIPELINE_HELD: bool = true;
+        #[inline(always)]
+        unsafe fn common8_at(&self, j: usize) -> __m256i {
+            // SAFETY: the contract.
+            unsafe { self.row.common8_at(self.b, j) }
+        }
+    }
+
+    /// The most columns [`avx2_rows_kept`] splits into nibble planes (32
+    /// KiB of planes, L1's size on Zen 3); runs of more columns are
+    /// counted in place.
+    const PLANES_MAX: usize = 64;
+
+    /// The fewest rows for which splitting the columns pays: the split
+    /// costs about one pair per column.
+    const PLANES_MIN_ROWS: usize = 16;
+
+    /// Columns split once into nibble planes: for each 1024-bit column,
+    /// its four 256-bit lanes' low nibbles, then their high nibbles (each
+    /// in the low four bits of its byte). A row against them is two ANDs,
+    /// two lookups and two adds a lane, against four operations more when
+    /// the nibbles are split after the AND (decisions §55).
+    ///
+    /// # Safety
+    /// `b` holds at least `n` columns of 16 words; `planes` has room for
+    /// `8n` vectors; the CPU has AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn split_planes(b: &[u64], n: usize, planes: *mut __m256i) {
+        debug_assert!(b.len() >= 16 * n);
+        let low = _mm256_set1_epi8(0x0f);
+        for c in 0..n {
+            for w in 0..4 {
+                // SAFETY: column c's 16 words exist, and its 8 planes'
+                // room (the contract).
+                unsafe {
+                    let v = _mm256_loadu_si256(b.as_ptr().add(16 * c + 4 * w) as *const _);
+                    let p = planes.add(8 * c);
+                    p.add(w).write(_mm256_and_si256(v, low));
+                    p.add(4 + w)
+                        .write(_mm256_and_si256(_mm256_srli_epi16(v, 4), low));
+                }
+            }
+        }
+    }
+
+    /// A row split into nibble planes (held in eight registers) against
+    /// columns split by [`split_planes`].
+    struct Planes<'a> {
+        row: [__m256i; 8],
+        lut: __m256i,
+        cols: &'a [__m256i],
+    }
+
+    impl<'a> Planes<'a> {
+        /// # Safety
+        /// `a` has 16 words; the CPU has AVX2.
         #[inline]
         #[target_feature(enable = "avx2")]
-        unsafe fn common8_at(&self, b: &[u64], j: usize) -> __m256i {
-            debug_assert!(b.len() >= (j + 8) * 16);
+        unsafe fn new(a: &[u64], cols: &'a [__m256i]) -> Planes<'a> {
+            debug_assert_eq!(a.len(), 16);
+            let low = _mm256_set1_epi8(0x0f);
+            let mut row = [low; 8];
+            for w in 0..4 {
+                // SAFETY: the row's 16 words exist (the contract).
+                let v = unsafe { _mm256_loadu_si256(a.as_ptr().add(4 * w) as *const _) };
+                row[w] = _mm256_and_si256(v, low);
+                row[4 + w] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+            }
+            Planes {
+                row,
+                // SAFETY: NIBBLE_POP is 32 bytes, one vector.
+                lut: unsafe { _mm256_loadu_si256(NIBBLE_POP.as_ptr() as *const __m256i) },
+                cols,
+            }
+        }
+
+        /// The common bits of the row and column `c`, as four 64-bit lane
+        /// sums: each plane's AND counted by one lookup, the eight byte
+        /// counts (at most 32 a byte) added as a tree, then one VPSADBW.
+        ///
+        /// # Safety
+        /// Column `c`'s planes exist; the CPU has AVX2.
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn common(&self, c: usize) -> __m256i {
+            debug_assert!(8 * c + 8 <= self.cols.len());
+            // SAFETY: column c's eight planes exist (the contract).
+            let q = unsafe { self.cols.as_ptr().add(8 * c) };
+            let u = |w: usize| {
+                // SAFETY: as above.
+                let (l, h) = unsafe { (*q.add(w), *q.add(4 + w)) };
+                _mm256_add_epi8(
+                    _mm256_shuffle_epi8(self.lut, _mm256_and_si256(self.row[w], l)),
+                    _mm256_shuffle_epi8(self.lut, _mm256_and_si256(self.row[4 + w], h)),
+                )
+            };
+            let bytes = _mm256_add_epi8(_mm256_add_epi8(u(0), u(1)), _mm256_add_epi8(u(2), u(3)));
+            _mm256_sad_epu8(bytes, _mm256_setzero_si256())
+        }
+    }
+
+    impl Count8 for Planes<'_> {
+        const PIPELINE_HELD: bool = false;
+        #[inline(always)]
+        unsafe fn common8_at(&self, j: usize) -> __m256i {
             // SAFETY: columns j .. j + 8 exist (the contract).
-            unsafe { self.common8(b.as_ptr().add(16 * j)) }
+            unsafe { narrow8(|t| self.common(j + t)) }
         }
     }
 
@@ -811,46 +955,66 @@ mod x86 {
         }
     }
 
-    /// One row (record `id`) against the columns, writing the Dice and
-    /// pairs that `held` (as its row `r`) does not leave out, in column
-    /// order, from `dice` and `pairs`; returns how many.
+    /// One row (record `id`, words `a`) against the columns, counted by
+    /// `row` (the same row against the same columns), writing the Dice
+    /// and pairs that `held` (as its row `r`) does not leave out, in
+    /// column order, from `dice` and `pairs`; returns how many.
     ///
     /// Software-pipelined: each step counts the common bits of eight
     /// columns, then finishes the previous step's eight ([`put8`]), so
     /// that the finishing chain (conversion, division, stores) runs while
     /// the next counts are made rather than after them (about 10% faster
-    /// on Zen 3, decisions §53).
+    /// on Zen 3, decisions §53). Against nibble planes with columns that
+    /// can be held, each step finishes its own eight: there that was
+    /// about 3% faster (§55).
     ///
     /// # Safety
-    /// `row` has 16 words, each column 16; `dice` and `pairs` have a
-    /// writable slot per column; `held` answers for the columns; the CPU
-    /// has AVX2 and POPCNT.
+    /// `a` has 16 words, each column 16; `row` counts those columns;
+    /// `dice` and `pairs` have a writable slot per column; `held` answers
+    /// for the columns; the CPU has AVX2 and POPCNT.
     #[inline]
     #[target_feature(enable = "avx2,popcnt")]
-    unsafe fn avx2_row(
+    unsafe fn avx2_row<H: Held, C: Count8>(
         (a, pa, id): (&[u64], u32, u32),
         cols: Columns,
-        held: &impl Held,
-        r: usize,
+        row: &C,
+        (held, r): (&H, usize),
         dice: *mut f32,
         pairs: *mut u64,
     ) -> usize {
         let (b, bpop, bids) = cols;
         let n = bpop.len();
-        // SAFETY: the row has 16 words (the contract) and outlives `row`.
-        let row = unsafe { Row2::new(a) };
         let hi = _mm256_set1_epi64x(((id as u64) << 32) as i64);
         let mut done = 0;
         let mut j = 0;
         if n >= 8 {
             // SAFETY: columns j .. j + 8 exist whenever j + 8 <= n; each
-            // step's put8 writes at most eight slots from done <= j - 8,
-            // within the n the contract gives.
+            // step's put8 writes at most eight slots from done <= j (or
+            // j - 8), within the n the contract gives.
             unsafe {
-                let mut counted = row.common8_at(b, 0);
-                j = 8;
-                while j + 8 <= n {
-                    let next = row.common8_at(b, j);
+                if H::ANY && !C::PIPELINE_HELD {
+                    while j + 8 <= n {
+                        let c = row.common8_at(j);
+                        let out = (dice.add(done), pairs.add(done));
+                        done += put8((c, pa, hi), cols, j, held.eight_avx2(r, j), out);
+                        j += 8;
+                    }
+                } else {
+                    let mut counted = row.common8_at(0);
+                    j = 8;
+                    while j + 8 <= n {
+                        let next = row.common8_at(j);
+                        let out = (dice.add(done), pairs.add(done));
+                        done += put8(
+                            (counted, pa, hi),
+                            cols,
+                            j - 8,
+                            held.eight_avx2(r, j - 8),
+                            out,
+                        );
+                        counted = next;
+                        j += 8;
+                    }
                     let out = (dice.add(done), pairs.add(done));
                     done += put8(
                         (counted, pa, hi),
@@ -859,17 +1023,7 @@ mod x86 {
                         held.eight_avx2(r, j - 8),
                         out,
                     );
-                    counted = next;
-                    j += 8;
                 }
-                let out = (dice.add(done), pairs.add(done));
-                done += put8(
-                    (counted, pa, hi),
-                    cols,
-                    j - 8,
-                    held.eight_avx2(r, j - 8),
-                    out,
-                );
             }
         }
         for j in j..n {
@@ -957,25 +1111,45 @@ mod x86 {
         pairs: *mut u64,
         before: &mut impl FnMut(),
     ) -> usize {
+        let (b, n) = (cols.0, cols.1.len());
+        let whole = pa.len() & !1;
+        let mut room = std::mem::MaybeUninit::<[__m256i; 8 * PLANES_MAX]>::uninit();
+        let split = (8..=PLANES_MAX).contains(&n) && whole >= PLANES_MIN_ROWS;
+        let planes: &[__m256i] = if split {
+            // SAFETY: n <= PLANES_MAX columns of 16 words (the contract);
+            // the first 8n vectors are written before the slice is made.
+            unsafe {
+                let p = room.as_mut_ptr() as *mut __m256i;
+                split_planes(b, n, p);
+                std::slice::from_raw_parts(p, 8 * n)
+            }
+        } else {
+            &[]
+        };
         let mut done = 0;
         let mut i = 0;
-        while i + 1 < pa.len() {
+        while i < whole {
             before();
             let held = held_of(i);
             for r in 0..2 {
-                let row = (&a[(i + r) * 16..(i + r + 1) * 16], pa[i + r], ids[i + r]);
+                let a = &a[(i + r) * 16..(i + r + 1) * 16];
+                let row = (a, pa[i + r], ids[i + r]);
+                let out = (dice.wrapping_add(done), pairs.wrapping_add(done));
                 // SAFETY: each row writes at most n slots, and the caller
                 // gave (rows & !1) * n of them; `held` answers for the
-                // columns (the contract).
+                // columns (the contract); the row has 16 words, and the
+                // planes are the columns' when split.
                 done += unsafe {
-                    avx2_row(
-                        row,
-                        cols,
-                        &held,
-                        r,
-                        dice.wrapping_add(done),
-                        pairs.wrapping_add(done),
-                    )
+                    if split {
+                        let count = Planes::new(a, planes);
+                        avx2_row(row, cols, &count, (&held, r), out.0, out.1)
+                    } else {
+                        let count = InPlace {
+                            row: Row2::new(a),
+                            b,
+                        };
+                        avx2_row(row, cols, &count, (&held, r), out.0, out.1)
+                    }
                 };
             }
             i += 2;
@@ -1200,6 +1374,8 @@ mod x86 {
     /// Which of a row's columns an earlier pass holds (so that
     /// [`two_rows_kept`] leaves them out).
     pub trait Held {
+        /// Whether any column can be held (false only for [`Nothing`]).
+        const ANY: bool = true;
         /// Row `r`'s held columns among the eight from `j` (bit `t`:
         /// column `j + t`).
         ///
@@ -1270,6 +1446,7 @@ mod x86 {
     pub struct Nothing;
 
     impl Held for Nothing {
+        const ANY: bool = false;
         #[inline(always)]
         unsafe fn eight(&self, _: usize, _: usize) -> __mmask8 {
             0
@@ -1892,14 +2069,16 @@ mod tests {
     #[test]
     fn rows_against_columns_append_row_after_row() {
         let words = 16;
-        let a = rnd(5 * words, 9);
-        let b = rnd(23 * words, 10);
+        let a = rnd(17 * words, 9);
+        let b = rnd(65 * words, 10);
         let pa: Vec<u32> = a.chunks_exact(words).map(popcount).collect();
         let bpop: Vec<u32> = b.chunks_exact(words).map(popcount).collect();
-        let ids: Vec<u32> = (0..5).collect();
-        let bids: Vec<u32> = (0..23).map(|j| 100 + j).collect();
-        for rows in 0..=5usize {
-            for n in [0usize, 1, 8, 9, 23] {
+        let ids: Vec<u32> = (0..17).collect();
+        let bids: Vec<u32> = (0..65).map(|j| 100 + j).collect();
+        // From 16 rows and 8 to 64 columns the AVX2 kernel splits the
+        // columns into nibble planes.
+        for rows in [0usize, 1, 2, 3, 4, 5, 16, 17] {
+            for n in [0usize, 1, 8, 9, 23, 64, 65] {
                 let (bn, pn, idn) = (&b[..n * words], &bpop[..n], &bids[..n]);
                 let mut want_d = vec![-2f32];
                 let mut want_p = vec![42u64];
@@ -1934,18 +2113,19 @@ mod tests {
     /// The kept pairs and their Dice are what testing each pair of the
     /// fused kernel's output against the held blocks leaves, for no, one
     /// and several earlier passes, at every length through two steps and
-    /// a tail, for one to five rows (pairs of rows and an odd last one),
+    /// a tail, for one to five, 16 and 17 rows (pairs of rows and an odd
+    /// last one),
     /// after what the outputs held; given by block and (up to 64 columns)
     /// as bits, in every kernel.
     #[test]
     fn kept_pairs_of_rows_are_those_no_earlier_block_holds() {
         let words = 16;
-        let a = rnd(5 * words, 7);
+        let a = rnd(17 * words, 7);
         let b = rnd(words * 70, 8);
         let pa: Vec<u32> = a.chunks_exact(words).map(popcount).collect();
         let bpop: Vec<u32> = b.chunks_exact(words).map(popcount).collect();
         let bids: Vec<u32> = (0..70).map(|j| 500 + j).collect();
-        let ids = [11u32, 13, 17, 19, 23];
+        let ids: Vec<u32> = (0..17).map(|r| 11 + 2 * r).collect();
         // Three earlier passes' blocks per column (few values, many hits),
         // each pass's run of 70 side by side.
         let blocks: Vec<u32> = (0..3u64)
@@ -1965,10 +2145,12 @@ mod tests {
         ];
         for n in [0usize, 1, 7, 8, 9, 16, 23, 45, 64, 70] {
             let (bn, pn, idn) = (&b[..n * words], &bpop[..n], &bids[..n]);
-            for rows in 1..=5 {
+            // From 16 rows and 8 to 64 columns the AVX2 kernel splits
+            // the columns into nibble planes (row r is held as row r % 5).
+            for rows in [1, 2, 3, 4, 5, 16, 17] {
                 for held in &cases {
                     let out = |r: usize, j: usize| {
-                        held[r]
+                        held[r % 5]
                             .iter()
                             .any(|&(id, at)| blocks[at as usize + j] == id)
                     };
@@ -1990,8 +2172,8 @@ mod tests {
                         let (mut d, mut p) = (vec![-2f32], vec![42u64]);
                         let mut calls = 0;
                         let held_of = |r: usize, buf: &mut [(u32, u32); HELD_MAX]| {
-                            buf[..held[r].len()].copy_from_slice(&held[r]);
-                            held[r].len()
+                            buf[..held[r % 5].len()].copy_from_slice(&held[r % 5]);
+                            held[r % 5].len()
                         };
                         k.dice_pairs_rows_kept(
                             run,

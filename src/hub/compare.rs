@@ -11,7 +11,8 @@
 //! time and write the pairs, and drop those an earlier pass holds, in the
 //! loop that computes their Dice; a run of rows is one call, so that no
 //! row pair's arguments pass through memory (docs/decisions.md §26, §28,
-//! §33). Nothing here
+//! §33); the AVX2 kernel splits a run's columns into nibble planes once
+//! (§53, §55). Nothing here
 //! allocates per pair. Hub side: never sees plaintext or keys.
 
 use std::sync::OnceLock;

@@ -155,6 +155,66 @@ fn units_run_apart_and_merged_equal_the_single_run() {
     merge(&plan, &merged2);
     same_outputs(&single, &merged2);
 
+    // A new plan made in the same folder never merges the old plan's
+    // units: each unit is marked with the plan it ran for.
+    let old_plan = std::fs::read(plan.join("plan.json")).unwrap();
+    let job = dir.join("job.toml");
+    let mut a = link_args(&ex, &job);
+    a.extend([
+        "--plan".as_ref(),
+        plan.as_os_str(),
+        "--threshold".as_ref(),
+        "0.9".as_ref(),
+    ]);
+    run(&a);
+    let m = units(&plan);
+    let merge_err = || {
+        let o = Command::new(bin())
+            .args(["link", "--merge"])
+            .arg(&plan)
+            .arg("--out")
+            .arg(dir.join("stale"))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{o:?}");
+        assert!(!dir.join("stale").join("links.parquet").exists());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = merge_err();
+    assert!(
+        err.contains(&format!("{m} of {m} units were run for an earlier plan")),
+        "{err}"
+    );
+    run(&[
+        "-q".as_ref(),
+        "link".as_ref(),
+        "--plan".as_ref(),
+        plan.as_os_str(),
+        "--unit".as_ref(),
+        "0".as_ref(),
+    ]);
+    let err = merge_err();
+    assert!(
+        err.contains(&format!(
+            "{} of {m} units were run for an earlier plan",
+            m - 1
+        )),
+        "{err}"
+    );
+    // plan.json and groups.bin of two different plans are refused.
+    std::fs::write(plan.join("plan.json"), &old_plan).unwrap();
+    let o = Command::new(bin())
+        .args(["link", "--plan"])
+        .arg(&plan)
+        .args(["--unit", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("belongs to another plan"),
+        "{o:?}"
+    );
+
     // --unit needs --plan.
     let o = Command::new(bin())
         .args(["link", "--unit", "0", "--out"])

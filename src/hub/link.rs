@@ -1106,6 +1106,8 @@ pub fn plan(opts: &LinkOptions, dir: &Path) -> Result<usize> {
         lsh_positions: grouped.lsh_positions.clone(),
         passes: grouped.passes.iter().map(|p| p.stats.clone()).collect(),
         prepared,
+        // Set from the text written (`write_plan`) or read (`read_plan`).
+        id: String::new(),
     };
     for p in super::units::write_plan(dir, &plan, &grouped)? {
         p.commit()?;
@@ -1146,7 +1148,7 @@ pub fn units(dir: &Path, first: usize, last: usize) -> Result<Vec<(usize, (u64, 
             tf.as_deref(),
             i,
         );
-        super::units::write_unit(dir, i, &kept, &tally)?.commit()?;
+        super::units::write_unit(dir, &plan, i, &kept, &tally)?.commit()?;
         done.push((i, (tally.candidates, kept.pairs.len() as u64)));
     }
     Ok(done)

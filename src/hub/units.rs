@@ -34,8 +34,10 @@ use crate::io::Pending;
 
 const PLAN: &str = "plan.json";
 const GROUPS: &str = "groups.bin";
-const GROUPS_MAGIC: &[u8; 8] = b"BLGRP\x001\n";
+const GROUPS_MAGIC: &[u8; 8] = b"BLGRP\x002\n";
 const TALLY_KEY: &str = "bloomlink.unit_tally";
+/// A unit output's metadata key for the [`Plan::id`] it was run for.
+const PLAN_KEY: &str = "bloomlink.unit_plan";
 
 /// An input extract of the plan, pinned by its hash.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +58,11 @@ pub struct Plan {
     pub lsh_positions: Vec<Vec<u32>>,
     pub passes: Vec<PassStats>,
     pub prepared: Prepared,
+    /// SHA-256 of `plan.json` as written (not stored in it): `groups.bin`
+    /// and every unit output carry it, so that files of an earlier plan
+    /// made in the same folder are never taken for this one's.
+    #[serde(skip)]
+    pub id: String,
 }
 
 impl Plan {
@@ -68,10 +75,19 @@ fn unit_path(dir: &Path, i: usize) -> PathBuf {
     dir.join("units").join(format!("unit-{i:06}.parquet"))
 }
 
-/// Write `plan.json` and `groups.bin`; the caller commits them.
+/// The id of a plan whose `plan.json` is `text` ([`Plan::id`]).
+fn plan_id(text: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text))
+}
+
+/// Write `groups.bin` and `plan.json`, to be committed in that order:
+/// `plan.json` last, so that a plan is only there once all of it is. A
+/// failure leaves nothing new in `dir` but the folder itself (and, if the
+/// second commit fails, a `groups.bin` whose id matches no plan).
 pub fn write_plan(dir: &Path, plan: &Plan, grouped: &Grouped) -> Result<Vec<Pending>> {
-    std::fs::create_dir_all(dir.join("units")).map_err(|e| Error::write(dir, e))?;
     let text = serde_json::to_string_pretty(plan).expect("json");
+    let id = plan_id(text.as_bytes());
     let p = Pending::create(&dir.join(PLAN))?;
     {
         let mut f = p.file()?;
@@ -84,6 +100,7 @@ pub fn write_plan(dir: &Path, plan: &Plan, grouped: &Grouped) -> Result<Vec<Pend
         let mut w = BufWriter::new(g.file()?);
         let mut put = |b: &[u8]| w.write_all(b).map_err(|e| Error::write(&path, e));
         put(GROUPS_MAGIC)?;
+        put(id.as_bytes())?;
         put(&(grouped.passes.len() as u64).to_le_bytes())?;
         for pass in &grouped.passes {
             for list in [&pass.members, &pass.starts] {
@@ -99,15 +116,16 @@ pub fn write_plan(dir: &Path, plan: &Plan, grouped: &Grouped) -> Result<Vec<Pend
         }
         w.flush().map_err(|e| Error::write(&path, e))?;
     }
-    Ok(vec![p, g])
+    Ok(vec![g, p])
 }
 
 /// Read `plan.json`.
 pub fn read_plan(dir: &Path) -> Result<Plan> {
     let path = dir.join(PLAN);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::read(&path, e))?;
-    let plan: Plan = serde_json::from_str(&text)
+    let mut plan: Plan = serde_json::from_str(&text)
         .map_err(|e| Error::input(&path, format!("not a bloomlink plan: {e}")))?;
+    plan.id = plan_id(text.as_bytes());
     if plan.bloomlink_version != env!("CARGO_PKG_VERSION") {
         return Err(Error::input(
             &path,
@@ -145,6 +163,14 @@ pub fn read_groups(dir: &Path, plan: &Plan, words: usize) -> Result<Grouped> {
     r.read_exact(&mut magic).map_err(|_| bad())?;
     if &magic != GROUPS_MAGIC {
         return Err(bad());
+    }
+    let mut id = vec![0u8; plan.id.len()];
+    r.read_exact(&mut id).map_err(|_| bad())?;
+    if id != plan.id.as_bytes() {
+        return Err(Error::input(
+            &path,
+            "belongs to another plan than the plan.json beside it: make the plan again",
+        ));
     }
     let u64_ = |r: &mut BufReader<File>| -> Result<u64> {
         let mut b = [0u8; 8];
@@ -194,8 +220,15 @@ pub fn read_groups(dir: &Path, plan: &Plan, words: usize) -> Result<Grouped> {
     })
 }
 
-/// Write one unit's kept pairs and tally; the caller commits.
-pub fn write_unit(dir: &Path, i: usize, kept: &Kept, tally: &Tally) -> Result<Pending> {
+/// Write one unit's kept pairs and tally, marked with the plan's id; the
+/// caller commits.
+pub fn write_unit(
+    dir: &Path,
+    plan: &Plan,
+    i: usize,
+    kept: &Kept,
+    tally: &Tally,
+) -> Result<Pending> {
     let path = unit_path(dir, i);
     let a: UInt32Array = kept.pairs.iter().map(|&p| (p >> 32) as u32).collect();
     let b: UInt32Array = kept.pairs.iter().map(|&p| p as u32).collect();
@@ -215,10 +248,13 @@ pub fn write_unit(dir: &Path, i: usize, kept: &Kept, tally: &Tally) -> Result<Pe
     super::output::write_batch(
         &path,
         batch,
-        vec![(
-            TALLY_KEY.to_string(),
-            serde_json::to_string(tally).expect("json"),
-        )],
+        vec![
+            (
+                TALLY_KEY.to_string(),
+                serde_json::to_string(tally).expect("json"),
+            ),
+            (PLAN_KEY.to_string(), plan.id.clone()),
+        ],
     )
 }
 
@@ -235,6 +271,22 @@ pub fn read_units(dir: &Path, plan: &Plan) -> Result<(Kept, Tally)> {
             plan.units(),
             list.join(", "),
             if missing.len() > 10 { ", …" } else { "" },
+            dir.display()
+        )));
+    }
+    let stale = (0..plan.units())
+        .map(|i| Ok((i, unit_plan(&unit_path(dir, i))?)))
+        .filter(|r| !matches!(r, Ok((_, id)) if id.as_deref() == Some(plan.id.as_str())))
+        .collect::<Result<Vec<(usize, Option<String>)>>>()?;
+    if !stale.is_empty() {
+        let list: Vec<String> = stale.iter().take(10).map(|(i, _)| i.to_string()).collect();
+        return Err(Error::Usage(format!(
+            "{} of {} units were run for an earlier plan made in {} (units {}{}): run `bloomlink link --plan {} --unit I` for each again",
+            stale.len(),
+            plan.units(),
+            dir.display(),
+            list.join(", "),
+            if stale.len() > 10 { ", …" } else { "" },
             dir.display()
         )));
     }
@@ -287,4 +339,18 @@ pub fn read_units(dir: &Path, plan: &Plan) -> Result<(Kept, Tally)> {
     }
     kept.sort();
     Ok((kept, tally))
+}
+
+/// The plan id a unit output at `path` was run for (`None` if it has none).
+fn unit_plan(path: &Path) -> Result<Option<String>> {
+    crate::io::guard_decoder(path, || {
+        let file = File::open(path).map_err(|e| Error::read(path, e))?;
+        let b = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| Error::parquet_read(path, e))?;
+        Ok(b.metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|e| e.key == PLAN_KEY))
+            .and_then(|e| e.value.clone()))
+    })
 }

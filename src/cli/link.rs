@@ -45,15 +45,23 @@ pub fn link_and_report(
     let dir = crate::io::OutputDir::prepare(&opts.out)?;
     let start = std::time::Instant::now();
     let mut run = link::run(opts)?;
+    let lap = std::time::Instant::now();
     let mut pending = link::write_outputs(&run, &opts.out)?;
+    tracing::info!("write links and pairs: {:.2}s", lap.elapsed().as_secs_f64());
     // A job key made for this run appears with the outputs or not at all.
     pending.extend(run.new_job_key.take());
+    let lap = std::time::Instant::now();
     let evaluation = match truth {
         Some(t) => Some(evaluate(&link::link_rows(&run), run.dedup, t)?),
         None => None,
     };
+    if truth.is_some() {
+        tracing::info!("evaluate: {:.2}s", lap.elapsed().as_secs_f64());
+    }
+    let lap = std::time::Instant::now();
     let report = crate::report::build(&run, command, truth.zip(evaluation.clone()))?;
     pending.extend(crate::report::write(&report, &opts.out)?);
+    tracing::info!("report: {:.2}s", lap.elapsed().as_secs_f64());
     for p in pending {
         p.commit()?;
     }

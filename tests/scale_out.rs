@@ -70,6 +70,36 @@ fn merge(plan: &Path, out: &Path) {
     ]);
 }
 
+/// Run `cmd`, which must be refused (exit code 2); its error output.
+fn refused(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `link --merge PLAN --out OUT`, which must be refused, writing nothing.
+fn merge_refused(plan: &Path, out: &Path) -> String {
+    let err = refused(
+        Command::new(bin())
+            .args(["link", "--merge"])
+            .arg(plan)
+            .arg("--out")
+            .arg(out),
+    );
+    assert!(!out.join("links.parquet").exists());
+    err
+}
+
+/// `link --plan PLAN --unit 0`, which must be refused.
+fn unit_refused(plan: &Path) -> String {
+    refused(
+        Command::new(bin())
+            .args(["link", "--plan"])
+            .arg(plan)
+            .args(["--unit", "0"]),
+    )
+}
+
 fn units(plan: &Path) -> usize {
     let p: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(plan.join("plan.json")).unwrap()).unwrap();
@@ -108,15 +138,8 @@ fn units_run_apart_and_merged_equal_the_single_run() {
     let n = units(&plan);
     assert!(n >= 3, "only {n} units");
     // Merging before every unit ran says which are missing.
-    let o = Command::new(bin())
-        .args(["link", "--merge"])
-        .arg(&plan)
-        .arg("--out")
-        .arg(dir.join("early"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{o:?}");
-    assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("{n} of {n} units")));
+    let err = merge_refused(&plan, &dir.join("early"));
+    assert!(err.contains(&format!("{n} of {n} units")), "{err}");
     for i in (0..n).rev() {
         let i = i.to_string();
         run(&[
@@ -168,19 +191,7 @@ fn units_run_apart_and_merged_equal_the_single_run() {
     ]);
     run(&a);
     let m = units(&plan);
-    let merge_err = || {
-        let o = Command::new(bin())
-            .args(["link", "--merge"])
-            .arg(&plan)
-            .arg("--out")
-            .arg(dir.join("stale"))
-            .output()
-            .unwrap();
-        assert_eq!(o.status.code(), Some(2), "{o:?}");
-        assert!(!dir.join("stale").join("links.parquet").exists());
-        String::from_utf8_lossy(&o.stderr).into_owned()
-    };
-    let err = merge_err();
+    let err = merge_refused(&plan, &dir.join("stale"));
     assert!(
         err.contains(&format!("{m} of {m} units were run for an earlier plan")),
         "{err}"
@@ -193,7 +204,7 @@ fn units_run_apart_and_merged_equal_the_single_run() {
         "--unit".as_ref(),
         "0".as_ref(),
     ]);
-    let err = merge_err();
+    let err = merge_refused(&plan, &dir.join("stale"));
     assert!(
         err.contains(&format!(
             "{} of {m} units were run for an earlier plan",
@@ -203,40 +214,24 @@ fn units_run_apart_and_merged_equal_the_single_run() {
     );
     // plan.json and groups.bin of two different plans are refused.
     std::fs::write(plan.join("plan.json"), &old_plan).unwrap();
-    let o = Command::new(bin())
-        .args(["link", "--plan"])
-        .arg(&plan)
-        .args(["--unit", "0"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{o:?}");
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("belongs to another plan"),
-        "{o:?}"
-    );
+    let err = unit_refused(&plan);
+    assert!(err.contains("belongs to another plan"), "{err}");
 
     // --unit needs --plan.
-    let o = Command::new(bin())
-        .args(["link", "--unit", "0", "--out"])
-        .arg(dir.join("nowhere"))
-        .arg("--extract")
-        .arg(&ex[0])
-        .arg("--extract")
-        .arg(&ex[1])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{o:?}");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--plan DIR"));
+    let err = refused(
+        Command::new(bin())
+            .args(["link", "--unit", "0", "--out"])
+            .arg(dir.join("nowhere"))
+            .arg("--extract")
+            .arg(&ex[0])
+            .arg("--extract")
+            .arg(&ex[1]),
+    );
+    assert!(err.contains("--plan DIR"), "{err}");
     // A unit refuses an extract that changed after the plan.
     std::fs::write(&ex[0], b"not the planned extract").unwrap();
-    let o = Command::new(bin())
-        .args(["link", "--plan"])
-        .arg(&plan)
-        .args(["--unit", "0"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{o:?}");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("changed since the plan was made"));
+    let err = unit_refused(&plan);
+    assert!(err.contains("changed since the plan was made"), "{err}");
 }
 
 /// The units as Spark tasks: `tests/spark/run_units.py` pipes the unit list

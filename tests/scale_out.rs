@@ -70,6 +70,18 @@ fn merge(plan: &Path, out: &Path) {
     ]);
 }
 
+/// `link --plan PLAN --unit UNIT`, which must succeed.
+fn run_unit(plan: &Path, unit: &str) {
+    run(&[
+        "-q".as_ref(),
+        "link".as_ref(),
+        "--plan".as_ref(),
+        plan.as_os_str(),
+        "--unit".as_ref(),
+        unit.as_ref(),
+    ]);
+}
+
 /// Run `cmd`, which must be refused (exit code 2); its error output.
 fn refused(cmd: &mut Command) -> String {
     let o = cmd.output().unwrap();
@@ -141,15 +153,7 @@ fn units_run_apart_and_merged_equal_the_single_run() {
     let err = merge_refused(&plan, &dir.join("early"));
     assert!(err.contains(&format!("{n} of {n} units")), "{err}");
     for i in (0..n).rev() {
-        let i = i.to_string();
-        run(&[
-            "-q".as_ref(),
-            "link".as_ref(),
-            "--plan".as_ref(),
-            plan.as_os_str(),
-            "--unit".as_ref(),
-            i.as_ref(),
-        ]);
+        run_unit(&plan, &i.to_string());
     }
     let merged = dir.join("merged");
     merge(&plan, &merged);
@@ -196,14 +200,7 @@ fn units_run_apart_and_merged_equal_the_single_run() {
         err.contains(&format!("{m} of {m} units were run for an earlier plan")),
         "{err}"
     );
-    run(&[
-        "-q".as_ref(),
-        "link".as_ref(),
-        "--plan".as_ref(),
-        plan.as_os_str(),
-        "--unit".as_ref(),
-        "0".as_ref(),
-    ]);
+    run_unit(&plan, "0");
     let err = merge_refused(&plan, &dir.join("stale"));
     assert!(
         err.contains(&format!(

@@ -988,6 +988,14 @@ mod x86 {
         let (b, bpop, bids) = cols;
         let n = bpop.len();
         let hi = _mm256_set1_epi64x(((id as u64) << 32) as i64);
+        // The eight columns from `j`, counted as `c`, written from slot
+        // `done`: how many were kept.
+        // SAFETY: callers pass j + 8 <= n and done <= j, so the columns
+        // and eight slots of each output exist (the contract).
+        let finish = |c: __m256i, j: usize, done: usize| unsafe {
+            let out = (dice.add(done), pairs.add(done));
+            put8((c, pa, hi), cols, j, held.eight_avx2(r, j), out)
+        };
         let mut done = 0;
         let mut j = 0;
         if n >= 8 {
@@ -1004,8 +1012,7 @@ mod x86 {
                         *c = row.common8_at(8 * s);
                     }
                     for (s, &c) in counts.iter().enumerate().take(steps) {
-                        let out = (dice.add(done), pairs.add(done));
-                        done += put8((c, pa, hi), cols, 8 * s, held.eight_avx2(r, 8 * s), out);
+                        done += finish(c, 8 * s, done);
                     }
                     j = 8 * steps;
                 } else {
@@ -1013,25 +1020,11 @@ mod x86 {
                     j = 8;
                     while j + 8 <= n {
                         let next = row.common8_at(j);
-                        let out = (dice.add(done), pairs.add(done));
-                        done += put8(
-                            (counted, pa, hi),
-                            cols,
-                            j - 8,
-                            held.eight_avx2(r, j - 8),
-                            out,
-                        );
+                        done += finish(counted, j - 8, done);
                         counted = next;
                         j += 8;
                     }
-                    let out = (dice.add(done), pairs.add(done));
-                    done += put8(
-                        (counted, pa, hi),
-                        cols,
-                        j - 8,
-                        held.eight_avx2(r, j - 8),
-                        out,
-                    );
+                    done += finish(counted, j - 8, done);
                 }
             }
         }

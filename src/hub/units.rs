@@ -264,47 +264,37 @@ pub fn read_units(dir: &Path, plan: &Plan) -> Result<(Kept, Tally)> {
         .filter(|&i| !unit_path(dir, i).exists())
         .collect();
     if !missing.is_empty() {
-        let list: Vec<String> = missing.iter().take(10).map(|i| i.to_string()).collect();
         return Err(Error::Usage(format!(
-            "{} of {} units have not run yet (units {}{}): run `bloomlink link --plan {} --unit I` for each",
+            "{} of {} units have not run yet (units {}): run `bloomlink link --plan {} --unit I` for each",
             missing.len(),
             plan.units(),
-            list.join(", "),
-            if missing.len() > 10 { ", …" } else { "" },
-            dir.display()
-        )));
-    }
-    let stale = (0..plan.units())
-        .map(|i| Ok((i, unit_plan(&unit_path(dir, i))?)))
-        .filter(|r| !matches!(r, Ok((_, id)) if id.as_deref() == Some(plan.id.as_str())))
-        .collect::<Result<Vec<(usize, Option<String>)>>>()?;
-    if !stale.is_empty() {
-        let list: Vec<String> = stale.iter().take(10).map(|(i, _)| i.to_string()).collect();
-        return Err(Error::Usage(format!(
-            "{} of {} units were run for an earlier plan made in {} (units {}{}): run `bloomlink link --plan {} --unit I` for each again",
-            stale.len(),
-            plan.units(),
-            dir.display(),
-            list.join(", "),
-            if stale.len() > 10 { ", …" } else { "" },
+            listed(&missing),
             dir.display()
         )));
     }
     let mut kept = Kept::default();
     let mut tally = Tally::empty();
+    // Units run for an earlier plan made in this folder: their pairs are
+    // not read, and they are named together at the end.
+    let mut stale = Vec::new();
     for i in 0..plan.units() {
         let path = unit_path(dir, i);
-        let (k, t) = crate::io::guard_decoder(&path, || {
+        let unit = crate::io::guard_decoder(&path, || {
             let file = File::open(&path).map_err(|e| Error::read(&path, e))?;
             let b = ParquetRecordBatchReaderBuilder::try_new(file)
                 .map_err(|e| Error::parquet_read(&path, e))?;
-            let t: Tally = b
-                .metadata()
-                .file_metadata()
-                .key_value_metadata()
-                .and_then(|kv| kv.iter().find(|e| e.key == TALLY_KEY))
-                .and_then(|e| e.value.as_deref())
-                .and_then(|v| serde_json::from_str(v).ok())
+            let meta = |key: &str| {
+                b.metadata()
+                    .file_metadata()
+                    .key_value_metadata()
+                    .and_then(|kv| kv.iter().find(|e| e.key == key))
+                    .and_then(|e| e.value.clone())
+            };
+            if meta(PLAN_KEY).as_deref() != Some(plan.id.as_str()) {
+                return Ok(None);
+            }
+            let t: Tally = meta(TALLY_KEY)
+                .and_then(|v| serde_json::from_str(&v).ok())
                 .ok_or_else(|| Error::input(&path, "not a unit output: no tally"))?;
             let mut k = Kept::default();
             for batch in b.build().map_err(|e| Error::parquet_read(&path, e))? {
@@ -332,25 +322,33 @@ pub fn read_units(dir: &Path, plan: &Plan) -> Result<(Kept, Tally)> {
                     k.raw_weight.push(w.value(j));
                 }
             }
-            Ok((k, t))
+            Ok(Some((k, t)))
         })?;
-        kept.append(k);
-        tally.add(&t);
+        match unit {
+            Some((k, t)) => {
+                kept.append(k);
+                tally.add(&t);
+            }
+            None => stale.push(i),
+        }
+    }
+    if !stale.is_empty() {
+        return Err(Error::Usage(format!(
+            "{} of {} units were run for an earlier plan made in {} (units {}): run `bloomlink link --plan {} --unit I` for each again",
+            stale.len(),
+            plan.units(),
+            dir.display(),
+            listed(&stale),
+            dir.display()
+        )));
     }
     kept.sort();
     Ok((kept, tally))
 }
 
-/// The plan id a unit output at `path` was run for (`None` if it has none).
-fn unit_plan(path: &Path) -> Result<Option<String>> {
-    crate::io::guard_decoder(path, || {
-        let file = File::open(path).map_err(|e| Error::read(path, e))?;
-        let b = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| Error::parquet_read(path, e))?;
-        Ok(b.metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .and_then(|kv| kv.iter().find(|e| e.key == PLAN_KEY))
-            .and_then(|e| e.value.clone()))
-    })
+/// Up to ten unit numbers, then "…" if there are more.
+fn listed(units: &[usize]) -> String {
+    let list: Vec<String> = units.iter().take(10).map(|i| i.to_string()).collect();
+    let more = if units.len() > 10 { ", …" } else { "" };
+    format!("{}{more}", list.join(", "))
 }

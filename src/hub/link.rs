@@ -14,7 +14,7 @@ use super::config::{JobConfig, ScoringMode};
 use super::load::{DATE_MIN_CUTS, Dataset, load, salt_free_keys};
 use super::output::{self, PairRow};
 use super::pseudonym::JobKey;
-use super::resolve::{Resolution, resolve};
+use super::resolve::{Resolution, resolve_ranked};
 use super::score::{
     Comparisons, Model, compare, compare_scored, cuts32, estimate_u, probability, score,
     value_frequencies, weights,
@@ -132,6 +132,7 @@ pub(crate) fn resolve_job(
     pairs: &[u64],
     scores: &[f32],
     threshold: f64,
+    ranked: Option<&[usize]>,
 ) -> (Resolution, Vec<bool>) {
     let cuts = cuts32(&cfg.scoring.levels);
     let confirm = |within: &[u64]| -> Vec<f32> {
@@ -145,10 +146,19 @@ pub(crate) fn resolve_job(
             confirm: cfg.resolve.confirm_duplicates.then_some(&confirm as _),
         },
     );
-    let resolution = resolve(
+    let own;
+    let order = match ranked {
+        Some(order) => order,
+        None => {
+            own = super::resolve::ranked(pairs, scores, threshold as f32);
+            &own
+        }
+    };
+    let resolution = resolve_ranked(
         &ds.agency_of,
         pairs,
         scores,
+        order,
         threshold as f32,
         dedup,
         attach,
@@ -367,6 +377,7 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
             pairs,
             scores,
             threshold,
+            None,
         )
     };
     let (mut resolution, mut linked) = resolve_at(

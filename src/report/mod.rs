@@ -322,6 +322,15 @@ pub struct Privacy {
 }
 
 /// Build the report of a finished run.
+/// `f()`, its time logged at debug level as the report part `what` (the
+/// parts run side by side, so these overlap).
+fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let clock = std::time::Instant::now();
+    let t = f();
+    tracing::debug!("report part {what}: {:.2}s", clock.elapsed().as_secs_f64());
+    t
+}
+
 pub fn build(
     run: &LinkRun,
     command: Vec<String>,
@@ -351,19 +360,31 @@ pub fn build(
     let ((inputs, (scores_estimates, match_rates)), ((input_quality, privacy), recall)) =
         rayon::join(
             || {
-                rayon::join(hashes, || {
-                    rayon::join(
-                        || stats::scores_and_estimates(run),
-                        || stats::match_rates(run, &linked_rec),
-                    )
-                })
+                rayon::join(
+                    || timed("input hashes", hashes),
+                    || {
+                        rayon::join(
+                            || timed("threshold sensitivity and estimates", || {
+                                stats::scores_and_estimates(run)
+                            }),
+                            || timed("match rates", || stats::match_rates(run, &linked_rec)),
+                        )
+                    },
+                )
             },
             || {
                 rayon::join(
-                    || rayon::join(|| stats::input_quality(run), || stats::privacy(ds)),
+                    || {
+                        rayon::join(
+                            || timed("input quality", || stats::input_quality(run)),
+                            || timed("privacy checks", || stats::privacy(ds)),
+                        )
+                    },
                     || {
                         truth.as_ref().map(|(path, _)| {
-                            stats::recall_by_stratum(run, path).unwrap_or_default()
+                            timed("recall by stratum", || {
+                                stats::recall_by_stratum(run, path).unwrap_or_default()
+                            })
                         })
                     },
                 )

@@ -89,41 +89,15 @@ fn missed(
     linked: &[bool],
     rest: &[(f64, f64, u64)],
 ) -> (f64, f64) {
-    let ds = &run.ds;
-    // Agencies present in each cluster, indexed by its root record.
-    let mut present = vec![0u64; res.root.len()];
-    for (g, &root) in res.root.iter().enumerate() {
-        present[root as usize] |= 1u64 << (ds.agency_of[g] % 64);
-    }
-    let partnered = |g: usize, agency: u16| -> bool {
-        if ds.agency_of[g] == agency {
-            res.cluster_size[g] > 1
-        } else {
-            present[res.root[g] as usize] & (1u64 << (agency % 64)) != 0
-        }
-    };
-    // Per (record, other agency) left without a partner: summed probability.
-    let mut open: FxHashMap<(u32, u16), (f64, f64)> = FxHashMap::default();
-    for (i, &pair) in run.candidates.pairs.iter().enumerate() {
-        if linked[i] {
-            continue;
-        }
-        let (a, b) = crate::hub::block::unpack(pair);
-        let (aa, ab) = (ds.agency_of[a], ds.agency_of[b]);
-        let key = if !partnered(a, ab) {
-            (a as u32, ab)
-        } else if !partnered(b, aa) {
-            (b as u32, aa)
-        } else {
-            continue;
-        };
-        let p = run.probability[i] as f64;
-        let e = open.entry(key).or_default();
-        e.0 += p;
-        e.1 += p * (1.0 - p);
-    }
+    let open = open_sums(
+        &run.ds.agency_of,
+        res,
+        &run.candidates.pairs,
+        &run.probability,
+        linked,
+    );
     let (mut miss, mut var) = (0.0, 0.0);
-    for (p, v) in open.into_values() {
+    for (p, v) in open {
         miss += p.min(1.0);
         var += if p > 1.0 { 0.0 } else { v };
     }
@@ -132,6 +106,90 @@ fn missed(
         var += p * (1.0 - p) * c as f64;
     }
     (miss, var)
+}
+
+/// An agency's bit in a mask of agencies.
+#[inline]
+fn bit(agency: u16) -> u64 {
+    1u64 << (agency % 64)
+}
+
+/// For each (record, agency) that the resolution leaves the record without
+/// a partner in, and that some unlinked candidate pair offers one in: the
+/// summed probability of those pairs and the sum of their `p(1 − p)`, in
+/// the order first met. An unlinked pair counts for its first record when
+/// that one lacks a partner in the second's agency, else for the second
+/// when it lacks one in the first's (see [`missed`]).
+///
+/// Each record's keys are a short chain from a slot per record, rather
+/// than a hash map over (record, agency): the candidates come in record
+/// order, so the chains are met nearly in order too (docs/decisions.md §58).
+fn open_sums(
+    agency_of: &[u16],
+    res: &Resolution,
+    pairs: &[u64],
+    probability: &[f32],
+    linked: &[bool],
+) -> Vec<(f64, f64)> {
+    let n = agency_of.len();
+    // Agencies present in each cluster, indexed by its root record; then
+    // the agencies each record has no partner in: another agency its
+    // cluster lacks, or its own when it is alone.
+    let mut present = vec![0u64; n];
+    for (g, &root) in res.root.iter().enumerate() {
+        present[root as usize] |= bit(agency_of[g]);
+    }
+    let lacks: Vec<u64> = (0..n)
+        .map(|g| {
+            let own = bit(agency_of[g]);
+            let alone = if res.cluster_size[g] > 1 { 0 } else { own };
+            (!present[res.root[g] as usize] & !own) | alone
+        })
+        .collect();
+    drop(present);
+    /// One (record, agency)'s sums, and the record's next key.
+    struct Open {
+        agency: u16,
+        next: u32,
+        p: f64,
+        v: f64,
+    }
+    const NONE: u32 = u32::MAX;
+    let mut first = vec![NONE; n];
+    let mut open: Vec<Open> = Vec::new();
+    for (i, &pair) in pairs.iter().enumerate() {
+        if linked[i] {
+            continue;
+        }
+        let (a, b) = crate::hub::block::unpack(pair);
+        let (aa, ab) = (agency_of[a], agency_of[b]);
+        let (g, agency) = if lacks[a] & bit(ab) != 0 {
+            (a, ab)
+        } else if lacks[b] & bit(aa) != 0 {
+            (b, aa)
+        } else {
+            continue;
+        };
+        let mut at = first[g];
+        while at != NONE && open[at as usize].agency != agency {
+            at = open[at as usize].next;
+        }
+        if at == NONE {
+            at = u32::try_from(open.len()).expect("fewer open keys than 2^32 - 1");
+            open.push(Open {
+                agency,
+                next: first[g],
+                p: 0.0,
+                v: 0.0,
+            });
+            first[g] = at;
+        }
+        let p = probability[i] as f64;
+        let e = &mut open[at as usize];
+        e.p += p;
+        e.v += p * (1.0 - p);
+    }
+    open.into_iter().map(|e| (e.p, e.v)).collect()
 }
 
 /// Expected true links, their variance, links made, and expected missed
@@ -228,6 +286,10 @@ pub(super) fn scores_and_estimates(run: &LinkRun) -> (Scores, Estimates) {
     // Each threshold: pairs at or above it, and the links and estimates
     // after resolving at it (the run's own threshold is the run itself).
     let scores: Vec<f32> = (0..np).map(|i| run.score_of(i)).collect();
+    // The pairs ranked once at the lowest threshold: each threshold's
+    // ranking is a prefix of it.
+    let lowest = thresholds.iter().fold(f64::INFINITY, |m, &t| m.min(t));
+    let ranked = crate::hub::resolve::ranked(&run.candidates.pairs, &scores, lowest as f32);
     let sensitivity = thresholds
         .par_iter()
         .map(|&t| {
@@ -253,6 +315,7 @@ pub(super) fn scores_and_estimates(run: &LinkRun) -> (Scores, Estimates) {
                     &run.candidates.pairs,
                     &scores,
                     t,
+                    Some(&ranked[..ranked.partition_point(|&i| scores[i] >= t as f32)]),
                 );
                 Expected::of(run, &res, &linked, &rest)
             };
@@ -727,5 +790,66 @@ mod tests {
         let (ones, valid) = bit_counts(&f);
         assert_eq!(valid, f.valid.iter().filter(|&&v| v).count() as u64);
         assert_eq!(ones, want);
+    }
+
+    /// The open sums equal those of a map over (record, agency) filled the
+    /// way `missed` used to, pair by pair: the same keys, the same sums.
+    #[test]
+    fn open_sums_equal_a_map_over_record_and_agency() {
+        use crate::hub::block::unpack;
+        use crate::hub::resolve::{resolve, tests::random_run};
+        for (seed, dedup) in [(11, false), (13, false), (17, true)] {
+            let (agency, pairs, score) = random_run(400, 1500, seed);
+            let res = resolve(&agency, &pairs, &score, 0.6, dedup, None);
+            let linked: Vec<bool> = pairs
+                .iter()
+                .map(|&p| {
+                    let (a, b) = unpack(p);
+                    res.root[a] == res.root[b]
+                })
+                .collect();
+            // Probabilities that differ pair to pair, so that sums of
+            // different pairs do not coincide.
+            let prob: Vec<f32> = (0..pairs.len())
+                .map(|i| score[i] * 0.9 + i as f32 * 1e-5)
+                .collect();
+            let mut present = vec![0u64; agency.len()];
+            for (g, &root) in res.root.iter().enumerate() {
+                present[root as usize] |= 1 << agency[g];
+            }
+            let partnered = |g: usize, a: u16| {
+                if agency[g] == a {
+                    res.cluster_size[g] > 1
+                } else {
+                    present[res.root[g] as usize] & (1 << a) != 0
+                }
+            };
+            let mut want: BTreeMap<(usize, u16), (f64, f64)> = BTreeMap::new();
+            for (i, &pair) in pairs.iter().enumerate() {
+                if linked[i] {
+                    continue;
+                }
+                let (a, b) = unpack(pair);
+                let key = if !partnered(a, agency[b]) {
+                    (a, agency[b])
+                } else if !partnered(b, agency[a]) {
+                    (b, agency[a])
+                } else {
+                    continue;
+                };
+                let p = prob[i] as f64;
+                let e = want.entry(key).or_default();
+                e.0 += p;
+                e.1 += p * (1.0 - p);
+            }
+            let bits = |v: &mut Vec<(f64, f64)>| {
+                let mut b: Vec<(u64, u64)> = v.iter().map(|(p, q)| (p.to_bits(), q.to_bits())).collect();
+                b.sort_unstable();
+                b
+            };
+            let mut got = open_sums(&agency, &res, &pairs, &prob, &linked);
+            assert!(got.len() > 20, "the run leaves records open: {}", got.len());
+            assert_eq!(bits(&mut got), bits(&mut want.into_values().collect()));
+        }
     }
 }

@@ -260,6 +260,7 @@ pub struct InspectArgs {
 
 /// Set up logging on stderr from -v/-q and RUST_LOG.
 pub fn init_logging(verbose: u8, quiet: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let level = if quiet {
         "error"
@@ -274,6 +275,8 @@ pub fn init_logging(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only for a terminal: a log piped to a file stays plain.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_target(false)
         .without_time()
         .try_init();

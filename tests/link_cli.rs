@@ -592,7 +592,10 @@ fn thread_count_changes_no_output_and_is_reported() {
         // Stage times on stderr; a pipe gets no colour codes.
         let log = String::from_utf8_lossy(&o.stderr);
         assert!(log.contains("INFO") && log.contains("compare: "), "{log}");
-        assert!(!log.contains('\x1b'), "colour codes in a piped log: {log:?}");
+        assert!(
+            !log.contains('\x1b'),
+            "colour codes in a piped log: {log:?}"
+        );
         let report: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
         assert_eq!(report["run"]["threads"], j.parse::<u64>().unwrap());

@@ -276,3 +276,34 @@ fn units_as_spark_tasks_equal_the_single_run() {
     merge(&plan, &merged);
     same_outputs(&single, &merged);
 }
+
+/// A plan that fails leaves no folder behind, however deep (a pass naming
+/// a key the extracts lack fails after loading them, exit 2 as a config
+/// error); a plan folder that cannot be made fails, named.
+#[test]
+fn a_failed_plan_leaves_no_folder() {
+    let d = tempfile::tempdir().unwrap();
+    let (ex, _) = setup(d.path());
+    let job = d.path().join("bad.toml");
+    std::fs::write(&job, "[blocking]\npasses = [\"no_such_key\"]\n").unwrap();
+    let plan = d.path().join("deep").join("plan");
+    let mut a = link_args(&ex, &job);
+    a.extend(["--plan".as_ref(), plan.as_os_str()]);
+    let err = refused(Command::new(bin()).args(&a));
+    assert!(err.contains("no_such_key"), "{err}");
+    assert!(
+        !d.path().join("deep").exists(),
+        "a failed plan left its folder"
+    );
+    // Under a file, the folder cannot be made.
+    let file = d.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let plan = file.join("plan");
+    let mut a = link_args(&ex, &ex[0]);
+    a.truncate(a.len() - 2);
+    a.extend(["--plan".as_ref(), plan.as_os_str()]);
+    let o = Command::new(bin()).args(&a).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "a write failure: {err}");
+    assert!(err.contains(&*plan.to_string_lossy()), "{err}");
+}

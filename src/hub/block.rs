@@ -140,7 +140,9 @@ pub fn group(
                 .iter()
                 .map(|p| format!("{} {}", p.stats.name, p.stats.pairs))
                 .collect();
-            return Err(Error::Runtime(format!(
+            // The job as configured is refused (exit 2): its settings
+            // must change, nothing failed.
+            return Err(Error::Usage(format!(
                 "blocking produced more than {} candidate pairs (passes so far: {}); comparing them would take very long. \
                  Use more selective blocking keys, fewer or longer LSH bands (blocking.lsh_bands / lsh_bits), \
                  a lower blocking.max_block_pairs, or raise blocking.max_candidates",
@@ -254,7 +256,7 @@ fn compound_keys(ds: &Dataset, passes: &[String]) -> Result<Vec<(String, Vec<Opt
             .map(|(_, k)| k)
             .ok_or_else(|| {
                 let known: Vec<&str> = ds.blocks.iter().map(|(n, _)| n.as_str()).collect();
-                Error::Runtime(format!(
+                Error::Usage(format!(
                     "blocking.passes names `{n}`, which is not a blocking key of these extracts (they have: {}); \
                      use one of those, or two joined by `+`",
                     known.join(", ")

@@ -1081,6 +1081,9 @@ pub fn plan(opts: &LinkOptions, dir: &Path) -> Result<usize> {
         ));
     }
     let (mode, threshold) = mode_threshold(cfg, opts.threshold)?;
+    // The plan folder is made before any work (a folder that cannot be
+    // made fails at once) and removed again if planning fails.
+    let folder = crate::io::OutputDir::prepare(dir)?;
     let mut clock = Clock::new(opts.progress, "loading extracts");
     let ds = load_job(&opts.extracts, cfg)?;
     clock.lap("load");
@@ -1123,6 +1126,7 @@ pub fn plan(opts: &LinkOptions, dir: &Path) -> Result<usize> {
     for p in super::units::write_plan(dir, &plan, &grouped)? {
         p.commit()?;
     }
+    folder.keep();
     clock.2.finish_and_clear();
     Ok(plan.units())
 }

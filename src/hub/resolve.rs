@@ -579,7 +579,10 @@ pub(crate) mod tests {
         for seed in [3, 5, 7] {
             let (agency, pairs, score) = random_run(300, 900, seed);
             let all = ranked(&pairs, &score, 0.05);
-            assert!(all.len() < pairs.len(), "some pairs rank below the lowest threshold");
+            assert!(
+                all.len() < pairs.len(),
+                "some pairs rank below the lowest threshold"
+            );
             for t in [0.05f32, 0.3, 0.5, 0.55, 0.9] {
                 let prefix = &all[..all.partition_point(|&i| score[i] >= t)];
                 assert_eq!(prefix, ranked(&pairs, &score, t).as_slice());

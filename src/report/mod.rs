@@ -364,9 +364,11 @@ pub fn build(
                     || timed("input hashes", hashes),
                     || {
                         rayon::join(
-                            || timed("threshold sensitivity and estimates", || {
-                                stats::scores_and_estimates(run)
-                            }),
+                            || {
+                                timed("threshold sensitivity and estimates", || {
+                                    stats::scores_and_estimates(run)
+                                })
+                            },
                             || timed("match rates", || stats::match_rates(run, &linked_rec)),
                         )
                     },

@@ -843,7 +843,8 @@ mod tests {
                 e.1 += p * (1.0 - p);
             }
             let bits = |v: &mut Vec<(f64, f64)>| {
-                let mut b: Vec<(u64, u64)> = v.iter().map(|(p, q)| (p.to_bits(), q.to_bits())).collect();
+                let mut b: Vec<(u64, u64)> =
+                    v.iter().map(|(p, q)| (p.to_bits(), q.to_bits())).collect();
                 b.sort_unstable();
                 b
             };

@@ -321,7 +321,6 @@ pub struct Privacy {
     pub notes: Vec<String>,
 }
 
-/// Build the report of a finished run.
 /// `f()`, its time logged at debug level as the report part `what` (the
 /// parts run side by side, so these overlap).
 fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
@@ -331,6 +330,7 @@ fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
     t
 }
 
+/// Build the report of a finished run.
 pub fn build(
     run: &LinkRun,
     command: Vec<String>,

@@ -842,15 +842,16 @@ mod tests {
                 e.0 += p;
                 e.1 += p * (1.0 - p);
             }
-            let bits = |v: &mut Vec<(f64, f64)>| {
+            let bits = |v: &[(f64, f64)]| {
                 let mut b: Vec<(u64, u64)> =
                     v.iter().map(|(p, q)| (p.to_bits(), q.to_bits())).collect();
                 b.sort_unstable();
                 b
             };
-            let mut got = open_sums(&agency, &res, &pairs, &prob, &linked);
+            let got = open_sums(&agency, &res, &pairs, &prob, &linked);
             assert!(got.len() > 20, "the run leaves records open: {}", got.len());
-            assert_eq!(bits(&mut got), bits(&mut want.into_values().collect()));
+            let want: Vec<(f64, f64)> = want.into_values().collect();
+            assert_eq!(bits(&got), bits(&want));
         }
     }
 }

@@ -39,3 +39,18 @@ pub fn spinner(enabled: bool, what: &str) -> ProgressBar {
     b.enable_steady_tick(std::time::Duration::from_millis(120));
     b
 }
+
+/// `f()`, with how long it took logged as the stage `what`: at info level
+/// (a command's stages, shown by `-v`), or at debug level when `detail`
+/// (parts of a stage, shown by `-vv`).
+pub fn timed<T>(what: &str, detail: bool, f: impl FnOnce() -> T) -> T {
+    let clock = std::time::Instant::now();
+    let t = f();
+    let secs = clock.elapsed().as_secs_f64();
+    if detail {
+        tracing::debug!("{what}: {secs:.2}s");
+    } else {
+        tracing::info!("{what}: {secs:.2}s");
+    }
+    t
+}

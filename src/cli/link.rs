@@ -6,6 +6,7 @@ use super::LinkArgs;
 use crate::error::{Error, Result};
 use crate::hub::evaluate::{Evaluation, evaluate};
 use crate::hub::{JobConfig, LinkOptions, link};
+use crate::progress::timed;
 
 /// What a link run produced, for callers that print more (the demo).
 pub struct Outcome {
@@ -45,23 +46,23 @@ pub fn link_and_report(
     let dir = crate::io::OutputDir::prepare(&opts.out)?;
     let start = std::time::Instant::now();
     let mut run = link::run(opts)?;
-    let lap = std::time::Instant::now();
-    let mut pending = link::write_outputs(&run, &opts.out)?;
-    tracing::info!("write links and pairs: {:.2}s", lap.elapsed().as_secs_f64());
+    let mut pending = timed("write links and pairs", false, || {
+        link::write_outputs(&run, &opts.out)
+    })?;
     // A job key made for this run appears with the outputs or not at all.
     pending.extend(run.new_job_key.take());
-    let lap = std::time::Instant::now();
-    let evaluation = match truth {
-        Some(t) => Some(evaluate(&link::link_rows(&run), run.dedup, t)?),
-        None => None,
-    };
-    if truth.is_some() {
-        tracing::info!("evaluate: {:.2}s", lap.elapsed().as_secs_f64());
-    }
-    let lap = std::time::Instant::now();
-    let report = crate::report::build(&run, command, truth.zip(evaluation.clone()))?;
-    pending.extend(crate::report::write(&report, &opts.out)?);
-    tracing::info!("report: {:.2}s", lap.elapsed().as_secs_f64());
+    let evaluation = truth
+        .map(|t| {
+            timed("evaluate", false, || {
+                evaluate(&link::link_rows(&run), run.dedup, t)
+            })
+        })
+        .transpose()?;
+    let report = timed("report", false, || -> Result<_> {
+        let report = crate::report::build(&run, command, truth.zip(evaluation.clone()))?;
+        pending.extend(crate::report::write(&report, &opts.out)?);
+        Ok(report)
+    })?;
     for p in pending {
         p.commit()?;
     }

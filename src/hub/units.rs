@@ -83,8 +83,9 @@ fn plan_id(text: &[u8]) -> String {
 
 /// Write `groups.bin` and `plan.json`, to be committed in that order:
 /// `plan.json` last, so that a plan is only there once all of it is. A
-/// failure leaves nothing new in `dir` but the folder itself (and, if the
-/// second commit fails, a `groups.bin` whose id matches no plan).
+/// failure leaves nothing new in `dir` (if the second commit fails, a
+/// `groups.bin` whose id matches no plan); `link::plan` removes a folder
+/// it made and left empty.
 pub fn write_plan(dir: &Path, plan: &Plan, grouped: &Grouped) -> Result<Vec<Pending>> {
     let text = serde_json::to_string_pretty(plan).expect("json");
     let id = plan_id(text.as_bytes());

@@ -324,10 +324,7 @@ pub struct Privacy {
 /// `f()`, its time logged at debug level as the report part `what` (the
 /// parts run side by side, so these overlap).
 fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    let clock = std::time::Instant::now();
-    let t = f();
-    tracing::debug!("report part {what}: {:.2}s", clock.elapsed().as_secs_f64());
-    t
+    crate::progress::timed(&format!("report part {what}"), true, f)
 }
 
 /// Build the report of a finished run.

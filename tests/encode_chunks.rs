@@ -209,8 +209,9 @@ fn parquet_input_encodes_as_the_same_csv() {
 
 /// Parquet columns as the usual exports type them encode exactly as the
 /// same values in a CSV: a date of birth as a `Date32` (a SQL `date`) or a
-/// `Timestamp(ns)` (pandas), written in the field's own format before it
-/// is parsed; a coded column as a dictionary (a pandas categorical); a
+/// `Timestamp(ns)` (pandas), or a `Timestamp(ns, Europe/London)` at local
+/// midnight, written in the field's own format before it is parsed; a
+/// coded column as a dictionary (a pandas categorical); a
 /// small integer as `UInt8`.
 #[test]
 fn typed_parquet_columns_encode_as_their_text() {
@@ -279,6 +280,22 @@ fn typed_parquet_columns_encode_as_their_text() {
             .map(|v| v.map(|v| v * 86_400 * 1_000_000_000))
             .collect::<TimestampNanosecondArray>(),
     );
+    // pandas' `datetime64[ns, Europe/London]`: local midnight, an hour
+    // before UTC's in summer time.
+    let london: arrow_array::timezone::Tz = "Europe/London".parse().unwrap();
+    let zoned: ArrayRef = Arc::new(
+        cells(dob)
+            .map(|v| {
+                v.map(|v| {
+                    use chrono::TimeZone;
+                    let midnight = date(v).unwrap().and_hms_opt(0, 0, 0).unwrap();
+                    let t = london.from_local_datetime(&midnight).single().unwrap();
+                    t.timestamp() * 1_000_000_000
+                })
+            })
+            .collect::<TimestampNanosecondArray>()
+            .with_timezone("Europe/London"),
+    );
     let sp = d.path().join("social_care.toml");
     std::fs::write(&sp, bloomlink::synth::profile(0).schema).unwrap();
     let enc = Encoder::new(
@@ -295,7 +312,7 @@ fn typed_parquet_columns_encode_as_their_text() {
         (std::fs::read(&out).unwrap(), r.counts.rejected)
     };
     let want = encode(&csv_path, "csv");
-    for (name, dob_column) in [("date32", date32), ("timestamp", stamps)] {
+    for (name, dob_column) in [("date32", date32), ("timestamp", stamps), ("zoned", zoned)] {
         let path = d.path().join(format!("{name}.parquet"));
         write_batch(&path, &typed(dob_column));
         let got = encode(&path, name);

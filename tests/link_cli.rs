@@ -454,15 +454,133 @@ fn report_has_every_section_and_rerenders() {
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     let e = evaluate(&out.join("links.parquet"), &truth);
     assert_eq!(r["truth"]["evaluation"]["f1"], e["f1"]);
-    assert!(
-        std::fs::read_to_string(out.join("report.html"))
-            .unwrap()
-            .contains("Against the truth file")
-    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("Against the truth file"));
+    // Recall by group needs the run: the re-rendered report says so.
+    assert!(html.contains("True recall by group is counted when"));
     // No record id in the report.
     let (rows, _) = read_links(&out.join("links.parquet")).unwrap();
     let json = std::fs::read_to_string(out.join("report.json")).unwrap();
     assert!(rows.iter().all(|r| !json.contains(&r.record_id)));
+}
+
+/// The report's recall by stratum counts, for each stratum value, the true
+/// pairs of linked records holding it (a pair whose two records differ
+/// counts under both values) and those of them in one entity: the same
+/// figures as counting them here from the truth file, links.parquet and
+/// the extracts' stratum columns. A two-column truth file whose header
+/// names the agencies the other way round gives the same table.
+#[test]
+fn recall_by_stratum_counts_the_true_pairs_of_each_group() {
+    use std::collections::BTreeMap;
+    let d = tempfile::tempdir().unwrap();
+    let (ex, truth, _) = synthetic(d.path(), 1500, 2, 47, b"k");
+    let out = d.path().join("out");
+    let o = link(&ex, &out, &["--truth", truth.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Each record's entity, and its value of each stratum.
+    let (rows, _) = read_links(&out.join("links.parquet")).unwrap();
+    let entity: HashMap<(String, String), String> = rows
+        .into_iter()
+        .map(|r| ((r.agency, r.record_id), r.entity_id))
+        .collect();
+    let mut value: HashMap<(String, String, String), String> = HashMap::new();
+    let mut agencies = Vec::new();
+    for p in &ex {
+        let e = bloomlink::extract::read_extract(p).unwrap();
+        agencies.push(e.meta.agency.clone());
+        for s in &e.strata {
+            for (i, c) in s.codes.iter().enumerate() {
+                if let Some(c) = c {
+                    let id = e.ids.get(i).to_string();
+                    let k = (s.name.clone(), e.meta.agency.clone(), id);
+                    value.insert(k, s.labels[*c as usize].clone());
+                }
+            }
+        }
+    }
+    // True pairs across the two agencies, both records linked.
+    let mut people: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut rdr = csv::Reader::from_path(&truth).unwrap();
+    for r in rdr.records() {
+        let r = r.unwrap();
+        people
+            .entry(r[2].to_string())
+            .or_default()
+            .push((r[0].to_string(), r[1].to_string()));
+    }
+    let mut pairs = HashSet::new();
+    for m in people.values() {
+        for (i, x) in m.iter().enumerate() {
+            for y in &m[i + 1..] {
+                if x.0 != y.0 && entity.contains_key(x) && entity.contains_key(y) {
+                    let (a, b) = if x.0 == agencies[0] { (x, y) } else { (y, x) };
+                    pairs.insert((a.clone(), b.clone()));
+                }
+            }
+        }
+    }
+    assert!(pairs.len() > 500);
+    let mut want: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    let names: HashSet<String> = value.keys().map(|k| k.0.clone()).collect();
+    for s in &names {
+        for (a, b) in &pairs {
+            let found = entity[a] == entity[b];
+            let v = |r: &(String, String)| value.get(&(s.clone(), r.0.clone(), r.1.clone()));
+            let (va, vb) = (v(a), v(b));
+            let both = [va, if vb != va { vb } else { None }];
+            for v in both.into_iter().flatten() {
+                let w = want.entry((s.clone(), v.clone())).or_default();
+                w.0 += 1;
+                w.1 += found as u64;
+            }
+        }
+    }
+    let table = |dir: &Path| -> BTreeMap<(String, String), (u64, u64)> {
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+        r["truth"]["recall_by_stratum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["withheld"] == false)
+            .map(|x| {
+                let k = (
+                    x["stratum"].as_str().unwrap().to_string(),
+                    x["value"].as_str().unwrap().to_string(),
+                );
+                (
+                    k,
+                    (
+                        x["true_pairs"].as_u64().unwrap(),
+                        x["found"].as_u64().unwrap(),
+                    ),
+                )
+            })
+            .collect()
+    };
+    let got = table(&out);
+    assert!(got.len() >= 4, "{got:?}");
+    for (k, v) in &got {
+        assert_eq!(want.get(k), Some(v), "{k:?}");
+    }
+    // Groups under the reporting floor are the ones left out.
+    for (k, v) in &want {
+        assert_eq!(got.contains_key(k), v.0 >= 10, "{k:?}: {v:?}");
+    }
+    // The same truth as two columns, the header naming the agencies the
+    // other way round.
+    let two = d.path().join("two.csv");
+    let mut w = csv::Writer::from_path(&two).unwrap();
+    w.write_record([&agencies[1], &agencies[0]]).unwrap();
+    for (a, b) in &pairs {
+        w.write_record([&b.1, &a.1]).unwrap();
+    }
+    w.flush().unwrap();
+    let out2 = d.path().join("out2");
+    let o = link(&ex, &out2, &["--truth", two.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(table(&out2), got);
 }
 
 /// Fore- and surnames recorded in each other's place, with nothing else to

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::LinkArgs;
 use crate::error::{Error, Result};
-use crate::hub::evaluate::{Evaluation, evaluate};
+use crate::hub::evaluate::Evaluation;
 use crate::hub::{JobConfig, LinkOptions, link};
 use crate::progress::timed;
 
@@ -51,15 +51,12 @@ pub fn link_and_report(
     })?;
     // A job key made for this run appears with the outputs or not at all.
     pending.extend(run.new_job_key.take());
-    let evaluation = truth
-        .map(|t| {
-            timed("evaluate", false, || {
-                evaluate(&link::link_rows(&run), run.dedup, t)
-            })
-        })
+    let judged = truth
+        .map(|t| timed("evaluate", false, || link::judge(&run, t)))
         .transpose()?;
+    let evaluation = judged.as_ref().map(|j| j.evaluation.clone());
     let report = timed("report", false, || -> Result<_> {
-        let report = crate::report::build(&run, command, truth.zip(evaluation.clone()))?;
+        let report = crate::report::build(&run, command, truth.zip(judged.as_ref()))?;
         pending.extend(crate::report::write(&report, &opts.out)?);
         Ok(report)
     })?;

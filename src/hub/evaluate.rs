@@ -117,78 +117,85 @@ pub fn read_links(path: &Path) -> Result<(Vec<LinkRow>, bool)> {
 
 /// Evaluate links against a truth CSV.
 pub fn evaluate(rows: &[LinkRow], dedup: bool, truth: &Path) -> Result<Evaluation> {
-    // Record index by (agency, id); agencies numbered in order of first
-    // appearance (truth-only agencies after the linked ones).
-    let mut agencies: FxHashMap<&str, u32> = FxHashMap::default();
-    // The linked agencies' names, by number.
+    let record = |i: usize| {
+        let r = &rows[i];
+        (
+            r.agency.as_str(),
+            r.record_id.as_str(),
+            r.entity_id.as_str(),
+        )
+    };
+    judge(rows.len(), record, dedup, truth).map(|j| j.evaluation)
+}
+
+/// What a truth file says of a set of linked records.
+#[derive(Debug, Clone, Default)]
+pub struct Judged {
+    pub evaluation: Evaluation,
+    /// The true pairs both of whose records are among the linked ones, as
+    /// record indices (the lower first), sorted and distinct. A record's
+    /// index is where it first appears.
+    pub known_pairs: Vec<(u32, u32)>,
+}
+
+/// [`evaluate`] on `n` records given by index: `record(i)` is record
+/// `i`'s agency, record id and entity id. Nothing is allocated per record
+/// or per truth row, but for records the truth names that are not among
+/// the linked ones (rejected at encode) and for the entities of a
+/// three-column truth file.
+pub fn judge<'a>(
+    n: usize,
+    record: impl Fn(usize) -> (&'a str, &'a str, &'a str),
+    dedup: bool,
+    truth: &Path,
+) -> Result<Judged> {
+    // Agencies numbered in order of first appearance (truth-only agencies
+    // after the linked ones); per agency, each record id's index.
     let mut names: Vec<&str> = Vec::new();
-    let mut index: FxHashMap<(&str, &str), (u32, u32)> = FxHashMap::default();
-    for r in rows {
-        let ag = *agencies.entry(&r.agency).or_insert_with(|| {
-            names.push(&r.agency);
-            names.len() as u32 - 1
-        });
-        let n = index.len() as u32;
-        index.entry((&r.agency, &r.record_id)).or_insert((n, ag));
+    let mut ids: Vec<FxHashMap<&str, u32>> = Vec::new();
+    // Per record: its agency's number and where it first appears.
+    let mut members: Vec<(u32, u32, u32)> = Vec::with_capacity(n);
+    let mut entities: FxHashMap<&str, u32> = FxHashMap::default();
+    for i in 0..n {
+        let (agency, id, entity) = record(i);
+        let ag = match names.iter().position(|&a| a == agency) {
+            Some(ag) => ag,
+            None => {
+                names.push(agency);
+                ids.push(FxHashMap::with_capacity_and_hasher(
+                    n / 2,
+                    Default::default(),
+                ));
+                names.len() - 1
+            }
+        };
+        let first = *ids[ag].entry(id).or_insert(i as u32);
+        let e = entities.len() as u32;
+        let e = *entities.entry(entity).or_insert(e);
+        members.push((e, first, ag as u32));
     }
+    drop(entities);
+    let predicted = pairs_in_groups(members, dedup);
     let linked_agencies = names.len();
     let mut unknown_agencies: FxHashMap<String, u32> = FxHashMap::default();
-    let mut unknown: FxHashMap<(String, String), (u32, u32)> = FxHashMap::default();
-    let base = index.len() as u32;
+    let mut unknown: FxHashMap<(u32, String), u32> = FxHashMap::default();
     // Truth ids found among the linked records.
     let mut found = 0u64;
-    let mut id_of = |a: &str, r: &str| -> (u32, u32) {
-        match index.get(&(a, r)) {
-            Some(&i) => {
-                found += 1;
-                i
-            }
+    let mut id_of = |ag: Option<usize>, a: &str, r: &str| -> (u32, u32) {
+        if let Some(&i) = ag.and_then(|ag| ids[ag].get(r)) {
+            found += 1;
+            return (i, ag.expect("found in its map") as u32);
+        }
+        let ag = match ag {
+            Some(ag) => ag as u32,
             None => {
-                let ag = match agencies.get(a) {
-                    Some(&ag) => ag,
-                    None => {
-                        let n = (linked_agencies + unknown_agencies.len()) as u32;
-                        *unknown_agencies.entry(a.to_string()).or_insert(n)
-                    }
-                };
-                let n = base + unknown.len() as u32;
-                *unknown
-                    .entry((a.to_string(), r.to_string()))
-                    .or_insert((n, ag))
+                let next = (linked_agencies + unknown_agencies.len()) as u32;
+                *unknown_agencies.entry(a.to_string()).or_insert(next)
             }
-        }
+        };
+        let next = n as u32 + unknown.len() as u32;
+        (*unknown.entry((ag, r.to_string())).or_insert(next), ag)
     };
-    // Pairs as sorted, distinct `u64`s (smaller record index high).
-    let key = |a: u32, b: u32| {
-        let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-        (lo as u64) << 32 | hi as u64
-    };
-    let pairs_of = |groups: &mut dyn Iterator<Item = &Vec<(u32, u32)>>| -> Vec<u64> {
-        let mut v = Vec::new();
-        for members in groups {
-            for (i, &(a, aa)) in members.iter().enumerate() {
-                for &(b, ab) in &members[i + 1..] {
-                    if a != b && (dedup || aa != ab) {
-                        v.push(key(a, b));
-                    }
-                }
-            }
-        }
-        v.par_sort_unstable();
-        v.dedup();
-        v
-    };
-    // Predicted pairs.
-    let mut by_entity: FxHashMap<&str, Vec<(u32, u32)>> = FxHashMap::default();
-    for r in rows {
-        by_entity
-            .entry(&r.entity_id)
-            .or_default()
-            .push(index[&(r.agency.as_str(), r.record_id.as_str())]);
-    }
-    let predicted = pairs_of(&mut by_entity.values());
-    drop(by_entity);
-    // True pairs.
     let file = File::open(truth).map_err(|e| Error::read(truth, e))?;
     let mut rdr = csv::Reader::from_reader(file);
     let header: Vec<String> = rdr
@@ -212,42 +219,61 @@ pub fn evaluate(rows: &[LinkRow], dedup: bool, truth: &Path) -> Result<Evaluatio
     }
     // A two-column file's columns are the first two agencies in links
     // order, unless its header names two of them.
-    let named = |c: usize| names.iter().copied().find(|&a| a == header[c]);
+    let named = |c: usize| names.iter().position(|&a| a == header[c]);
     let by_header = if three || header[0] == header[1] {
         None
     } else {
         named(0).zip(named(1))
     };
-    let (ag_a, ag_b) = by_header.unwrap_or(match names[..] {
-        [a, b, ..] => (a, b),
-        [a] => (a, a),
-        [] => ("", ""),
+    let (col_a, col_b) = by_header.unwrap_or(match names.len() {
+        0 => (usize::MAX, usize::MAX),
+        1 => (0, 0),
+        _ => (0, 1),
     });
-    let mut entities: FxHashMap<String, Vec<(u32, u32)>> = FxHashMap::default();
+    let agency_name = |ag: usize| names.get(ag).copied().unwrap_or("");
+    let (ag_a, ag_b) = (agency_name(col_a), agency_name(col_b));
+    let (col_a, col_b) = (
+        names.get(col_a).map(|_| col_a),
+        names.get(col_b).map(|_| col_b),
+    );
+    // Three columns: each row's (entity number, record, agency); two
+    // columns: each row's pair.
+    let mut truth_entities: FxHashMap<String, u32> = FxHashMap::default();
+    let mut in_entities: Vec<(u32, u32, u32)> = Vec::new();
     let mut listed: Vec<u64> = Vec::new();
     let mut rows_read = 0u64;
-    let mut rec = csv::StringRecord::new();
+    let mut rec = csv::ByteRecord::new();
     let mut line = 0;
     loop {
         line += 1;
-        match rdr.read_record(&mut rec) {
+        match rdr.read_byte_record(&mut rec) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => return Err(Error::input(truth, format!("row {line}: {e}"))),
         }
         rows_read += 1;
+        let cell = |c: usize| -> Result<&str> {
+            let b = rec.get(c).unwrap_or_default();
+            std::str::from_utf8(b).map(str::trim).map_err(|_| {
+                Error::input(
+                    truth,
+                    format!("row {line}, column {}: not valid UTF-8", c + 1),
+                )
+            })
+        };
         if three {
-            let (a, r, e) = (rec[0].trim(), rec[1].trim(), rec[2].trim());
-            let i = id_of(a, r);
-            match entities.get_mut(e) {
-                Some(m) => m.push(i),
-                None => {
-                    entities.insert(e.to_string(), vec![i]);
-                }
-            }
+            let (a, r, e) = (cell(0)?, cell(1)?, cell(2)?);
+            let ag = names.iter().position(|&x| x == a);
+            let (i, ag) = id_of(ag, a, r);
+            let next = truth_entities.len() as u32;
+            let e = match truth_entities.get(e) {
+                Some(&e) => e,
+                None => *truth_entities.entry(e.to_string()).or_insert(next),
+            };
+            in_entities.push((e, i, ag));
         } else {
-            let (a, _) = id_of(ag_a, rec[0].trim());
-            let (b, _) = id_of(ag_b, rec[1].trim());
+            let (a, _) = id_of(col_a, ag_a, cell(0)?);
+            let (b, _) = id_of(col_b, ag_b, cell(1)?);
             if a != b {
                 listed.push(key(a, b));
             }
@@ -268,7 +294,7 @@ pub fn evaluate(rows: &[LinkRow], dedup: bool, truth: &Path) -> Result<Evaluatio
             ),
         ));
     }
-    let mut truth_pairs = pairs_of(&mut entities.values());
+    let mut truth_pairs = pairs_in_groups(in_entities, dedup);
     if !listed.is_empty() {
         truth_pairs.extend(listed);
         truth_pairs.par_sort_unstable();
@@ -287,11 +313,42 @@ pub fn evaluate(rows: &[LinkRow], dedup: bool, truth: &Path) -> Result<Evaluatio
             }
         }
     }
-    Ok(Evaluation::from_counts(
-        tp,
-        predicted.len() as u64,
-        truth_pairs.len() as u64,
-    ))
+    let known_pairs = truth_pairs
+        .iter()
+        .map(|&k| ((k >> 32) as u32, k as u32))
+        .filter(|&(_, hi)| (hi as usize) < n)
+        .collect();
+    Ok(Judged {
+        evaluation: Evaluation::from_counts(tp, predicted.len() as u64, truth_pairs.len() as u64),
+        known_pairs,
+    })
+}
+
+/// A pair of record indices as one `u64`, the smaller index high: sorted
+/// keys are sorted by their lower record.
+fn key(a: u32, b: u32) -> u64 {
+    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+    (lo as u64) << 32 | hi as u64
+}
+
+/// The pairs of distinct records within each group, as sorted, distinct
+/// keys: `members` holds each member's (group, record, agency); records
+/// of one agency pair only when de-duplicating.
+fn pairs_in_groups(mut members: Vec<(u32, u32, u32)>, dedup: bool) -> Vec<u64> {
+    members.par_sort_unstable();
+    let mut v = Vec::new();
+    for group in members.chunk_by(|x, y| x.0 == y.0) {
+        for (i, &(_, a, aa)) in group.iter().enumerate() {
+            for &(_, b, ab) in &group[i + 1..] {
+                if a != b && (dedup || aa != ab) {
+                    v.push(key(a, b));
+                }
+            }
+        }
+    }
+    v.par_sort_unstable();
+    v.dedup();
+    v
 }
 
 #[cfg(test)]
@@ -388,6 +445,44 @@ mod tests {
         assert!(evaluate(&links, false, t.path()).is_ok());
     }
 
+    /// The known pairs are the true pairs of linked records, by index:
+    /// the same whichever way a two-column file's header orders the
+    /// agencies, and without the pairs of a record that never reached the
+    /// hub.
+    #[test]
+    fn known_pairs_are_the_true_pairs_of_linked_records() {
+        let links = rows(&[
+            ("a", "a1", "E1"),
+            ("b", "b1", "E1"),
+            ("a", "a2", "E2"),
+            ("b", "b2", "E3"),
+        ]);
+        let record = |i: usize| {
+            let r = &links[i];
+            (
+                r.agency.as_str(),
+                r.record_id.as_str(),
+                r.entity_id.as_str(),
+            )
+        };
+        let known = |text: &str| {
+            let t = truth(text);
+            judge(links.len(), record, false, t.path())
+                .unwrap()
+                .known_pairs
+        };
+        let want = [(0, 1), (2, 3)];
+        assert_eq!(
+            known("record_id_a,record_id_b\na1,b1\na2,b2\na3,b3\n"),
+            want
+        );
+        assert_eq!(known("b,a\nb1,a1\nb2,a2\nb9,a3\n"), want);
+        assert_eq!(
+            known("agency,record_id,entity\nb,b2,P\na,a2,P\na,a1,Q\nb,b1,Q\nb,b7,Q\n"),
+            want
+        );
+    }
+
     #[test]
     fn bad_truth_files_are_clear_errors() {
         let links = rows(&[("a", "a1", "E1"), ("a", "a2", "E1")]);
@@ -397,5 +492,10 @@ mod tests {
         let t = truth("record_id_a,record_id_b\na1,a2\n");
         let e = evaluate(&links, false, t.path()).unwrap_err().to_string();
         assert!(e.contains("needs links from two agencies"), "{e}");
+        // A cell that is not UTF-8 is named by row and column.
+        let t = truth("record_id_a,record_id_b\na1,a2\n");
+        std::fs::write(t.path(), b"record_id_a,record_id_b\na1,a2\na1,\xff\n").unwrap();
+        let e = evaluate(&links, true, t.path()).unwrap_err().to_string();
+        assert!(e.contains("row 2, column 2: not valid UTF-8"), "{e}");
     }
 }

@@ -1190,15 +1190,16 @@ fn name_entities(ds: &Dataset, r: &Resolution, key: &JobKey) -> Vec<String> {
     entity
 }
 
-/// The run's links as rows (for evaluation without re-reading the file).
-pub fn link_rows(run: &LinkRun) -> Vec<super::evaluate::LinkRow> {
-    (0..run.ds.len())
-        .map(|g| super::evaluate::LinkRow {
-            agency: run.ds.agencies[run.ds.agency_of[g] as usize].name.clone(),
-            record_id: run.ds.ids.get(g).to_string(),
-            entity_id: run.entity[g].clone(),
-        })
-        .collect()
+/// The run's links against a truth file, without re-reading them or
+/// copying their ids ([`super::evaluate::judge`]): the known pairs' record
+/// indices are the dataset's (a record's agency and id are unique in it).
+pub fn judge(run: &LinkRun, truth: &Path) -> Result<super::evaluate::Judged> {
+    let ds = &run.ds;
+    let record = |g: usize| {
+        let agency = ds.agencies[ds.agency_of[g] as usize].name.as_str();
+        (agency, ds.ids.get(g), run.entity[g].as_str())
+    };
+    super::evaluate::judge(ds.len(), record, run.dedup, truth)
 }
 
 /// Write links.parquet and pairs.parquet; the caller commits them.

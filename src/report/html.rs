@@ -211,6 +211,8 @@ pub fn render(r: &Report) -> String {
                     })
                     .collect(),
             );
+        } else if !r.match_rates.strata.is_empty() {
+            s.push_str("<p>True recall by group is counted when <code>bloomlink link</code> runs with <code>--truth</code>; <code>bloomlink report --truth</code> re-renders a finished run and cannot count it.</p>");
         }
     } else {
         s.push_str("<p>No truth file was given, so true precision and recall are not shown.</p>");

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::hub::LinkRun;
 use crate::hub::block::{PassStats, unpack};
 use crate::hub::config::ScoringMode;
-use crate::hub::evaluate::Evaluation;
+use crate::hub::evaluate::{Evaluation, Judged};
 use crate::hub::link::Timing;
 use crate::hub::score::Model;
 pub use stats::wilson;
@@ -331,7 +331,7 @@ fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
 pub fn build(
     run: &LinkRun,
     command: Vec<String>,
-    truth: Option<(&Path, Evaluation)>,
+    truth: Option<(&Path, &Judged)>,
 ) -> Result<Report> {
     let ds = &run.ds;
     let n = ds.len();
@@ -380,9 +380,9 @@ pub fn build(
                         )
                     },
                     || {
-                        truth.as_ref().map(|(path, _)| {
+                        truth.as_ref().map(|(_, judged)| {
                             timed("recall by stratum", || {
-                                stats::recall_by_stratum(run, path).unwrap_or_default()
+                                stats::recall_by_stratum(run, &judged.known_pairs)
                             })
                         })
                     },
@@ -462,10 +462,10 @@ pub fn build(
         record_level: run.pair_probability.is_some(),
         second_look: run.second_look.clone(),
     };
-    let truth = truth.map(|(path, evaluation)| TruthSection {
+    let truth = truth.map(|(path, judged)| TruthSection {
         file: path.display().to_string(),
         recall_by_stratum: recall.unwrap_or_default(),
-        evaluation,
+        evaluation: judged.evaluation.clone(),
     });
     let summary = summarise(
         n,

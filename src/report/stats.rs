@@ -1,7 +1,6 @@
 //! The figures of the report, computed from a finished link run.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
@@ -665,62 +664,16 @@ pub(super) fn privacy(ds: &Dataset) -> Privacy {
     }
 }
 
-/// Recall of true pairs by stratum value, from a truth file.
-pub(super) fn recall_by_stratum(run: &LinkRun, truth: &Path) -> Option<Vec<StratumRecall>> {
+/// Recall of true pairs by stratum value: `pairs` are the true pairs
+/// whose records are both linked ([`crate::hub::evaluate::Judged`]), as
+/// record indices.
+pub(super) fn recall_by_stratum(run: &LinkRun, pairs: &[(u32, u32)]) -> Vec<StratumRecall> {
     let ds = &run.ds;
-    let mut index: FxHashMap<(&str, &str), usize> = FxHashMap::default();
-    for g in 0..ds.len() {
-        index.insert(
-            (
-                ds.agencies[ds.agency_of[g] as usize].name.as_str(),
-                ds.ids.get(g),
-            ),
-            g,
-        );
-    }
-    let mut rdr = csv::Reader::from_path(truth).ok()?;
-    let header: Vec<String> = rdr
-        .headers()
-        .ok()?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
-    let mut pairs = Vec::new();
-    if header.len() >= 3 && header[..3] == ["agency", "record_id", "entity"] {
-        let mut ent: FxHashMap<String, Vec<usize>> = FxHashMap::default();
-        for r in rdr.records().flatten() {
-            if let Some(&g) = index.get(&(r[0].trim(), r[1].trim())) {
-                match ent.get_mut(r[2].trim()) {
-                    Some(m) => m.push(g),
-                    None => {
-                        ent.insert(r[2].trim().to_string(), vec![g]);
-                    }
-                }
-            }
-        }
-        for m in ent.values() {
-            for (i, &a) in m.iter().enumerate() {
-                for &b in &m[i + 1..] {
-                    if run.dedup || ds.agency_of[a] != ds.agency_of[b] {
-                        pairs.push((a, b));
-                    }
-                }
-            }
-        }
-    } else if ds.agencies.len() >= 2 {
-        let (x, y) = (ds.agencies[0].name.as_str(), ds.agencies[1].name.as_str());
-        for r in rdr.records().flatten() {
-            if let (Some(&a), Some(&b)) =
-                (index.get(&(x, r[0].trim())), index.get(&(y, r[1].trim())))
-            {
-                pairs.push((a, b));
-            }
-        }
-    }
     let mut out = Vec::new();
     for s in &ds.strata {
         let mut per: Vec<(u64, u64)> = vec![(0, 0); s.labels.len()];
-        for &(a, b) in &pairs {
+        for &(a, b) in pairs {
+            let (a, b) = (a as usize, b as usize);
             let found = run.resolution.root[a] == run.resolution.root[b];
             // Each distinct stratum value of the two records, once.
             let (x, y) = (s.codes[a], s.codes[b]);
@@ -742,7 +695,7 @@ pub(super) fn recall_by_stratum(run: &LinkRun, truth: &Path) -> Option<Vec<Strat
         }
     }
     out.sort_by(|a, b| (&a.stratum, natural(&a.value)).cmp(&(&b.stratum, natural(&b.value))));
-    Some(out)
+    out
 }
 
 #[cfg(test)]

@@ -2,12 +2,12 @@
 
 use super::EvaluateArgs;
 use crate::error::Result;
-use crate::hub::evaluate::{evaluate, read_links};
+use crate::hub::evaluate::{evaluate_columns, read_link_columns};
 
 /// Run `evaluate`.
 pub fn run(a: EvaluateArgs) -> Result<()> {
-    let (rows, dedup) = read_links(&a.links)?;
-    let e = evaluate(&rows, dedup, &a.truth)?;
+    let (links, dedup) = read_link_columns(&a.links)?;
+    let e = evaluate_columns(&links, dedup, &a.truth)?;
     println!("{}", serde_json::to_string_pretty(&e).expect("json"));
     Ok(())
 }

@@ -3,15 +3,15 @@
 
 use super::ReportArgs;
 use crate::error::Result;
-use crate::hub::evaluate::{evaluate, read_links};
+use crate::hub::evaluate::{evaluate_columns, read_link_columns};
 use crate::report::{TruthSection, read, write};
 
 /// Run `report`.
 pub fn run(a: ReportArgs) -> Result<()> {
     let mut r = read(&a.dir)?;
     if let Some(t) = &a.truth {
-        let (rows, dedup) = read_links(&a.dir.join("links.parquet"))?;
-        let e = evaluate(&rows, dedup, t)?;
+        let (links, dedup) = read_link_columns(&a.dir.join("links.parquet"))?;
+        let e = evaluate_columns(&links, dedup, t)?;
         eprintln!(
             "against the truth file: precision {:.4}, recall {:.4}, F1 {:.4}",
             e.precision, e.recall, e.f1

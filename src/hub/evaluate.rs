@@ -71,8 +71,39 @@ pub struct LinkRow {
     pub entity_id: String,
 }
 
-/// Read links.parquet and whether it was made with deduplication.
-pub fn read_links(path: &Path) -> Result<(Vec<LinkRow>, bool)> {
+/// links.parquet's three id columns, batch by batch, as read: a row's
+/// text is borrowed, never copied.
+#[derive(Debug, Default)]
+pub struct LinkColumns {
+    /// Per batch: agency, record id and entity id.
+    batches: Vec<[arrow_array::StringArray; 3]>,
+    /// Rows before each batch.
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl LinkColumns {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Row `i`'s agency, record id and entity id.
+    pub fn row(&self, i: usize) -> (&str, &str, &str) {
+        let b = self.starts.partition_point(|&s| s <= i) - 1;
+        let ([a, r, e], j) = (&self.batches[b], i - self.starts[b]);
+        (a.value(j), r.value(j), e.value(j))
+    }
+}
+
+/// Read links.parquet's id columns, and whether it was made with
+/// deduplication.
+pub fn read_link_columns(path: &Path) -> Result<(LinkColumns, bool)> {
     let file = File::open(path).map_err(|e| Error::read(path, e))?;
     let b =
         ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::parquet_read(path, e))?;
@@ -87,32 +118,46 @@ pub fn read_links(path: &Path) -> Result<(Vec<LinkRow>, bool)> {
         })
         .as_deref()
         == Some("true");
-    let mut rows = Vec::new();
+    let mut links = LinkColumns::default();
     for batch in b.build().map_err(|e| Error::parquet_read(path, e))? {
         let batch = batch.map_err(|e| Error::parquet_read(path, e))?;
         let col = |n: &str| {
             batch
                 .column_by_name(n)
                 .filter(|c| c.data_type() == &arrow_schema::DataType::Utf8)
+                .map(|c| c.as_string::<i32>().clone())
                 .ok_or_else(|| {
                     Error::input(path, format!("not a links file: no text column `{n}`"))
                 })
         };
-        let (a, r, e) = (col("agency")?, col("record_id")?, col("entity_id")?);
-        let (a, r, e) = (
-            a.as_string::<i32>(),
-            r.as_string::<i32>(),
-            e.as_string::<i32>(),
-        );
-        for i in 0..batch.num_rows() {
-            rows.push(LinkRow {
-                agency: a.value(i).to_string(),
-                record_id: r.value(i).to_string(),
-                entity_id: e.value(i).to_string(),
-            });
-        }
+        links.starts.push(links.len);
+        links.len += batch.num_rows();
+        links
+            .batches
+            .push([col("agency")?, col("record_id")?, col("entity_id")?]);
     }
+    Ok((links, dedup))
+}
+
+/// Read links.parquet as rows, and whether it was made with deduplication.
+pub fn read_links(path: &Path) -> Result<(Vec<LinkRow>, bool)> {
+    let (links, dedup) = read_link_columns(path)?;
+    let rows = (0..links.len())
+        .map(|i| {
+            let (a, r, e) = links.row(i);
+            LinkRow {
+                agency: a.to_string(),
+                record_id: r.to_string(),
+                entity_id: e.to_string(),
+            }
+        })
+        .collect();
     Ok((rows, dedup))
+}
+
+/// [`evaluate`] on links.parquet's columns as read.
+pub fn evaluate_columns(links: &LinkColumns, dedup: bool, truth: &Path) -> Result<Evaluation> {
+    judge(links.len(), |i| links.row(i), dedup, truth).map(|j| j.evaluation)
 }
 
 /// Evaluate links against a truth CSV.

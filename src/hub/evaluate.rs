@@ -227,9 +227,9 @@ pub fn judge<'a>(
     // Truth ids found among the linked records.
     let mut found = 0u64;
     let mut id_of = |ag: Option<usize>, a: &str, r: &str| -> (u32, u32) {
-        if let Some(&i) = ag.and_then(|ag| ids[ag].get(r)) {
+        if let Some((ag, &i)) = ag.and_then(|ag| Some((ag, ids[ag].get(r)?))) {
             found += 1;
-            return (i, ag.expect("found in its map") as u32);
+            return (i, ag as u32);
         }
         let ag = match ag {
             Some(ag) => ag as u32,
@@ -270,17 +270,14 @@ pub fn judge<'a>(
     } else {
         named(0).zip(named(1))
     };
-    let (col_a, col_b) = by_header.unwrap_or(match names.len() {
-        0 => (usize::MAX, usize::MAX),
-        1 => (0, 0),
-        _ => (0, 1),
-    });
-    let agency_name = |ag: usize| names.get(ag).copied().unwrap_or("");
+    let (col_a, col_b) = match (by_header, names.len()) {
+        (Some((a, b)), _) => (Some(a), Some(b)),
+        (None, 0) => (None, None),
+        (None, 1) => (Some(0), Some(0)),
+        (None, _) => (Some(0), Some(1)),
+    };
+    let agency_name = |c: Option<usize>| c.map_or("", |c| names[c]);
     let (ag_a, ag_b) = (agency_name(col_a), agency_name(col_b));
-    let (col_a, col_b) = (
-        names.get(col_a).map(|_| col_a),
-        names.get(col_b).map(|_| col_b),
-    );
     // Three columns: each row's (entity number, record, agency); two
     // columns: each row's pair.
     let mut truth_entities: FxHashMap<String, u32> = FxHashMap::default();

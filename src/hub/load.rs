@@ -56,42 +56,69 @@ pub const DATE_SAME_MONTH: u8 = 4;
 /// levels, and a Dice level below them.
 pub const DATE_MIN_CUTS: usize = 4;
 
-/// Keyed variants of one date field, per record (64 bits of each keyed
-/// blocking key; 0 = missing).
+/// Keyed variants of one date field (64 bits of each keyed blocking key;
+/// 0 = missing), record-major: a record's keys sit side by side, so that
+/// comparing a pair reads one line per record rather than one per key.
 #[derive(Debug, Default)]
 pub struct DateVariants {
-    /// `year + day_month` keys: equal for a date and its day/month swap.
-    pub swapped: Vec<Vec<u64>>,
-    /// `month + day + even_year` and `… + odd_year` keys: one of them is
-    /// equal for two dates one year apart on the same day.
-    pub year_off: Vec<Vec<u64>>,
-    /// `year + month` keys: equal for two days of one month.
-    pub same_month: Vec<Vec<u64>>,
+    /// Each record's keys: `swapped`, then `year_off`, then `same_month`.
+    keys: Vec<u64>,
+    /// Keys per record.
+    stride: usize,
+    /// How many keys of each kind: `year + day_month` (equal for a date and
+    /// its day/month swap); `month + day + even_year` and `… + odd_year`
+    /// (one of them equal for two dates one year apart on the same day);
+    /// `year + month` (equal for two days of one month).
+    kinds: [usize; 3],
 }
 
 impl DateVariants {
+    /// Variants from each kind's key columns (one value per record).
+    pub fn new(swapped: &[Vec<u64>], year_off: &[Vec<u64>], same_month: &[Vec<u64>]) -> Self {
+        let columns: Vec<&Vec<u64>> = swapped.iter().chain(year_off).chain(same_month).collect();
+        let n = columns.first().map_or(0, |c| c.len());
+        let keys = (0..n)
+            .flat_map(|g| columns.iter().map(move |c| c[g]))
+            .collect();
+        DateVariants {
+            keys,
+            stride: columns.len(),
+            kinds: [swapped.len(), year_off.len(), same_month.len()],
+        }
+    }
+
+    /// Record `g`'s keys.
     #[inline]
-    fn any_equal(keys: &[Vec<u64>], a: usize, b: usize) -> bool {
-        keys.iter().any(|k| k[a] != 0 && k[a] == k[b])
+    pub fn of(&self, g: usize) -> &[u64] {
+        &self.keys[g * self.stride..(g + 1) * self.stride]
+    }
+
+    /// Whether a key of kind `kind` is present and equal for `a` and `b`.
+    #[inline]
+    fn any_equal(&self, kind: usize, a: usize, b: usize) -> bool {
+        let from: usize = self.kinds[..kind].iter().sum();
+        let to = from + self.kinds[kind];
+        let (ka, kb) = (&self.of(a)[from..to], &self.of(b)[from..to]);
+        ka.iter().zip(kb).any(|(&x, &y)| x != 0 && x == y)
     }
 
     /// Whether records `a` and `b` have the same date up to a day/month swap.
     #[inline]
     pub fn swapped(&self, a: usize, b: usize) -> bool {
-        Self::any_equal(&self.swapped, a, b)
+        self.any_equal(0, a, b)
     }
 
     /// Whether records `a` and `b` have the same day and month and years at
     /// most one apart.
     #[inline]
     pub fn year_off(&self, a: usize, b: usize) -> bool {
-        Self::any_equal(&self.year_off, a, b)
+        self.any_equal(1, a, b)
     }
 
     /// Whether records `a` and `b` have dates in the same month of one year.
     #[inline]
     pub fn same_month(&self, a: usize, b: usize) -> bool {
-        Self::any_equal(&self.same_month, a, b)
+        self.any_equal(2, a, b)
     }
 }
 
@@ -472,8 +499,9 @@ impl Dataset {
                 .as_array()
                 .is_some_and(|fs| fs.iter().any(|f| f["name"] == field && f["kind"] == "date"))
         };
-        // (field, its variants, the keys they come from)
-        let mut found: Vec<(usize, DateVariants, Vec<String>)> = Vec::new();
+        // (field, its variants' key columns by kind, the keys they come from)
+        type Kinds = [Vec<Vec<u64>>; 3];
+        let mut found: Vec<(usize, Kinds, Vec<String>)> = Vec::new();
         for (name, values) in &self.blocks {
             let Some((field, kind)) = date_variant(&schema, name).filter(|(f, _)| is_date(f))
             else {
@@ -486,7 +514,7 @@ impl Dataset {
                 .iter()
                 .position(|(f, ..)| *f == fi)
                 .unwrap_or_else(|| {
-                    found.push((fi, DateVariants::default(), Vec::new()));
+                    found.push((fi, Kinds::default(), Vec::new()));
                     found.len() - 1
                 });
             // 64 bits of each 128-bit keyed value; 0 marks a missing one.
@@ -494,18 +522,20 @@ impl Dataset {
                 .iter()
                 .map(|v| v.map_or(0, |k| ((k as u64) ^ ((k >> 64) as u64)).max(1)))
                 .collect();
-            let (_, dv, names) = &mut found[slot];
+            let (_, kinds, names) = &mut found[slot];
             names.push(name.clone());
-            match kind {
-                Variant::Swapped => dv.swapped.push(keys),
-                Variant::YearOff => dv.year_off.push(keys),
-                Variant::SameMonth => dv.same_month.push(keys),
-            }
+            let k = match kind {
+                Variant::Swapped => 0,
+                Variant::YearOff => 1,
+                Variant::SameMonth => 2,
+            };
+            kinds[k].push(keys);
         }
         found
             .into_iter()
-            .map(|(fi, dv, names)| {
+            .map(|(fi, [swapped, year_off, same_month], names)| {
                 let name = format!("{} ({})", self.fields[fi].name, names.join(", "));
+                let dv = DateVariants::new(&swapped, &year_off, &same_month);
                 self.fields[fi].date = Some(Arc::new(dv));
                 name
             })

@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use super::block::{pack, unpack};
 use crate::error::{Error, Result};
 
 /// Evaluation figures.
@@ -317,7 +318,7 @@ pub fn judge<'a>(
             let (a, _) = id_of(col_a, ag_a, cell(0)?);
             let (b, _) = id_of(col_b, ag_b, cell(1)?);
             if a != b {
-                listed.push(key(a, b));
+                listed.push(pack(a, b));
             }
         }
     }
@@ -357,8 +358,9 @@ pub fn judge<'a>(
     }
     let known_pairs = truth_pairs
         .iter()
-        .map(|&k| ((k >> 32) as u32, k as u32))
-        .filter(|&(_, hi)| (hi as usize) < n)
+        .map(|&k| unpack(k))
+        .filter(|&(_, hi)| hi < n)
+        .map(|(lo, hi)| (lo as u32, hi as u32))
         .collect();
     Ok(Judged {
         evaluation: Evaluation::from_counts(tp, predicted.len() as u64, truth_pairs.len() as u64),
@@ -366,15 +368,8 @@ pub fn judge<'a>(
     })
 }
 
-/// A pair of record indices as one `u64`, the smaller index high: sorted
-/// keys are sorted by their lower record.
-fn key(a: u32, b: u32) -> u64 {
-    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-    (lo as u64) << 32 | hi as u64
-}
-
 /// The pairs of distinct records within each group, as sorted, distinct
-/// keys: `members` holds each member's (group, record, agency); records
+/// packed pairs ([`pack`]: the lower record high): `members` holds each member's (group, record, agency); records
 /// of one agency pair only when de-duplicating.
 fn pairs_in_groups(mut members: Vec<(u32, u32, u32)>, dedup: bool) -> Vec<u64> {
     members.par_sort_unstable();
@@ -383,7 +378,7 @@ fn pairs_in_groups(mut members: Vec<(u32, u32, u32)>, dedup: bool) -> Vec<u64> {
         for (i, &(_, a, aa)) in group.iter().enumerate() {
             for &(_, b, ab) in &group[i + 1..] {
                 if a != b && (dedup || aa != ab) {
-                    v.push(key(a, b));
+                    v.push(pack(a, b));
                 }
             }
         }

@@ -63,13 +63,12 @@ pub const DATE_MIN_CUTS: usize = 4;
 pub struct DateVariants {
     /// Each record's keys: `swapped`, then `year_off`, then `same_month`.
     keys: Vec<u64>,
-    /// Keys per record.
-    stride: usize,
-    /// How many keys of each kind: `year + day_month` (equal for a date and
-    /// its day/month swap); `month + day + even_year` and `… + odd_year`
-    /// (one of them equal for two dates one year apart on the same day);
+    /// Where each kind's keys start in a record's, and (last) how many a
+    /// record has. The kinds: `year + day_month` (equal for a date and its
+    /// day/month swap); `month + day + even_year` and `… + odd_year` (one
+    /// of them equal for two dates one year apart on the same day);
     /// `year + month` (equal for two days of one month).
-    kinds: [usize; 3],
+    starts: [usize; 4],
 }
 
 impl DateVariants {
@@ -80,24 +79,24 @@ impl DateVariants {
         let keys = (0..n)
             .flat_map(|g| columns.iter().map(move |c| c[g]))
             .collect();
+        let (s, y) = (swapped.len(), year_off.len());
         DateVariants {
             keys,
-            stride: columns.len(),
-            kinds: [swapped.len(), year_off.len(), same_month.len()],
+            starts: [0, s, s + y, columns.len()],
         }
     }
 
     /// Record `g`'s keys.
     #[inline]
     pub fn of(&self, g: usize) -> &[u64] {
-        &self.keys[g * self.stride..(g + 1) * self.stride]
+        let stride = self.starts[3];
+        &self.keys[g * stride..(g + 1) * stride]
     }
 
     /// Whether a key of kind `kind` is present and equal for `a` and `b`.
     #[inline]
     fn any_equal(&self, kind: usize, a: usize, b: usize) -> bool {
-        let from: usize = self.kinds[..kind].iter().sum();
-        let to = from + self.kinds[kind];
+        let (from, to) = (self.starts[kind], self.starts[kind + 1]);
         let (ka, kb) = (&self.of(a)[from..to], &self.of(b)[from..to]);
         ka.iter().zip(kb).any(|(&x, &y)| x != 0 && x == y)
     }

@@ -176,14 +176,15 @@ unsafe impl GlobalAlloc for HugePages {
                     // SAFETY: as for `alloc`; the block was allocated with `old`.
                     unsafe { System.realloc(ptr, old, new_size) }
                 } else {
-                    // Across the line rule: a new block, the contents copied.
+                    // Across the line rule: a new block (advised by
+                    // `alloc`), the contents copied.
                     // SAFETY: as in `moved`.
-                    unsafe { moved(self, ptr, layout, grown) }
+                    return unsafe { moved(self, ptr, layout, grown) };
                 }
             }
-            // Into or out of a mapping of its own.
+            // Into or out of a mapping of its own: as above.
             // SAFETY: as in `moved`.
-            _ => unsafe { moved(self, ptr, layout, grown) },
+            _ => return unsafe { moved(self, ptr, layout, grown) },
         };
         advise(p, new_size, mapped(grown));
         p

@@ -93,7 +93,8 @@ pub fn to_text(a: &ArrayRef, date_format: &str) -> Option<ArrayRef> {
         DataType::Date32 => dates::<Date32Type>(a, date_format, None, &mut b),
         DataType::Date64 => dates::<Date64Type>(a, date_format, None, &mut b),
         DataType::Timestamp(unit, tz) => {
-            let tz = zone(tz.as_deref()).expect("unreadable() accepts only known zones");
+            // Known (checked by `unreadable` above).
+            let tz = zone(tz.as_deref()).ok()?;
             match unit {
                 TimeUnit::Second => dates::<TimestampSecondType>(a, date_format, tz, &mut b),
                 TimeUnit::Millisecond => {

@@ -369,8 +369,9 @@ pub fn judge<'a>(
 }
 
 /// The pairs of distinct records within each group, as sorted, distinct
-/// packed pairs ([`pack`]: the lower record high): `members` holds each member's (group, record, agency); records
-/// of one agency pair only when de-duplicating.
+/// packed pairs ([`pack`]: the lower record high). `members` holds each
+/// member's (group, record, agency); records of one agency pair only when
+/// de-duplicating.
 fn pairs_in_groups(mut members: Vec<(u32, u32, u32)>, dedup: bool) -> Vec<u64> {
     members.par_sort_unstable();
     let mut v = Vec::new();

@@ -606,30 +606,49 @@ pub fn weights(
     // A valid value's frequency is at least 1/records; this only guards log(0).
     let min_freq = 1e-12;
     let mut weight = vec![0f32; pairs.len()];
-    weight.par_iter_mut().enumerate().for_each(|(i, wo)| {
-        let mut w = prior;
-        let lv = &comps.levels[i * nf..(i + 1) * nf];
-        for (f, &l) in lv.iter().enumerate() {
-            if l == 1
-                && let Some(tf) = tf
-            {
-                // Equal filters in one field hold one value, so a's and
-                // b's frequencies agree; for names compared crossed (the
-                // swap pair) they do not, and the commoner one is used.
-                let (a, b) = unpack(pairs[i]);
-                let freq = (tf[f][a].max(tf[f][b]) as f64).max(min_freq);
-                w += (model.m[f][1] / freq).log2().max(0.0);
-            } else {
-                w += table[f][l as usize];
+    // Each field's term-frequency weights as computed lately, by the
+    // frequency's bits (direct-mapped): frequencies are counts over the
+    // records, so few distinct ones recur, and a hit returns the very
+    // value the logarithm gave (a logarithm per pair was 3% of a 1M link).
+    let no_cache = || vec![(u64::MAX, 0f64); nf * TF_SLOTS];
+    weight
+        .par_iter_mut()
+        .enumerate()
+        .for_each_init(no_cache, |seen, (i, wo)| {
+            let mut w = prior;
+            let lv = &comps.levels[i * nf..(i + 1) * nf];
+            for (f, &l) in lv.iter().enumerate() {
+                if l == 1
+                    && let Some(tf) = tf
+                {
+                    // Equal filters in one field hold one value, so a's and
+                    // b's frequencies agree; for names compared crossed (the
+                    // swap pair) they do not, and the commoner one is used.
+                    let (a, b) = unpack(pairs[i]);
+                    let freq = tf[f][a].max(tf[f][b]);
+                    let key = freq.to_bits();
+                    let at = f * TF_SLOTS + (key.wrapping_mul(0x9E37_79B9) >> 24) as usize;
+                    let slot = &mut seen[at];
+                    if slot.0 != key as u64 {
+                        let x = (model.m[f][1] / (freq as f64).max(min_freq)).log2();
+                        *slot = (key as u64, x.max(0.0));
+                    }
+                    w += slot.1;
+                } else {
+                    w += table[f][l as usize];
+                }
             }
-        }
-        if let Some(salt) = &model.salt {
-            w += salt.correction(lv);
-        }
-        *wo = w as f32;
-    });
+            if let Some(salt) = &model.salt {
+                w += salt.correction(lv);
+            }
+            *wo = w as f32;
+        });
     weight
 }
+
+/// Slots per field of [`weights`]' cache of term-frequency weights (the
+/// top eight bits of a multiplicative hash).
+const TF_SLOTS: usize = 256;
 
 /// The match probability of a weight (bits, prior included).
 #[inline]
@@ -739,5 +758,65 @@ mod tests {
         let (_, p) = score(&model, &comps, &pairs, None);
         assert!(p[..100].iter().all(|&x| x > 0.9));
         assert!(p[100..].iter().filter(|&&x| x > 0.5).count() < 5);
+    }
+
+    #[test]
+    fn term_frequency_weights_are_those_of_each_pair_s_commoner_value() {
+        // Two fields; 3,000 records whose values have 1,500 distinct
+        // frequencies (many more than the cache has slots, so slots are
+        // taken over), pairs agreeing exactly in either field, neither or
+        // both, in an order that revisits frequencies.
+        let n = 3000usize;
+        let freq = |f: usize, g: usize| ((g * (f + 7)) % 1500 + 1) as f32 / n as f32;
+        let tf: Vec<Vec<f32>> = (0..2)
+            .map(|f| (0..n).map(|g| freq(f, g)).collect())
+            .collect();
+        let model = Model {
+            fields: vec!["a".into(), "b".into()],
+            cuts: vec![1.0, 0.8],
+            m: vec![vec![0.0, 0.9, 0.05, 0.05], vec![0.0, 0.6, 0.3, 0.1]],
+            u: vec![vec![0.0, 0.01, 0.04, 0.95]; 2],
+            lambda: 0.001,
+            candidate_lambda: 0.1,
+            expected_matches: 0.0,
+            sessions: vec![],
+            iterations: 0,
+            converged: true,
+            u_pairs: 0,
+            salt: None,
+        };
+        let pairs: Vec<u64> = (0..20_000u64)
+            .map(|i| (i * 7919 % n as u64) << 32 | (i * 104_729 % n as u64))
+            .collect();
+        let levels: Vec<u8> = (0..pairs.len())
+            .flat_map(|i| [[1, 1], [1, 3], [2, 1], [3, 0]][i % 4])
+            .collect();
+        let comps = Comparisons {
+            dice: vec![],
+            levels,
+            fields: 2,
+        };
+        let w = weights(&model, &comps, &pairs, Some(&tf));
+        let mut tf_levels = 0;
+        for (i, &pair) in pairs.iter().enumerate() {
+            let (a, b) = unpack(pair);
+            let mut want = model.prior_weight();
+            for f in 0..2 {
+                let l = comps.levels[2 * i + f];
+                want += if l == 1 {
+                    tf_levels += 1;
+                    let commoner = freq(f, a).max(freq(f, b)) as f64;
+                    (model.m[f][1] / commoner).log2().max(0.0)
+                } else {
+                    model.field_weight(f, l)
+                };
+            }
+            assert_eq!(w[i], want as f32, "pair {i}");
+        }
+        assert_eq!(tf_levels, 20_000);
+        // Without frequencies, agreement weighs log2(m/u).
+        let plain = weights(&model, &comps, &pairs, None);
+        let want = model.prior_weight() + model.field_weight(0, 1) + model.field_weight(1, 1);
+        assert_eq!(plain[0], want as f32);
     }
 }

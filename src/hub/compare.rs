@@ -105,6 +105,9 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: only chosen when the CPU reports the feature.
             Kernel::Avx512 if a.len() == 16 => unsafe { x86::avx512_agree_in_any(a, b, masks) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Kernel::Avx2 if a.len() == 16 => unsafe { x86::avx2_agree_in_any(a, b, masks) },
             _ => generic_agree_in_any(a, b, masks),
         }
     }
@@ -546,6 +549,40 @@ mod x86 {
                 let t0 = _mm512_test_epi64_mask(x0, _mm512_loadu_si512(m as *const _));
                 let t1 = _mm512_test_epi64_mask(x1, _mm512_loadu_si512(m.add(8) as *const _));
                 if t0 | t1 == 0 {
+                    return true;
+                }
+                m = m.add(16);
+            }
+            false
+        }
+    }
+
+    /// 1024-bit filters with AVX2: `a ^ b` stays in four registers, one
+    /// test a mask (the portable loop took 16 words' worth of scalar
+    /// operations a mask, most of a 1M link's time in its LSH passes'
+    /// tiles on an AVX2 host; decisions §61).
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn avx2_agree_in_any(a: &[u64], b: &[u64], masks: &[u64]) -> bool {
+        debug_assert!(a.len() == 16 && b.len() == 16 && masks.len().is_multiple_of(16));
+        // SAFETY: a and b have 16 words each, every mask 16 words.
+        unsafe {
+            let l = |p: *const u64| _mm256_loadu_si256(p as *const __m256i);
+            let x = [0, 1, 2, 3]
+                .map(|t| _mm256_xor_si256(l(a.as_ptr().add(4 * t)), l(b.as_ptr().add(4 * t))));
+            let mut m = masks.as_ptr();
+            let end = m.add(masks.len());
+            while m < end {
+                let t = _mm256_or_si256(
+                    _mm256_or_si256(
+                        _mm256_and_si256(x[0], l(m)),
+                        _mm256_and_si256(x[1], l(m.add(4))),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(x[2], l(m.add(8))),
+                        _mm256_and_si256(x[3], l(m.add(12))),
+                    ),
+                );
+                if _mm256_testz_si256(t, t) == 1 {
                     return true;
                 }
                 m = m.add(16);
@@ -1983,6 +2020,36 @@ mod tests {
                         want[..n].iter().any(|&x| x),
                         "{k:?} flips={flips} masks={n}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_band_disagreeing_in_any_one_word_disagrees_in_every_kernel() {
+        let a = rnd(16, 9);
+        for w in 0..16 {
+            for bit in [0usize, 31, 63] {
+                let mut b = a.clone();
+                b[w] ^= 1 << bit;
+                // A band of eight bits, one in each of eight words, one of
+                // which is the bit that differs; then the same band moved
+                // off it (bit + 1 in word w), after the first.
+                let band = |shift: usize| {
+                    let mut m = vec![0u64; 16];
+                    for t in 0..8 {
+                        let x = (w + 2 * t) % 16;
+                        m[x] |= 1 << ((if x == w { bit + shift } else { 5 * t }) % 64);
+                    }
+                    m
+                };
+                let (on, off) = (band(0), band(1));
+                let both: Vec<u64> = on.iter().chain(&off).copied().collect();
+                for k in Kernel::available() {
+                    assert!(!k.agree_in_any(&a, &b, &on), "{k:?} word {w} bit {bit}");
+                    assert!(k.agree_in_any(&a, &b, &off), "{k:?} word {w} bit {bit}");
+                    assert!(k.agree_in_any(&a, &b, &both), "{k:?} word {w} bit {bit}");
+                    assert!(k.agree_in_any(&a, &a, &on), "{k:?} word {w} bit {bit}");
                 }
             }
         }

@@ -615,6 +615,9 @@ pub fn weights(
         .par_iter_mut()
         .enumerate()
         .for_each_init(no_cache, |seen, (i, wo)| {
+            if let (Some(tf), Some(&ahead)) = (tf, pairs.get(i + TF_AHEAD)) {
+                prefetch_frequencies(tf, ahead, &comps.levels[(i + TF_AHEAD) * nf..][..nf]);
+            }
             let mut w = prior;
             let lv = &comps.levels[i * nf..(i + 1) * nf];
             for (f, &l) in lv.iter().enumerate() {
@@ -644,6 +647,31 @@ pub fn weights(
             *wo = w as f32;
         });
     weight
+}
+
+/// How many pairs ahead [`weights`] asks for the frequencies it will read.
+const TF_AHEAD: usize = 8;
+
+/// Hint the CPU to load the frequencies of pair `pair`'s records in the
+/// fields where it agrees exactly (`levels`), which [`weights`] reads
+/// (random records' entries of arrays apart from their filters).
+#[inline(always)]
+fn prefetch_frequencies(tf: &[Vec<f32>], pair: u64, levels: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let (a, b) = unpack(pair);
+        for (f, _) in levels.iter().enumerate().filter(|&(_, &l)| l == 1) {
+            for g in [a, b] {
+                if let Some(x) = tf[f].get(g) {
+                    // SAFETY: a prefetch is only a hint; `x` is in a live vector.
+                    unsafe { _mm_prefetch(x as *const f32 as *const i8, _MM_HINT_T0) };
+                }
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (tf, pair, levels);
 }
 
 /// Slots per field of [`weights`]' cache of term-frequency weights (the

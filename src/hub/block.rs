@@ -106,7 +106,7 @@ pub fn group(
     seed: u64,
     lsh_positions: Option<&[Vec<u32>]>,
 ) -> Result<Grouped> {
-    use super::stream::{Pass, group_pass};
+    use super::stream::{Pass, group_keyed, keyed_records};
     let kernel = Kernel::detect();
     let keys: Vec<usize> = ds
         .blocks
@@ -165,15 +165,17 @@ pub fn group(
             ..Default::default()
         });
     }
+    // Each pass's (key, record) pairs, one vector for them all in turn
+    // (LSH bands of at most 32 bits packed in one word).
+    let mut keyed: Vec<(u128, u32)> = Vec::new();
+    let mut packed: Vec<u64> = Vec::new();
     if use_keys {
         method.push("blocking keys");
-        for &i in &keys {
-            let (name, k) = &ds.blocks[i];
-            passes.push(group_pass(ds, k, name, "key", dedup, cfg.max_block_pairs));
-            check(&passes)?;
-        }
-        for (name, k) in &compound {
-            passes.push(group_pass(ds, k, name, "key", dedup, cfg.max_block_pairs));
+        let named = keys.iter().map(|&i| (&ds.blocks[i].0, &ds.blocks[i].1));
+        for (name, k) in named.chain(compound.iter().map(|(n, k)| (n, k))) {
+            keyed_records(k, &mut keyed);
+            let p = group_keyed(ds, &mut keyed, name, "key", dedup, cfg.max_block_pairs);
+            passes.push(p);
             check(&passes)?;
         }
     }
@@ -200,25 +202,29 @@ pub fn group(
                 .collect(),
             };
             positions.push(pos.iter().map(|&p| p as u32).collect());
-            let k: Vec<Option<u128>> = (0..ds.len())
-                .into_par_iter()
-                .map(|g| {
-                    let w = ds.clk.get(g);
-                    let mut key = 0u128;
-                    for &p in &pos {
-                        key = key << 1 | ((w[p / 64] >> (p % 64)) & 1) as u128;
-                    }
-                    Some(key | (band as u128) << 100)
-                })
-                .collect();
-            passes.push(group_pass(
-                ds,
-                &k,
-                &format!("lsh{band}"),
-                "lsh",
-                dedup,
-                cfg.max_block_pairs,
-            ));
+            // Every record has the band's key: its bits at `pos` (one
+            // band's keys, so the band need not be part of them).
+            let key = |g: usize| {
+                let w = ds.clk.get(g);
+                let mut key = 0u64;
+                for &p in &pos {
+                    key = key << 1 | (w[p / 64] >> (p % 64)) & 1;
+                }
+                key
+            };
+            let (name, max) = (format!("lsh{band}"), cfg.max_block_pairs);
+            let p = if pos.len() <= 32 {
+                packed.clear();
+                let all = (0..ds.len()).into_par_iter();
+                packed.par_extend(all.map(|g| key(g) << 32 | g as u64));
+                group_keyed(ds, &mut packed, &name, "lsh", dedup, max)
+            } else {
+                keyed.clear();
+                let all = (0..ds.len()).into_par_iter();
+                keyed.par_extend(all.map(|g| (key(g) as u128, g as u32)));
+                group_keyed(ds, &mut keyed, &name, "lsh", dedup, max)
+            };
+            passes.push(p);
             check(&passes)?;
         }
     }
@@ -457,4 +463,76 @@ pub(crate) fn all_pairs(
     }
     st.blocks = 1;
     st
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn an_lsh_band_blocks_the_records_that_share_its_bits() {
+        // 300 records of two agencies: random CLKs, and each of the second
+        // agency's a copy of one of the first's with a few bits flipped, so
+        // that some bands agree and others do not.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let n = 300usize;
+        let mut clks: Vec<u64> = (0..16 * 150).map(|_| next()).collect();
+        for g in 0..150 {
+            let mut c = clks[16 * g..16 * g + 16].to_vec();
+            for _ in 0..g % 6 {
+                let bit = (next() % 1024) as usize;
+                c[bit / 64] ^= 1 << (bit % 64);
+            }
+            clks.extend(c);
+        }
+        let agency: Vec<u16> = (0..n).map(|g| (g >= 150) as u16).collect();
+        let ds = Dataset::of_clks(16, clks, agency);
+        // Bands of 12 bits (keys packed in a word) and of 40 (keys of 128).
+        for bits in [12, 40] {
+            let cfg = Blocking {
+                method: BlockingMethod::Lsh,
+                lsh_bands: 6,
+                lsh_bits: bits,
+                ..Default::default()
+            };
+            let grouped = group(&ds, &cfg, false, 7, None).expect("grouped");
+            assert_eq!(grouped.passes.len(), 6);
+            let mut kept = 0;
+            for (pass, pos) in grouped.passes.iter().zip(&grouped.lsh_positions) {
+                assert_eq!(pos.len(), bits);
+                // Records by their bits at the band's positions, in key
+                // order; a block needs records of both agencies.
+                let mut by_key: BTreeMap<Vec<u64>, Vec<u32>> = BTreeMap::new();
+                for g in 0..n {
+                    let w = ds.clk.get(g);
+                    let key = pos
+                        .iter()
+                        .map(|&p| w[p as usize / 64] >> (p % 64) & 1)
+                        .collect();
+                    by_key.entry(key).or_default().push(g as u32);
+                }
+                let want: Vec<&Vec<u32>> = by_key
+                    .values()
+                    .filter(|m| m.iter().any(|&g| g < 150) && m.iter().any(|&g| g >= 150))
+                    .collect();
+                let got: Vec<&[u32]> = pass.blocks().collect();
+                assert_eq!(got.len(), want.len(), "{} bits", bits);
+                for (g, w) in got.iter().zip(&want) {
+                    assert_eq!(g, &w.as_slice(), "{} bits", bits);
+                }
+                kept += got.len();
+            }
+            // The copies make blocks, and not every record is in one.
+            assert!(kept >= 6 * 20, "{bits} bits: {kept} blocks");
+            assert!(grouped.passes.iter().all(|p| p.members.len() < n));
+        }
+    }
 }

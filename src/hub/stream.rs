@@ -186,11 +186,68 @@ pub fn group_pass(
     dedup: bool,
     max_block_pairs: u64,
 ) -> Pass {
-    let mut v: Vec<(u128, u32)> = keys
-        .iter()
-        .enumerate()
-        .filter_map(|(g, k)| k.map(|k| (k, g as u32)))
-        .collect();
+    let mut v = Vec::new();
+    keyed_records(keys, &mut v);
+    group_keyed(ds, &mut v, name, kind, dedup, max_block_pairs)
+}
+
+/// The records that have a key, as `(key, record)`, in place of what `v`
+/// held (its room kept for the next pass).
+pub fn keyed_records(keys: &[Option<u128>], v: &mut Vec<(u128, u32)>) {
+    v.clear();
+    v.extend(
+        keys.iter()
+            .enumerate()
+            .filter_map(|(g, k)| k.map(|k| (k, g as u32))),
+    );
+}
+
+/// A record with its key, as a pass sorts them: by key, then record.
+pub trait Keyed: Ord + Send + Copy {
+    /// The record.
+    fn record(&self) -> u32;
+    /// Whether `other` has the same key.
+    fn same_key(&self, other: &Self) -> bool;
+}
+
+/// A key of up to 128 bits and its record.
+impl Keyed for (u128, u32) {
+    #[inline]
+    fn record(&self) -> u32 {
+        self.1
+    }
+    #[inline]
+    fn same_key(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+/// A key of up to 32 bits in the upper half, its record in the lower: an
+/// LSH band's bits sort as 8 bytes a record instead of 32, in the same
+/// order.
+impl Keyed for u64 {
+    #[inline]
+    fn record(&self) -> u32 {
+        *self as u32
+    }
+    #[inline]
+    fn same_key(&self, other: &Self) -> bool {
+        self >> 32 == other >> 32
+    }
+}
+
+/// [`group_pass`] of the keyed records in `v`, which it sorts: the block
+/// stage fills one vector for every pass in turn, rather than allocating
+/// (and the kernel zeroing) two of 32 bytes a record per pass (decisions
+/// §61).
+pub fn group_keyed<T: Keyed>(
+    ds: &Dataset,
+    v: &mut [T],
+    name: &str,
+    kind: &str,
+    dedup: bool,
+    max_block_pairs: u64,
+) -> Pass {
     v.par_sort_unstable();
     let mut p = Pass {
         stats: PassStats {
@@ -203,7 +260,7 @@ pub fn group_pass(
     };
     // Agencies come in order, so the last record's is the largest.
     let mut per_agency = vec![0u64; ds.agency_of.last().map_or(0, |&a| a as usize + 1)];
-    for group in v.chunk_by(|x, y| x.0 == y.0) {
+    for group in v.chunk_by(|x, y| x.same_key(y)) {
         let n = group.len() as u64;
         if n < 2 {
             continue;
@@ -211,8 +268,8 @@ pub fn group_pass(
         let mut pairs = n * (n - 1) / 2;
         if !dedup {
             per_agency.iter_mut().for_each(|c| *c = 0);
-            for &(_, g) in group {
-                per_agency[ds.agency_of[g as usize] as usize] += 1;
+            for x in group.iter() {
+                per_agency[ds.agency_of[x.record() as usize] as usize] += 1;
             }
             pairs -= per_agency
                 .iter()
@@ -230,7 +287,7 @@ pub fn group_pass(
         p.stats.blocks += 1;
         p.stats.pairs += pairs;
         p.stats.largest_block_pairs = p.stats.largest_block_pairs.max(pairs);
-        p.members.extend(group.iter().map(|x| x.1));
+        p.members.extend(group.iter().map(|x| x.record()));
         p.starts.push(p.members.len() as u32);
     }
     p
@@ -1299,6 +1356,53 @@ pub fn merge_parts(parts: Vec<(Kept, Tally)>) -> (Kept, Tally) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_packed_in_a_word_group_as_wide_keys_do() {
+        // 1,000 records of two agencies; keys in the upper bits of 32:
+        // seven blocks of both agencies (every tenth record), one of ten
+        // records of one agency, and pairs of one agency; given in another
+        // order than the records'.
+        let n = 1000usize;
+        let agency: Vec<u16> = (0..n).map(|g| (g >= 600) as u16).collect();
+        let ds = Dataset::of_clks(16, vec![0; 16 * n], agency);
+        let key = |g: usize| {
+            let k = match g {
+                _ if g % 10 == 0 => g % 7,
+                101..=109 => 999,
+                _ => g / 2 + 2000,
+            };
+            (k as u64) << 20 | 0xf_ffff
+        };
+        let wide: Vec<Option<u128>> = (0..n).map(|g| Some(key(g) as u128 | 5 << 100)).collect();
+        for dedup in [false, true] {
+            for max in [u64::MAX, 1] {
+                let a = group_pass(&ds, &wide, "b", "lsh", dedup, max);
+                let mut packed: Vec<u64> = (0..n).rev().map(|g| key(g) << 32 | g as u64).collect();
+                let b = group_keyed(&ds, &mut packed, "b", "lsh", dedup, max);
+                assert_eq!((&a.members, &a.starts), (&b.members, &b.starts));
+                let stats = |p: &Pass| {
+                    let s = &p.stats;
+                    (
+                        s.blocks,
+                        s.pairs,
+                        s.skipped_blocks,
+                        s.skipped_pairs,
+                        s.largest_block_pairs,
+                    )
+                };
+                assert_eq!(stats(&a), stats(&b), "dedup {dedup} max {max}");
+                // Something kept, something left out, and with the small
+                // cap the blocks of both agencies skipped.
+                assert!(a.members.len() < n, "{:?}", stats(&a));
+                if max == 1 {
+                    assert!(a.stats.skipped_blocks >= 7, "{:?}", stats(&a));
+                } else {
+                    assert!(a.stats.blocks >= 7, "{:?}", stats(&a));
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_row_keeps_the_same_pairs_in_every_kernel() {

@@ -1368,7 +1368,7 @@ mod tests {
         let ds = Dataset::of_clks(16, vec![0; 16 * n], agency);
         let key = |g: usize| {
             let k = match g {
-                _ if g % 10 == 0 => g % 7,
+                _ if g.is_multiple_of(10) => g % 7,
                 101..=109 => 999,
                 _ => g / 2 + 2000,
             };

@@ -206,9 +206,9 @@ pub fn group(
             // band's keys, so the band need not be part of them).
             let key = |g: usize| {
                 let w = ds.clk.get(g);
-                let mut key = 0u64;
+                let mut key = 0u128;
                 for &p in &pos {
-                    key = key << 1 | (w[p / 64] >> (p % 64)) & 1;
+                    key = key << 1 | ((w[p / 64] >> (p % 64)) & 1) as u128;
                 }
                 key
             };
@@ -216,12 +216,12 @@ pub fn group(
             let p = if pos.len() <= 32 {
                 packed.clear();
                 let all = (0..ds.len()).into_par_iter();
-                packed.par_extend(all.map(|g| key(g) << 32 | g as u64));
+                packed.par_extend(all.map(|g| (key(g) as u64) << 32 | g as u64));
                 group_keyed(ds, &mut packed, &name, "lsh", dedup, max)
             } else {
                 keyed.clear();
                 let all = (0..ds.len()).into_par_iter();
-                keyed.par_extend(all.map(|g| (key(g) as u128, g as u32)));
+                keyed.par_extend(all.map(|g| (key(g), g as u32)));
                 group_keyed(ds, &mut keyed, &name, "lsh", dedup, max)
             };
             passes.push(p);

@@ -610,7 +610,9 @@ pub fn weights(
     // frequency's bits (direct-mapped): frequencies are counts over the
     // records, so few distinct ones recur, and a hit returns the very
     // value the logarithm gave (a logarithm per pair was 3% of a 1M link).
-    let no_cache = || vec![(u64::MAX, 0f64); nf * TF_SLOTS];
+    // Without frequencies there is nothing to cache.
+    let slots = if tf.is_some() { nf * TF_SLOTS } else { 0 };
+    let no_cache = || vec![(u64::MAX, 0f64); slots];
     weight
         .par_iter_mut()
         .enumerate()

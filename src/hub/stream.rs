@@ -238,8 +238,8 @@ impl Keyed for u64 {
 
 /// [`group_pass`] of the keyed records in `v`, which it sorts: the block
 /// stage fills one vector for every pass in turn, rather than allocating
-/// (and the kernel zeroing) two of 32 bytes a record per pass (decisions
-/// §61).
+/// (and the kernel zeroing) one of 32 bytes a record per pass, and an LSH
+/// band's keys besides (decisions §61).
 pub fn group_keyed<T: Keyed>(
     ds: &Dataset,
     v: &mut [T],

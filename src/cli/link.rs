@@ -46,14 +46,20 @@ pub fn link_and_report(
     let dir = crate::io::OutputDir::prepare(&opts.out)?;
     let start = std::time::Instant::now();
     let mut run = link::run(opts)?;
-    let mut pending = timed("write links and pairs", false, || {
-        link::write_outputs(&run, &opts.out)
-    })?;
+    // Writing the outputs and judging them against the truth read the run
+    // only, and each is mostly one thread: side by side.
+    let (written, judged) = rayon::join(
+        || {
+            timed("write links and pairs", false, || {
+                link::write_outputs(&run, &opts.out)
+            })
+        },
+        || truth.map(|t| timed("evaluate", false, || link::judge(&run, t))),
+    );
+    let mut pending = written?;
     // A job key made for this run appears with the outputs or not at all.
     pending.extend(run.new_job_key.take());
-    let judged = truth
-        .map(|t| timed("evaluate", false, || link::judge(&run, t)))
-        .transpose()?;
+    let judged = judged.transpose()?;
     let evaluation = judged.as_ref().map(|j| j.evaluation.clone());
     let report = timed("report", false, || -> Result<_> {
         let report = crate::report::build(&run, command, truth.zip(judged.as_ref()))?;

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::block::{Candidates, Grouped, eligible_pairs, group, unpack};
@@ -1174,20 +1175,31 @@ fn name_entities(ds: &Dataset, r: &Resolution, key: &JobKey) -> Vec<String> {
     let n = ds.len();
     let mut order: Vec<u32> = (0..n as u32).collect();
     let agency = |g: u32| ds.agencies[ds.agency_of[g as usize] as usize].name.as_str();
-    order.sort_unstable_by(|&x, &y| {
+    order.par_sort_unstable_by(|&x, &y| {
         r.root[x as usize]
             .cmp(&r.root[y as usize])
             .then_with(|| agency(x).cmp(agency(y)))
             .then_with(|| ds.ids.get(x as usize).cmp(ds.ids.get(y as usize)))
     });
-    let mut entity = vec![String::new(); n];
-    for group in order.chunk_by(|&x, &y| r.root[x as usize] == r.root[y as usize]) {
-        let e = key.pseudonym(group.iter().map(|&g| (agency(g), ds.ids.get(g as usize))));
-        for &g in group {
-            entity[g as usize] = e.clone();
+    // Each entity's members, in the order its pseudonym reads them; the
+    // pseudonyms (a keyed hash each) are made in parallel.
+    let groups: Vec<&[u32]> = order
+        .chunk_by(|&x, &y| r.root[x as usize] == r.root[y as usize])
+        .collect();
+    let names: Vec<String> = groups
+        .par_iter()
+        .map(|group| key.pseudonym(group.iter().map(|&g| (agency(g), ds.ids.get(g as usize)))))
+        .collect();
+    let mut group_of = vec![0u32; n];
+    for (e, group) in groups.iter().enumerate() {
+        for &g in *group {
+            group_of[g as usize] = e as u32;
         }
     }
-    entity
+    group_of
+        .par_iter()
+        .map(|&e| names[e as usize].clone())
+        .collect()
 }
 
 /// The run's links against a truth file, without re-reading them or
@@ -1224,31 +1236,41 @@ pub fn write_outputs(run: &LinkRun, out: &Path) -> Result<Vec<Pending>> {
             ds.fingerprint.clone(),
         ),
     ];
-    let links = output::links(
-        &out.join("links.parquet"),
-        ds,
-        &run.entity,
-        &run.resolution.cluster_size,
-        meta.clone(),
-    )?;
-    let min_p = run.config.output.pairs_min_probability as f32;
-    let dice_floor = (run.threshold as f32) * 0.75;
-    let written = run.pair_probability.as_ref().unwrap_or(&run.probability);
-    let rows: Vec<PairRow> = (0..run.candidates.pairs.len())
-        .filter(|&i| {
-            run.linked[i]
-                || written[i] >= min_p
-                || (run.mode == ScoringMode::Dice && run.comparisons.dice[i] >= dice_floor)
-        })
-        .map(|i| PairRow {
-            pair: run.candidates.pairs[i],
-            dice: run.comparisons.dice[i],
-            weight: Some(run.weight[i]),
-            probability: Some(run.probability[i]),
-            linked: run.linked[i],
-        })
-        .collect();
-    let pairs = output::pairs(&out.join("pairs.parquet"), ds, &rows, meta)?;
-    let st = state::write(&out.join(state::FILE), ds, &state::StateMeta::new(run))?;
-    Ok(vec![links, pairs, st])
+    let pairs_file = || -> Result<Pending> {
+        let min_p = run.config.output.pairs_min_probability as f32;
+        let dice_floor = (run.threshold as f32) * 0.75;
+        let written = run.pair_probability.as_ref().unwrap_or(&run.probability);
+        let rows: Vec<PairRow> = (0..run.candidates.pairs.len())
+            .filter(|&i| {
+                run.linked[i]
+                    || written[i] >= min_p
+                    || (run.mode == ScoringMode::Dice && run.comparisons.dice[i] >= dice_floor)
+            })
+            .map(|i| PairRow {
+                pair: run.candidates.pairs[i],
+                dice: run.comparisons.dice[i],
+                weight: Some(run.weight[i]),
+                probability: Some(run.probability[i]),
+                linked: run.linked[i],
+            })
+            .collect();
+        output::pairs(&out.join("pairs.parquet"), ds, &rows, meta.clone())
+    };
+    // The three files side by side (each writer is one thread): pairs on
+    // one, links then the refresh state on another.
+    let (pairs, (links, st)) = rayon::join(pairs_file, || {
+        let links = output::links(
+            &out.join("links.parquet"),
+            ds,
+            &run.entity,
+            &run.resolution.cluster_size,
+            meta.clone(),
+        );
+        (
+            links,
+            state::write(&out.join(state::FILE), ds, &state::StateMeta::new(run)),
+        )
+    });
+    // Errors in the order the files were once written one by one.
+    Ok(vec![links?, pairs?, st?])
 }

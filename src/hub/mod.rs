@@ -22,6 +22,7 @@ pub mod state;
 pub mod stream;
 pub mod train;
 pub mod units;
+pub mod values;
 
 pub use config::JobConfig;
 pub use link::{LinkOptions, LinkRun};

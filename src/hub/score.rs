@@ -10,7 +10,6 @@
 
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::block::unpack;
@@ -565,23 +564,16 @@ pub fn value_frequencies(ds: &Dataset) -> Vec<Vec<f32>> {
     ds.fields
         .par_iter()
         .map(|f| {
-            let mut counts: FxHashMap<&[u64], u32> = FxHashMap::default();
-            let mut valid = 0u32;
-            for g in 0..ds.len() {
-                if f.valid[g] {
-                    *counts.entry(f.get(g)).or_default() += 1;
-                    valid += 1;
+            let groups = super::values::EqualGroups::of(f);
+            let valid = groups.valid() as f32;
+            let mut freq = vec![0f32; ds.len()];
+            for group in groups.iter() {
+                let x = group.len() as f32 / valid;
+                for &g in group {
+                    freq[g as usize] = x;
                 }
             }
-            (0..ds.len())
-                .map(|g| {
-                    if f.valid[g] {
-                        counts[f.get(g)] as f32 / valid as f32
-                    } else {
-                        0.0
-                    }
-                })
-                .collect()
+            freq
         })
         .collect()
 }

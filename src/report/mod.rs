@@ -374,9 +374,10 @@ pub fn build(
             || {
                 rayon::join(
                     || {
+                        let tallies = timed("value counts", || stats::value_tallies(ds));
                         rayon::join(
-                            || timed("input quality", || stats::input_quality(run)),
-                            || timed("privacy checks", || stats::privacy(ds)),
+                            || timed("input quality", || stats::input_quality(run, &tallies)),
+                            || timed("privacy checks", || stats::privacy(ds, &tallies)),
                         )
                     },
                     || {

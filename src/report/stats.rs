@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
 
 use super::*;
 use crate::hub::load::{Dataset, Filters};
@@ -450,27 +449,82 @@ pub(super) fn match_rates(run: &LinkRun, linked: &[bool]) -> MatchRates {
     }
 }
 
-fn value_counts(f: &Filters, range: std::ops::Range<usize>) -> (FxHashMap<&[u64], u64>, u64) {
-    let mut m: FxHashMap<&[u64], u64> = FxHashMap::default();
-    let mut valid = 0;
-    for g in range {
-        if f.valid[g] {
-            *m.entry(f.get(g)).or_default() += 1;
-            valid += 1;
-        }
-    }
-    (m, valid)
+/// How one column's valid values spread over its records.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Tally {
+    valid: u64,
+    /// Distinct values.
+    distinct: u64,
+    /// Values held by one record only.
+    unique: u64,
+    /// Records holding the commonest value.
+    top: u64,
 }
 
-pub(super) fn input_quality(run: &LinkRun) -> InputQuality {
+impl Tally {
+    /// Count a value held by `c` records.
+    fn add(&mut self, c: u64) {
+        self.valid += c;
+        self.distinct += 1;
+        self.unique += u64::from(c == 1);
+        self.top = self.top.max(c);
+    }
+}
+
+/// A column's tallies: over every record, and per agency.
+pub(super) struct ColumnTally {
+    all: Tally,
+    agency: Vec<Tally>,
+}
+
+/// The value counts the report reads: the CLK's, then each non-exact
+/// field's in schema order. One grouping per column serves both the
+/// input-quality section (per agency) and the privacy checks (all
+/// records).
+pub(super) struct ValueTallies {
+    clk: ColumnTally,
+    fields: Vec<ColumnTally>,
+}
+
+/// Count the values of the CLK and of every non-exact field.
+pub(super) fn value_tallies(ds: &Dataset) -> ValueTallies {
+    let column = |f: &Filters| {
+        let groups = crate::hub::values::EqualGroups::of(f);
+        let mut t = ColumnTally {
+            all: Tally::default(),
+            agency: vec![Tally::default(); ds.agencies.len()],
+        };
+        for group in groups.iter() {
+            t.all.add(group.len() as u64);
+            // Records ascend within a group, and agencies hold ranges of
+            // records: each agency's members are a run.
+            for run in group.chunk_by(|&x, &y| ds.agency_of[x as usize] == ds.agency_of[y as usize])
+            {
+                t.agency[ds.agency_of[run[0] as usize] as usize].add(run.len() as u64);
+            }
+        }
+        t
+    };
+    let columns: Vec<&Filters> = std::iter::once(&ds.clk)
+        .chain(ds.fields.iter().filter(|f| !f.exact))
+        .collect();
+    let mut counted: Vec<ColumnTally> = columns.par_iter().map(|f| column(f)).collect();
+    let fields = counted.split_off(1);
+    ValueTallies {
+        clk: counted.pop().expect("the CLK's tally"),
+        fields,
+    }
+}
+
+pub(super) fn input_quality(run: &LinkRun, tallies: &ValueTallies) -> InputQuality {
     let ds = &run.ds;
     let mut fields = Vec::new();
-    for a in &ds.agencies {
+    for (ai, a) in ds.agencies.iter().enumerate() {
         let r = a.start..a.start + a.len;
-        for f in ds.fields.iter().filter(|f| !f.exact) {
-            let (m, valid) = value_counts(f, r.clone());
-            let unique = m.values().filter(|&&c| c == 1).count() as u64;
-            let top = m.values().copied().max().unwrap_or(0);
+        let non_exact = ds.fields.iter().filter(|f| !f.exact);
+        for (f, tally) in non_exact.zip(&tallies.fields) {
+            let t = tally.agency[ai];
+            let valid = t.valid;
             let bits = (f.words * 64) as f64;
             let fill: f64 = r
                 .clone()
@@ -486,15 +540,15 @@ pub(super) fn input_quality(run: &LinkRun) -> InputQuality {
             if fill > 0.6 {
                 flags.push("filters over 60% full: similarity is less informative".into());
             }
-            if valid > 0 && top as f64 / valid as f64 > 0.5 && m.len() > 2 {
+            if valid > 0 && t.top as f64 / valid as f64 > 0.5 && t.distinct > 2 {
                 flags.push("one value dominates".into());
             }
             fields.push(FieldQuality {
                 agency: a.name.clone(),
                 field: f.name.clone(),
                 completeness,
-                distinct_share: unique as f64 / valid.max(1) as f64,
-                top_value_share: top as f64 / valid.max(1) as f64,
+                distinct_share: t.unique as f64 / valid.max(1) as f64,
+                top_value_share: t.top as f64 / valid.max(1) as f64,
                 mean_fill: fill,
                 flags,
             });
@@ -599,14 +653,13 @@ fn bit_counts(f: &Filters) -> (Vec<u64>, u64) {
     (ones, valid)
 }
 
-fn filter_privacy(f: &Filters) -> FilterPrivacy {
+fn filter_privacy(f: &Filters, t: &Tally) -> FilterPrivacy {
     let bits = f.words * 64;
     let (ones, valid) = bit_counts(f);
     let v = valid.max(1) as f64;
     let freq: Vec<f64> = ones.iter().map(|&c| c as f64 / v).collect();
     let mean = freq.iter().sum::<f64>() / bits as f64;
     let sd = (freq.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / bits as f64).sqrt();
-    let (m, _) = value_counts(f, 0..f.valid.len());
     FilterPrivacy {
         column: f.name.clone(),
         bits,
@@ -614,17 +667,25 @@ fn filter_privacy(f: &Filters) -> FilterPrivacy {
         bit_frequency_min: freq.iter().copied().fold(f64::INFINITY, f64::min),
         bit_frequency_max: freq.iter().copied().fold(0.0, f64::max),
         bit_frequency_sd: sd,
-        unique_share: m.values().filter(|&&c| c == 1).count() as f64 / v,
-        top_value_share: m.values().copied().max().unwrap_or(0) as f64 / v,
+        unique_share: t.unique as f64 / v,
+        top_value_share: t.top as f64 / v,
     }
 }
 
-pub(super) fn privacy(ds: &Dataset) -> Privacy {
+pub(super) fn privacy(ds: &Dataset, tallies: &ValueTallies) -> Privacy {
     // Each column on its own thread.
-    let columns: Vec<&Filters> = std::iter::once(&ds.clk)
-        .chain(ds.fields.iter().filter(|f| !f.exact))
+    let columns: Vec<(&Filters, &Tally)> = std::iter::once((&ds.clk, &tallies.clk.all))
+        .chain(
+            ds.fields
+                .iter()
+                .filter(|f| !f.exact)
+                .zip(tallies.fields.iter().map(|t| &t.all)),
+        )
         .collect();
-    let filters = columns.par_iter().map(|f| filter_privacy(f)).collect();
+    let filters = columns
+        .par_iter()
+        .map(|&(f, t)| filter_privacy(f, t))
+        .collect();
     let names: Vec<(&Filters, &str)> = ds
         .fields
         .iter()

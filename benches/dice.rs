@@ -9,6 +9,7 @@ use criterion::{Criterion, Throughput, criterion_group};
 use rayon::prelude::*;
 
 use bloomlink::bloom::popcount;
+use bloomlink::extract::Keys;
 use bloomlink::hub::compare::Kernel;
 
 // The binary's allocator, so that large arrays sit on huge pages as in a job.
@@ -251,7 +252,7 @@ fn bench(c: &mut Criterion) {
 
 /// Blocks of `size` members (half from each of two agencies) over `n`
 /// records: each agency's records permuted by `mult` and cut into runs.
-fn block_keys(n: usize, size: usize, mult: u64) -> Vec<Option<u128>> {
+fn block_keys(n: usize, size: usize, mult: u64) -> Keys {
     let half = n / 2;
     (0..n)
         .map(|g| {

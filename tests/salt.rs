@@ -238,16 +238,16 @@ fn date_variants_tell_swapped_days_and_years_one_off_from_other_dates() {
         let (swap, even, odd) = (key("dob_swap"), key("dob_year_even"), key("dob_year_odd"));
         // 2011 and 2010 round down to the even 2010, 2009 and 2010 to the
         // odd 2009; 2012 and 2010 share neither.
-        assert!(even[1] == even[7] && odd[1] != odd[7]);
-        assert!(odd[3] == odd[7] && even[3] != even[7]);
-        assert!(even[2] != even[7] && odd[2] != odd[7]);
+        assert!(even.get(1) == even.get(7) && odd.get(1) != odd.get(7));
+        assert!(odd.get(3) == odd.get(7) && even.get(3) != even.get(7));
+        assert!(even.get(2) != even.get(7) && odd.get(2) != odd.get(7));
         // Day and month as an unordered pair, with the year.
-        assert!(swap[0] == swap[7] && swap[5] == swap[7]);
-        assert!(swap[1] != swap[7] && swap[4] != swap[7]);
+        assert!(swap.get(0) == swap.get(7) && swap.get(5) == swap.get(7));
+        assert!(swap.get(1) != swap.get(7) && swap.get(4) != swap.get(7));
         let month = key("dob_month");
-        assert!(month[4] == month[7] && month[5] == month[7]);
-        assert!(month[0] != month[7] && month[1] != month[7]);
-        assert!(swap[6].is_none() && even[6].is_none() && odd[6].is_none());
+        assert!(month.get(4) == month.get(7) && month.get(5) == month.get(7));
+        assert!(month.get(0) != month.get(7) && month.get(1) != month.get(7));
+        assert!(swap.get(6).is_none() && even.get(6).is_none() && odd.get(6).is_none());
     }
 
     assert_eq!(

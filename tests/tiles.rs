@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use bloomlink::extract::Keys;
 use bloomlink::hub::compare::{Kernel, dice32};
 use bloomlink::hub::load::Dataset;
 use bloomlink::hub::stream::{Owners, Pass, chunks, emit, group_pass};
@@ -60,10 +61,10 @@ fn band_key(ds: &Dataset, g: usize, pos: &[u32], band: u128) -> Option<u128> {
 /// positions.
 fn passes(ds: &Dataset, dedup: bool) -> (Vec<Pass>, Vec<Vec<u32>>) {
     let n = ds.len();
-    let k1: Vec<Option<u128>> = (0..n)
+    let k1: Keys = (0..n)
         .map(|g| (g % 11 != 0).then_some((g % 37) as u128))
         .collect();
-    let k2: Vec<Option<u128>> = (0..n).map(|g| Some((g % 23 + g % 5) as u128)).collect();
+    let k2: Keys = (0..n).map(|g| Some((g % 23 + g % 5) as u128)).collect();
     let mut out = vec![
         group_pass(ds, &k1, "k1", "key", dedup, u64::MAX),
         group_pass(ds, &k2, "k2", "key", dedup, 400),
@@ -73,7 +74,7 @@ fn passes(ds: &Dataset, dedup: bool) -> (Vec<Pass>, Vec<Vec<u32>>) {
     let mut x = 99u64;
     for band in 0..3u32 {
         let pos: Vec<u32> = (0..6).map(|_| (xorshift(&mut x) % 1024) as u32).collect();
-        let keys: Vec<Option<u128>> = (0..n)
+        let keys: Keys = (0..n)
             .map(|g| band_key(ds, g, &pos, band as u128))
             .collect();
         let cap = if band == 2 { 300 } else { u64::MAX };
@@ -167,7 +168,7 @@ fn chunks_hold_every_candidate_pair_once_with_its_dice() {
 #[test]
 fn a_pass_without_blocks_or_pairs_emits_nothing() {
     let ds = dataset(40);
-    let none: Vec<Option<u128>> = vec![None; ds.len()];
+    let none: Keys = (0..ds.len()).map(|_| None).collect();
     let passes = vec![group_pass(&ds, &none, "empty", "key", false, u64::MAX)];
     let owners = Owners::new(&passes, &[], WORDS);
     let all = chunks(&passes, 10);

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use read::{Extract, FilterColumn, IdColumn, KeyColumn, StrataColumn, read_extract, read_meta};
+pub use read::{
+    Extract, FilterColumn, IdColumn, KeyColumn, Keys, StrataColumn, read_extract, read_meta,
+};
 pub use write::{ExtractWriter, OwnedBatch};
 
 /// Version of the extract format written by this build.

@@ -64,8 +64,93 @@ impl FilterColumn {
 #[derive(Debug, Clone)]
 pub struct KeyColumn {
     pub name: String,
-    /// Key per record; `None` where null.
-    pub keys: Vec<Option<u128>>,
+    /// Key per record; none where null.
+    pub keys: Keys,
+}
+
+/// A 128-bit key per record, or none: 17 bytes a record, where an
+/// `Option<u128>` takes 32 (its tag pads to the key's 16-byte alignment).
+/// A record without a key holds 0 in `values`, so equal columns compare
+/// equal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Keys {
+    values: Vec<u128>,
+    present: Vec<bool>,
+}
+
+impl Keys {
+    /// No keys yet, with room for `n`.
+    pub fn with_capacity(n: usize) -> Keys {
+        Keys {
+            values: Vec::with_capacity(n),
+            present: Vec::with_capacity(n),
+        }
+    }
+
+    /// Add the next record's key.
+    #[inline]
+    pub fn push(&mut self, key: Option<u128>) {
+        self.values.push(key.unwrap_or(0));
+        self.present.push(key.is_some());
+    }
+
+    /// Record `g`'s key.
+    #[inline]
+    pub fn get(&self, g: usize) -> Option<u128> {
+        self.present[g].then(|| self.values[g])
+    }
+
+    /// How many records.
+    pub fn len(&self) -> usize {
+        self.present.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.present.is_empty()
+    }
+
+    /// Each record's key, in record order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Option<u128>> + '_ {
+        self.values
+            .iter()
+            .zip(&self.present)
+            .map(|(&k, &p)| p.then_some(k))
+    }
+
+    /// Move `other`'s records to the end of these.
+    pub fn append(&mut self, other: &mut Keys) {
+        self.values.append(&mut other.values);
+        self.present.append(&mut other.present);
+    }
+
+    /// The same keys where `keep(g)` holds, none elsewhere.
+    pub fn keep(&self, keep: impl Fn(usize) -> bool + Sync) -> Keys {
+        use rayon::prelude::*;
+        let present: Vec<bool> = self
+            .present
+            .par_iter()
+            .enumerate()
+            .map(|(g, &p)| p && keep(g))
+            .collect();
+        let values = self
+            .values
+            .par_iter()
+            .zip(&present)
+            .map(|(&k, &p)| if p { k } else { 0 })
+            .collect();
+        Keys { values, present }
+    }
+}
+
+impl FromIterator<Option<u128>> for Keys {
+    fn from_iter<I: IntoIterator<Item = Option<u128>>>(iter: I) -> Keys {
+        let iter = iter.into_iter();
+        let mut k = Keys::with_capacity(iter.size_hint().0);
+        for key in iter {
+            k.push(key);
+        }
+        k
+    }
 }
 
 /// A nullable stratum column, dictionary coded.
@@ -247,7 +332,7 @@ fn read_extract_unguarded(path: &Path) -> Result<Extract> {
         .iter()
         .map(|b| KeyColumn {
             name: b.name.clone(),
-            keys: Vec::with_capacity(rows),
+            keys: Keys::with_capacity(rows),
         })
         .collect();
     let mut strata: Vec<StrataColumn> = s
@@ -322,4 +407,37 @@ fn read_extract_unguarded(path: &Path) -> Result<Extract> {
         blocks,
         strata,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Keys;
+
+    #[test]
+    fn keys_hold_each_record_s_key_or_none() {
+        let given = [Some(7u128), None, Some(u128::MAX), Some(0), None];
+        let mut k: Keys = given.iter().copied().collect();
+        assert_eq!(k.len(), 5);
+        assert_eq!(k.iter().collect::<Vec<_>>(), given);
+        assert_eq!((0..5).map(|g| k.get(g)).collect::<Vec<_>>(), given);
+        // A key of 0 is a key, not a missing one.
+        assert_eq!(k.get(3), Some(0));
+        let mut more: Keys = [None, Some(9u128)].into_iter().collect();
+        k.append(&mut more);
+        assert!(more.is_empty());
+        assert_eq!(k.iter().skip(5).collect::<Vec<_>>(), [None, Some(9)]);
+        // Keeping even records drops the odd ones' keys, and a kept
+        // column equals one built with those keys alone.
+        let even = k.keep(|g| g % 2 == 0);
+        let expect: Keys = k
+            .iter()
+            .enumerate()
+            .map(|(g, x)| x.filter(|_| g % 2 == 0))
+            .collect();
+        assert_eq!(even, expect);
+        assert_eq!(
+            even.iter().collect::<Vec<_>>(),
+            [Some(7), None, Some(u128::MAX), None, None, None, Some(9)]
+        );
+    }
 }

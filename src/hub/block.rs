@@ -19,6 +19,7 @@ use super::compare::Kernel;
 use super::config::{Blocking, BlockingMethod};
 use super::load::Dataset;
 use crate::error::{Error, Result};
+use crate::extract::Keys;
 
 /// What one pass did (for the log and the report).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -254,8 +255,8 @@ pub fn group(
 /// can be narrowed by another (a surname code with the year of birth).
 /// Every name in `passes`, plain or in a compound, must be a key of the
 /// extracts.
-fn compound_keys(ds: &Dataset, passes: &[String]) -> Result<Vec<(String, Vec<Option<u128>>)>> {
-    let find = |n: &str| -> Result<&Vec<Option<u128>>> {
+fn compound_keys(ds: &Dataset, passes: &[String]) -> Result<Vec<(String, Keys)>> {
+    let find = |n: &str| -> Result<&Keys> {
         ds.blocks
             .iter()
             .find(|(name, _)| name == n)
@@ -281,7 +282,7 @@ fn compound_keys(ds: &Dataset, passes: &[String]) -> Result<Vec<(String, Vec<Opt
                 keys.iter().try_fold(0u128, |acc, k| {
                     // Keyed hashes look random: rotate-and-xor keeps the
                     // tuple's order and collides with chance 2^-128.
-                    k[g].map(|v| acc.rotate_left(17) ^ v)
+                    k.get(g).map(|v| acc.rotate_left(17) ^ v)
                 })
             })
             .collect();
@@ -301,7 +302,7 @@ fn is_key_pass(ds: &Dataset, cfg: &Blocking, name: &str) -> bool {
 }
 
 /// A key pass: its name and each record's key.
-pub(crate) type KeyPass<'a> = (String, Cow<'a, [Option<u128>]>);
+pub(crate) type KeyPass<'a> = (String, Cow<'a, Keys>);
 
 /// The key passes a job's blocking runs, in order, with each record's key
 /// (the `keys` method's passes of [`group`]: [`is_key_pass`] keys, borrowed,
@@ -311,7 +312,7 @@ pub(crate) fn key_passes<'a>(ds: &'a Dataset, cfg: &Blocking) -> Result<Vec<KeyP
         .blocks
         .iter()
         .filter(|(n, _)| is_key_pass(ds, cfg, n))
-        .map(|(n, k)| (n.clone(), Cow::Borrowed(&k[..])))
+        .map(|(n, k)| (n.clone(), Cow::Borrowed(k)))
         .collect();
     out.extend(
         compound_keys(ds, &cfg.passes)?
@@ -367,7 +368,7 @@ fn informative_bits(ds: &Dataset) -> Vec<usize> {
 #[allow(clippy::too_many_arguments)]
 pub fn key_pass(
     ds: &Dataset,
-    keys: &[Option<u128>],
+    keys: &Keys,
     name: &str,
     kind: &str,
     dedup: bool,

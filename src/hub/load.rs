@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use crate::bloom::popcount;
 use crate::error::{Error, Result};
+use crate::extract::Keys;
 use crate::extract::{Counts, Extract, ExtractMeta, IdColumn, read_extract, read_meta};
 
 /// A packed, nullable filter column with precomputed popcounts.
@@ -169,7 +170,7 @@ pub struct Dataset {
     pub clk: Filters,
     pub fields: Vec<Filters>,
     /// Blocking-key columns present in every extract.
-    pub blocks: Vec<(String, Vec<Option<u128>>)>,
+    pub blocks: Vec<(String, Keys)>,
     pub strata: Vec<Stratum>,
     pub fingerprint: String,
     pub key_check: String,
@@ -462,7 +463,7 @@ impl Dataset {
             };
             let mut data = Vec::with_capacity(values.len() * 2);
             let mut valid = Vec::with_capacity(values.len());
-            for v in values {
+            for v in values.iter() {
                 let k = v.unwrap_or(0);
                 data.extend([k as u64, (k >> 64) as u64]);
                 valid.push(v.is_some());
@@ -665,7 +666,7 @@ fn assemble(extracts: Vec<Extract>) -> Result<Dataset> {
             .collect(),
         blocks: block_names
             .iter()
-            .map(|n| (n.clone(), Vec::new()))
+            .map(|n| (n.clone(), Keys::with_capacity(total)))
             .collect(),
         strata: strata_names
             .iter()

@@ -137,11 +137,7 @@ pub fn second_look(
         ..Default::default()
     };
     for (name, keys) in key_passes(ds, &cfg.blocking)? {
-        let among: Vec<Option<u128>> = keys
-            .par_iter()
-            .enumerate()
-            .map(|(g, &k)| k.filter(|_| single(g)))
-            .collect();
+        let among = keys.keep(single);
         let st = key_pass(
             ds,
             &among,

@@ -124,7 +124,7 @@ pub fn fingerprints(ds: &Dataset) -> Vec<u64> {
                 }
             }
             for (_, keys) in &ds.blocks {
-                match keys[g] {
+                match keys.get(g) {
                     Some(k) => {
                         h = mix(h, 1);
                         h = mix(h, k as u64);

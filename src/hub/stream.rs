@@ -32,6 +32,7 @@ use super::block::{PassStats, pack};
 use super::compare::{Columns, HELD_MAX, Kernel, RowPair, dice32};
 use super::load::Dataset;
 use super::score::{Comparisons, clk_dice, compare_scored};
+use crate::extract::Keys;
 
 /// One blocking pass, grouped: records of each kept block, sorted by index.
 #[derive(Debug, Clone, Default)]
@@ -180,7 +181,7 @@ impl Pass {
 /// Group `keys` into blocks, skipping oversized ones (counted in the stats).
 pub fn group_pass(
     ds: &Dataset,
-    keys: &[Option<u128>],
+    keys: &Keys,
     name: &str,
     kind: &str,
     dedup: bool,
@@ -193,7 +194,7 @@ pub fn group_pass(
 
 /// The records that have a key, as `(key, record)`, in place of what `v`
 /// held (its room kept for the next pass).
-pub fn keyed_records(keys: &[Option<u128>], v: &mut Vec<(u128, u32)>) {
+pub fn keyed_records(keys: &Keys, v: &mut Vec<(u128, u32)>) {
     v.clear();
     v.extend(
         keys.iter()
@@ -1374,7 +1375,7 @@ mod tests {
             };
             (k as u64) << 20 | 0xf_ffff
         };
-        let wide: Vec<Option<u128>> = (0..n).map(|g| Some(key(g) as u128 | 5 << 100)).collect();
+        let wide: Keys = (0..n).map(|g| Some(key(g) as u128 | 5 << 100)).collect();
         for dedup in [false, true] {
             for max in [u64::MAX, 1] {
                 let a = group_pass(&ds, &wide, "b", "lsh", dedup, max);
@@ -1477,7 +1478,7 @@ mod tests {
         let ds = Dataset::of_clks(16, clks, agency.clone());
         // A person's records share most keys (so that earlier passes hold
         // many pairs); some records have none. Blocks of ~3 x size.
-        let keys = |size: u64, mult: u64, next: &mut dyn FnMut() -> u64| -> Vec<Option<u128>> {
+        let keys = |size: u64, mult: u64, next: &mut dyn FnMut() -> u64| -> Keys {
             (0..n)
                 .map(|g| {
                     let person = (g % people) as u64 * mult % people as u64;
@@ -1602,7 +1603,7 @@ mod tests {
         let blocked: Vec<Pass> = [3u128, 5, 7]
             .iter()
             .map(|&m| {
-                let keys: Vec<Option<u128>> = (0..n as u128).map(|g| Some(g % m)).collect();
+                let keys: Keys = (0..n as u128).map(|g| Some(g % m)).collect();
                 group_pass(&ds, &keys, "p", "key", true, u64::MAX)
             })
             .collect();

@@ -33,7 +33,7 @@
 //! Hub side: works on indices only; the confirming comparison is the
 //! caller's.
 
-use std::collections::HashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::block::{pack, unpack};
 
@@ -274,7 +274,7 @@ fn duplicate_rates(
         records[a as usize] += 1;
     }
     // Best refused link per single record (`refused` is best first).
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = FxHashSet::default();
     let mut by_agency: Vec<Vec<f64>> = vec![Vec::new(); na];
     for &i in refused {
         let (a, b) = unpack(pairs[i]);
@@ -336,7 +336,7 @@ fn confirmations(
         return out;
     }
     // The record of each wanted (cluster, agency).
-    let mut member: HashMap<(u32, u16), u32> = ask
+    let mut member: FxHashMap<(u32, u16), u32> = ask
         .iter()
         .map(|&(_, s, root)| ((root, agency_of[s as usize]), u32::MAX))
         .collect();

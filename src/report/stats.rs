@@ -488,11 +488,16 @@ pub(super) struct ValueTallies {
 
 /// Count the values of the CLK and of every non-exact field.
 pub(super) fn value_tallies(ds: &Dataset) -> ValueTallies {
+    // Records are ordered by agency, so the last is of the highest.
+    let agencies = ds
+        .agencies
+        .len()
+        .max(ds.agency_of.last().map_or(0, |&a| a as usize + 1));
     let column = |f: &Filters| {
         let groups = crate::hub::values::EqualGroups::of(f);
         let mut t = ColumnTally {
             all: Tally::default(),
-            agency: vec![Tally::default(); ds.agencies.len()],
+            agency: vec![Tally::default(); agencies],
         };
         for group in groups.iter() {
             t.all.add(group.len() as u64);
@@ -762,6 +767,30 @@ pub(super) fn recall_by_stratum(run: &LinkRun, pairs: &[(u32, u32)]) -> Vec<Stra
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A column's tallies over all records and per agency, from one
+    /// grouping: agency 0 holds A A B, agency 1 holds A C C D; a field
+    /// beside the CLK has two records without a value.
+    #[test]
+    fn value_tallies_count_each_agency_s_values_and_all_records_values() {
+        let (a, b, c, d) = ([1u64, 0], [2u64, 0], [3u64, 9], [4u64, 0]);
+        let clks: Vec<u64> = [a, a, b, a, c, c, d].concat();
+        let mut ds = Dataset::of_clks(2, clks.clone(), vec![0, 0, 0, 1, 1, 1, 1]);
+        let mut field = ds.clk.clone();
+        field.name = "f".into();
+        field.valid = vec![true, false, true, true, true, false, true];
+        ds.fields.push(field);
+        let t = value_tallies(&ds);
+        let got = |x: &Tally| (x.valid, x.distinct, x.unique, x.top);
+        assert_eq!(got(&t.clk.all), (7, 4, 2, 3));
+        assert_eq!(got(&t.clk.agency[0]), (3, 2, 1, 2));
+        assert_eq!(got(&t.clk.agency[1]), (4, 3, 2, 2));
+        // The field: agency 0 holds A B, agency 1 A C D.
+        assert_eq!(t.fields.len(), 1);
+        assert_eq!(got(&t.fields[0].all), (5, 4, 3, 2));
+        assert_eq!(got(&t.fields[0].agency[0]), (2, 2, 2, 1));
+        assert_eq!(got(&t.fields[0].agency[1]), (3, 3, 3, 1));
+    }
 
     /// The lane counts equal counting each set bit, across several
     /// flushes (over 255 filters), with invalid filters skipped and words

@@ -7,10 +7,10 @@
 //! fingerprint of each filter with its record, then checking every
 //! group's filters word for word: a fingerprint shared by different
 //! filters (a collision) splits into the exact groups, so the counts are
-//! exact. A sort reads the filters once, in record order, where a hash map
-//! over the filters probed its table at random once a record (and
-//! compared the filters by `memcmp`): about three times the time at a
-//! million records.
+//! exact. The hash map over the filters' words this replaces probed its
+//! table at random once a record and compared filters by `memcmp`, once
+//! per agency and once more over all records; the report now groups each
+//! column once (docs/decisions.md §62).
 //!
 //! Never sees plaintext; never changes a filter.
 

@@ -19,5 +19,7 @@ pub mod progress;
 pub mod release;
 pub mod report;
 pub mod synth;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use error::{Error, Result};

@@ -477,13 +477,7 @@ mod tests {
         // 300 records of two agencies: random CLKs, and each of the second
         // agency's a copy of one of the first's with a few bits flipped, so
         // that some bands agree and others do not.
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::testing::xorshift(0x9E37_79B9_7F4A_7C15u64);
         let n = 300usize;
         let mut clks: Vec<u64> = (0..16 * 150).map(|_| next()).collect();
         for g in 0..150 {

@@ -1982,15 +1982,8 @@ mod tests {
     use crate::bloom::popcount;
 
     fn rnd(n: usize, seed: u64) -> Vec<u64> {
-        let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x
-            })
-            .collect()
+        let mut next = crate::testing::xorshift(seed.wrapping_mul(0x9E3779B97F4A7C15) | 1);
+        (0..n).map(|_| next()).collect()
     }
 
     #[test]

@@ -549,13 +549,7 @@ pub(crate) mod tests {
     /// Random pairs among `n` records of three agencies (both orders of
     /// agency, pairs of one agency too), scores with ties.
     pub(crate) fn random_run(n: usize, m: usize, seed: u64) -> (Vec<u16>, Vec<u64>, Vec<f32>) {
-        let mut x = seed | 1;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::testing::xorshift(seed | 1);
         let agency: Vec<u16> = (0..n).map(|g| (g * 3 / n) as u16).collect();
         let mut pairs = Vec::new();
         while pairs.len() < m {

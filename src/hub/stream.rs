@@ -1409,13 +1409,7 @@ mod tests {
     fn a_row_keeps_the_same_pairs_in_every_kernel() {
         // Members 100.., three earlier passes (columns); the row's record
         // is in blocks 5 and 9 of the first two and in none of the third.
-        let mut x = 7u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::testing::xorshift(7u64);
         for n in [1usize, 9, 16, 17, 40, 77] {
             let m: Vec<u32> = (0..n as u32).map(|j| 100 + 3 * j).collect();
             let ids: Vec<u32> = (0..3 * n).map(|_| (next() % 12) as u32).collect();
@@ -1465,13 +1459,7 @@ mod tests {
     /// its CLK Dice, and the same for de-duplication.
     #[test]
     fn emitted_pairs_are_each_candidate_once() {
-        let mut x = 11u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::testing::xorshift(11u64);
         let (people, n) = (1500usize, 4500usize);
         let agency: Vec<u16> = (0..n).map(|g| (g / people) as u16).collect();
         let clks: Vec<u64> = (0..16 * n).map(|_| next() & next()).collect();

@@ -159,18 +159,12 @@ mod tests {
     #[test]
     fn groups_are_the_records_of_each_distinct_filter() {
         // 3,000 records over about 700 values, some missing.
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::testing::xorshift(0x9E37_79B9_7F4A_7C15u64);
         let pool: Vec<Vec<u64>> = (0..700).map(|_| (0..4).map(|_| next()).collect()).collect();
         let values: Vec<Option<Vec<u64>>> = (0..3000)
             .map(|_| {
                 let r = next();
-                (r % 10 != 0).then(|| pool[((r >> 8) % 700) as usize].clone())
+                (!r.is_multiple_of(10)).then(|| pool[((r >> 8) % 700) as usize].clone())
             })
             .collect();
         let f = field(&values, 4);

@@ -799,13 +799,11 @@ mod tests {
     #[test]
     fn bit_counts_equal_counting_each_set_bit() {
         let (n, words) = (1000usize, 3usize);
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = crate::testing::xorshift(0x9E37_79B9_7F4A_7C15);
         let mut data = Vec::new();
         for g in 0..n {
             for w in 0..words {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                let x = next();
                 data.push(match (g % 7, w) {
                     // A word full in every filter fills every lane.
                     (_, 2) | (0, 0) => u64::MAX,

@@ -510,15 +510,12 @@ pub(super) fn value_tallies(ds: &Dataset) -> ValueTallies {
         }
         t
     };
-    let columns: Vec<&Filters> = std::iter::once(&ds.clk)
-        .chain(ds.fields.iter().filter(|f| !f.exact))
-        .collect();
-    let mut counted: Vec<ColumnTally> = columns.par_iter().map(|f| column(f)).collect();
-    let fields = counted.split_off(1);
-    ValueTallies {
-        clk: counted.pop().expect("the CLK's tally"),
-        fields,
-    }
+    let fields: Vec<&Filters> = ds.fields.iter().filter(|f| !f.exact).collect();
+    let (clk, fields) = rayon::join(
+        || column(&ds.clk),
+        || fields.par_iter().map(|f| column(f)).collect(),
+    );
+    ValueTallies { clk, fields }
 }
 
 pub(super) fn input_quality(run: &LinkRun, tallies: &ValueTallies) -> InputQuality {

@@ -63,8 +63,10 @@ impl EqualGroups {
             let h = keys[i].0;
             let j = i + keys[i..].partition_point(|k| k.0 == h);
             let run = &keys[i..j];
+            // The others against the first: a record alone under its
+            // fingerprint (most of a CLK's records) reads nothing.
             let first = f.get(run[0].1 as usize);
-            if run.iter().all(|k| f.get(k.1 as usize) == first) {
+            if run[1..].iter().all(|k| f.get(k.1 as usize) == first) {
                 order.extend(run.iter().map(|k| k.1));
                 ends.push(order.len() as u32);
             } else {

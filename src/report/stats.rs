@@ -486,6 +486,12 @@ pub(super) struct ValueTallies {
     fields: Vec<ColumnTally>,
 }
 
+/// The fields [`ValueTallies::fields`] counts, in its order: every field
+/// but the keys compared as evidence (exact agreement only).
+fn tallied_fields(ds: &Dataset) -> impl Iterator<Item = &Filters> {
+    ds.fields.iter().filter(|f| !f.exact)
+}
+
 /// Count the values of the CLK and of every non-exact field.
 pub(super) fn value_tallies(ds: &Dataset) -> ValueTallies {
     // Records are ordered by agency, so the last is of the highest.
@@ -510,7 +516,7 @@ pub(super) fn value_tallies(ds: &Dataset) -> ValueTallies {
         }
         t
     };
-    let fields: Vec<&Filters> = ds.fields.iter().filter(|f| !f.exact).collect();
+    let fields: Vec<&Filters> = tallied_fields(ds).collect();
     let (clk, fields) = rayon::join(
         || column(&ds.clk),
         || fields.par_iter().map(|f| column(f)).collect(),
@@ -523,8 +529,7 @@ pub(super) fn input_quality(run: &LinkRun, tallies: &ValueTallies) -> InputQuali
     let mut fields = Vec::new();
     for (ai, a) in ds.agencies.iter().enumerate() {
         let r = a.start..a.start + a.len;
-        let non_exact = ds.fields.iter().filter(|f| !f.exact);
-        for (f, tally) in non_exact.zip(&tallies.fields) {
+        for (f, tally) in tallied_fields(ds).zip(&tallies.fields) {
             let t = tally.agency[ai];
             let valid = t.valid;
             let bits = (f.words * 64) as f64;
@@ -677,12 +682,7 @@ fn filter_privacy(f: &Filters, t: &Tally) -> FilterPrivacy {
 pub(super) fn privacy(ds: &Dataset, tallies: &ValueTallies) -> Privacy {
     // Each column on its own thread.
     let columns: Vec<(&Filters, &Tally)> = std::iter::once((&ds.clk, &tallies.clk.all))
-        .chain(
-            ds.fields
-                .iter()
-                .filter(|f| !f.exact)
-                .zip(tallies.fields.iter().map(|t| &t.all)),
-        )
+        .chain(tallied_fields(ds).zip(tallies.fields.iter().map(|t| &t.all)))
         .collect();
     let filters = columns
         .par_iter()

@@ -29,3 +29,16 @@ fn demo_schemas_share_one_fingerprint_and_febrl4_parses() {
     assert_eq!(s.fields.len(), 10);
     assert_eq!(s.blocking.len(), 4);
 }
+
+#[test]
+fn large_job_config_bands_only_the_records_left_single() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let c = bloomlink::hub::JobConfig::load(&root.join("config/job-large.toml")).unwrap();
+    // Keys for every record; LSH bands only in the second look (§64).
+    assert_eq!(
+        c.blocking.method,
+        bloomlink::hub::config::BlockingMethod::Keys
+    );
+    assert!(c.resolve.second_look && c.resolve.second_look_lsh);
+    assert!(c.blocking.lsh_bands > 0 && c.blocking.lsh_bits > 0);
+}

@@ -186,9 +186,15 @@ fn monthly_refresh_keeps_pseudonyms_stable() {
         dir.join("r3full"),
     );
     // Blocking keys and LSH, as a large job would use: refreshes can then
-    // compare only what changed (all-pairs jobs re-link everything).
+    // compare only what changed (all-pairs jobs re-link everything). The
+    // second look also bands the records left single (§64): on the job's
+    // stored bands, in a refresh as in a full run.
     let job = dir.join("job.toml");
-    std::fs::write(&job, "[blocking]\nmethod = \"keys_and_lsh\"\n").unwrap();
+    std::fs::write(
+        &job,
+        "[blocking]\nmethod = \"keys_and_lsh\"\n[resolve]\nsecond_look_lsh = true\n",
+    )
+    .unwrap();
     let cfg = ["--config", job.to_str().unwrap()];
     link_with(&month(1), &r1, None, &cfg);
     let rep2 = link_with(&month(2), &r2, Some(&r1), &cfg);

@@ -1,6 +1,8 @@
 //! The second look at records left single (docs/decisions.md §31): blocks
 //! too large for the whole job are small among the single records, and
-//! their pairs are weighed against each other only.
+//! their pairs are weighed against each other only. With
+//! `resolve.second_look_lsh` (§64) they are also blocked on LSH bands of
+//! their CLKs, which find the people whose keys all changed.
 
 mod common;
 
@@ -15,11 +17,28 @@ fn run(
     max_block_pairs: u64,
     second_look: bool,
 ) -> serde_json::Value {
-    let out = dir.join(format!("out-{max_block_pairs}-{second_look}"));
     let mut cfg = bloomlink::hub::JobConfig::default();
     cfg.blocking.method = BlockingMethod::Keys;
     cfg.blocking.max_block_pairs = max_block_pairs;
     cfg.resolve.second_look = second_look;
+    run_with(
+        dir,
+        ex,
+        truth,
+        cfg,
+        &format!("{max_block_pairs}-{second_look}"),
+    )
+}
+
+/// Link `ex` under `cfg` into `dir/out-NAME`; returns the report.
+fn run_with(
+    dir: &std::path::Path,
+    ex: &[std::path::PathBuf],
+    truth: &std::path::Path,
+    cfg: bloomlink::hub::JobConfig,
+    name: &str,
+) -> serde_json::Value {
+    let out = dir.join(format!("out-{name}"));
     let opts = bloomlink::hub::LinkOptions::new(ex.to_vec(), out.clone(), cfg);
     bloomlink::cli::link::link_and_report(&opts, Some(truth), vec![]).unwrap();
     serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
@@ -81,6 +100,79 @@ fn records_left_single_are_blocked_again_among_themselves() {
             r["reconciliation"]["balanced"], true,
             "{}",
             r["reconciliation"]
+        );
+    }
+}
+
+#[test]
+fn the_look_s_lsh_bands_find_people_whose_keys_all_changed() {
+    let d = tempfile::tempdir().unwrap();
+    let (ex, truth, _) = common::synthetic_with_overlap(d.path(), 4_000, 2, 23, 1.0, b"bands");
+    // One key, the postcode: everyone who moved is missed by blocking and
+    // left single, whatever else their records share.
+    let cfg = |lsh: bool| {
+        let mut cfg = bloomlink::hub::JobConfig::default();
+        cfg.blocking.method = BlockingMethod::Keys;
+        cfg.blocking.passes = vec!["postcode".into()];
+        cfg.resolve.second_look_lsh = lsh;
+        cfg
+    };
+    let off = run_with(d.path(), &ex, &truth, cfg(false), "bands-off");
+    let on = run_with(d.path(), &ex, &truth, cfg(true), "bands-on");
+    let eval = |r: &serde_json::Value, k: &str| r["truth"]["evaluation"][k].as_f64().unwrap();
+    eprintln!(
+        "recall {} -> {}, precision {} -> {}",
+        eval(&off, "recall"),
+        eval(&on, "recall"),
+        eval(&off, "precision"),
+        eval(&on, "precision")
+    );
+    let pairs = |r: &serde_json::Value| {
+        look_pass(r).expect("the look ran")["pairs"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(
+        pairs(&on) > pairs(&off),
+        "{} -> {}",
+        pairs(&off),
+        pairs(&on)
+    );
+    // The movers are found, and not at the cost of false links.
+    assert!(
+        eval(&on, "recall") > eval(&off, "recall") + 0.02,
+        "recall {} -> {}",
+        eval(&off, "recall"),
+        eval(&on, "recall")
+    );
+    assert!(
+        eval(&on, "precision") > 0.95,
+        "precision {}",
+        eval(&on, "precision")
+    );
+    // No LSH pass in the job itself: the bands were the look's alone.
+    let passes = on["blocking"]["passes"].as_array().unwrap();
+    assert!(passes.iter().all(|p| p["kind"] != "lsh"), "{passes:?}");
+    assert_eq!(
+        on["reconciliation"]["balanced"], true,
+        "{}",
+        on["reconciliation"]
+    );
+    // The same inputs (and job key) give the same pairs and links again.
+    let out = |n: &str| d.path().join(format!("out-{n}"));
+    std::fs::create_dir_all(out("bands-again")).unwrap();
+    std::fs::copy(
+        out("bands-on").join("job.key"),
+        out("bands-again").join("job.key"),
+    )
+    .unwrap();
+    let again = run_with(d.path(), &ex, &truth, cfg(true), "bands-again");
+    assert_eq!(again["truth"], on["truth"]);
+    for f in ["links.parquet", "pairs.parquet"] {
+        let read = |n: &str| std::fs::read(out(n).join(f)).unwrap();
+        assert!(
+            read("bands-on") == read("bands-again"),
+            "{f} differs between runs"
         );
     }
 }

@@ -182,37 +182,14 @@ pub fn group(
     }
     if lsh {
         method.push("Hamming LSH");
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x4c5348);
-        let informative = match lsh_positions {
-            Some(_) => Vec::new(),
-            None => informative_bits(ds),
-        };
-        for band in 0..cfg.lsh_bands {
-            let pos: Vec<usize> = match lsh_positions {
-                Some(given) => match given.get(band) {
-                    Some(p) => p.iter().map(|&x| x as usize).collect(),
-                    None => break,
-                },
-                None => sample(
-                    &mut rng,
-                    informative.len(),
-                    cfg.lsh_bits.min(informative.len()),
-                )
-                .into_iter()
-                .map(|i| informative[i])
-                .collect(),
-            };
+        for (band, pos) in lsh_bands(ds, cfg, seed, lsh_positions)
+            .into_iter()
+            .enumerate()
+        {
             positions.push(pos.iter().map(|&p| p as u32).collect());
             // Every record has the band's key: its bits at `pos` (one
             // band's keys, so the band need not be part of them).
-            let key = |g: usize| {
-                let w = ds.clk.get(g);
-                let mut key = 0u128;
-                for &p in &pos {
-                    key = key << 1 | ((w[p / 64] >> (p % 64)) & 1) as u128;
-                }
-                key
-            };
+            let key = |g: usize| band_key(ds, &pos, g);
             let (name, max) = (format!("lsh{band}"), cfg.max_block_pairs);
             let p = if pos.len() <= 32 {
                 packed.clear();
@@ -320,6 +297,51 @@ pub(crate) fn key_passes<'a>(ds: &'a Dataset, cfg: &Blocking) -> Result<Vec<KeyP
             .map(|(n, k)| (n, Cow::Owned(k))),
     );
     Ok(out)
+}
+
+/// The CLK bit positions of each Hamming LSH band: `given` (a previous
+/// run's bands) when there are any, else `cfg.lsh_bands` bands of
+/// `cfg.lsh_bits` informative bits drawn with `seed` (the same bands for
+/// the same records, configuration and seed).
+pub fn lsh_bands(
+    ds: &Dataset,
+    cfg: &Blocking,
+    seed: u64,
+    given: Option<&[Vec<u32>]>,
+) -> Vec<Vec<usize>> {
+    if let Some(given) = given {
+        let take = given.len().min(cfg.lsh_bands);
+        return given[..take]
+            .iter()
+            .map(|p| p.iter().map(|&x| x as usize).collect())
+            .collect();
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x4c5348);
+    let informative = informative_bits(ds);
+    (0..cfg.lsh_bands)
+        .map(|_| {
+            sample(
+                &mut rng,
+                informative.len(),
+                cfg.lsh_bits.min(informative.len()),
+            )
+            .into_iter()
+            .map(|i| informative[i])
+            .collect()
+        })
+        .collect()
+}
+
+/// Record `g`'s key in the LSH band of CLK bit positions `pos`: those
+/// bits, first position highest.
+#[inline]
+pub fn band_key(ds: &Dataset, pos: &[usize], g: usize) -> u128 {
+    let w = ds.clk.get(g);
+    let mut key = 0u128;
+    for &p in pos {
+        key = key << 1 | ((w[p / 64] >> (p % 64)) & 1) as u128;
+    }
+    key
 }
 
 /// CLK bit positions set in 25–75% of records (widened to 10–90% if too

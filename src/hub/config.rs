@@ -183,6 +183,12 @@ pub struct Resolve {
     /// (docs/decisions.md §19, §31). One-to-one probabilistic linkage with
     /// `scoring.record_prior` only.
     pub second_look: bool,
+    /// The second look also blocks the records left single on Hamming LSH
+    /// bands of their CLKs (`blocking.lsh_bands` bands of
+    /// `blocking.lsh_bits` bits; the job's own bands when it has them):
+    /// what LSH finds that the keys miss, at the cost of a few percent of
+    /// the records instead of all of them (docs/decisions.md §64).
+    pub second_look_lsh: bool,
 }
 
 impl Default for Resolve {
@@ -194,6 +200,7 @@ impl Default for Resolve {
             confirm_duplicates: true,
             duplicate_prior: true,
             second_look: true,
+            second_look_lsh: false,
         }
     }
 }

@@ -402,9 +402,9 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
             cfg,
             &model,
             tf_all.as_deref(),
-            &cands.pairs,
-            pairwise,
+            (&cands.pairs, pairwise),
             &resolution.cluster_size,
+            &cands.lsh_positions,
         )?;
         if let Some(look) = look {
             let before = cands.pairs.len();

@@ -1,24 +1,27 @@
 //! Records left single: a second look among them (docs/decisions.md §19,
-//! §31).
+//! §31, §64).
 //!
 //! After resolution, the records left single are blocked again on every
 //! key pass of the job, restricted to them: blocks too large to compare in
 //! the whole job (a common surname's) are small among a few percent of the
-//! records. Those pairs, with the kept pairs of two single records, are
-//! compared and scored under the job's model, then made record-level among
-//! the single records only ([`super::posterior::among_singles`]). The set
-//! depends only on which records are single and on their keys, never on
-//! which pairs an earlier run kept, so an incremental refresh looks at the
-//! same pairs as a full run. Hub side: indices, keys and weights only;
-//! never sees plaintext.
+//! records. With `resolve.second_look_lsh` they are also blocked on the
+//! Hamming LSH bands of their CLKs. Those pairs, with the kept pairs of
+//! two single records, are compared and scored under the job's model, then
+//! made record-level among the single records only
+//! ([`super::posterior::among_singles`]). The set depends only on which
+//! records are single and on their keys and CLKs, never on which pairs an
+//! earlier run kept, so an incremental refresh looks at the same pairs as
+//! a full run. Hub side: indices, keys, filters and weights only; never
+//! sees plaintext.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::block::{PassStats, key_pass, key_passes, unpack};
+use super::block::{PassStats, band_key, key_pass, key_passes, lsh_bands, unpack};
 use super::config::JobConfig;
 use super::load::Dataset;
 use super::score::{Model, compare, cuts32, score};
+use super::stream::{group_keyed, push_block_pairs};
 use crate::error::Result;
 
 /// The second look's pairs (sorted) and their figures.
@@ -106,7 +109,9 @@ struct Scored {
 pub const PASS: &str = "records left single";
 
 /// The second look at the records `cluster_size` leaves single: the
-/// cross-agency pairs of every key pass among them, and the `kept` pairs
+/// cross-agency pairs of every key pass among them (and of every LSH band,
+/// with `resolve.second_look_lsh`: the job's `lsh_positions` when it has
+/// bands, else bands drawn as blocking draws them), and the `kept` pairs
 /// of two single records whose `pairwise` probability reaches
 /// `output.pairs_min_probability` (those a refresh carries over), scored
 /// under `model` (value frequencies `tf` as the job's scoring used them).
@@ -116,9 +121,9 @@ pub fn second_look(
     cfg: &JobConfig,
     model: &Model,
     tf: Option<&[Vec<f32>]>,
-    kept: &[u64],
-    pairwise: &[f32],
+    (kept, pairwise): (&[u64], &[f32]),
     cluster_size: &[u32],
+    lsh_positions: &[Vec<u32>],
 ) -> Result<Option<SecondLook>> {
     let single = |g: usize| cluster_size[g] == 1;
     let min_p = cfg.output.pairs_min_probability as f32;
@@ -152,6 +157,42 @@ pub fn second_look(
         stats.skipped_blocks += st.skipped_blocks;
         stats.skipped_pairs += st.skipped_pairs;
         stats.largest_block_pairs = stats.largest_block_pairs.max(st.largest_block_pairs);
+    }
+    if cfg.resolve.second_look_lsh {
+        // The single records' keys in each LSH band, read for them only
+        // (a few percent of the records).
+        let given = Some(lsh_positions).filter(|p| !p.is_empty());
+        let singles: Vec<u32> = (0..ds.len() as u32)
+            .filter(|&g| single(g as usize))
+            .collect();
+        let mut keyed: Vec<(u128, u32)> = Vec::with_capacity(singles.len());
+        for (band, pos) in lsh_bands(ds, &cfg.blocking, cfg.seed, given)
+            .iter()
+            .enumerate()
+        {
+            keyed.clear();
+            keyed.par_extend(
+                singles
+                    .par_iter()
+                    .map(|&g| (band_key(ds, pos, g as usize), g)),
+            );
+            let name = format!("lsh{band}");
+            let p = group_keyed(
+                ds,
+                &mut keyed,
+                &name,
+                "lsh",
+                false,
+                cfg.blocking.max_block_pairs,
+            );
+            for m in p.blocks() {
+                push_block_pairs(ds, m, (0, m.len()), false, |_, _| true, &mut pairs);
+            }
+            stats.blocks += p.stats.blocks;
+            stats.skipped_blocks += p.stats.skipped_blocks;
+            stats.skipped_pairs += p.stats.skipped_pairs;
+            stats.largest_block_pairs = stats.largest_block_pairs.max(p.stats.largest_block_pairs);
+        }
     }
     pairs.par_sort_unstable();
     pairs.dedup();

@@ -105,6 +105,15 @@ struct Scored {
     pairwise: Vec<f32>,
 }
 
+/// Count a pass's blocks among the look's (its pairs are counted once,
+/// after the passes' overlaps are removed).
+fn add_blocks(look: &mut PassStats, pass: &PassStats) {
+    look.blocks += pass.blocks;
+    look.skipped_blocks += pass.skipped_blocks;
+    look.skipped_pairs += pass.skipped_pairs;
+    look.largest_block_pairs = look.largest_block_pairs.max(pass.largest_block_pairs);
+}
+
 /// Name of the second look in the blocking table.
 pub const PASS: &str = "records left single";
 
@@ -153,10 +162,7 @@ pub fn second_look(
             &mut pairs,
             usize::MAX,
         );
-        stats.blocks += st.blocks;
-        stats.skipped_blocks += st.skipped_blocks;
-        stats.skipped_pairs += st.skipped_pairs;
-        stats.largest_block_pairs = stats.largest_block_pairs.max(st.largest_block_pairs);
+        add_blocks(&mut stats, &st);
     }
     if cfg.resolve.second_look_lsh {
         // The single records' keys in each LSH band, read for them only
@@ -188,10 +194,7 @@ pub fn second_look(
             for m in p.blocks() {
                 push_block_pairs(ds, m, (0, m.len()), false, |_, _| true, &mut pairs);
             }
-            stats.blocks += p.stats.blocks;
-            stats.skipped_blocks += p.stats.skipped_blocks;
-            stats.skipped_pairs += p.stats.skipped_pairs;
-            stats.largest_block_pairs = stats.largest_block_pairs.max(p.stats.largest_block_pairs);
+            add_blocks(&mut stats, &p.stats);
         }
     }
     pairs.par_sort_unstable();

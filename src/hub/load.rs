@@ -44,6 +44,23 @@ pub struct Filters {
     pub date: Option<Arc<DateVariants>>,
 }
 
+/// The span of a record's field filters in the record-major arena:
+/// record `g`'s run from `g * start.0 + start.1` to `g * end.0 + end.1`.
+#[derive(Debug, Clone, Copy)]
+pub struct FilterSpan<'a> {
+    arena: &'a [u64],
+    start: (usize, usize),
+    end: (usize, usize),
+}
+
+impl<'a> FilterSpan<'a> {
+    /// Record `g`'s field filters, side by side.
+    #[inline]
+    pub fn of(&self, g: usize) -> &'a [u64] {
+        &self.arena[g * self.start.0 + self.start.1..g * self.end.0 + self.end.1]
+    }
+}
+
 /// The level of a date field whose day and month are swapped (equal
 /// `year + day_month` keys, not an exact date) when it has [`DateVariants`].
 pub const DATE_SWAPPED: u8 = 2;
@@ -437,15 +454,23 @@ impl Dataset {
     /// All field filters of record `g`, side by side (the record-major
     /// arena; blocking keys compared as evidence have their own).
     pub fn field_filters(&self, g: usize) -> &[u64] {
+        self.filter_span().map_or(&[], |s| s.of(g))
+    }
+
+    /// Where each record's field filters lie ([`Dataset::field_filters`]),
+    /// worked out once for callers that ask for many records; `None`
+    /// without field filters.
+    pub fn filter_span(&self) -> Option<FilterSpan<'_>> {
         match (
             self.fields.first(),
             self.fields.iter().rev().find(|f| !f.exact),
         ) {
-            (Some(first), Some(last)) => {
-                &first.data
-                    [g * first.stride + first.offset..g * last.stride + last.offset + last.words]
-            }
-            _ => &[],
+            (Some(first), Some(last)) => Some(FilterSpan {
+                arena: &first.data,
+                start: (first.stride, first.offset),
+                end: (last.stride, last.offset + last.words),
+            }),
+            _ => None,
         }
     }
 

@@ -221,49 +221,72 @@ pub fn cuts32(levels: &[f64]) -> Vec<f32> {
         .collect()
 }
 
-/// Hint the CPU to load record `g`'s field filters (and its CLK when
-/// `clk`) into cache.
-#[inline(always)]
-fn prefetch_record(ds: &Dataset, g: usize, clk: bool) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let lines = |w: &[u64]| {
-            for line in w.chunks(8) {
-                // SAFETY: a prefetch is only a hint; the address is in a live slice.
-                unsafe { _mm_prefetch(line.as_ptr() as *const i8, _MM_HINT_T0) };
+/// Where each record's comparison data lies, worked out once for a run of
+/// pairs rather than for every record asked for.
+struct Places<'a> {
+    ds: &'a Dataset,
+    /// Each record's field filters in their record-major arena.
+    filters: Option<super::load::FilterSpan<'a>>,
+    /// Blocking keys compared as evidence (an arena each).
+    exact: Vec<&'a super::load::Filters>,
+    /// Dates' keyed variants.
+    dates: Vec<&'a DateVariants>,
+}
+
+impl<'a> Places<'a> {
+    fn of(ds: &'a Dataset) -> Places<'a> {
+        Places {
+            ds,
+            filters: ds.filter_span(),
+            exact: ds.fields.iter().filter(|f| f.exact).collect(),
+            dates: ds.fields.iter().filter_map(|f| f.date.as_deref()).collect(),
+        }
+    }
+
+    /// Hint the CPU to load record `g`'s field filters (and its CLK when
+    /// `clk`) into cache.
+    #[inline(always)]
+    fn prefetch(&self, g: usize, clk: bool) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let ds = self.ds;
+            let lines = |w: &[u64]| {
+                for line in w.chunks(8) {
+                    // SAFETY: a prefetch is only a hint; the address is in a live slice.
+                    unsafe { _mm_prefetch(line.as_ptr() as *const i8, _MM_HINT_T0) };
+                }
+            };
+            let one = |p: *const i8| {
+                // SAFETY: as above; `p` points into a live vector.
+                unsafe { _mm_prefetch(p, _MM_HINT_T0) };
+            };
+            if clk {
+                lines(ds.clk.get(g));
+                one(ds.clk.pop[g..].as_ptr() as *const i8);
             }
-        };
-        let one = |p: *const i8| {
-            // SAFETY: as above; `p` points into a live vector.
-            unsafe { _mm_prefetch(p, _MM_HINT_T0) };
-        };
-        if clk {
-            lines(ds.clk.get(g));
-            one(ds.clk.pop[g..].as_ptr() as *const i8);
-        }
-        lines(ds.field_filters(g));
-        // Every field's presence and popcount: one row.
-        let counts = ds.field_counts(g);
-        one(counts.as_ptr() as *const i8);
-        if let Some(last) = counts.last() {
-            one(last as *const u32 as *const i8);
-        }
-        for f in &ds.fields {
-            // Keys compared as evidence have an arena of their own.
-            if f.exact {
+            if let Some(span) = self.filters {
+                lines(span.of(g));
+            }
+            // Every field's presence and popcount: one row.
+            let counts = ds.field_counts(g);
+            one(counts.as_ptr() as *const i8);
+            if let Some(last) = counts.last() {
+                one(last as *const u32 as *const i8);
+            }
+            for f in &self.exact {
                 lines(f.get(g));
             }
-            if let Some(dv) = &f.date {
+            for dv in &self.dates {
                 // A record's keys: one line, or two when they straddle one.
                 for k in dv.of(g).first().into_iter().chain(dv.of(g).last()) {
                     one(k as *const u64 as *const i8);
                 }
             }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (g, clk);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (ds, g, clk);
 }
 
 /// Compare every candidate pair (parallel, no allocation per pair).
@@ -355,6 +378,7 @@ fn compare_run(
     // Records prefetched lately (direct-mapped by index): in block order a
     // block's members come back row after row, already in cache.
     let mut recent = [u32::MAX; 256];
+    let places = Places::of(ds);
     for (i, &pair) in p.iter().enumerate() {
         // Start loading the records of a pair a few steps ahead: b is the
         // random access (in a sorted list, and in the first row of each
@@ -367,7 +391,7 @@ fn compare_run(
                 let slot = &mut recent[(g.wrapping_mul(0x9E37_79B9) >> 24) as usize];
                 if *slot != g {
                     *slot = g;
-                    prefetch_record(ds, g as usize, !known);
+                    places.prefetch(g as usize, !known);
                 }
             }
         }

@@ -132,6 +132,9 @@ fn the_look_s_lsh_bands_find_people_whose_keys_all_changed() {
             .as_u64()
             .unwrap()
     };
+    // The blocking table says how the look grouped the records.
+    assert_eq!(look_pass(&off).unwrap()["kind"], "key");
+    assert_eq!(look_pass(&on).unwrap()["kind"], "key+lsh");
     assert!(
         pairs(&on) > pairs(&off),
         "{} -> {}",

@@ -167,6 +167,7 @@ pub fn second_look(
     if cfg.resolve.second_look_lsh {
         // The single records' keys in each LSH band, read for them only
         // (a few percent of the records).
+        stats.kind = "key+lsh".into();
         let given = Some(lsh_positions).filter(|p| !p.is_empty());
         let singles: Vec<u32> = (0..ds.len() as u32)
             .filter(|&g| single(g as usize))

@@ -222,7 +222,9 @@ pub fn cuts32(levels: &[f64]) -> Vec<f32> {
 }
 
 /// Where each record's comparison data lies, worked out once for a run of
-/// pairs rather than for every record asked for.
+/// pairs rather than for every record asked for (read by the prefetches,
+/// which only x86-64 makes).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Places<'a> {
     ds: &'a Dataset,
     /// Each record's field filters in their record-major arena.

@@ -399,12 +399,7 @@ pub fn key_pass(
     limit: usize,
 ) -> PassStats {
     let p = super::stream::group_pass(ds, keys, name, kind, dedup, max_block_pairs);
-    for m in p.blocks() {
-        super::stream::push_block_pairs(ds, m, (0, m.len()), dedup, |_, _| true, out);
-        if out.len() >= limit {
-            break;
-        }
-    }
+    p.push_pairs(ds, dedup, out, limit);
     p.stats
 }
 

@@ -21,7 +21,7 @@ use super::block::{PassStats, band_key, key_pass, key_passes, lsh_bands, unpack}
 use super::config::JobConfig;
 use super::load::Dataset;
 use super::score::{Model, compare, cuts32, score};
-use super::stream::{group_keyed, push_block_pairs};
+use super::stream::group_keyed;
 use crate::error::Result;
 
 /// The second look's pairs (sorted) and their figures.
@@ -192,9 +192,7 @@ pub fn second_look(
                 false,
                 cfg.blocking.max_block_pairs,
             );
-            for m in p.blocks() {
-                push_block_pairs(ds, m, (0, m.len()), false, |_, _| true, &mut pairs);
-            }
+            p.push_pairs(ds, false, &mut pairs, usize::MAX);
             add_blocks(&mut stats, &p.stats);
         }
     }

@@ -170,6 +170,17 @@ impl Pass {
             .map(|w| &self.members[w[0] as usize..w[1] as usize])
     }
 
+    /// Append the eligible pairs of every kept block to `out`, stopping
+    /// after the block that takes it to `limit` pairs.
+    pub fn push_pairs(&self, ds: &Dataset, dedup: bool, out: &mut Vec<u64>, limit: usize) {
+        for m in self.blocks() {
+            push_block_pairs(ds, m, (0, m.len()), dedup, |_, _| true, out);
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+
     /// Each member of a kept block with its block's index: (record, block).
     fn block_of(&self) -> impl Iterator<Item = (usize, u32)> {
         self.blocks()

@@ -918,3 +918,79 @@ fn a_refresh_without_an_agency_of_the_previous_run_warns() {
         assert!(err.contains(needle), "expected `{needle}` in {err}");
     }
 }
+
+/// `evaluate` tells where each missed true pair went, from the run's
+/// pairs.parquet and the threshold in its report.json: the four counts add
+/// up to the false negatives, and the threshold read is the run's.
+#[test]
+fn evaluate_tells_where_the_missed_pairs_went() {
+    let d = tempfile::tempdir().unwrap();
+    let (ex, truth, _) = synthetic(d.path(), 1500, 2, 17, b"k");
+    let out = d.path().join("out");
+    let o = link(&ex, &out, &["--truth", truth.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = evaluate(&out.join("links.parquet"), &truth);
+    let m = &e["missed"];
+    eprintln!("evaluate: {e}");
+    let count = |k: &str| m[k].as_u64().unwrap_or_else(|| panic!("{k}: {e}"));
+    let fnn = e["false_negatives"].as_u64().unwrap();
+    assert!(fnn > 0, "{e}");
+    let scored = count("under_threshold") + count("cleared_threshold");
+    assert_eq!(
+        count("record_not_linked") + count("not_scored") + scored,
+        fnn,
+        "{e}"
+    );
+    // links.parquet alone: no breakdown, unless --pairs names the file.
+    let alone = d.path().join("alone");
+    std::fs::create_dir(&alone).unwrap();
+    std::fs::copy(out.join("links.parquet"), alone.join("links.parquet")).unwrap();
+    let e2 = evaluate(&alone.join("links.parquet"), &truth);
+    assert!(e2.get("missed").is_none(), "{e2}");
+    assert_eq!(e2["f1"], e["f1"]);
+    let with_pairs = |pairs: &Path| -> serde_json::Value {
+        let o = Command::new(bin())
+            .arg("evaluate")
+            .arg("--links")
+            .arg(alone.join("links.parquet"))
+            .arg("--truth")
+            .arg(&truth)
+            .arg("--pairs")
+            .arg(pairs)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    assert_eq!(with_pairs(&out.join("pairs.parquet"))["missed"], *m);
+    // A run whose threshold was 0: every scored missed pair cleared it.
+    let zero = d.path().join("zero");
+    std::fs::create_dir(&zero).unwrap();
+    std::fs::copy(out.join("pairs.parquet"), zero.join("pairs.parquet")).unwrap();
+    let mut r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["run"]["config"]["scoring"]["threshold"], 0.5);
+    r["run"]["config"]["scoring"]["threshold"] = 0.0.into();
+    std::fs::write(zero.join("report.json"), r.to_string()).unwrap();
+    let z = with_pairs(&zero.join("pairs.parquet"));
+    assert_eq!(z["missed"]["under_threshold"], 0, "{z}");
+    assert_eq!(z["missed"]["cleared_threshold"], scored, "{z}");
+    assert_eq!(z["missed"]["not_scored"], m["not_scored"]);
+    // --pairs naming a file with no report beside it is an error.
+    std::fs::remove_file(zero.join("report.json")).unwrap();
+    let o = Command::new(bin())
+        .args(["evaluate", "--links"])
+        .arg(alone.join("links.parquet"))
+        .arg("--truth")
+        .arg(&truth)
+        .arg("--pairs")
+        .arg(zero.join("pairs.parquet"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("report.json"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

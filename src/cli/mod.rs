@@ -195,6 +195,11 @@ pub struct EvaluateArgs {
     /// Truth CSV: `record_id_a,record_id_b` or `agency,record_id,entity`.
     #[arg(long)]
     pub truth: PathBuf,
+    /// The run's pairs.parquet, to tell where the missed true pairs went
+    /// (the `report.json` beside it gives the threshold); default: the one
+    /// beside --links.
+    #[arg(long)]
+    pub pairs: Option<PathBuf>,
 }
 
 /// Arguments of `bloomlink encode`.

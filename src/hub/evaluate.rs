@@ -5,7 +5,9 @@
 //! `record_id_a,record_id_b` (two agencies: a is the first agency in
 //! links.parquet, b the second) or `agency,record_id,entity` (any number of
 //! agencies). True pairs whose records never reached the hub (rejected at
-//! encode) count as missed. Hub side: record ids only.
+//! encode) count as missed; [`missed_pairs`] tells, from the run's
+//! `pairs.parquet`, where each missed pair went. Hub side: record ids
+//! only.
 
 use std::fs::File;
 use std::path::Path;
@@ -158,7 +160,144 @@ pub fn read_links(path: &Path) -> Result<(Vec<LinkRow>, bool)> {
 
 /// [`evaluate`] on links.parquet's columns as read.
 pub fn evaluate_columns(links: &LinkColumns, dedup: bool, truth: &Path) -> Result<Evaluation> {
-    judge(links.len(), |i| links.row(i), dedup, truth).map(|j| j.evaluation)
+    judge_columns(links, dedup, truth).map(|j| j.evaluation)
+}
+
+/// [`judge`] on links.parquet's columns as read.
+pub fn judge_columns(links: &LinkColumns, dedup: bool, truth: &Path) -> Result<Judged> {
+    judge(links.len(), |i| links.row(i), dedup, truth)
+}
+
+/// What a run linked on: match probability (probabilistic mode) or CLK
+/// Dice (`mode = "dice"`), at or above this figure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    Probability(f64),
+    Dice(f64),
+}
+
+impl Threshold {
+    /// The run's threshold, from the `report.json` beside its outputs.
+    pub fn of_report(path: &Path) -> Result<Threshold> {
+        let text = std::fs::read(path).map_err(|e| Error::read(path, e))?;
+        let r: serde_json::Value = serde_json::from_slice(&text)
+            .map_err(|e| Error::input(path, format!("not a report: {e}")))?;
+        let scoring = &r["run"]["config"]["scoring"];
+        let figure = |k: &str| {
+            scoring[k].as_f64().ok_or_else(|| {
+                Error::input(path, format!("not a report: no `run.config.scoring.{k}`"))
+            })
+        };
+        Ok(match scoring["mode"].as_str() {
+            Some("dice") => Threshold::Dice(figure("dice_threshold")?),
+            _ => Threshold::Probability(figure("threshold")?),
+        })
+    }
+}
+
+/// Where the true pairs a linkage missed (its false negatives) went, told
+/// from its `pairs.parquet`: what a hub changes to find them differs
+/// (blocking or the model, the threshold, or nothing: resolution).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Missed {
+    /// A record of the pair is not among the linked ones: rejected at
+    /// encode, or in none of the extracts.
+    pub record_not_linked: u64,
+    /// Not in `pairs.parquet`: never a candidate pair (blocking did not
+    /// bring its records together), or scored under
+    /// `output.pairs_min_probability`.
+    pub not_scored: u64,
+    /// Scored under the threshold.
+    pub under_threshold: u64,
+    /// Scored at or above the threshold, yet not linked: resolution gave
+    /// one of its records to a likelier link (one record per agency in an
+    /// entity).
+    pub cleared_threshold: u64,
+}
+
+/// [`Missed`] for the pairs `judged` missed, from the run's pairs file
+/// (`pairs`, read column by column) and `threshold`. The four counts add
+/// up to the false negatives.
+pub fn missed_pairs(
+    links: &LinkColumns,
+    judged: &Judged,
+    pairs: &Path,
+    threshold: Threshold,
+) -> Result<Missed> {
+    let n = links.len();
+    let mut out = Missed::default();
+    // The missed pairs of linked records, and the score each has in the
+    // pairs file (NaN until found).
+    let mut score: FxHashMap<u64, f64> = FxHashMap::default();
+    for &k in &judged.missed {
+        if unpack(k).1 >= n {
+            out.record_not_linked += 1;
+        } else {
+            score.insert(k, f64::NAN);
+        }
+    }
+    let mut index: FxHashMap<(&str, &str), u32> =
+        FxHashMap::with_capacity_and_hasher(n, Default::default());
+    for i in 0..n {
+        let (a, r, _) = links.row(i);
+        index.entry((a, r)).or_insert(i as u32);
+    }
+    let file = File::open(pairs).map_err(|e| Error::read(pairs, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| Error::parquet_read(pairs, e))?;
+    let by = match threshold {
+        Threshold::Probability(_) => "match_probability",
+        Threshold::Dice(_) => "dice",
+    };
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::parquet_read(pairs, e))?;
+        let not_pairs = |what: &str| Error::input(pairs, format!("not a pairs file: {what}"));
+        let text = |c: &str| {
+            batch
+                .column_by_name(c)
+                .and_then(|c| c.as_string_opt::<i32>())
+                .ok_or_else(|| not_pairs(&format!("no text column `{c}`")))
+        };
+        let (aa, ra, ab, rb) = (
+            text("agency_a")?,
+            text("record_id_a")?,
+            text("agency_b")?,
+            text("record_id_b")?,
+        );
+        let s = batch
+            .column_by_name(by)
+            .and_then(|c| c.as_primitive_opt::<arrow_array::types::Float64Type>())
+            .ok_or_else(|| not_pairs(&format!("no number column `{by}`")))?;
+        for j in 0..batch.num_rows() {
+            let (Some(&a), Some(&b)) = (
+                index.get(&(aa.value(j), ra.value(j))),
+                index.get(&(ab.value(j), rb.value(j))),
+            ) else {
+                continue;
+            };
+            if let Some(v) = score.get_mut(&pack(a, b)) {
+                *v = if s.is_null(j) {
+                    f64::NEG_INFINITY
+                } else {
+                    s.value(j)
+                };
+            }
+        }
+    }
+    let t = match threshold {
+        Threshold::Probability(t) | Threshold::Dice(t) => t,
+    };
+    for v in score.into_values() {
+        if v.is_nan() {
+            out.not_scored += 1;
+        } else if v >= t {
+            out.cleared_threshold += 1;
+        } else {
+            out.under_threshold += 1;
+        }
+    }
+    Ok(out)
 }
 
 /// Evaluate links against a truth CSV.
@@ -182,6 +321,10 @@ pub struct Judged {
     /// record indices (the lower first), sorted and distinct. A record's
     /// index is where it first appears.
     pub known_pairs: Vec<(u32, u32)>,
+    /// The true pairs not linked (the false negatives), packed ([`pack`]);
+    /// an index of `n` or more is a record the truth names that is not
+    /// among the linked ones.
+    pub missed: Vec<u64>,
 }
 
 /// [`evaluate`] on `n` records given by index: `record(i)` is record
@@ -343,15 +486,20 @@ pub fn judge<'a>(
         truth_pairs.par_sort_unstable();
         truth_pairs.dedup();
     }
-    // Both sorted: count the pairs in both by merging.
+    // Both sorted: count the pairs in both by merging; the true pairs
+    // left over are the missed ones.
     let (mut tp, mut i, mut j) = (0u64, 0, 0);
-    while i < predicted.len() && j < truth_pairs.len() {
-        match predicted[i].cmp(&truth_pairs[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
+    let mut missed = Vec::new();
+    while j < truth_pairs.len() {
+        match predicted.get(i).map(|p| p.cmp(&truth_pairs[j])) {
+            Some(std::cmp::Ordering::Less) => i += 1,
+            Some(std::cmp::Ordering::Equal) => {
                 tp += 1;
                 i += 1;
+                j += 1;
+            }
+            _ => {
+                missed.push(truth_pairs[j]);
                 j += 1;
             }
         }
@@ -365,6 +513,7 @@ pub fn judge<'a>(
     Ok(Judged {
         evaluation: Evaluation::from_counts(tp, predicted.len() as u64, truth_pairs.len() as u64),
         known_pairs,
+        missed,
     })
 }
 
@@ -535,5 +684,134 @@ mod tests {
         std::fs::write(t.path(), b"record_id_a,record_id_b\na1,a2\na1,\xff\n").unwrap();
         let e = evaluate(&links, true, t.path()).unwrap_err().to_string();
         assert!(e.contains("row 2, column 2: not valid UTF-8"), "{e}");
+    }
+
+    /// links.parquet's columns for `v`, one batch.
+    fn columns(v: &[(&str, &str, &str)]) -> LinkColumns {
+        let col = |k: usize| {
+            arrow_array::StringArray::from(v.iter().map(|r| [r.0, r.1, r.2][k]).collect::<Vec<_>>())
+        };
+        LinkColumns {
+            batches: vec![[col(0), col(1), col(2)]],
+            starts: vec![0],
+            len: v.len(),
+        }
+    }
+
+    /// A pairs row: agency and id of a, of b, CLK Dice, match probability.
+    type PairRow<'a> = (&'a str, &'a str, &'a str, &'a str, f64, Option<f64>);
+
+    /// A pairs file of `v`.
+    fn pairs_file(v: &[PairRow]) -> tempfile::NamedTempFile {
+        use arrow_array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
+        use std::sync::Arc;
+        let text = |k: usize| -> ArrayRef {
+            Arc::new(StringArray::from(
+                v.iter()
+                    .map(|r| [r.0, r.1, r.2, r.3][k])
+                    .collect::<Vec<_>>(),
+            ))
+        };
+        let batch = RecordBatch::try_from_iter([
+            ("agency_a", text(0)),
+            ("record_id_a", text(1)),
+            ("agency_b", text(2)),
+            ("record_id_b", text(3)),
+            (
+                "dice",
+                Arc::new(Float64Array::from(
+                    v.iter().map(|r| r.4).collect::<Vec<_>>(),
+                )) as ArrayRef,
+            ),
+            (
+                "match_probability",
+                Arc::new(Float64Array::from(
+                    v.iter().map(|r| r.5).collect::<Vec<_>>(),
+                )),
+            ),
+            ("linked", Arc::new(BooleanArray::from(vec![false; v.len()]))),
+        ])
+        .unwrap();
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(f.reopen().unwrap(), batch.schema(), None)
+            .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        f
+    }
+
+    #[test]
+    fn each_missed_pair_is_told_where_it_went() {
+        let links = columns(&[
+            ("a", "a1", "E1"),
+            ("b", "b1", "E1"),
+            ("a", "a2", "E2"),
+            ("b", "b2", "E3"),
+            ("a", "a3", "E4"),
+            ("b", "b3", "E5"),
+            ("a", "a4", "E6"),
+            ("b", "b4", "E7"),
+            ("a", "a5", "E8"),
+        ]);
+        // P1 linked; P2 scored 0.7 (written b first), P3 scored 0.2, P4
+        // never scored, P5's b9 never reached the hub.
+        let t = truth(
+            "agency,record_id,entity\na,a1,P1\nb,b1,P1\na,a2,P2\nb,b2,P2\n\
+             a,a3,P3\nb,b3,P3\na,a4,P4\nb,b4,P4\na,a5,P5\nb,b9,P5\n",
+        );
+        let judged = judge_columns(&links, false, t.path()).unwrap();
+        assert_eq!(judged.evaluation.false_negatives, 4);
+        let pairs = pairs_file(&[
+            ("a", "a1", "b", "b1", 0.95, Some(0.99)),
+            ("b", "b2", "a", "a2", 0.9, Some(0.7)),
+            ("a", "a3", "b", "b3", 0.6, Some(0.2)),
+            ("a", "a4", "b", "b2", 0.85, Some(0.4)),
+            ("a", "a9", "b", "b4", 0.99, None),
+        ]);
+        let m = missed_pairs(&links, &judged, pairs.path(), Threshold::Probability(0.5)).unwrap();
+        let want = Missed {
+            record_not_linked: 1,
+            not_scored: 1,
+            under_threshold: 1,
+            cleared_threshold: 1,
+        };
+        assert_eq!(m, want);
+        // The threshold decides between the last two.
+        let m = missed_pairs(&links, &judged, pairs.path(), Threshold::Probability(0.1)).unwrap();
+        assert_eq!((m.under_threshold, m.cleared_threshold), (0, 2));
+        // In dice mode, the CLK Dice is what cleared it.
+        let m = missed_pairs(&links, &judged, pairs.path(), Threshold::Dice(0.8)).unwrap();
+        assert_eq!(m, want);
+        let m = missed_pairs(&links, &judged, pairs.path(), Threshold::Dice(0.95)).unwrap();
+        assert_eq!((m.under_threshold, m.cleared_threshold), (2, 0));
+        // A file without the columns is refused, naming what is missing.
+        let e = missed_pairs(&links, &judged, t.path(), Threshold::Dice(0.8));
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn a_report_gives_the_threshold_of_its_mode() {
+        let write = |text: &str| {
+            let f = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(f.path(), text).unwrap();
+            f
+        };
+        let r = write(
+            r#"{"run":{"config":{"scoring":{"mode":"probabilistic","threshold":0.6,"dice_threshold":0.8}}}}"#,
+        );
+        assert_eq!(
+            Threshold::of_report(r.path()).unwrap(),
+            Threshold::Probability(0.6)
+        );
+        let r = write(
+            r#"{"run":{"config":{"scoring":{"mode":"dice","threshold":0.6,"dice_threshold":0.85}}}}"#,
+        );
+        assert_eq!(
+            Threshold::of_report(r.path()).unwrap(),
+            Threshold::Dice(0.85)
+        );
+        let r = write(r#"{"run":{}}"#);
+        let e = Threshold::of_report(r.path()).unwrap_err().to_string();
+        assert!(e.contains("run.config.scoring.threshold"), "{e}");
     }
 }

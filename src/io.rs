@@ -142,6 +142,12 @@ impl Pending {
         &self.path
     }
 
+    /// Where the file is until it is committed: a finished file may be
+    /// read back here first.
+    pub fn written(&self) -> &Path {
+        self.tmp.path()
+    }
+
     /// A handle to write into (a clone of the temporary file's handle).
     pub fn file(&self) -> Result<File> {
         self.tmp

@@ -941,6 +941,22 @@ fn evaluate_tells_where_the_missed_pairs_went() {
         fnn,
         "{e}"
     );
+    // The run counted the same, in its report; a re-rendered report too.
+    let report = |dir: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap()
+    };
+    assert_eq!(report(&out)["truth"]["missed"], *m);
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("missed: scored under the threshold"));
+    let o = Command::new(bin())
+        .arg("report")
+        .arg(&out)
+        .arg("--truth")
+        .arg(&truth)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(report(&out)["truth"]["missed"], *m);
     // links.parquet alone: no breakdown, unless --pairs names the file.
     let alone = d.path().join("alone");
     std::fs::create_dir(&alone).unwrap();

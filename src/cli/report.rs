@@ -3,7 +3,7 @@
 
 use super::ReportArgs;
 use crate::error::Result;
-use crate::hub::evaluate::{evaluate_columns, read_link_columns};
+use crate::hub::evaluate::{Threshold, judge_columns, missed_pairs, read_link_columns};
 use crate::report::{TruthSection, read, write};
 
 /// Run `report`.
@@ -11,15 +11,24 @@ pub fn run(a: ReportArgs) -> Result<()> {
     let mut r = read(&a.dir)?;
     if let Some(t) = &a.truth {
         let (links, dedup) = read_link_columns(&a.dir.join("links.parquet"))?;
-        let e = evaluate_columns(&links, dedup, t)?;
+        let judged = judge_columns(&links, dedup, t)?;
+        let e = judged.evaluation.clone();
         eprintln!(
             "against the truth file: precision {:.4}, recall {:.4}, F1 {:.4}",
             e.precision, e.recall, e.f1
         );
+        let pairs = a.dir.join("pairs.parquet");
+        let missed = if pairs.is_file() {
+            let threshold = Threshold::of_report(&a.dir.join("report.json"))?;
+            Some(missed_pairs(&links, &judged, &pairs, threshold)?)
+        } else {
+            None
+        };
         r.truth = Some(TruthSection {
             file: t.display().to_string(),
             evaluation: e,
             recall_by_stratum: Vec::new(),
+            missed,
         });
     }
     for p in write(&r, &a.dir)? {

@@ -224,7 +224,22 @@ pub fn missed_pairs(
     pairs: &Path,
     threshold: Threshold,
 ) -> Result<Missed> {
-    let n = links.len();
+    let record = |i: usize| {
+        let (a, r, _) = links.row(i);
+        (a, r)
+    };
+    missed_pairs_of(links.len(), record, judged, pairs, threshold)
+}
+
+/// [`missed_pairs`] for the `n` records [`judge`] was given, `record(i)`
+/// being record `i`'s agency and record id.
+pub fn missed_pairs_of<'a>(
+    n: usize,
+    record: impl Fn(usize) -> (&'a str, &'a str),
+    judged: &Judged,
+    pairs: &Path,
+    threshold: Threshold,
+) -> Result<Missed> {
     let mut out = Missed::default();
     // The missed pairs of linked records, and the score each has in the
     // pairs file (NaN until found).
@@ -239,8 +254,7 @@ pub fn missed_pairs(
     let mut index: FxHashMap<(&str, &str), u32> =
         FxHashMap::with_capacity_and_hasher(n, Default::default());
     for i in 0..n {
-        let (a, r, _) = links.row(i);
-        index.entry((a, r)).or_insert(i as u32);
+        index.entry(record(i)).or_insert(i as u32);
     }
     let file = File::open(pairs).map_err(|e| Error::read(pairs, e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)

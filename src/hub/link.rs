@@ -1214,6 +1214,27 @@ pub fn judge(run: &LinkRun, truth: &Path) -> Result<super::evaluate::Judged> {
     super::evaluate::judge(ds.len(), record, run.dedup, truth)
 }
 
+/// Where the run's missed true pairs went
+/// ([`super::evaluate::missed_pairs`]), from its pairs file as written
+/// (`pairs`) and its threshold.
+pub fn missed(
+    run: &LinkRun,
+    judged: &super::evaluate::Judged,
+    pairs: &Path,
+) -> Result<super::evaluate::Missed> {
+    use super::evaluate::Threshold;
+    let ds = &run.ds;
+    let record = |g: usize| {
+        let agency = ds.agencies[ds.agency_of[g] as usize].name.as_str();
+        (agency, ds.ids.get(g))
+    };
+    let threshold = match run.mode {
+        ScoringMode::Dice => Threshold::Dice(run.threshold),
+        ScoringMode::Probabilistic => Threshold::Probability(run.threshold),
+    };
+    super::evaluate::missed_pairs_of(ds.len(), record, judged, pairs, threshold)
+}
+
 /// Write links.parquet and pairs.parquet; the caller commits them.
 pub fn write_outputs(run: &LinkRun, out: &Path) -> Result<Vec<Pending>> {
     let ds = &run.ds;

@@ -173,18 +173,38 @@ pub fn render(r: &Report) -> String {
     );
     if let Some(t) = &r.truth {
         let v = &t.evaluation;
+        let mut rows = vec![
+            vec!["precision".into(), format!("{:.4}", v.precision)],
+            vec!["recall".into(), format!("{:.4}", v.recall)],
+            vec!["F1".into(), format!("{:.4}", v.f1)],
+            vec!["true positives".into(), v.true_positives.to_string()],
+            vec!["false positives".into(), v.false_positives.to_string()],
+            vec!["false negatives".into(), v.false_negatives.to_string()],
+        ];
+        if let Some(m) = &t.missed {
+            for (what, k) in [
+                (
+                    "missed: a record never reached the hub",
+                    m.record_not_linked,
+                ),
+                (
+                    "missed: never compared, or scored under the pairs floor",
+                    m.not_scored,
+                ),
+                ("missed: scored under the threshold", m.under_threshold),
+                (
+                    "missed: cleared the threshold, a record linked elsewhere",
+                    m.cleared_threshold,
+                ),
+            ] {
+                rows.push(vec![what.into(), k.to_string()]);
+            }
+        }
         table(
             &mut s,
             &format!("Against the truth file {}", t.file),
             &["measure", "value"],
-            vec![
-                vec!["precision".into(), format!("{:.4}", v.precision)],
-                vec!["recall".into(), format!("{:.4}", v.recall)],
-                vec!["F1".into(), format!("{:.4}", v.f1)],
-                vec!["true positives".into(), v.true_positives.to_string()],
-                vec!["false positives".into(), v.false_positives.to_string()],
-                vec!["false negatives".into(), v.false_negatives.to_string()],
-            ],
+            rows,
         );
         if !t.recall_by_stratum.is_empty() {
             table(

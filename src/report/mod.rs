@@ -196,6 +196,10 @@ pub struct TruthSection {
     pub evaluation: Evaluation,
     /// Recall of true pairs by stratum value (records in the stratum).
     pub recall_by_stratum: Vec<StratumRecall>,
+    /// Where the missed true pairs went (counted by the run, from its
+    /// pairs; a re-rendered report keeps what the run counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed: Option<crate::hub::evaluate::Missed>,
 }
 
 /// Recall within one stratum value.
@@ -467,6 +471,7 @@ pub fn build(
         file: path.display().to_string(),
         recall_by_stratum: recall.unwrap_or_default(),
         evaluation: judged.evaluation.clone(),
+        missed: None,
     });
     let summary = summarise(
         n,

@@ -61,27 +61,36 @@ pub fn link_and_report(
     pending.extend(run.new_job_key.take());
     let judged = judged.transpose()?;
     let evaluation = judged.as_ref().map(|j| j.evaluation.clone());
-    // Where the missed true pairs went, from the pairs file just written.
-    let missed = match &judged {
-        Some(j) => {
-            let pairs = pending
-                .iter()
-                .find(|p| p.path().file_name() == Some("pairs.parquet".as_ref()))
-                .expect("pairs.parquet is written");
-            Some(timed("missed pairs", false, || {
-                link::missed(&run, j, pairs.written())
-            })?)
-        }
-        None => None,
-    };
-    let report = timed("report", false, || -> Result<_> {
-        let mut report = crate::report::build(&run, command, truth.zip(judged.as_ref()))?;
-        if let Some(t) = report.truth.as_mut() {
-            t.missed = missed;
-        }
-        pending.extend(crate::report::write(&report, &opts.out)?);
-        Ok(report)
-    })?;
+    // The report is built while the missed true pairs are counted from
+    // the pairs file just written (read back before it is committed).
+    let pairs = judged.as_ref().map(|_| {
+        pending
+            .iter()
+            .find(|p| p.path().file_name() == Some("pairs.parquet".as_ref()))
+            .expect("pairs.parquet is written")
+            .written()
+            .to_path_buf()
+    });
+    let (built, missed) = rayon::join(
+        || {
+            timed("report", false, || {
+                crate::report::build(&run, command, truth.zip(judged.as_ref()))
+            })
+        },
+        || {
+            judged
+                .as_ref()
+                .zip(pairs.as_ref())
+                .map(|(j, p)| timed("missed pairs", false, || link::missed(&run, j, p)))
+        },
+    );
+    let mut report = built?;
+    if let Some(t) = report.truth.as_mut() {
+        t.missed = missed.transpose()?;
+    }
+    pending.extend(timed("write report", false, || {
+        crate::report::write(&report, &opts.out)
+    })?);
     for p in pending {
         p.commit()?;
     }

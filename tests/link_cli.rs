@@ -24,16 +24,38 @@ fn link(extracts: &[PathBuf], out: &Path, extra: &[&str]) -> std::process::Outpu
 }
 
 fn evaluate(links: &Path, truth: &Path) -> serde_json::Value {
-    let o = Command::new(bin())
+    evaluate_with(links, truth, &[])
+}
+
+/// `evaluate` with `extra` arguments, which must succeed.
+fn evaluate_with(links: &Path, truth: &Path, extra: &[&Path]) -> serde_json::Value {
+    let o = evaluate_run(links, truth, extra);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn evaluate_run(links: &Path, truth: &Path, extra: &[&Path]) -> std::process::Output {
+    Command::new(bin())
         .arg("evaluate")
         .arg("--links")
         .arg(links)
         .arg("--truth")
         .arg(truth)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// `report DIR --truth T`, which must succeed.
+fn rerender(dir: &Path, truth: &Path) {
+    let o = Command::new(bin())
+        .arg("report")
+        .arg(dir)
+        .arg("--truth")
+        .arg(truth)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 #[test]
@@ -442,14 +464,7 @@ fn report_has_every_section_and_rerenders() {
     assert_eq!(r["reconciliation"]["balanced"], true);
     assert!(r["match_rates"]["strata"].as_array().unwrap().len() >= 4);
     // Re-render with truth: figures equal evaluate's.
-    let o = Command::new(bin())
-        .arg("report")
-        .arg(&out)
-        .arg("--truth")
-        .arg(&truth)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    rerender(&out, &truth);
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     let e = evaluate(&out.join("links.parquet"), &truth);
@@ -948,14 +963,7 @@ fn evaluate_tells_where_the_missed_pairs_went() {
     assert_eq!(report(&out)["truth"]["missed"], *m);
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("missed: scored under the threshold"));
-    let o = Command::new(bin())
-        .arg("report")
-        .arg(&out)
-        .arg("--truth")
-        .arg(&truth)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    rerender(&out, &truth);
     assert_eq!(report(&out)["truth"]["missed"], *m);
     // links.parquet alone: no breakdown, unless --pairs names the file.
     let alone = d.path().join("alone");
@@ -964,19 +972,9 @@ fn evaluate_tells_where_the_missed_pairs_went() {
     let e2 = evaluate(&alone.join("links.parquet"), &truth);
     assert!(e2.get("missed").is_none(), "{e2}");
     assert_eq!(e2["f1"], e["f1"]);
+    let links_alone = alone.join("links.parquet");
     let with_pairs = |pairs: &Path| -> serde_json::Value {
-        let o = Command::new(bin())
-            .arg("evaluate")
-            .arg("--links")
-            .arg(alone.join("links.parquet"))
-            .arg("--truth")
-            .arg(&truth)
-            .arg("--pairs")
-            .arg(pairs)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_slice(&o.stdout).unwrap()
+        evaluate_with(&links_alone, &truth, &[Path::new("--pairs"), pairs])
     };
     assert_eq!(with_pairs(&out.join("pairs.parquet"))["missed"], *m);
     // A run whose threshold was 0: every scored missed pair cleared it.
@@ -994,15 +992,8 @@ fn evaluate_tells_where_the_missed_pairs_went() {
     assert_eq!(z["missed"]["not_scored"], m["not_scored"]);
     // --pairs naming a file with no report beside it is an error.
     std::fs::remove_file(zero.join("report.json")).unwrap();
-    let o = Command::new(bin())
-        .args(["evaluate", "--links"])
-        .arg(alone.join("links.parquet"))
-        .arg("--truth")
-        .arg(&truth)
-        .arg("--pairs")
-        .arg(zero.join("pairs.parquet"))
-        .output()
-        .unwrap();
+    let zero_pairs = zero.join("pairs.parquet");
+    let o = evaluate_run(&links_alone, &truth, &[Path::new("--pairs"), &zero_pairs]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("report.json"),

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::EvaluateArgs;
 use crate::error::Result;
 use crate::hub::evaluate::{
-    Evaluation, Missed, Threshold, judge_columns, missed_pairs, read_link_columns,
+    Evaluation, Missed, judge_columns, missed_beside_report, read_link_columns,
 };
 
 /// What `evaluate` prints.
@@ -34,8 +34,7 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
         .unwrap_or(std::path::Path::new("."))
         .join("report.json");
     let missed = if a.pairs.is_some() || (pairs.is_file() && report.is_file()) {
-        let threshold = Threshold::of_report(&report)?;
-        Some(missed_pairs(&links, &judged, &pairs, threshold)?)
+        Some(missed_beside_report(&links, &judged, &pairs)?)
     } else {
         tracing::info!(
             "no pairs.parquet and report.json beside {}: the missed pairs are not broken down (--pairs names the run's pairs file)",

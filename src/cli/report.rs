@@ -3,7 +3,7 @@
 
 use super::ReportArgs;
 use crate::error::Result;
-use crate::hub::evaluate::{Threshold, judge_columns, missed_pairs, read_link_columns};
+use crate::hub::evaluate::{judge_columns, missed_beside_report, read_link_columns};
 use crate::report::{TruthSection, read, write};
 
 /// Run `report`.
@@ -19,8 +19,7 @@ pub fn run(a: ReportArgs) -> Result<()> {
         );
         let pairs = a.dir.join("pairs.parquet");
         let missed = if pairs.is_file() {
-            let threshold = Threshold::of_report(&a.dir.join("report.json"))?;
-            Some(missed_pairs(&links, &judged, &pairs, threshold)?)
+            Some(missed_beside_report(&links, &judged, &pairs)?)
         } else {
             None
         };

@@ -231,6 +231,13 @@ pub fn missed_pairs(
     missed_pairs_of(links.len(), record, judged, pairs, threshold)
 }
 
+/// [`missed_pairs`] of a finished run's pairs file, at the threshold of
+/// the `report.json` beside it.
+pub fn missed_beside_report(links: &LinkColumns, judged: &Judged, pairs: &Path) -> Result<Missed> {
+    let report = pairs.parent().unwrap_or(Path::new(".")).join("report.json");
+    missed_pairs(links, judged, pairs, Threshold::of_report(&report)?)
+}
+
 /// [`missed_pairs`] for the `n` records [`judge`] was given, `record(i)`
 /// being record `i`'s agency and record id.
 pub fn missed_pairs_of<'a>(

@@ -41,4 +41,9 @@ fn large_job_config_bands_only_the_records_left_single() {
     );
     assert!(c.resolve.second_look && c.resolve.second_look_lsh);
     assert!(c.blocking.lsh_bands > 0 && c.blocking.lsh_bits > 0);
+    // Postcode and address go wrong together (§66).
+    assert_eq!(
+        c.scoring.dependent,
+        [["postcode".to_string(), "address".to_string()]]
+    );
 }

@@ -1001,3 +1001,73 @@ fn evaluate_tells_where_the_missed_pairs_went() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// `scoring.dependent`: the hub fits how much likelier postcode and
+/// address are to be below exact together than apart among matches (the
+/// generator moves people: a new postcode and street at once), reports it,
+/// and refuses a name that is not a field.
+#[test]
+fn dependent_fields_are_fitted_and_reported() {
+    let d = tempfile::tempdir().unwrap();
+    let (ex, truth, _) = synthetic(d.path(), 3000, 2, 23, b"k");
+    let cfg = d.path().join("job.toml");
+    std::fs::write(
+        &cfg,
+        "[scoring]\ndependent = [[\"postcode\", \"address\"]]\n",
+    )
+    .unwrap();
+    let out = d.path().join("out");
+    let args = [
+        "--config",
+        cfg.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+    ];
+    let o = link(&ex, &out, &args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let em = &r["model"]["em"];
+    let fields: Vec<&str> = em["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    let dep = &em["dependent"][0];
+    let at = |i: usize| fields[dep["fields"][i].as_u64().unwrap() as usize];
+    assert_eq!((at(0), at(1)), ("postcode", "address"), "{dep}");
+    // Moves change both: among matches with both present, "both below
+    // exact" is about as common as either alone (~1 in 5), so
+    // independence squares it and misses about log2(5) bits.
+    let bits = dep["bits"].as_f64().unwrap();
+    assert!((1.0..3.5).contains(&bits), "{bits}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("go wrong together"));
+    // Without the setting: no correction, and nothing in the report.
+    let plain = d.path().join("plain");
+    let o = link(&ex, &plain, &["--truth", truth.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(plain.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["model"]["em"]["dependent"], serde_json::json!([]));
+    eprintln!(
+        "dependent: {bits:.2} bits; F1 {} with, {} without",
+        evaluate(&out.join("links.parquet"), &truth)["f1"],
+        evaluate(&plain.join("links.parquet"), &truth)["f1"]
+    );
+    // A name that is not a field is refused, naming the fields there are.
+    std::fs::write(
+        &cfg,
+        "[scoring]\ndependent = [[\"postcode\", \"adress\"]]\n",
+    )
+    .unwrap();
+    let o = link(
+        &ex,
+        &d.path().join("bad"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("`adress`") && err.contains("address"), "{err}");
+}

@@ -95,6 +95,9 @@ pub fn run_demo(
     crate::io::write_atomic(&job_key, b"bloomlink demo hub job key - not secret")?;
     let mut config = JobConfig::default();
     config.output.job_key_file = Some(job_key);
+    // The demo schemas' postcode and address go wrong together (a move
+    // changes both; docs/decisions.md §66).
+    config.scoring.dependent = vec![["postcode".into(), "address".into()]];
     let mut opts = LinkOptions::new(extracts, out.clone(), config);
     opts.progress = progress;
     let truth = dir.join("data").join("truth.csv");

@@ -96,6 +96,14 @@ pub struct Scoring {
     /// such instead of as a middling Dice, and a year one off tells the hub
     /// that names salted by it cannot agree (docs/decisions.md §24).
     pub date_variants: bool,
+    /// Pairs of fields that go wrong together, such as postcode and
+    /// address, which a move changes at once: the model scores fields as
+    /// independent, which takes the weight of "both disagree" off a match
+    /// twice. For each pair the hub fits, from the training sessions' likely
+    /// matches, how much likelier both are to disagree than independence
+    /// says, and adds that back to pairs where both are below exact
+    /// (docs/decisions.md §66). Empty: none.
+    pub dependent: Vec<[String; 2]>,
 }
 
 impl Default for Scoring {
@@ -112,6 +120,7 @@ impl Default for Scoring {
             record_prior: true,
             key_evidence: vec!["auto".into()],
             date_variants: true,
+            dependent: Vec::new(),
         }
     }
 }

@@ -650,7 +650,15 @@ pub(crate) fn prepare(
         Some(m) => (Some(m), None),
         None => {
             let u = estimate_u(ds, cuts, u_pairs, dedup, cfg.seed);
-            let mut fit = fit_m(ds, cuts, u, cfg.scoring.em_max_iterations, dedup);
+            let dependent = dependent_fields(ds, cfg)?;
+            let mut fit = fit_m(
+                ds,
+                cuts,
+                u,
+                cfg.scoring.em_max_iterations,
+                dedup,
+                &dependent,
+            );
             if cfg
                 .scoring
                 .salt_correction
@@ -722,6 +730,7 @@ pub(crate) fn prepare(
             converged: true,
             u_pairs,
             salt: f.salt.clone(),
+            dependent: f.dependent.clone(),
         },
         (None, None) => unreachable!("a model or its fit"),
     };
@@ -1233,6 +1242,34 @@ pub fn missed(
         ScoringMode::Probabilistic => Threshold::Probability(run.threshold),
     };
     super::evaluate::missed_pairs_of(ds.len(), record, judged, pairs, threshold)
+}
+
+/// `scoring.dependent` as field indices; a name that is not a field of
+/// the extracts, or a field paired with itself, is refused.
+fn dependent_fields(ds: &Dataset, cfg: &JobConfig) -> Result<Vec<[usize; 2]>> {
+    let names: Vec<&str> = ds.fields.iter().map(|f| f.name.as_str()).collect();
+    cfg.scoring
+        .dependent
+        .iter()
+        .map(|pair| {
+            let index = |x: &str| {
+                names.iter().position(|&n| n == x).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "scoring.dependent names `{x}`, which is not a field of the extracts (their fields: {})",
+                        names.join(", ")
+                    ))
+                })
+            };
+            let (a, b) = (index(&pair[0])?, index(&pair[1])?);
+            if a == b {
+                return Err(Error::Usage(format!(
+                    "scoring.dependent pairs `{}` with itself",
+                    pair[0]
+                )));
+            }
+            Ok([a, b])
+        })
+        .collect()
 }
 
 /// Write links.parquet and pairs.parquet; the caller commits them.

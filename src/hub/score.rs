@@ -468,6 +468,35 @@ pub struct Model {
     /// a year of birth (docs/decisions.md §16).
     #[serde(default)]
     pub salt: Option<SaltWeights>,
+    /// Pairs of fields that go wrong together (`scoring.dependent`).
+    #[serde(default)]
+    pub dependent: Vec<Dependent>,
+}
+
+/// Two fields that go wrong together (a move changes postcode and address
+/// at once), and the weight independence misses when both are below
+/// exact: `log2(P(both below | match) / (P(a below | match) · P(b below |
+/// match)))`, fitted on the training sessions' likely matches
+/// ([`super::train::dependence_bits`]). Among non-matches both are below
+/// exact nearly always, so that side's ratio is 1 (within 10⁻⁵ at 1M).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dependent {
+    pub fields: [usize; 2],
+    pub bits: f64,
+}
+
+impl Dependent {
+    /// The correction for a pair's levels: `bits` when both fields are
+    /// present and below exact (level 2 or more), else 0.
+    #[inline]
+    pub fn correction(&self, levels: &[u8]) -> f64 {
+        let [a, b] = self.fields;
+        if levels[a] >= 2 && levels[b] >= 2 {
+            self.bits
+        } else {
+            0.0
+        }
+    }
 }
 
 /// The correction for pairs whose salts surely agree.
@@ -664,6 +693,9 @@ pub fn weights(
             if let Some(salt) = &model.salt {
                 w += salt.correction(lv);
             }
+            for d in &model.dependent {
+                w += d.correction(lv);
+            }
             *wo = w as f32;
         });
     weight
@@ -796,6 +828,7 @@ mod tests {
             converged: r.converged,
             u_pairs: 0,
             salt: None,
+            dependent: Vec::new(),
         };
         let comps = Comparisons {
             dice: vec![0.0; 1000],
@@ -806,6 +839,46 @@ mod tests {
         let (_, p) = score(&model, &comps, &pairs, None);
         assert!(p[..100].iter().all(|&x| x > 0.9));
         assert!(p[100..].iter().filter(|&&x| x > 0.5).count() < 5);
+    }
+
+    #[test]
+    fn dependent_fields_get_their_bits_back_only_when_both_are_below_exact() {
+        let d = Dependent {
+            fields: [1, 2],
+            bits: 1.8,
+        };
+        assert_eq!(d.correction(&[1, 6, 6]), 1.8);
+        assert_eq!(d.correction(&[6, 2, 5]), 1.8);
+        // One exact, or one missing: nothing.
+        assert_eq!(d.correction(&[6, 1, 6]), 0.0);
+        assert_eq!(d.correction(&[6, 6, 1]), 0.0);
+        assert_eq!(d.correction(&[6, 0, 6]), 0.0);
+        // In the pair weights, on top of every field's own weight.
+        let model = |dependent: Vec<Dependent>| Model {
+            fields: vec!["a".into(), "b".into(), "c".into()],
+            cuts: vec![1.0, 0.8],
+            m: vec![vec![0.0, 0.9, 0.05, 0.05]; 3],
+            u: vec![vec![0.0, 0.01, 0.04, 0.95]; 3],
+            lambda: 0.001,
+            candidate_lambda: 0.1,
+            expected_matches: 0.0,
+            sessions: vec![],
+            iterations: 0,
+            converged: true,
+            u_pairs: 0,
+            salt: None,
+            dependent,
+        };
+        let comps = Comparisons {
+            dice: vec![0.0; 3],
+            levels: vec![1, 3, 3, 1, 1, 3, 1, 0, 2],
+            fields: 3,
+        };
+        let pairs = [1u64, 2, 3];
+        let plain = weights(&model(vec![]), &comps, &pairs, None);
+        let with = weights(&model(vec![d.clone()]), &comps, &pairs, None);
+        assert_eq!(with[0], (plain[0] as f64 + 1.8) as f32);
+        assert_eq!(with[1..], plain[1..]);
     }
 
     #[test]
@@ -832,6 +905,7 @@ mod tests {
             converged: true,
             u_pairs: 0,
             salt: None,
+            dependent: Vec::new(),
         };
         let pairs: Vec<u64> = (0..20_000u64)
             .map(|i| (i * 7919 % n as u64) << 32 | (i * 104_729 % n as u64))

@@ -25,7 +25,7 @@ use rustc_hash::FxHashMap;
 
 use super::block::pack;
 use super::load::Dataset;
-use super::score::{Model, SaltWeights, compare_fields, n_levels};
+use super::score::{Dependent, Model, SaltWeights, compare_fields, n_levels};
 
 /// Distinct level patterns with their counts.
 pub fn patterns_of(levels: &[u8], nf: usize) -> Vec<(Vec<u8>, f64)> {
@@ -216,10 +216,78 @@ pub struct MFit {
     /// (`scoring.salt_correction`) and the schema salts by a year of birth.
     #[serde(default)]
     pub salt: Option<SaltWeights>,
+    /// Fields that go wrong together, with their fitted correction.
+    #[serde(default)]
+    pub dependent: Vec<Dependent>,
 }
 
-/// Fit m in training sessions over pairs sharing a blocking key.
-pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedup: bool) -> MFit {
+/// The near-certain matches in each cell of a dependent pair of fields
+/// `(a, b)`, in a session's `patterns`: the patterns where both are
+/// present and whose match probability under `m`, `u` and `lambda` from
+/// the *other* fields alone (those not in `ignore`) is at least
+/// [`CONFIDENT`], so that selecting matches does not select on `a` and `b`
+/// themselves (as [`confident_m`] does). Soft weights would not do: the
+/// many non-matches' small probabilities add up, and non-matches nearly
+/// always disagree on both. Returns the counts of `[all, a below exact, b
+/// below exact, both below exact]`.
+pub fn dependence_counts(
+    patterns: &[(Vec<u8>, f64)],
+    (m, u, lambda): (&[Vec<f64>], &[Vec<f64>], f64),
+    ignore: &[bool],
+    (a, b): (usize, usize),
+) -> [f64; 4] {
+    let mut out = [0.0; 4];
+    for (p, c) in patterns {
+        let (la, lb) = (p[a], p[b]);
+        if la == 0 || lb == 0 {
+            continue;
+        }
+        // Log odds of a match from the other fields.
+        let mut odds = (lambda / (1.0 - lambda)).ln();
+        for (f, &l) in p.iter().enumerate() {
+            if f != a && f != b && l > 0 && !ignore[f] {
+                let (mf, uf) = (m[f][l as usize], u[f][l as usize]);
+                if mf > 0.0 && uf > 0.0 {
+                    odds += (mf / uf).ln();
+                }
+            }
+        }
+        if 1.0 / (1.0 + (-odds).exp()) < CONFIDENT {
+            continue;
+        }
+        let post = *c;
+        out[0] += post;
+        out[1] += post * f64::from(u8::from(la >= 2));
+        out[2] += post * f64::from(u8::from(lb >= 2));
+        out[3] += post * f64::from(u8::from(la >= 2 && lb >= 2));
+    }
+    out
+}
+
+/// Likely matches needed, summed over sessions, to fit a dependent pair.
+const DEPENDENT_MIN_MATCHES: f64 = 100.0;
+
+/// The weight independence misses when both fields of a dependent pair are
+/// below exact ([`Dependent::bits`]), from [`dependence_counts`]: `None`
+/// with fewer than [`DEPENDENT_MIN_MATCHES`] likely matches, or when
+/// either field, or both, is never below exact among them.
+pub fn dependence_bits([all, a, b, both]: [f64; 4]) -> Option<f64> {
+    if all < DEPENDENT_MIN_MATCHES || a <= 0.0 || b <= 0.0 || both <= 0.0 {
+        return None;
+    }
+    Some(((both / all) / ((a / all) * (b / all))).log2())
+}
+
+/// Fit m in training sessions over pairs sharing a blocking key, and the
+/// correction of each `dependent` pair of fields (field indices).
+pub fn fit_m(
+    ds: &Dataset,
+    cuts: &[f32],
+    u: Vec<Vec<f64>>,
+    max_iter: usize,
+    dedup: bool,
+    dependent: &[[usize; 2]],
+) -> MFit {
     let u_random = &u;
     let nf = ds.fields.len();
     let nl = n_levels(cuts);
@@ -269,6 +337,9 @@ pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedu
     }
     // Per field: (expected matches, m, session) of each session that fitted it.
     let mut per_field: Vec<Vec<(f64, Vec<f64>, String)>> = vec![Vec::new(); nf];
+    // Per dependent pair: its cells' likely matches, over the sessions
+    // that trained both fields.
+    let mut cells = vec![[0.0f64; 4]; dependent.len()];
     let mut sessions = Vec::new();
     // Each session's levels and the fields it leaves out: its blocking
     // fields, and fields that (nearly) always agree within the session (they
@@ -416,7 +487,44 @@ pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedu
                 per_field[g].push((r.expected_matches, r.m[g].clone(), label.clone()));
             }
         }
+        for (d, &[a, b]) in dependent.iter().enumerate() {
+            if !ignore[a] && !ignore[b] {
+                let c = dependence_counts(&pats, (&r.m, u_random, r.lambda), &ignore, (a, b));
+                for (x, y) in cells[d].iter_mut().zip(c) {
+                    *x += y;
+                }
+            }
+        }
     }
+    let dependent: Vec<Dependent> = dependent
+        .iter()
+        .zip(&cells)
+        .filter_map(|(&[a, b], &c)| {
+            let bits = dependence_bits(c);
+            let share = |x: f64| 100.0 * x / c[0].max(f64::MIN_POSITIVE);
+            match bits {
+                Some(bits) => tracing::info!(
+                    "`{}` and `{}` go wrong together: both below exact in {:.1}% of {:.0} likely matches, {:.1}% if independent ({:+.2} bits when both are)",
+                    names[a],
+                    names[b],
+                    share(c[3]),
+                    c[0],
+                    share(c[1]) * share(c[2]) / 100.0,
+                    bits
+                ),
+                None => tracing::warn!(
+                    "`{}` and `{}` (scoring.dependent): too few likely matches in the training sessions ({:.0}) to fit how they go wrong together; scored as independent",
+                    names[a],
+                    names[b],
+                    c[0]
+                ),
+            }
+            Some(Dependent {
+                fields: [a, b],
+                bits: bits?,
+            })
+        })
+        .collect();
     let trained: Vec<bool> = per_field.iter().map(|v| !v.is_empty()).collect();
     let m: Vec<Vec<f64>> = (0..nf)
         .map(|g| {
@@ -433,6 +541,7 @@ pub fn fit_m(ds: &Dataset, cuts: &[f32], u: Vec<Vec<f64>>, max_iter: usize, dedu
         trained,
         sessions,
         salt: None,
+        dependent,
     }
 }
 
@@ -598,6 +707,7 @@ pub fn finish(
         trained,
         sessions,
         salt,
+        dependent,
     } = fit;
     let smallest = ds.agencies.iter().map(|a| a.len).min().unwrap_or(1).max(1);
     let lambda0 = (smallest as f64 / candidates.max(1) as f64).clamp(1e-6, 0.5);
@@ -701,6 +811,7 @@ pub fn finish(
         converged: lam.converged,
         u_pairs,
         salt,
+        dependent,
     }
 }
 
@@ -712,7 +823,8 @@ fn smoothed(counts: &[f64], l: usize) -> f64 {
 }
 
 /// Posterior probability of a match that makes a candidate pattern count
-/// towards a conditional field's m in [`confident_m`].
+/// towards a conditional field's m in [`confident_m`], and a session's
+/// pattern towards a dependent pair's cells in [`dependence_counts`].
 const CONFIDENT: f64 = 0.99;
 
 /// m of the `late` fields from the candidate patterns whose other fields
@@ -1134,5 +1246,38 @@ mod tests {
             (80.0, vec![0.0, 0.7, 0.3], "b".to_string()),
         ];
         assert!((combine_sessions("x", &small)[1] - 0.7).abs() < 1e-12);
+    }
+
+    #[test]
+    fn dependence_is_read_off_the_near_certain_matches_of_the_other_fields() {
+        // Field 0 tells matches from non-matches; fields 1 and 2 go wrong
+        // together: 100 matches agree on both, 30 (movers) disagree on
+        // both, 1,000 non-matches disagree on both, and 50 matches miss
+        // field 2 (not counted).
+        let m = vec![vec![0.0, 0.9, 0.0, 0.1]; 3];
+        let u = vec![vec![0.0, 0.001, 0.0, 0.999]; 3];
+        let pats: Vec<(Vec<u8>, f64)> = vec![
+            (vec![1, 1, 1], 100.0),
+            (vec![1, 3, 3], 30.0),
+            (vec![3, 3, 3], 1000.0),
+            (vec![1, 1, 0], 50.0),
+        ];
+        let none = [false; 3];
+        let c = dependence_counts(&pats, (&m, &u, 0.1), &none, (1, 2));
+        assert_eq!(c, [130.0, 30.0, 30.0, 30.0]);
+        // Both below exact in 30/130 of the matches, against (30/130)²
+        // under independence.
+        let bits = dependence_bits(c).unwrap();
+        assert!((bits - (130.0f64 / 30.0).log2()).abs() < 1e-12, "{bits}");
+        // The fields themselves never select: a pair whose other fields
+        // say nothing is not counted, however well 1 and 2 agree.
+        let c = dependence_counts(&pats, (&m, &u, 0.1), &[true, false, false], (1, 2));
+        assert_eq!(c, [0.0; 4]);
+        assert_eq!(dependence_bits(c), None);
+        // Too few matches, or a cell never seen: no correction.
+        assert_eq!(dependence_bits([99.0, 30.0, 30.0, 30.0]), None);
+        assert_eq!(dependence_bits([130.0, 30.0, 30.0, 0.0]), None);
+        // Independent fields: no correction.
+        assert_eq!(dependence_bits([200.0, 100.0, 50.0, 25.0]), Some(0.0));
     }
 }

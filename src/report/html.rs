@@ -501,6 +501,16 @@ pub fn render(r: &Report) -> String {
             salt.salt_bits
         );
     }
+    for d in &r.model.em.dependent {
+        let name = |f: usize| r.model.em.fields.get(f).map_or("?", String::as_str);
+        let _ = write!(
+            s,
+            "<p>`{}` and `{}` go wrong together (a move changes both), which scoring fields independently would count twice: a pair where both are below exact gets {:+.2} bits, fitted on the training sessions' near-certain matches (docs/decisions.md §66).</p>",
+            esc(name(d.fields[0])),
+            esc(name(d.fields[1])),
+            d.bits
+        );
+    }
     if r.model.record_level {
         s.push_str("<p>Match probabilities are record-level: each pair is weighed against its records' other candidates and the chance that a record has a partner in the other agency at all (docs/decisions.md §17).</p>");
     }

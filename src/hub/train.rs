@@ -255,21 +255,23 @@ pub fn dependence_counts(
         if 1.0 / (1.0 + (-odds).exp()) < CONFIDENT {
             continue;
         }
-        let post = *c;
-        out[0] += post;
-        out[1] += post * f64::from(u8::from(la >= 2));
-        out[2] += post * f64::from(u8::from(lb >= 2));
-        out[3] += post * f64::from(u8::from(la >= 2 && lb >= 2));
+        let below = [true, la >= 2, lb >= 2, la >= 2 && lb >= 2];
+        for (o, b) in out.iter_mut().zip(below) {
+            if b {
+                *o += c;
+            }
+        }
     }
     out
 }
 
-/// Likely matches needed, summed over sessions, to fit a dependent pair.
+/// Near-certain matches needed, summed over sessions, to fit a dependent
+/// pair.
 const DEPENDENT_MIN_MATCHES: f64 = 100.0;
 
 /// The weight independence misses when both fields of a dependent pair are
 /// below exact ([`Dependent::bits`]), from [`dependence_counts`]: `None`
-/// with fewer than [`DEPENDENT_MIN_MATCHES`] likely matches, or when
+/// with fewer than [`DEPENDENT_MIN_MATCHES`] near-certain matches, or when
 /// either field, or both, is never below exact among them.
 pub fn dependence_bits([all, a, b, both]: [f64; 4]) -> Option<f64> {
     if all < DEPENDENT_MIN_MATCHES || a <= 0.0 || b <= 0.0 || both <= 0.0 {
@@ -337,8 +339,8 @@ pub fn fit_m(
     }
     // Per field: (expected matches, m, session) of each session that fitted it.
     let mut per_field: Vec<Vec<(f64, Vec<f64>, String)>> = vec![Vec::new(); nf];
-    // Per dependent pair: its cells' likely matches, over the sessions
-    // that trained both fields.
+    // Per dependent pair: its cells' near-certain matches, over the
+    // sessions that trained both fields.
     let mut cells = vec![[0.0f64; 4]; dependent.len()];
     let mut sessions = Vec::new();
     // Each session's levels and the fields it leaves out: its blocking
@@ -504,7 +506,7 @@ pub fn fit_m(
             let share = |x: f64| 100.0 * x / c[0].max(f64::MIN_POSITIVE);
             match bits {
                 Some(bits) => tracing::info!(
-                    "`{}` and `{}` go wrong together: both below exact in {:.1}% of {:.0} likely matches, {:.1}% if independent ({:+.2} bits when both are)",
+                    "`{}` and `{}` go wrong together: both below exact in {:.1}% of {:.0} near-certain matches, {:.1}% if independent ({:+.2} bits when both are)",
                     names[a],
                     names[b],
                     share(c[3]),
@@ -513,7 +515,7 @@ pub fn fit_m(
                     bits
                 ),
                 None => tracing::warn!(
-                    "`{}` and `{}` (scoring.dependent): too few likely matches in the training sessions ({:.0}) to fit how they go wrong together; scored as independent",
+                    "`{}` and `{}` (scoring.dependent): the training sessions' near-certain matches ({:.0}, at least 100 needed, with each field below exact in some) cannot fit how they go wrong together; scored as independent",
                     names[a],
                     names[b],
                     c[0]

@@ -841,6 +841,28 @@ mod tests {
         assert!(p[100..].iter().filter(|&&x| x > 0.5).count() < 5);
     }
 
+    /// A model of fields `a`, `b`, … with these m and u, cut-offs 1.0 and
+    /// 0.8, prior 0.001 and no correction.
+    fn model_of(m: Vec<Vec<f64>>, u: Vec<Vec<f64>>) -> Model {
+        Model {
+            fields: (0..m.len())
+                .map(|f| char::from(b'a' + f as u8).to_string())
+                .collect(),
+            cuts: vec![1.0, 0.8],
+            m,
+            u,
+            lambda: 0.001,
+            candidate_lambda: 0.1,
+            expected_matches: 0.0,
+            sessions: vec![],
+            iterations: 0,
+            converged: true,
+            u_pairs: 0,
+            salt: None,
+            dependent: Vec::new(),
+        }
+    }
+
     #[test]
     fn dependent_fields_get_their_bits_back_only_when_both_are_below_exact() {
         let d = Dependent {
@@ -855,19 +877,11 @@ mod tests {
         assert_eq!(d.correction(&[6, 0, 6]), 0.0);
         // In the pair weights, on top of every field's own weight.
         let model = |dependent: Vec<Dependent>| Model {
-            fields: vec!["a".into(), "b".into(), "c".into()],
-            cuts: vec![1.0, 0.8],
-            m: vec![vec![0.0, 0.9, 0.05, 0.05]; 3],
-            u: vec![vec![0.0, 0.01, 0.04, 0.95]; 3],
-            lambda: 0.001,
-            candidate_lambda: 0.1,
-            expected_matches: 0.0,
-            sessions: vec![],
-            iterations: 0,
-            converged: true,
-            u_pairs: 0,
-            salt: None,
             dependent,
+            ..model_of(
+                vec![vec![0.0, 0.9, 0.05, 0.05]; 3],
+                vec![vec![0.0, 0.01, 0.04, 0.95]; 3],
+            )
         };
         let comps = Comparisons {
             dice: vec![0.0; 3],
@@ -892,21 +906,10 @@ mod tests {
         let tf: Vec<Vec<f32>> = (0..2)
             .map(|f| (0..n).map(|g| freq(f, g)).collect())
             .collect();
-        let model = Model {
-            fields: vec!["a".into(), "b".into()],
-            cuts: vec![1.0, 0.8],
-            m: vec![vec![0.0, 0.9, 0.05, 0.05], vec![0.0, 0.6, 0.3, 0.1]],
-            u: vec![vec![0.0, 0.01, 0.04, 0.95]; 2],
-            lambda: 0.001,
-            candidate_lambda: 0.1,
-            expected_matches: 0.0,
-            sessions: vec![],
-            iterations: 0,
-            converged: true,
-            u_pairs: 0,
-            salt: None,
-            dependent: Vec::new(),
-        };
+        let model = model_of(
+            vec![vec![0.0, 0.9, 0.05, 0.05], vec![0.0, 0.6, 0.3, 0.1]],
+            vec![vec![0.0, 0.01, 0.04, 0.95]; 2],
+        );
         let pairs: Vec<u64> = (0..20_000u64)
             .map(|i| (i * 7919 % n as u64) << 32 | (i * 104_729 % n as u64))
             .collect();

@@ -9,13 +9,16 @@ use std::process::Command;
 
 use common::{bin, synthetic};
 
-/// Three synthetic agencies, encoded, and a job config that makes several units.
+/// Three synthetic agencies, encoded, and a job config that makes several
+/// units (and fits a correction for postcode and address, which the plan
+/// carries to every unit: decisions §66).
 fn setup(dir: &Path) -> (Vec<PathBuf>, PathBuf) {
     let (ex, _, _) = synthetic(dir, 3000, 3, 31, b"scale-out key");
     let job = dir.join("job.toml");
     std::fs::write(
         &job,
-        "[blocking]\nmethod = \"keys_and_lsh\"\nlsh_bands = 16\nlsh_bits = 18\nchunk_pairs = 20000\n",
+        "[blocking]\nmethod = \"keys_and_lsh\"\nlsh_bands = 16\nlsh_bits = 18\nchunk_pairs = 20000\n\
+         [scoring]\ndependent = [[\"postcode\", \"address\"]]\n",
     )
     .unwrap();
     (ex, job)
@@ -56,6 +59,15 @@ fn single_run_and_plan(dir: &Path) -> (Vec<PathBuf>, PathBuf, PathBuf) {
         a.extend([flag.as_ref(), path.as_os_str()]);
         run(&a);
     }
+    // The plan carries the fitted correction to its units.
+    let p: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(plan.join("plan.json")).unwrap()).unwrap();
+    let bits = p["prepared"]["model"]["dependent"][0]["bits"].as_f64();
+    assert!(
+        bits.is_some_and(|b| b > 0.5),
+        "{}",
+        p["prepared"]["model"]["dependent"]
+    );
     (ex, single, plan)
 }
 

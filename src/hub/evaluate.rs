@@ -263,49 +263,16 @@ pub fn missed_pairs_of<'a>(
     for i in 0..n {
         index.entry(record(i)).or_insert(i as u32);
     }
-    let file = File::open(pairs).map_err(|e| Error::read(pairs, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
-        .map_err(|e| Error::parquet_read(pairs, e))?;
     let by = match threshold {
         Threshold::Probability(_) => "match_probability",
         Threshold::Dice(_) => "dice",
     };
-    for batch in reader {
-        let batch = batch.map_err(|e| Error::parquet_read(pairs, e))?;
-        let not_pairs = |what: &str| Error::input(pairs, format!("not a pairs file: {what}"));
-        let text = |c: &str| {
-            batch
-                .column_by_name(c)
-                .and_then(|c| c.as_string_opt::<i32>())
-                .ok_or_else(|| not_pairs(&format!("no text column `{c}`")))
-        };
-        let (aa, ra, ab, rb) = (
-            text("agency_a")?,
-            text("record_id_a")?,
-            text("agency_b")?,
-            text("record_id_b")?,
-        );
-        let s = batch
-            .column_by_name(by)
-            .and_then(|c| c.as_primitive_opt::<arrow_array::types::Float64Type>())
-            .ok_or_else(|| not_pairs(&format!("no number column `{by}`")))?;
-        for j in 0..batch.num_rows() {
-            let (Some(&a), Some(&b)) = (
-                index.get(&(aa.value(j), ra.value(j))),
-                index.get(&(ab.value(j), rb.value(j))),
-            ) else {
-                continue;
-            };
-            if let Some(v) = score.get_mut(&pack(a, b)) {
-                *v = if s.is_null(j) {
-                    f64::NEG_INFINITY
-                } else {
-                    s.value(j)
-                };
-            }
+    let record = |a: &str, r: &str| index.get(&(a, r)).copied();
+    super::output::each_pair(pairs, record, Some(by), |a, b, x| {
+        if let Some(v) = score.get_mut(&pack(a, b)) {
+            *v = x.unwrap_or(f64::NEG_INFINITY);
         }
-    }
+    })?;
     let t = match threshold {
         Threshold::Probability(t) | Threshold::Dice(t) => t,
     };

@@ -1,6 +1,8 @@
 //! Writing the pseudonymised linked dataset: `links.parquet` (every input
 //! record exactly once) and `pairs.parquet` (scored candidate pairs).
-//! Both are written atomically. Hub side: record ids and pseudonyms only.
+//! Both are written atomically; [`each_pair`] reads a pairs file back (for
+//! a refresh and the missed-pair count). Hub side: record ids and
+//! pseudonyms only.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -137,4 +139,59 @@ pub fn pairs(
     ];
     let batch = RecordBatch::try_new(schema, cols).map_err(|e| Error::parquet_write(path, e))?;
     write_batch(path, batch, meta)
+}
+
+/// Read a `pairs.parquet` column by column: `f(a, b, score)` for each row
+/// whose two records `record` knows (by agency and record id), with the
+/// row's figure in column `score` when one is named (`None` where null).
+/// The reader the refresh and the missed-pair count share; a row is never
+/// copied.
+pub fn each_pair(
+    path: &Path,
+    record: impl Fn(&str, &str) -> Option<u32>,
+    score: Option<&str>,
+    mut f: impl FnMut(u32, u32, Option<f64>),
+) -> Result<()> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float64Type;
+    let file = std::fs::File::open(path).map_err(|e| Error::read(path, e))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| Error::parquet_read(path, e))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::parquet_read(path, e))?;
+        let bad = |c: &str| Error::input(path, format!("not a pairs file: bad column `{c}`"));
+        let text = |c: &'static str| {
+            batch
+                .column_by_name(c)
+                .and_then(|x| x.as_string_opt::<i32>())
+                .ok_or_else(|| bad(c))
+        };
+        let (aa, ra, ab, rb) = (
+            text("agency_a")?,
+            text("record_id_a")?,
+            text("agency_b")?,
+            text("record_id_b")?,
+        );
+        let figures = score
+            .map(|c| {
+                batch
+                    .column_by_name(c)
+                    .and_then(|x| x.as_primitive_opt::<Float64Type>())
+                    .ok_or_else(|| bad(c))
+            })
+            .transpose()?;
+        for j in 0..batch.num_rows() {
+            let (Some(a), Some(b)) = (
+                record(aa.value(j), ra.value(j)),
+                record(ab.value(j), rb.value(j)),
+            ) else {
+                continue;
+            };
+            let x = figures.and_then(|s| (!s.is_null(j)).then(|| s.value(j)));
+            f(a, b, x);
+        }
+    }
+    Ok(())
 }

@@ -273,38 +273,12 @@ pub fn carried_pairs(
     changed: &[bool],
     index: &HashMap<(&str, &str), u32>,
 ) -> Result<Vec<u64>> {
-    let path = dir.join("pairs.parquet");
-    let file = File::open(&path).map_err(|e| Error::read(&path, e))?;
-    let b = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| Error::parquet_read(&path, e))?;
     let mut out = Vec::new();
-    for batch in b.build().map_err(|e| Error::parquet_read(&path, e))? {
-        let batch = batch.map_err(|e| Error::parquet_read(&path, e))?;
-        let bad = |c: &str| Error::input(&path, format!("not a pairs file: bad column `{c}`"));
-        let s = |c: &'static str| {
-            batch
-                .column_by_name(c)
-                .and_then(|x| x.as_string_opt::<i32>())
-                .ok_or_else(|| bad(c))
-        };
-        let (aa, ia, ab, ib) = (
-            s("agency_a")?,
-            s("record_id_a")?,
-            s("agency_b")?,
-            s("record_id_b")?,
-        );
-        for i in 0..batch.num_rows() {
-            let (Some(&a), Some(&b)) = (
-                index.get(&(aa.value(i), ia.value(i))),
-                index.get(&(ab.value(i), ib.value(i))),
-            ) else {
-                continue;
-            };
-            if changed[a as usize] || changed[b as usize] {
-                continue;
-            }
+    let record = |a: &str, r: &str| index.get(&(a, r)).copied();
+    super::output::each_pair(&dir.join("pairs.parquet"), record, None, |a, b, _| {
+        if !changed[a as usize] && !changed[b as usize] {
             out.push(pack(a, b));
         }
-    }
+    })?;
     Ok(out)
 }

@@ -39,7 +39,7 @@ fn large_job_config_bands_only_the_records_left_single() {
         c.blocking.method,
         bloomlink::hub::config::BlockingMethod::Keys
     );
-    assert!(c.resolve.second_look && c.resolve.second_look_lsh);
+    assert!(c.resolve.second_look && c.resolve.second_look_lsh && c.resolve.second_look_selection);
     assert!(c.blocking.lsh_bands > 0 && c.blocking.lsh_bits > 0);
     // Postcode and address go wrong together (§66).
     assert_eq!(

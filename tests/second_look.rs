@@ -94,6 +94,42 @@ fn records_left_single_are_blocked_again_among_themselves() {
         // partners are single too.
         assert!((0.3..=1.0).contains(&v), "{s}");
     }
+    // Without `second_look_selection`, no selection factor and no figure.
+    assert!(shares.iter().all(|x| x["left_unlinked"].is_null()), "{s}");
+    // With it, weak matches between single records are weighed up by the
+    // share of matches the first resolution left unlinked (docs/decisions.md
+    // §67): more of them are linked, and the report gives that share, one
+    // figure for the pair, the same both ways; most matches were linked.
+    let mut cfg = bloomlink::hub::JobConfig::default();
+    cfg.blocking.method = BlockingMethod::Keys;
+    cfg.blocking.max_block_pairs = 3;
+    cfg.resolve.second_look_selection = true;
+    let sel = run_with(d.path(), &ex, &truth, cfg, "selection");
+    let recall = |r: &serde_json::Value| r["truth"]["evaluation"]["recall"].as_f64().unwrap();
+    eprintln!(
+        "with the selection factor: F1 {}, recall {} (against {}); {}",
+        f1(&sel),
+        recall(&sel),
+        recall(&on),
+        sel["model"]["second_look"]
+    );
+    assert!(
+        recall(&sel) > recall(&on),
+        "recall {} -> {}",
+        recall(&on),
+        recall(&sel)
+    );
+    assert!(precision(&sel) > 0.95, "precision {}", precision(&sel));
+    let s = &sel["model"]["second_look"];
+    let left: Vec<f64> = s["partner_share"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["left_unlinked"].as_f64().expect("two agencies: a figure"))
+        .collect();
+    assert_eq!(left.len(), 2, "{s}");
+    assert_eq!(left[0], left[1], "{s}");
+    assert!(left[0] > 0.0 && left[0] < 0.5, "{s}");
     // Every record is accounted for either way.
     for r in [&off, &on] {
         assert_eq!(

@@ -198,6 +198,11 @@ pub struct Resolve {
     /// what LSH finds that the keys miss, at the cost of a few percent of
     /// the records instead of all of them (docs/decisions.md §64).
     pub second_look_lsh: bool,
+    /// With two agencies, the second look weighs a weak match between two
+    /// single records up by the share of matches the first resolution left
+    /// unlinked, fitted to be consistent with the matches it finds
+    /// (docs/decisions.md §67).
+    pub second_look_selection: bool,
 }
 
 impl Default for Resolve {
@@ -210,6 +215,7 @@ impl Default for Resolve {
             duplicate_prior: true,
             second_look: true,
             second_look_lsh: false,
+            second_look_selection: false,
         }
     }
 }

@@ -403,7 +403,11 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
             &model,
             tf_all.as_deref(),
             (&cands.pairs, pairwise),
-            &resolution.cluster_size,
+            super::residual::FirstResolution {
+                root: &resolution.root,
+                cluster_size: &resolution.cluster_size,
+                threshold,
+            },
             &cands.lsh_positions,
         )?;
         if let Some(look) = look {

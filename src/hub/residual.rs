@@ -40,6 +40,9 @@ pub struct SecondLook {
     /// Per agency and other agency (`g·n + h`): the fitted share of g's
     /// single records with a partner among h's.
     pub share: Vec<f64>,
+    /// Per agency and other agency: the estimated share of their matches
+    /// the first resolution left unlinked (two agencies only).
+    pub left_unlinked: Vec<Option<f64>>,
     /// Records left single, per agency.
     pub singles: Vec<u64>,
 }
@@ -67,6 +70,11 @@ pub struct PartnerShare {
     pub agency: String,
     pub other: String,
     pub share: f64,
+    /// The estimated share of the two agencies' matches that the first
+    /// resolution left unlinked (docs/decisions.md §67); null with more
+    /// than two agencies and in older reports.
+    #[serde(default)]
+    pub left_unlinked: Option<f64>,
 }
 
 impl Summary {
@@ -86,6 +94,7 @@ impl Summary {
                     agency: name(k / na),
                     other: name(k % na),
                     share: look.share[k],
+                    left_unlinked: look.left_unlinked[k],
                 })
                 .collect(),
         }
@@ -117,6 +126,68 @@ fn add_blocks(look: &mut PassStats, pass: &PassStats) {
 /// Name of the second look in the blocking table.
 pub const PASS: &str = "records left single";
 
+/// The resolution the second look follows.
+#[derive(Debug, Clone, Copy)]
+pub struct FirstResolution<'a> {
+    /// Each record's entity (its representative record).
+    pub root: &'a [u32],
+    /// Each record's entity's size.
+    pub cluster_size: &'a [u32],
+    /// The probability it linked at.
+    pub threshold: f64,
+}
+
+/// Per agency `g` and other agency `h` (at `g·na + h`): how many of g's
+/// records share an entity with a record of h (`root`: each record's
+/// entity).
+pub fn linked_between(agency_of: &[u16], na: usize, root: &[u32]) -> Vec<f64> {
+    // The agencies present in each entity, by its root.
+    let mut present = vec![0u64; root.len()];
+    for (r, &g) in agency_of.iter().enumerate() {
+        present[root[r] as usize] |= 1 << g;
+    }
+    let mut linked = vec![0f64; na * na];
+    for (r, &g) in agency_of.iter().enumerate() {
+        let g = g as usize;
+        let mut others = present[root[r] as usize] & !(1 << g);
+        while others != 0 {
+            let h = others.trailing_zeros() as usize;
+            linked[g * na + h] += 1.0;
+            others &= others - 1;
+        }
+    }
+    linked
+}
+
+/// Which of `pairs` (pairwise `weight`, prior λ included) the first
+/// resolution would have linked at `threshold` had neither record had
+/// another candidate: record-level, an uncontested pair's odds are its
+/// pairwise odds over `1 − π` ([`super::posterior::record_level`]).
+pub fn strong_alone(
+    ds: &Dataset,
+    lambda: f64,
+    threshold: f64,
+    pairs: &[u64],
+    weight: &[f32],
+) -> Vec<bool> {
+    let t = threshold.clamp(1e-9, 1.0 - 1e-9);
+    let needed = (t / (1.0 - t)).log2();
+    let lift = |other: usize| {
+        let none =
+            (1.0 - lambda * ds.agencies[other].len as f64).clamp(super::posterior::NONE_MIN, 1.0);
+        -none.log2()
+    };
+    pairs
+        .iter()
+        .zip(weight)
+        .map(|(&p, &w)| {
+            let (a, b) = unpack(p);
+            let (ga, gb) = (ds.agency_of[a] as usize, ds.agency_of[b] as usize);
+            w as f64 + lift(gb).max(lift(ga)) >= needed
+        })
+        .collect()
+}
+
 /// The second look at the records `cluster_size` leaves single: the
 /// cross-agency pairs of every key pass among them (and of every LSH band,
 /// with `resolve.second_look_lsh`: the job's `lsh_positions` when it has
@@ -124,16 +195,22 @@ pub const PASS: &str = "records left single";
 /// of two single records whose `pairwise` probability reaches
 /// `output.pairs_min_probability` (those a refresh carries over), scored
 /// under `model` (value frequencies `tf` as the job's scoring used them).
-/// `None` where record-level probabilities do not apply.
+/// `first` is that resolution. `None` where record-level probabilities do
+/// not apply.
 pub fn second_look(
     ds: &Dataset,
     cfg: &JobConfig,
     model: &Model,
     tf: Option<&[Vec<f32>]>,
     (kept, pairwise): (&[u64], &[f32]),
-    cluster_size: &[u32],
+    first: FirstResolution,
     lsh_positions: &[Vec<u32>],
 ) -> Result<Option<SecondLook>> {
+    let FirstResolution {
+        root,
+        cluster_size,
+        threshold,
+    } = first;
     let single = |g: usize| cluster_size[g] == 1;
     let min_p = cfg.output.pairs_min_probability as f32;
     let mut pairs: Vec<u64> = kept
@@ -212,12 +289,18 @@ pub fn second_look(
         }
     }
     let logit2 = |p: f64| (p / (1.0 - p)).log2();
+    let selection = cfg.resolve.second_look_selection && super::posterior::selection_applies(na);
     let least: Vec<f32> = (0..na * na)
         .map(|k| {
             let (g, h) = (k / na, k % na);
             let largest_prior = 1.0 / singles[g].max(singles[h]).max(1) as f64;
-            let lift =
-                (largest_prior / model.lambda).log2() + (1.0 / super::posterior::NONE_MIN).log2();
+            let lift = (largest_prior / model.lambda).log2()
+                + (1.0 / super::posterior::NONE_MIN).log2()
+                + if selection {
+                    super::posterior::SELECTION_MAX_BITS
+                } else {
+                    0.0
+                };
             (logit2(min_p as f64) - lift.max(0.0)) as f32
         })
         .collect();
@@ -238,12 +321,15 @@ pub fn second_look(
         }
     }
     drop(pairs);
-    let Some((weight, probability, share)) = super::posterior::among_singles(
+    let linked = linked_between(&ds.agency_of, na, root);
+    let strong = strong_alone(ds, model.lambda, threshold, &look.pairs, &look.weight);
+    let Some(among) = super::posterior::among_singles(
         &ds.agency_of,
         na,
         &look.pairs,
         &look.weight,
-        cluster_size,
+        (selection, &strong),
+        (cluster_size, &linked),
         model.lambda,
     ) else {
         return Ok(None);
@@ -252,10 +338,32 @@ pub fn second_look(
         pairs: look.pairs,
         dice: look.dice,
         pairwise: look.pairwise,
-        weight,
-        probability,
+        weight: among.weight,
+        probability: among.probability,
         stats,
-        share,
+        share: among.share,
+        left_unlinked: among.left_unlinked,
         singles,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_counted_between_each_two_agencies() {
+        // Entities {0, 3, 5} (agencies A, B, C), {1, 4} (A, B), {2} (A)
+        // and {6} (C); roots are any member.
+        let agency_of = [0u16, 0, 0, 1, 1, 2, 2];
+        let root = [3u32, 1, 2, 3, 1, 3, 6];
+        let l = linked_between(&agency_of, 3, &root);
+        #[rustfmt::skip]
+        let want = [
+            0.0, 2.0, 1.0,
+            2.0, 0.0, 1.0,
+            1.0, 1.0, 0.0,
+        ];
+        assert_eq!(l, want);
+    }
 }

@@ -532,14 +532,33 @@ pub fn render(r: &Report) -> String {
                 )
             })
             .collect();
+        // One figure per agency pair (the same both ways), two agencies only.
+        let left: Vec<String> = look
+            .partner_share
+            .iter()
+            .filter(|p| p.agency < p.other)
+            .filter_map(|p| {
+                p.left_unlinked
+                    .map(|x| format!("{} and {} {:.1}%", esc(&p.agency), esc(&p.other), 100.0 * x))
+            })
+            .collect();
+        let left = if left.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " Estimated share of the matches the first resolution left unlinked, by which a weak match between single records is weighed up: {} (§67).",
+                left.join("; ")
+            )
+        };
         let _ = write!(
             s,
-            "<p>Second look at the records left single ({}): {} pairs among them compared, {} new pairs kept, {} pairs raised over the threshold. Estimated share of single records whose partner is a single record of the other agency: {} (docs/decisions.md §31).</p>",
+            "<p>Second look at the records left single ({}): {} pairs among them compared, {} new pairs kept, {} pairs raised over the threshold. Estimated share of single records whose partner is a single record of the other agency: {} (docs/decisions.md §31).{}</p>",
             singles.join(", "),
             look.pairs,
             look.added,
             look.raised,
-            shares.join("; ")
+            shares.join("; "),
+            left
         );
     }
     table(

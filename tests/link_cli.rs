@@ -1070,4 +1070,38 @@ fn dependent_fields_are_fitted_and_reported() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("`adress`") && err.contains("address"), "{err}");
+    // With the kept model of the first run (`--model`): a misspelt name is
+    // refused as before; other pairs than the model was fitted with are
+    // refused, naming both; the same pairs score as the model did.
+    let model = ["--model", out.to_str().unwrap()];
+    let o = link(
+        &ex,
+        &d.path().join("bad-model"),
+        &[&["--config", cfg.to_str().unwrap()][..], &model].concat(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("`adress`"), "{err}");
+    let o = link(&ex, &d.path().join("undeclared"), &model);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("scoring.dependent") && err.contains("postcode") && err.contains("[]"),
+        "{err}"
+    );
+    std::fs::write(
+        &cfg,
+        "[scoring]\ndependent = [[\"postcode\", \"address\"]]\n",
+    )
+    .unwrap();
+    let again = d.path().join("again");
+    let o = link(
+        &ex,
+        &again,
+        &[&["--config", cfg.to_str().unwrap()][..], &model].concat(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let same =
+        |f: &str| std::fs::read(out.join(f)).unwrap() == std::fs::read(again.join(f)).unwrap();
+    assert!(same("links.parquet"), "the kept model links as it did");
 }

@@ -944,7 +944,7 @@ fn group_with_model(
 }
 
 /// The model (and LSH bands) a previous run fitted, checked against this
-/// job's fields, levels and blocking.
+/// job's fields, levels, blocking and dependent fields.
 fn fixed_model(dir: &Path, ds: &Dataset, cfg: &JobConfig, dedup: bool) -> Result<state::StateMeta> {
     let prior = state::read(dir)?.ok_or_else(|| {
         Error::Usage(format!(
@@ -975,6 +975,24 @@ fn fixed_model(dir: &Path, ds: &Dataset, cfg: &JobConfig, dedup: bool) -> Result
     {
         return Err(Error::Incompatible(format!(
             "--model {}: it was fitted with other blocking or deduplication settings than this job's",
+            dir.display()
+        )));
+    }
+    // The kept model carries the corrections of the pairs its job declared
+    // (`scoring.dependent`); this job's must name fields and be the same
+    // pairs, or it would silently score with other corrections than it
+    // asks for.
+    dependent_fields(ds, cfg)?;
+    let declared = serde_json::to_value(&cfg.scoring.dependent).expect("json");
+    let kept = prior
+        .meta
+        .scoring
+        .get("dependent")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!([]));
+    if kept != declared {
+        return Err(Error::Incompatible(format!(
+            "--model {}: it was fitted with scoring.dependent = {kept}, this job declares {declared}; declare the same pairs, or fit a new model (leave out --model)",
             dir.display()
         )));
     }

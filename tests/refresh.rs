@@ -188,11 +188,13 @@ fn monthly_refresh_keeps_pseudonyms_stable() {
     // Blocking keys and LSH, as a large job would use: refreshes can then
     // compare only what changed (all-pairs jobs re-link everything). The
     // second look also bands the records left single (§64): on the job's
-    // stored bands, in a refresh as in a full run.
+    // stored bands, in a refresh as in a full run; and it weighs weak
+    // matches among them up by the share the first resolution left (§67),
+    // fitted afresh in a refresh as in a full run.
     let job = dir.join("job.toml");
     std::fs::write(
         &job,
-        "[blocking]\nmethod = \"keys_and_lsh\"\n[resolve]\nsecond_look_lsh = true\n",
+        "[blocking]\nmethod = \"keys_and_lsh\"\n[resolve]\nsecond_look_lsh = true\nsecond_look_selection = true\n",
     )
     .unwrap();
     let cfg = ["--config", job.to_str().unwrap()];

@@ -1,5 +1,5 @@
 //! Records left single: a second look among them (docs/decisions.md §19,
-//! §31, §64).
+//! §31, §64, §67).
 //!
 //! After resolution, the records left single are blocked again on every
 //! key pass of the job, restricted to them: blocks too large to compare in

@@ -128,6 +128,9 @@ fn records_left_single_are_blocked_again_among_themselves() {
         .map(|x| x["left_unlinked"].as_f64().expect("two agencies: a figure"))
         .collect();
     assert_eq!(left.len(), 2, "{s}");
+    // The report's reader is told it too.
+    let html = std::fs::read_to_string(d.path().join("out-selection/report.html")).unwrap();
+    assert!(html.contains("first resolution alone left unlinked"));
     assert_eq!(left[0], left[1], "{s}");
     assert!(left[0] > 0.0 && left[0] < 0.5, "{s}");
     // Every record is accounted for either way.

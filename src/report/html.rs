@@ -546,7 +546,7 @@ pub fn render(r: &Report) -> String {
             String::new()
         } else {
             format!(
-                " Estimated share of the matches the first resolution left unlinked, by which a weak match between single records is weighed up: {} (§67).",
+                " Estimated share of the matches between the agencies that the first resolution alone left unlinked: {} (the second look weighs a weak match between single records up by its inverse; docs/decisions.md §67).",
                 left.join("; ")
             )
         };

@@ -82,15 +82,16 @@ pub fn record_level(
     min_p: f32,
 ) -> Option<(Vec<f32>, Vec<f32>)> {
     let na = agency_len.len();
-    // 1 − π per (agency, other agency): the chance a record of the first
-    // has no partner among the compared records of the second.
     let none: Vec<f64> = (0..na * na)
-        .map(|k| {
-            let other = agency_len[k % na] as f64;
-            (1.0 - lambda * other).clamp(NONE_MIN, 1.0)
-        })
+        .map(|k| none_among(lambda, agency_len[k % na]))
         .collect();
     with_none(agency_of, na, pairs, weight, probability, &none, min_p)
+}
+
+/// `1 − π` under prior `lambda`: the chance that a record has no partner
+/// among the `other` records of another agency (at least [`NONE_MIN`]).
+pub fn none_among(lambda: f64, other: usize) -> f64 {
+    (1.0 - lambda * other as f64).clamp(NONE_MIN, 1.0)
 }
 
 /// [`record_level`] with `none[a·n + b]`, the chance that a record of
@@ -281,6 +282,8 @@ pub fn among_singles(
                 .map(|&r| c * weak[slot(r, h)] + firm[slot(r, h)]),
         )
     };
+    // Records the first resolution linked between g and h, both ways averaged.
+    let links = |g: usize, h: usize| (linked[g * na + h] + linked[h * na + g]) / 2.0;
     // Per agency pair: the selection factor in bits, and both shares under it.
     let fitted: Vec<(f64, f64, f64)> = (0..na * na)
         .into_par_iter()
@@ -292,12 +295,11 @@ pub fn among_singles(
             if !selection {
                 return (0.0, share_of(g, h, 0.0), share_of(h, g, 0.0));
             }
-            let links = (linked[g * na + h] + linked[h * na + g]) / 2.0;
             let at = |bits: f64| {
                 let (sg, sh) = rayon::join(|| share_of(g, h, bits), || share_of(h, g, bits));
                 (sg, sh, (sg * singles[g] + sh * singles[h]) / 2.0)
             };
-            selection_bits(links, at)
+            selection_bits(links(g, h), at)
         })
         .collect();
     let fit = |g: usize, h: usize| fitted[g.min(h) * na + g.max(h)];
@@ -322,13 +324,8 @@ pub fn among_singles(
             if g == h || !selection {
                 return None;
             }
-            let links = (linked[g * na + h] + linked[h * na + g]) / 2.0;
-            let m = matches(g, h);
-            Some(if links + m > 0.0 {
-                m / (links + m)
-            } else {
-                1.0
-            })
+            let (l, m) = (links(g, h), matches(g, h));
+            Some(if l + m > 0.0 { m / (l + m) } else { 1.0 })
         })
         .collect();
     let none: Vec<f64> = (0..na * na)

@@ -172,18 +172,19 @@ pub fn strong_alone(
 ) -> Vec<bool> {
     let t = threshold.clamp(1e-9, 1.0 - 1e-9);
     let needed = (t / (1.0 - t)).log2();
-    let lift = |other: usize| {
-        let none =
-            (1.0 - lambda * ds.agencies[other].len as f64).clamp(super::posterior::NONE_MIN, 1.0);
-        -none.log2()
-    };
+    // What having no competitor adds, by the other record's agency.
+    let lift: Vec<f64> = ds
+        .agencies
+        .iter()
+        .map(|a| -super::posterior::none_among(lambda, a.len).log2())
+        .collect();
     pairs
         .iter()
         .zip(weight)
         .map(|(&p, &w)| {
             let (a, b) = unpack(p);
             let (ga, gb) = (ds.agency_of[a] as usize, ds.agency_of[b] as usize);
-            w as f64 + lift(gb).max(lift(ga)) >= needed
+            w as f64 + lift[gb].max(lift[ga]) >= needed
         })
         .collect()
 }
@@ -322,7 +323,12 @@ pub fn second_look(
     }
     drop(pairs);
     let linked = linked_between(&ds.agency_of, na, root);
-    let strong = strong_alone(ds, model.lambda, threshold, &look.pairs, &look.weight);
+    // Only the selection factor asks which pairs were strong alone.
+    let strong = if selection {
+        strong_alone(ds, model.lambda, threshold, &look.pairs, &look.weight)
+    } else {
+        vec![false; look.pairs.len()]
+    };
     let Some(among) = super::posterior::among_singles(
         &ds.agency_of,
         na,

@@ -217,4 +217,39 @@ fn the_look_s_lsh_bands_find_people_whose_keys_all_changed() {
             "{f} differs between runs"
         );
     }
+    // A refresh equals a full rerun under the same model. The previous
+    // run's pairs that only the look found (movers, on bands the job does
+    // not compare) are not carried into the refresh's first resolution:
+    // there they would link people a full run links only in the look, and
+    // the look would see other records (docs/decisions.md §68).
+    let refresh = |name: &str, full: bool| {
+        std::fs::create_dir_all(out(name)).unwrap();
+        std::fs::copy(out("bands-on").join("job.key"), out(name).join("job.key")).unwrap();
+        let mut opts = bloomlink::hub::LinkOptions::new(ex.clone(), out(name), cfg(true));
+        opts.previous = Some(out("bands-on"));
+        opts.full = full;
+        opts.model = full.then(|| out("bands-on"));
+        bloomlink::cli::link::link_and_report(&opts, Some(&truth), vec![]).unwrap();
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out(name).join("report.json")).unwrap()).unwrap();
+        r
+    };
+    let (inc, full) = (refresh("bands-refresh", false), refresh("bands-full", true));
+    assert_eq!(
+        inc["changes"]["work"]["incremental"], true,
+        "{}",
+        inc["changes"]
+    );
+    assert_eq!(full["changes"]["work"]["incremental"], false);
+    assert_eq!(
+        inc["model"]["second_look"], full["model"]["second_look"],
+        "the look saw other records in the refresh"
+    );
+    for f in ["links.parquet", "pairs.parquet"] {
+        let read = |n: &str| std::fs::read(out(n).join(f)).unwrap();
+        assert!(
+            read("bands-refresh") == read("bands-full"),
+            "{f} differs between the refresh and a full rerun"
+        );
+    }
 }

@@ -17,7 +17,7 @@ use super::output::{self, PairRow};
 use super::pseudonym::JobKey;
 use super::resolve::{Resolution, resolve_ranked};
 use super::score::{
-    Comparisons, Model, compare, compare_scored, cuts32, estimate_u, probability, score,
+    Comparisons, Model, compare, compare_scored, cuts32, estimate_u, probability,
     value_frequencies, weights,
 };
 use super::state;
@@ -843,13 +843,7 @@ pub(crate) fn conclude(
         "model: {}",
         serde_json::to_string(&model).unwrap_or_default()
     );
-    let prior = model.prior_weight();
-    let weight: Vec<f32> = kept
-        .raw_weight
-        .iter()
-        .map(|&w| (w as f64 + prior) as f32)
-        .collect();
-    let probability = weight.iter().map(|&w| probability(w)).collect();
+    let (weight, probability) = with_prior(&model, &kept.raw_weight);
     Streamed {
         kept,
         model,
@@ -858,6 +852,16 @@ pub(crate) fn conclude(
         tally,
         tf: None,
     }
+}
+
+/// Weights (bits) and probabilities under `model`'s prior of pairs whose
+/// weights `raw` were taken before it (a prior of one half): how every run
+/// weighs its first pass, streamed, refreshed or merged from units.
+fn with_prior(model: &Model, raw: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let prior = model.prior_weight();
+    let weight: Vec<f32> = raw.iter().map(|&w| (w as f64 + prior) as f32).collect();
+    let probability = weight.iter().map(|&w| probability(w)).collect();
+    (weight, probability)
 }
 
 /// Compare every candidate pair chunk by chunk (see `stream`).
@@ -1046,7 +1050,7 @@ fn incremental(
         .collect();
     // Every previous record still here is changed or unchanged.
     work.records_removed = prior.records() - work.records_changed - work.records_unchanged;
-    let carried = state::carried_pairs(prev, &changed, &index)?;
+    let mut carried = state::carried_pairs(prev, &changed, &index)?;
     let grouped = group(
         ds,
         &cfg.blocking,
@@ -1054,6 +1058,9 @@ fn incremental(
         cfg.seed,
         Some(&prior.meta.lsh_positions),
     )?;
+    // Only what the job's own passes hold: not the previous second look's
+    // pairs, which the look finds again if their records are still single.
+    stream::retain_held(&grouped.passes, ds.len(), &mut carried);
     let mut cands = Candidates {
         pairs: stream::emit_changed(ds, &grouped.passes, dedup, &changed),
         passes: grouped.passes.into_iter().map(|p| p.stats).collect(),
@@ -1083,7 +1090,14 @@ fn incremental(
     clock.lap("compare");
     let model = prior.meta.model;
     let tf = cfg.scoring.tf_adjustment.then(|| value_frequencies(ds));
-    let (weight, probability) = score(&model, &comps, &cands.pairs, tf.as_deref());
+    // Weighed as a full run weighs its pairs (before the prior, then with
+    // it), so that the two agree to the last bit.
+    let raw_model = Model {
+        lambda: 0.5,
+        ..model.clone()
+    };
+    let raw = weights(&raw_model, &comps, &cands.pairs, tf.as_deref());
+    let (weight, probability) = with_prior(&model, &raw);
     // Every pair of a refresh is kept: its tally holds patterns only.
     let mut tally = Tally::empty();
     tally.candidates = cands.pairs.len() as u64;

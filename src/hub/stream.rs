@@ -1173,6 +1173,54 @@ pub fn emit_changed(ds: &Dataset, passes: &[Pass], dedup: bool, changed: &[bool]
     })
 }
 
+/// Keep the pairs of `pairs` (packed) that some pass of `passes` holds: the
+/// two records share one of its kept blocks, or it lists the pair. A
+/// refresh carries the previous run's written pairs between unchanged
+/// records; those the second look found (among records left single, on
+/// blocks or bands the job itself does not compare) are not candidates of
+/// a full run's first resolution, and carrying them into it would link
+/// there what a full run links only in the look, changing which records
+/// the look sees (docs/decisions.md §68). `records` is the job's size.
+pub fn retain_held(passes: &[Pass], records: usize, pairs: &mut Vec<u64>) {
+    const NONE: u32 = u32::MAX;
+    // The records of `pairs`, each a slot in a table of block indices
+    // (one column per block pass).
+    let mut slot = vec![NONE; records];
+    let mut n = 0u32;
+    for &p in pairs.iter() {
+        for g in [(p >> 32) as usize, p as u32 as usize] {
+            if slot[g] == NONE {
+                slot[g] = n;
+                n += 1;
+            }
+        }
+    }
+    let blocked: Vec<&Pass> = passes.iter().filter(|p| p.starts.len() >= 2).collect();
+    let k = blocked.len();
+    let mut ids = vec![NO_BLOCK; n as usize * k];
+    for (j, p) in blocked.iter().enumerate() {
+        for (g, b) in p.block_of() {
+            if slot[g] != NONE {
+                ids[slot[g] as usize * k + j] = b;
+            }
+        }
+    }
+    let mut listed: Vec<u64> = passes
+        .iter()
+        .filter(|p| explicit(p))
+        .flat_map(|p| p.pairs.iter().copied())
+        .collect();
+    listed.sort_unstable();
+    pairs.retain(|&p| {
+        let (a, b) = (
+            slot[(p >> 32) as usize] as usize,
+            slot[p as u32 as usize] as usize,
+        );
+        let (x, y) = (&ids[a * k..(a + 1) * k], &ids[b * k..(b + 1) * k]);
+        x.iter().zip(y).any(|(&i, &j)| i != NO_BLOCK && i == j) || listed.binary_search(&p).is_ok()
+    });
+}
+
 /// Fine histogram bins of match weight (bits, before the prior) and Dice.
 pub const W_LO: f64 = -100.0;
 pub const W_HI: f64 = 150.0;
@@ -1621,6 +1669,50 @@ mod tests {
         let e = o.before(passes.len());
         assert!(e.holds_records(Kernel::Scalar, &ds, 0, 7));
         assert!(!o.before(2).holds_records(Kernel::Scalar, &ds, 0, 7));
+    }
+
+    /// A refresh carries only pairs some pass holds: a shared kept block of
+    /// any pass, the last included, or a listed pair; not a pair whose
+    /// shared block was too large, nor one the passes never put together.
+    #[test]
+    fn carried_pairs_are_kept_only_when_a_pass_holds_them() {
+        let n = 60usize;
+        let ds = Dataset::of_clks(16, vec![0; 16 * n], vec![0; n]);
+        let mut passes: Vec<Pass> = [5u128, 7]
+            .iter()
+            .map(|&m| {
+                let keys: Keys = (0..n as u128).map(|g| Some(g % m)).collect();
+                group_pass(&ds, &keys, "p", "key", true, u64::MAX)
+            })
+            .collect();
+        // Keys of 0 for records below 20 (a block of 190 pairs, skipped at
+        // 100), else one block per ten records.
+        let keys: Keys = (0..n as u128)
+            .map(|g| Some(if g < 20 { 0 } else { g / 10 }))
+            .collect();
+        passes.push(group_pass(&ds, &keys, "q", "key", true, 100));
+        passes.push(Pass {
+            pairs: vec![pack(1, 2)],
+            starts: vec![0],
+            ..Default::default()
+        });
+        let mut pairs = vec![
+            pack(0, 5),   // the first pass (5 = 0 mod 5)
+            pack(3, 10),  // the second (10 = 3 mod 7)
+            pack(21, 29), // the last block pass (both in 20..30)
+            pack(1, 2),   // listed
+            pack(4, 13),  // records 4 and 13 share only the skipped block
+            pack(41, 50), // nothing
+        ];
+        retain_held(&passes, n, &mut pairs);
+        assert_eq!(pairs, [pack(0, 5), pack(3, 10), pack(21, 29), pack(1, 2)]);
+        // Nothing to keep, and no pass: nothing is kept.
+        let mut none = vec![pack(0, 5)];
+        retain_held(&[], n, &mut none);
+        assert!(none.is_empty());
+        let mut empty = Vec::new();
+        retain_held(&passes, n, &mut empty);
+        assert!(empty.is_empty());
     }
 
     #[test]

@@ -370,6 +370,32 @@ fn monthly_refresh_keeps_pseudonyms_stable() {
     );
     let (l4, _) = read_links(&r4.join("links.parquet")).unwrap();
     assert_eq!(by_record(&l4).len(), by_record(&l3).len());
+    // So does writing pairs below the previous run's floor: it never kept
+    // them, so it cannot carry them.
+    let lower = dir.join("job-lower.toml");
+    std::fs::write(
+        &lower,
+        format!(
+            "{}[output]\npairs_min_probability = 0.001\n",
+            std::fs::read_to_string(&job).unwrap()
+        ),
+    )
+    .unwrap();
+    let rep5 = link_with(
+        &ex3,
+        &dir.join("r5"),
+        Some(&r3),
+        &["--config", lower.to_str().unwrap()],
+    );
+    assert_eq!(rep5["changes"]["work"]["incremental"], false);
+    assert!(
+        rep5["changes"]["work"]["why_full"]
+            .as_str()
+            .unwrap()
+            .contains("pairs_min_probability"),
+        "{}",
+        rep5["changes"]
+    );
     let html = std::fs::read_to_string(r3.join("report.html")).unwrap();
     assert!(html.contains("Changes since the previous run"));
 }

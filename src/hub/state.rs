@@ -263,6 +263,15 @@ pub fn why_not_incremental(
             "the threshold {threshold} is below the lowest score the previous run kept ({floor})"
         ));
     }
+    // Pairs between the two floors were never written, so never carried.
+    if mode == ScoringMode::Probabilistic
+        && cfg.output.pairs_min_probability < m.pairs_min_probability
+    {
+        return Some(format!(
+            "output.pairs_min_probability {} is below the previous run's ({}), whose pairs between the two were not kept",
+            cfg.output.pairs_min_probability, m.pairs_min_probability
+        ));
+    }
     None
 }
 

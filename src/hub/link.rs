@@ -1336,7 +1336,11 @@ pub fn write_outputs(run: &LinkRun, out: &Path) -> Result<Vec<Pending>> {
         let written = run.pair_probability.as_ref().unwrap_or(&run.probability);
         let rows: Vec<PairRow> = (0..run.candidates.pairs.len())
             .filter(|&i| {
-                run.linked[i]
+                // A linked pair under the floor on both figures (linked
+                // through others) is no evidence, and whether a run kept
+                // it as a candidate depends on how far under the floor
+                // that run kept pairs: not written (docs/decisions.md §68).
+                (run.linked[i] && run.probability[i] >= min_p)
                     || written[i] >= min_p
                     || (run.mode == ScoringMode::Dice && run.comparisons.dice[i] >= dice_floor)
             })

@@ -69,9 +69,10 @@ pub fn apply(
 /// Record-level probabilities and weights for `pairs`, from their pairwise
 /// `weight` (bits, prior included) and `probability`, under prior `lambda`.
 /// Only pairs with pairwise probability at least `min_p` enter the sums
-/// (the pairs a run writes, which a refresh carries over: so a refresh sums
-/// the same pairs as a full run). `None` for deduplication or more than
-/// [`MAX_AGENCIES`] agencies.
+/// and are given record-level figures (the pairs a run writes, which a
+/// refresh carries over: so a refresh sums the same pairs as a full run);
+/// the others keep their pairwise figures. `None` for deduplication or more
+/// than [`MAX_AGENCIES`] agencies.
 pub fn record_level(
     agency_of: &[u16],
     agency_len: &[usize],
@@ -130,13 +131,18 @@ pub fn with_none(
         .par_iter()
         .zip(weight.par_iter().zip(probability.par_iter()))
         .map(|(&p, (&w, &prob))| {
+            // Under the floor a pair is no candidate of the reckoning: it
+            // keeps its pairwise figure, so that what may link never
+            // depends on which pairs under the floor a run happened to
+            // keep (docs/decisions.md §68).
+            if prob < min_p {
+                return w;
+            }
             let (a, b) = unpack(p);
             let (ga, gb) = (agency_of[a] as usize, agency_of[b] as usize);
             let w = w as f64;
             let x = w.exp2();
-            // The pair's own x is in the sums when it entered them.
-            let own = if prob < min_p { 0.0 } else { x };
-            let others = |s: f64| (s - own).max(0.0);
+            let others = |s: f64| (s - x).max(0.0);
             let view_a = w - (none[ga * na + gb] + others(sums[slot(a, gb)])).log2();
             let view_b = w - (none[gb * na + ga] + others(sums[slot(b, ga)])).log2();
             view_a.max(view_b) as f32
@@ -462,11 +468,13 @@ mod tests {
             "{w:?}"
         );
         // With a floor above (2, 5)'s probability it leaves the sums, and
-        // (1, 5) is uncontested from record 5's side; (2, 5) still gets a
-        // record-level figure.
-        let (w2, _) = record_level(&agency_of, &[3, 3], &pairs, &weight, &prob, 0.3, 0.01).unwrap();
+        // (1, 5) is uncontested from record 5's side; (2, 5) keeps its
+        // pairwise figure: under the floor no record-level lift (else what
+        // may link would depend on which such pairs a run kept).
+        let (w2, p2) = record_level(&agency_of, &[3, 3], &pairs, &weight, &prob, 0.3, 0.01).unwrap();
         assert!((w2[2] - w[0]).abs() < 1e-4, "{w2:?}");
-        assert!((w2[3] - w[3]).abs() < 1e-4, "{w2:?}");
+        assert_eq!((w2[3], p2[3]), (weight[3], prob[3]));
+        assert!(w[3] > weight[3] + 3.0, "above the floor it was lifted: {w:?}");
     }
 
     #[test]

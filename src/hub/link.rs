@@ -17,8 +17,7 @@ use super::output::{self, PairRow};
 use super::pseudonym::JobKey;
 use super::resolve::{Resolution, resolve_ranked};
 use super::score::{
-    Comparisons, Model, compare, compare_scored, cuts32, estimate_u, probability,
-    value_frequencies, weights,
+    Comparisons, Model, compare_scored, cuts32, estimate_u, probability, value_frequencies, weights,
 };
 use super::state;
 use super::stream::{self, Kept, Tally, tally_patterns};
@@ -344,7 +343,16 @@ pub fn run(opts: &LinkOptions) -> Result<LinkRun> {
                 ds.fields.len(),
             )
         }
-        Some(prior) => incremental(&ds, cfg, dedup, prior, opts, &cuts, &mut clock)?,
+        Some(prior) => incremental(
+            &ds,
+            cfg,
+            dedup,
+            prior,
+            opts,
+            &cuts,
+            (mode, threshold),
+            &mut clock,
+        )?,
     };
     // Field levels are not needed past scoring; free them before resolving.
     let mut comps = comps;
@@ -950,14 +958,14 @@ fn group_with_model(
 /// The model (and LSH bands) a previous run fitted, checked against this
 /// job's fields, levels, blocking and dependent fields.
 fn fixed_model(dir: &Path, ds: &Dataset, cfg: &JobConfig, dedup: bool) -> Result<state::StateMeta> {
-    let prior = state::read(dir)?.ok_or_else(|| {
+    let meta = state::read_meta(dir)?.ok_or_else(|| {
         Error::Usage(format!(
             "--model {}: no {} there (not a link output folder, or made by an older version)",
             dir.display(),
             state::FILE
         ))
     })?;
-    let m = &prior.meta.model;
+    let m = &meta.model;
     let names: Vec<&str> = ds.fields.iter().map(|f| f.name.as_str()).collect();
     let same_levels = m.cuts.len() == cfg.scoring.levels.len()
         && m.cuts
@@ -974,9 +982,7 @@ fn fixed_model(dir: &Path, ds: &Dataset, cfg: &JobConfig, dedup: bool) -> Result
             cfg.scoring.levels
         )));
     }
-    if prior.meta.blocking != serde_json::to_value(&cfg.blocking).expect("json")
-        || prior.meta.dedup != dedup
-    {
+    if meta.blocking != serde_json::to_value(&cfg.blocking).expect("json") || meta.dedup != dedup {
         return Err(Error::Incompatible(format!(
             "--model {}: it was fitted with other blocking or deduplication settings than this job's",
             dir.display()
@@ -988,8 +994,7 @@ fn fixed_model(dir: &Path, ds: &Dataset, cfg: &JobConfig, dedup: bool) -> Result
     // asks for.
     dependent_fields(ds, cfg)?;
     let declared = serde_json::to_value(&cfg.scoring.dependent).expect("json");
-    let kept = prior
-        .meta
+    let kept = meta
         .scoring
         .get("dependent")
         .cloned()
@@ -1001,13 +1006,14 @@ fn fixed_model(dir: &Path, ds: &Dataset, cfg: &JobConfig, dedup: bool) -> Result
         )));
     }
     tracing::info!("scoring with the model of {}", dir.display());
-    Ok(prior.meta)
+    Ok(meta)
 }
 
 /// The scored pairs of an incremental refresh: the previous run's pairs
-/// between unchanged records, plus every candidate pair holding a new or
-/// changed record, scored with the previous run's model.
-#[allow(clippy::type_complexity)]
+/// between unchanged records that the job's passes hold, plus every
+/// candidate pair holding a new or changed record, compared and scored as
+/// a full run with the previous run's model compares its candidates.
+#[allow(clippy::too_many_arguments)]
 fn incremental(
     ds: &Dataset,
     cfg: &JobConfig,
@@ -1015,6 +1021,7 @@ fn incremental(
     prior: state::Prior,
     opts: &LinkOptions,
     cuts: &[f32],
+    mode_threshold: (ScoringMode, f64),
     clock: &mut Clock,
 ) -> Result<Scored> {
     let prev = opts
@@ -1051,31 +1058,32 @@ fn incremental(
     // Every previous record still here is changed or unchanged.
     work.records_removed = prior.records() - work.records_changed - work.records_unchanged;
     let mut carried = state::carried_pairs(prev, &changed, &index)?;
+    // The previous records' fingerprints and the id index are done with:
+    // their memory goes before comparison's.
+    drop(index);
+    let state::Prior { meta, fingerprints } = prior;
+    drop(fingerprints);
     let grouped = group(
         ds,
         &cfg.blocking,
         dedup,
         cfg.seed,
-        Some(&prior.meta.lsh_positions),
+        Some(&meta.lsh_positions),
     )?;
     // Only what the job's own passes hold: not the previous second look's
     // pairs, which the look finds again if their records are still single.
     stream::retain_held(&grouped.passes, ds.len(), &mut carried);
-    let mut cands = Candidates {
-        pairs: stream::emit_changed(ds, &grouped.passes, dedup, &changed),
-        passes: grouped.passes.into_iter().map(|p| p.stats).collect(),
-        method: grouped.method,
-        lsh_positions: prior.meta.lsh_positions.clone(),
-    };
-    work.pairs_compared = cands.pairs.len() as u64;
+    let mut pairs = stream::emit_changed(ds, &grouped.passes, dedup, &changed);
+    work.pairs_compared = pairs.len() as u64;
     work.pairs_carried = carried.len() as u64;
     // The two sets are disjoint: every new pair holds a changed record, no
     // carried pair does. Carried pairs are compared again (they are few: the
     // previous run's likely matches) so that value frequencies, which move as
     // records arrive, weigh them as a full run would.
-    cands.pairs.extend(carried);
-    cands.pairs.sort_unstable();
-    cands.method = format!("refresh of {}: {}", prev.display(), cands.method);
+    pairs.extend(carried);
+    pairs.sort_unstable();
+    let method = format!("refresh of {}: {}", prev.display(), grouped.method);
+    let stats: Vec<_> = grouped.passes.into_iter().map(|p| p.stats).collect();
     clock.lap("block");
     tracing::info!(
         "refresh: {} new, {} changed, {} removed, {} unchanged records; {} new pairs compared, {} likely pairs carried over",
@@ -1086,34 +1094,41 @@ fn incremental(
         work.pairs_compared,
         work.pairs_carried
     );
-    let comps = compare(ds, &cands.pairs, cuts);
-    clock.lap("compare");
-    let model = prior.meta.model;
-    let tf = cfg.scoring.tf_adjustment.then(|| value_frequencies(ds));
-    // Weighed as a full run weighs its pairs (before the prior, then with
-    // it), so that the two agree to the last bit.
-    let raw_model = Model {
-        lambda: 0.5,
-        ..model.clone()
+    // Compared, scored and kept as a full run with the previous model
+    // compares its candidates: chunk by chunk, keeping the pairs that could
+    // reach the floor and tallying the rest (one explicit pass of them), so
+    // that memory stays bounded and the two weigh every pair alike.
+    let listed = vec![stream::Pass {
+        stats: super::block::PassStats {
+            name: "refresh".into(),
+            kind: "pairs".into(),
+            ..Default::default()
+        },
+        members: Vec::new(),
+        starts: vec![0],
+        pairs,
+    }];
+    let listed = Grouped {
+        owners: stream::Owners::new(&listed, &[], ds.clk.words),
+        raw_pairs: listed[0].pairs.len() as u64,
+        passes: listed,
+        method: method.clone(),
+        lsh_positions: meta.lsh_positions.clone(),
     };
-    let raw = weights(&raw_model, &comps, &cands.pairs, tf.as_deref());
-    let (weight, probability) = with_prior(&model, &raw);
-    // Every pair of a refresh is kept: its tally holds patterns only.
-    let mut tally = Tally::empty();
-    tally.candidates = cands.pairs.len() as u64;
-    let mut pm: Vec<(u128, u64)> = tally_patterns(&comps).into_iter().collect();
-    pm.sort_unstable();
-    tally.patterns = pm;
-    Ok(Scored {
-        cands,
-        comps,
-        model,
-        weight,
-        probability,
-        work: Some(work),
-        tally,
-        tf,
-    })
+    let s = streamed(
+        ds,
+        cfg,
+        dedup,
+        &listed,
+        cuts,
+        Some(meta.model),
+        eligible_pairs(ds, dedup),
+        mode_threshold,
+        clock,
+    )?;
+    let mut scored = s.into_run(stats, method, meta.lsh_positions, ds.fields.len());
+    scored.work = Some(work);
+    Ok(scored)
 }
 
 /// `link --plan DIR`: load, group, fit what precedes comparison, and write

@@ -471,10 +471,14 @@ mod tests {
         // (1, 5) is uncontested from record 5's side; (2, 5) keeps its
         // pairwise figure: under the floor no record-level lift (else what
         // may link would depend on which such pairs a run kept).
-        let (w2, p2) = record_level(&agency_of, &[3, 3], &pairs, &weight, &prob, 0.3, 0.01).unwrap();
+        let (w2, p2) =
+            record_level(&agency_of, &[3, 3], &pairs, &weight, &prob, 0.3, 0.01).unwrap();
         assert!((w2[2] - w[0]).abs() < 1e-4, "{w2:?}");
         assert_eq!((w2[3], p2[3]), (weight[3], prob[3]));
-        assert!(w[3] > weight[3] + 3.0, "above the floor it was lifted: {w:?}");
+        assert!(
+            w[3] > weight[3] + 3.0,
+            "above the floor it was lifted: {w:?}"
+        );
     }
 
     #[test]

@@ -171,6 +171,37 @@ pub fn write(path: &Path, ds: &Dataset, meta: &StateMeta) -> Result<Pending> {
     )
 }
 
+/// Read a previous run's settings and model only (what `--model` needs),
+/// not its records; `Ok(None)` when it has no state (older runs).
+pub fn read_meta(dir: &Path) -> Result<Option<StateMeta>> {
+    let path = dir.join(FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let file = File::open(&path).map_err(|e| Error::read(&path, e))?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| Error::parquet_read(&path, e))?;
+    meta_of(&path, &b).map(Some)
+}
+
+/// The state's settings and model, from its file metadata.
+fn meta_of(path: &Path, b: &ParquetRecordBatchReaderBuilder<File>) -> Result<StateMeta> {
+    let meta = b
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|e| e.key == META_REFRESH_STATE))
+        .and_then(|e| e.value.clone())
+        .ok_or_else(|| {
+            Error::input(
+                path,
+                format!("not a refresh state: no `{META_REFRESH_STATE}`"),
+            )
+        })?;
+    serde_json::from_str(&meta)
+        .map_err(|e| Error::input(path, format!("unreadable `{META_REFRESH_STATE}`: {e}")))
+}
+
 /// Read a previous run's state; `Ok(None)` when it has none (older runs).
 pub fn read(dir: &Path) -> Result<Option<Prior>> {
     let path = dir.join(FILE);
@@ -180,20 +211,7 @@ pub fn read(dir: &Path) -> Result<Option<Prior>> {
     let file = File::open(&path).map_err(|e| Error::read(&path, e))?;
     let b = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| Error::parquet_read(&path, e))?;
-    let meta = b
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|e| e.key == META_REFRESH_STATE))
-        .and_then(|e| e.value.clone())
-        .ok_or_else(|| {
-            Error::input(
-                &path,
-                format!("not a refresh state: no `{META_REFRESH_STATE}`"),
-            )
-        })?;
-    let meta: StateMeta = serde_json::from_str(&meta)
-        .map_err(|e| Error::input(&path, format!("unreadable `{META_REFRESH_STATE}`: {e}")))?;
+    let meta = meta_of(&path, &b)?;
     let mut fingerprints: HashMap<String, HashMap<String, u64>> = HashMap::new();
     for batch in b.build().map_err(|e| Error::parquet_read(&path, e))? {
         let batch = batch.map_err(|e| Error::parquet_read(&path, e))?;

@@ -174,6 +174,15 @@ pub fn write(path: &Path, ds: &Dataset, meta: &StateMeta) -> Result<Pending> {
 /// Read a previous run's settings and model only (what `--model` needs),
 /// not its records; `Ok(None)` when it has no state (older runs).
 pub fn read_meta(dir: &Path) -> Result<Option<StateMeta>> {
+    match open(dir)? {
+        Some((path, b)) => meta_of(&path, &b).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The state file of run folder `dir` opened for reading, with its path;
+/// `None` when there is none.
+fn open(dir: &Path) -> Result<Option<(std::path::PathBuf, ParquetRecordBatchReaderBuilder<File>)>> {
     let path = dir.join(FILE);
     if !path.exists() {
         return Ok(None);
@@ -181,7 +190,7 @@ pub fn read_meta(dir: &Path) -> Result<Option<StateMeta>> {
     let file = File::open(&path).map_err(|e| Error::read(&path, e))?;
     let b = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| Error::parquet_read(&path, e))?;
-    meta_of(&path, &b).map(Some)
+    Ok(Some((path, b)))
 }
 
 /// The state's settings and model, from its file metadata.
@@ -204,13 +213,9 @@ fn meta_of(path: &Path, b: &ParquetRecordBatchReaderBuilder<File>) -> Result<Sta
 
 /// Read a previous run's state; `Ok(None)` when it has none (older runs).
 pub fn read(dir: &Path) -> Result<Option<Prior>> {
-    let path = dir.join(FILE);
-    if !path.exists() {
+    let Some((path, b)) = open(dir)? else {
         return Ok(None);
-    }
-    let file = File::open(&path).map_err(|e| Error::read(&path, e))?;
-    let b = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| Error::parquet_read(&path, e))?;
+    };
     let meta = meta_of(&path, &b)?;
     let mut fingerprints: HashMap<String, HashMap<String, u64>> = HashMap::new();
     for batch in b.build().map_err(|e| Error::parquet_read(&path, e))? {

@@ -38,8 +38,21 @@ fn run_with(
     cfg: bloomlink::hub::JobConfig,
     name: &str,
 ) -> serde_json::Value {
+    run_opts(dir, ex, truth, cfg, name, |_| {})
+}
+
+/// [`run_with`], with the link's options set by `set` first.
+fn run_opts(
+    dir: &std::path::Path,
+    ex: &[std::path::PathBuf],
+    truth: &std::path::Path,
+    cfg: bloomlink::hub::JobConfig,
+    name: &str,
+    set: impl FnOnce(&mut bloomlink::hub::LinkOptions),
+) -> serde_json::Value {
     let out = dir.join(format!("out-{name}"));
-    let opts = bloomlink::hub::LinkOptions::new(ex.to_vec(), out.clone(), cfg);
+    let mut opts = bloomlink::hub::LinkOptions::new(ex.to_vec(), out.clone(), cfg);
+    set(&mut opts);
     bloomlink::cli::link::link_and_report(&opts, Some(truth), vec![]).unwrap();
     serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
 }
@@ -225,14 +238,11 @@ fn the_look_s_lsh_bands_find_people_whose_keys_all_changed() {
     let refresh = |name: &str, full: bool| {
         std::fs::create_dir_all(out(name)).unwrap();
         std::fs::copy(out("bands-on").join("job.key"), out(name).join("job.key")).unwrap();
-        let mut opts = bloomlink::hub::LinkOptions::new(ex.clone(), out(name), cfg(true));
-        opts.previous = Some(out("bands-on"));
-        opts.full = full;
-        opts.model = full.then(|| out("bands-on"));
-        bloomlink::cli::link::link_and_report(&opts, Some(&truth), vec![]).unwrap();
-        let r: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out(name).join("report.json")).unwrap()).unwrap();
-        r
+        run_opts(d.path(), &ex, &truth, cfg(true), name, |o| {
+            o.previous = Some(out("bands-on"));
+            o.full = full;
+            o.model = full.then(|| out("bands-on"));
+        })
     };
     let (inc, full) = (refresh("bands-refresh", false), refresh("bands-full", true));
     assert_eq!(

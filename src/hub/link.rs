@@ -851,7 +851,16 @@ pub(crate) fn conclude(
         "model: {}",
         serde_json::to_string(&model).unwrap_or_default()
     );
-    let (weight, probability) = with_prior(&model, &kept.raw_weight);
+    // Weights before the prior (λ = ½, as chunks keep them), then with it:
+    // every run's first pass is weighed here, streamed, refreshed or merged
+    // from units, so all agree to the last bit.
+    let prior = model.prior_weight();
+    let weight: Vec<f32> = kept
+        .raw_weight
+        .iter()
+        .map(|&w| (w as f64 + prior) as f32)
+        .collect();
+    let probability = weight.iter().map(|&w| probability(w)).collect();
     Streamed {
         kept,
         model,
@@ -860,16 +869,6 @@ pub(crate) fn conclude(
         tally,
         tf: None,
     }
-}
-
-/// Weights (bits) and probabilities under `model`'s prior of pairs whose
-/// weights `raw` were taken before it (a prior of one half): how every run
-/// weighs its first pass, streamed, refreshed or merged from units.
-fn with_prior(model: &Model, raw: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let prior = model.prior_weight();
-    let weight: Vec<f32> = raw.iter().map(|&w| (w as f64 + prior) as f32).collect();
-    let probability = weight.iter().map(|&w| probability(w)).collect();
-    (weight, probability)
 }
 
 /// Compare every candidate pair chunk by chunk (see `stream`).

@@ -6,7 +6,8 @@
 //! the file metadata the fitted model, the LSH band positions and the job
 //! settings. A refresh whose schema and settings match compares only pairs
 //! that hold a new or changed record and carries the scored pairs of
-//! unchanged records over from the previous `pairs.parquet`.
+//! unchanged records over from the previous `pairs.parquet` (those the
+//! job's own passes hold: docs/decisions.md §68).
 //! Hub side: never sees plaintext; a fingerprint is a hash of filters the
 //! hub already holds.
 
